@@ -1,0 +1,159 @@
+//! The `diskless` command line: parses arguments, calls the library, maps errors to exit codes.
+//! Exit codes: 0 success, 1 failure (bad input, failed check, I/O error), 2 usage (clap).
+
+use clap::{Parser, Subcommand};
+use diskless::{harness, host, inspect, oci, pipeline, plan::Plan, verify};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "diskless", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a build plan (JSON) for the reference worker made from this machine's packages.
+    Plan {
+        /// Resolve the plan from the host's own (Debian) packages.
+        #[arg(long, required = true)]
+        host: bool,
+        #[command(flatten)]
+        host_args: host::HostArgs,
+        /// Write the plan here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Build an image: kernel, content-addressed initramfs segments, index and iPXE entry.
+    Build {
+        /// The build plan to read.
+        #[arg(long, conflicts_with = "host", required_unless_present = "host")]
+        plan: Option<PathBuf>,
+        /// Build the plan `diskless plan --host` prints.
+        #[arg(long)]
+        host: bool,
+        #[command(flatten)]
+        host_args: host::HostArgs,
+        #[command(flatten)]
+        options: pipeline::BuildOptions,
+        /// Print the build report as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what an image contains: segments and files, largest first.
+    Inspect {
+        /// Output directory of `diskless build`.
+        out: PathBuf,
+        #[command(flatten)]
+        args: inspect::InspectArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that every stored artifact hashes to its name and every entry points at one.
+    Verify {
+        /// Output directory of `diskless build`.
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Network-boot an image in QEMU with the console on standard output.
+    Run(harness::RunArgs),
+    /// Network-boot an image in QEMU and check that the node comes up.
+    Check(harness::CheckArgs),
+    /// Container images for preloading.
+    #[command(subcommand)]
+    Oci(oci::OciCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Plan {
+            host: _,
+            host_args,
+            output,
+        } => {
+            let (plan, warnings) = host::host_plan(&host_args)?;
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            let mut text = serde_json::to_string_pretty(&plan)?;
+            text.push('\n');
+            match output {
+                Some(path) => pipeline::write_atomic(&path, text.as_bytes())?,
+                None => std::io::stdout().write_all(text.as_bytes())?,
+            }
+            Ok(())
+        }
+        Command::Build {
+            plan,
+            host: _,
+            host_args,
+            options,
+            json,
+        } => {
+            let plan = match plan {
+                Some(path) => Plan::load(&path)?,
+                None => {
+                    let (plan, warnings) = host::host_plan(&host_args)?;
+                    for w in &warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    plan
+                }
+            };
+            let report = pipeline::build(&plan, &options)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                report.print_summary();
+            }
+            Ok(())
+        }
+        Command::Inspect { out, args, json } => {
+            let report = inspect::inspect(&out, &args)?;
+            if json {
+                print_json(&report)
+            } else {
+                report.print();
+                Ok(())
+            }
+        }
+        Command::Verify { out, json } => {
+            let report = verify::verify(&out)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                report.print();
+            }
+            if report.ok() {
+                Ok(())
+            } else {
+                anyhow::bail!("{} problem(s) in {}", report.problems.len(), out.display())
+            }
+        }
+        Command::Run(args) => harness::run(&args),
+        Command::Check(args) => harness::check(&args),
+        Command::Oci(cmd) => oci::main(&cmd),
+    }
+}
