@@ -1,1 +1,81 @@
-//! (in progress)
+//! The image index: the one document that says what an image is (kernel, ordered segments,
+//! command line, plan digest). It is itself stored content-addressed, and copied to the stable
+//! name `<name>.json` so people and tools can find the current build.
+
+use serde::{Deserialize, Serialize};
+
+pub const INDEX_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Index {
+    pub version: u32,
+    pub name: String,
+    pub description: String,
+    pub kernel: Artifact,
+    /// The kernel command line (without per-node additions).
+    pub cmdline: String,
+    /// In boot order: `manifest` first, then components, then images.
+    pub segments: Vec<SegmentArtifact>,
+    /// The single concatenated initrd (`--single-initrd`), each segment padded to 4 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initrd: Option<Artifact>,
+    /// sha256 of the plan's canonical JSON.
+    pub plan_sha256: String,
+}
+
+/// A stored object: `objects/<sha256>` relative to the output directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    pub sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentArtifact {
+    pub name: String,
+    pub sha256: String,
+    /// Compressed size: what travels over the network.
+    pub size: u64,
+    /// Sum of the sizes of the files inside.
+    pub unpacked_size: u64,
+    pub files: u64,
+    /// `zstd-10`, `gzip-6` or `none`.
+    pub compression: String,
+    /// The segment's sentinel content (sha256 of its entries before the sentinel).
+    pub content: String,
+}
+
+impl Artifact {
+    /// Path of the object relative to the output directory.
+    pub fn object_path(&self) -> String {
+        object_path(&self.sha256)
+    }
+}
+
+impl SegmentArtifact {
+    pub fn object_path(&self) -> String {
+        object_path(&self.sha256)
+    }
+}
+
+/// `objects/<hex>`: where every content-addressed artifact lives in an output directory.
+pub fn object_path(sha256: &str) -> String {
+    format!("objects/{sha256}")
+}
+
+impl Index {
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Index> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read image index {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not an image index of version {INDEX_VERSION}",
+                path.display()
+            )
+        })
+    }
+}
