@@ -1,5 +1,236 @@
-//! The PID 1 of a diskless image (in progress).
+//! `diskless-init`: PID 1 of a diskless image (installed as `/init`). `main` reads as the boot
+//! sequence; each step logs one `diskless: <stage> ok|FAILED|skipped t=<uptime>` line and says
+//! whether its failure is fatal. A fatal failure stops the sequence but not the machine: PID 1
+//! keeps reaping and answering poweroff, with a shell on the console under `diskless.debug`.
+//!
+//! The binary has two more roles when it is not PID 1: udhcpc's lease script
+//! (`/init bound|renew|deconfig…`, see `network.rs`) and the check hook (`/init check`).
+
+mod checkhook;
+mod cmdline;
+mod contract;
+mod images;
+mod integrity;
+mod log;
+mod machineid;
+mod modules;
+mod mounts;
+mod network;
+mod services;
+mod supervisor;
+mod switchroot;
+mod sys;
+mod sysctl;
+
+use cmdline::Cmdline;
+use contract::{Contract, Service};
+use services::Output;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use supervisor::Supervisor;
+
 fn main() {
-    eprintln!("diskless-init: not implemented yet");
-    std::process::exit(1);
+    let args: Vec<String> = std::env::args().collect();
+    if std::process::id() != 1 {
+        let code = match args.get(1).map(String::as_str) {
+            Some("check") => checkhook::main(args.get(2).map_or("1", String::as_str)),
+            Some(ev @ ("deconfig" | "bound" | "renew" | "leasefail" | "nak")) => {
+                network::dhcp_event(ev)
+            }
+            _ => {
+                eprintln!(
+                    "diskless-init is the PID 1 of a diskless image; run by hand it only serves as\n\
+                     udhcpc's script (`/init bound|renew|deconfig`) and the check hook (`/init check [restart]`)"
+                );
+                2
+            }
+        };
+        std::process::exit(code);
+    }
+    supervisor::block_signals();
+    std::env::set_var("PATH", services::PATH);
+    if std::env::var_os(switchroot::SWITCHED_ENV).is_none() {
+        from_initramfs()
+    } else {
+        std::env::remove_var(switchroot::SWITCHED_ENV);
+        from_tmpfs_root()
+    }
+}
+
+/// Steps 1–3, on the kernel's initramfs rootfs; ends by re-executing `/init` in the new root.
+fn from_initramfs() -> ! {
+    // 1. Kernel filesystems. Fatal.
+    let mounted = mounts::mount_all();
+    mounts::open_console();
+    if let Err(e) = mounted {
+        fatal("mounts", &e);
+    }
+    log::ok("mounts", "proc sys dev run cgroup2");
+    let cmdline = Cmdline::read().unwrap_or_else(|e| fatal("cmdline", &e.0));
+    let contract = Contract::load().unwrap_or_else(|e| fatal("contract", &e));
+
+    // 2. Every segment arrived whole. Fatal.
+    match integrity::check(&contract) {
+        Ok(n) => log::ok("integrity", &format!("{n} segments")),
+        Err(e) => fatal("integrity", &e),
+    }
+
+    // 3. Root into a right-sized tmpfs. Fatal.
+    let size = match cmdline.root_size_mib {
+        Some(mib) => Ok(mib << 20),
+        None => sys::mem_total()
+            .ok_or_else(|| "cannot read MemTotal from /proc/meminfo".to_string())
+            .and_then(|mem| switchroot::root_size(contract.unpacked_bytes, mem)),
+    };
+    let size = size.unwrap_or_else(|e| fatal("switchroot", &e));
+    match switchroot::switch(size) {
+        Ok((files, bytes)) => log::ok(
+            "switchroot",
+            &format!(
+                "{files} files, {} MiB moved into a {} MiB tmpfs",
+                bytes >> 20,
+                size >> 20
+            ),
+        ),
+        Err(e) => fatal("switchroot", &e),
+    }
+    let e = switchroot::reexec();
+    fatal("switchroot", &e)
+}
+
+/// Steps 4–7, in the tmpfs root.
+fn from_tmpfs_root() -> ! {
+    let cmdline = Cmdline::read().unwrap_or_else(|e| fatal("cmdline", &e.0));
+    let contract = Contract::load().unwrap_or_else(|e| fatal("contract", &e));
+    // Per-node identity, never baked into the image. Not fatal.
+    if let Err(e) = machineid::ensure() {
+        log::failed("machine-id", &e);
+    }
+
+    // 4. Modules, sysctls, cgroup controllers. Not fatal.
+    let t = Instant::now();
+    match modules::load_all(&contract.modules) {
+        Ok(l) => log::ok(
+            "modules",
+            &format!(
+                "{} loaded, {} already present, {} optional failed, {:.2} s",
+                l.loaded,
+                l.already,
+                l.failed_optional.len(),
+                t.elapsed().as_secs_f64()
+            ),
+        ),
+        Err(e) => log::failed("modules", &e),
+    }
+    match sysctl::apply_sysctls(&contract.sysctls) {
+        Ok(n) => log::ok("sysctls", &format!("{n} set")),
+        Err(e) => log::failed("sysctls", &e),
+    }
+    match sysctl::enable_controllers(&contract.cgroup_controllers) {
+        Ok(_) => log::ok("cgroups", &contract.cgroup_controllers.join(" ")),
+        Err(e) => log::failed("cgroups", &e),
+    }
+
+    // 5. Network. Not fatal.
+    match network::configure(&contract.network, &cmdline, &contract.name) {
+        Ok(s) => log::ok("network", &s),
+        Err(e) => log::failed("network", &e),
+    }
+
+    // 6. Services in order, each ready before the next; images once containerd is. Not fatal:
+    // the supervisor keeps restarting what fails.
+    let mut sup = Supervisor::default();
+    for svc in &contract.services {
+        start_service(&mut sup, svc);
+        if svc.name == "containerd" && !contract.images.is_empty() {
+            match images::import_all(&contract.images) {
+                Ok(s) => log::ok("images", &s),
+                Err(e) => log::failed("images", &e),
+            }
+        }
+    }
+    if !contract.images.is_empty() && !contract.services.iter().any(|s| s.name == "containerd") {
+        log::failed(
+            "images",
+            "the image has preloaded images but no service named containerd",
+        );
+    }
+    log::ok("boot", &format!("{} ready", contract.name));
+    if let Some(mode) = &cmdline.check {
+        let check = internal_service("check", vec!["/init".into(), "check".into(), mode.clone()]);
+        if let Err(e) = sup.start(check, Output::Console) {
+            log::failed("check", &e);
+        }
+    }
+
+    // 7. Supervise until poweroff/reboot.
+    let exit = sup.run();
+    sup.shutdown(exit)
+}
+
+fn start_service(sup: &mut Supervisor, svc: &Service) {
+    if let Some(p) = &svc.condition_path {
+        if !std::path::Path::new(p).exists() {
+            log::skipped(&svc.name, &format!("condition_path {p} does not exist"));
+            return;
+        }
+    }
+    let t = Instant::now();
+    let slot = match sup.start(svc.clone(), Output::Logged) {
+        Ok(slot) => slot,
+        Err(e) => return log::failed(&svc.name, &e),
+    };
+    match &svc.ready_path {
+        None => log::ok(&svc.name, "started"),
+        Some(p) => match sup.wait_ready(slot, p, Duration::from_secs(60)) {
+            Ok(()) => log::ok(
+                &svc.name,
+                &format!("ready ({p}) after {:.2} s", t.elapsed().as_secs_f64()),
+            ),
+            Err(e) => log::failed(&svc.name, &e),
+        },
+    }
+}
+
+fn internal_service(name: &str, command: Vec<String>) -> Service {
+    Service {
+        name: name.into(),
+        command,
+        env: BTreeMap::new(),
+        ready_path: None,
+        condition_path: None,
+        restart: false,
+    }
+}
+
+/// Stops the boot sequence, keeps the machine up for debugging: PID 1 still reaps and
+/// answers poweroff/reboot, and with `diskless.debug` a shell runs on the console.
+fn fatal(stage: &str, why: &str) -> ! {
+    log::failed(stage, why);
+    let debug = std::fs::read_to_string("/proc/cmdline")
+        .map(|c| {
+            c.split_whitespace()
+                .any(|w| w == "diskless.debug" || w == "diskless.debug=1")
+        })
+        .unwrap_or(false);
+    let mut sup = Supervisor::default();
+    if debug {
+        log::info("boot stopped; starting a shell on the console (diskless.debug)");
+        let mut shell = internal_service(
+            "shell",
+            vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "command -v setsid >/dev/null && exec setsid -c /bin/sh || exec /bin/sh".into(),
+            ],
+        );
+        shell.restart = true;
+        if let Err(e) = sup.start(shell, Output::Console) {
+            log::warn(&format!("no debug shell: {e}"));
+        }
+    } else {
+        log::info("boot stopped; the machine stays up (add diskless.debug to the kernel command line for a shell)");
+    }
+    let exit = sup.run();
+    sup.shutdown(exit)
 }

@@ -1,0 +1,390 @@
+//! The opt-in check hook (`diskless.check=1` on the kernel command line): once the boot
+//! sequence is done, PID 1 starts `/init check <mode>` as a child, which inspects the running
+//! node from the inside, prints one `diskless-check: <name> ok|FAIL …` line per check and one
+//! `diskless-check-json: {…}` line of measurements, then asks PID 1 to power off. The harness
+//! (`diskless check`) reads these lines from the serial console. It is a separate process so
+//! that PID 1 keeps supervising (and restarting containerd, for `diskless.check=restart`)
+//! while the checks run.
+
+use crate::contract::Contract;
+use crate::services::PID_DIR;
+use serde_json::json;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+struct Checker {
+    failures: usize,
+}
+
+impl Checker {
+    fn report(&mut self, name: &str, result: Result<String, String>) {
+        match result {
+            Ok(detail) => println!("diskless-check: {name} ok {detail}"),
+            Err(why) => {
+                self.failures += 1;
+                println!("diskless-check: {name} FAIL {why}");
+            }
+        }
+    }
+}
+
+/// Runs a command with a time limit; Ok(stdout) on success.
+fn run(argv: &[&str], limit: Duration) -> Result<String, String> {
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", argv.join(" ")))?;
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "`{}` timed out after {} s",
+                    argv.join(" "),
+                    limit.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("{}: {e}", argv.join(" "))),
+        }
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "`{}` failed ({}): {} {}",
+            argv.join(" "),
+            out.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn service_pid(name: &str) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(format!("{PID_DIR}/{name}.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    std::path::Path::new(&format!("/proc/{pid}"))
+        .exists()
+        .then_some(pid)
+}
+
+fn rss_kb(pid: Option<i32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    status.lines().find_map(|l| {
+        l.strip_prefix("VmRSS:")?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+fn retry<T>(limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+pub fn main(mode: &str) -> i32 {
+    let contract = match Contract::load() {
+        Ok(c) => c,
+        Err(e) => {
+            println!("diskless-check: contract FAIL {e}");
+            return finish(1);
+        }
+    };
+    let mut c = Checker { failures: 0 };
+    // Memory first: containerd is idle now, before the checks start containers.
+    let (_, bsize, blocks, bfree) = crate::sys::statfs("/").unwrap_or_default();
+    let memory = json!({
+        "mem_total_kb": crate::sys::meminfo_kb("MemTotal"),
+        "mem_used_kb": crate::sys::meminfo_kb("MemTotal").zip(crate::sys::meminfo_kb("MemAvailable")).map(|(t, a)| t - a),
+        "rootfs_used_bytes": (blocks - bfree) * bsize,
+        "rss_containerd_kb": rss_kb(service_pid("containerd")),
+        "rss_kubelet_kb": rss_kb(service_pid("kubelet")),
+    });
+    println!("diskless-check-json: {}", json!({ "memory": memory }));
+
+    c.report("root-tmpfs", check_root());
+    c.report("network", check_network());
+    let has = |n: &str| contract.services.iter().any(|s| s.name == n);
+    if has("containerd") {
+        c.report(
+            "containerd",
+            retry(Duration::from_secs(10), || {
+                run(&["ctr", "version"], Duration::from_secs(10))
+            })
+            .map(|v| {
+                v.lines()
+                    .find(|l| l.contains("Version"))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            }),
+        );
+        c.report("container-runc", check_container());
+    }
+    if has("kubelet") {
+        let kubelet = contract
+            .services
+            .iter()
+            .find(|s| s.name == "kubelet")
+            .unwrap();
+        match &kubelet.condition_path {
+            Some(p) if !std::path::Path::new(p).exists() => {
+                println!("diskless-check: kubelet skipped condition_path {p} missing")
+            }
+            _ => {
+                c.report("kubelet-healthz", check_kubelet_healthz());
+                c.report("static-pod", check_static_pod());
+            }
+        }
+    }
+    if !contract.images.is_empty() {
+        c.report("preloaded-refs", check_refs(&contract));
+        c.report(
+            "preloaded-run",
+            check_image_run(&contract.images[0].refs[0]),
+        );
+    }
+    if mode == "restart" && has("containerd") {
+        c.report("containerd-restart", check_restart());
+    }
+    finish(c.failures)
+}
+
+fn finish(failures: usize) -> i32 {
+    println!("diskless-check: done failures={failures}");
+    // Ask PID 1 for an orderly poweroff (busybox `poweroff` does the same), so QEMU exits.
+    // SAFETY: sending a signal to PID 1 has no memory-safety implications.
+    unsafe { libc::kill(1, libc::SIGUSR2) };
+    i32::from(failures > 0)
+}
+
+fn check_root() -> Result<String, String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| e.to_string())?;
+    let fstype = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&"/")).then(|| f.get(2).copied().unwrap_or("").to_string())
+        })
+        .last()
+        .unwrap_or_default();
+    let (magic, bsize, blocks, bfree) = crate::sys::statfs("/").map_err(|e| e.to_string())?;
+    if fstype == "tmpfs" && magic == TMPFS_MAGIC {
+        Ok(format!(
+            "tmpfs size={}MiB used={}MiB",
+            blocks * bsize >> 20,
+            (blocks - bfree) * bsize >> 20
+        ))
+    } else {
+        Err(format!("/ is {fstype:?} (magic {magic:#x}), not a tmpfs"))
+    }
+}
+
+fn check_network() -> Result<String, String> {
+    let state = std::fs::read_to_string(crate::network::STATE_FILE)
+        .map_err(|e| format!("no {}: {e}", crate::network::STATE_FILE))?;
+    let get = |k: &str| {
+        state
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or("")
+    };
+    let (iface, address) = (get("interface"), get("address"));
+    let shown = run(
+        &["ip", "-4", "addr", "show", "dev", iface],
+        Duration::from_secs(5),
+    )?;
+    let ip = address.split('/').next().unwrap_or("");
+    if ip.is_empty() || !shown.contains(ip) {
+        return Err(format!(
+            "{iface} does not carry {address}: {}",
+            shown.trim()
+        ));
+    }
+    Ok(format!("{iface} {address} source={}", get("source")))
+}
+
+/// A throwaway container from a one-binary rootfs (static busybox), without any image:
+/// proves runc can create namespaces and pivot_root from our root.
+fn check_container() -> Result<String, String> {
+    let root = "/tmp/diskless-check/rootfs";
+    for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+        std::fs::create_dir_all(format!("{root}/{d}")).map_err(|e| e.to_string())?;
+    }
+    std::fs::copy("/usr/bin/busybox", format!("{root}/bin/busybox"))
+        .map_err(|e| format!("copy /usr/bin/busybox into the check rootfs: {e}"))?;
+    let t = Instant::now();
+    let out = run(
+        &[
+            "ctr",
+            "run",
+            "--rm",
+            "--rootfs",
+            root,
+            "diskless-check",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo container-ok pid=$$",
+        ],
+        Duration::from_secs(60),
+    )?;
+    let _ = std::fs::remove_dir_all("/tmp/diskless-check");
+    if out.contains("container-ok pid=1") {
+        Ok(format!("ran in {:.2} s", t.elapsed().as_secs_f64()))
+    } else {
+        Err(format!("unexpected output {:?}", out.trim()))
+    }
+}
+
+fn check_kubelet_healthz() -> Result<String, String> {
+    let t = Instant::now();
+    retry(Duration::from_secs(60), || {
+        run(
+            &["wget", "-q", "-O", "-", "http://127.0.0.1:10248/healthz"],
+            Duration::from_secs(5),
+        )
+        .and_then(|b| {
+            if b.trim() == "ok" {
+                Ok(())
+            } else {
+                Err(format!("healthz says {b:?}"))
+            }
+        })
+    })?;
+    Ok(format!(
+        "after {:.1} s of checking",
+        t.elapsed().as_secs_f64()
+    ))
+}
+
+/// A static pod is running when CRI has at least one running task besides sandboxes: count
+/// running tasks in k8s.io (sandbox + container ≥ 2).
+fn check_static_pod() -> Result<String, String> {
+    let t = Instant::now();
+    let n = retry(Duration::from_secs(120), || {
+        let out = run(
+            &["ctr", "-n", "k8s.io", "tasks", "ls"],
+            Duration::from_secs(10),
+        )?;
+        let running = out.lines().filter(|l| l.contains("RUNNING")).count();
+        if running >= 2 {
+            Ok(running)
+        } else {
+            Err(format!("{running} running tasks in k8s.io: {}", out.trim()))
+        }
+    })?;
+    Ok(format!(
+        "{n} running tasks after {:.1} s",
+        t.elapsed().as_secs_f64()
+    ))
+}
+
+fn check_refs(contract: &Contract) -> Result<String, String> {
+    let out = run(
+        &["ctr", "-n", "k8s.io", "images", "ls", "-q"],
+        Duration::from_secs(20),
+    )?;
+    let have: Vec<&str> = out.lines().collect();
+    let missing: Vec<&String> = contract
+        .images
+        .iter()
+        .flat_map(|i| &i.refs)
+        .filter(|r| !have.contains(&r.as_str()))
+        .collect();
+    if missing.is_empty() {
+        Ok(format!("{} refs", have.len()))
+    } else {
+        Err(format!("missing in k8s.io: {missing:?}; present: {have:?}"))
+    }
+}
+
+/// Starts the first preloaded ref as a container; ctr never pulls, and the guest has no route
+/// out, so this succeeds only from preloaded content.
+fn check_image_run(image: &str) -> Result<String, String> {
+    let id = "diskless-check-image";
+    let t = Instant::now();
+    let result = run(
+        &["ctr", "-n", "k8s.io", "run", "-d", image, id],
+        Duration::from_secs(60),
+    )
+    .and_then(|_| {
+        run(
+            &["ctr", "-n", "k8s.io", "tasks", "ls"],
+            Duration::from_secs(10),
+        )
+    })
+    .and_then(|ls| {
+        let line = ls
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or("")
+            .to_string();
+        if line.contains("RUNNING") || line.contains("STOPPED") {
+            Ok(format!(
+                "{image} started in {:.2} s",
+                t.elapsed().as_secs_f64()
+            ))
+        } else {
+            Err(format!("task of {image} not found: {}", ls.trim()))
+        }
+    });
+    let _ = run(
+        &["ctr", "-n", "k8s.io", "tasks", "kill", "-s", "KILL", id],
+        Duration::from_secs(10),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = run(
+        &["ctr", "-n", "k8s.io", "tasks", "rm", "-f", id],
+        Duration::from_secs(10),
+    );
+    let _ = run(
+        &["ctr", "-n", "k8s.io", "containers", "rm", id],
+        Duration::from_secs(10),
+    );
+    result
+}
+
+/// Kills containerd and waits for PID 1 to restart it and for the new one to answer.
+fn check_restart() -> Result<String, String> {
+    let old = service_pid("containerd").ok_or("containerd is not running")?;
+    let t = Instant::now();
+    // SAFETY: signalling a process id we just read; no memory involved.
+    unsafe { libc::kill(old, libc::SIGKILL) };
+    let new = retry(Duration::from_secs(30), || {
+        match service_pid("containerd") {
+            Some(p) if p != old => Ok(p),
+            _ => Err(format!("containerd (pid {old}) was not restarted")),
+        }
+    })?;
+    retry(Duration::from_secs(30), || {
+        run(&["ctr", "version"], Duration::from_secs(10))
+    })?;
+    Ok(format!(
+        "killed pid {old}, pid {new} answering after {:.1} s",
+        t.elapsed().as_secs_f64()
+    ))
+}

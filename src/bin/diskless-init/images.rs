@@ -1,0 +1,211 @@
+//! Preloaded container images: once containerd is ready, each image is streamed as an OCI
+//! archive into `ctr -n k8s.io images import -` (unpacked into the overlayfs snapshotter by
+//! ctr's default), then the pool blobs no later image needs are deleted so the RAM they hold
+//! is returned. The archive is built on the fly with `tar`, never written to the tmpfs.
+//!
+//! References: the image's `index.json` is rewritten so that each ref in the contract gets its
+//! own manifest descriptor with the `io.containerd.image.name` annotation, which ctr takes as
+//! the full image name. That works whatever names the archive originally carried.
+//!
+//! Pinning: containerd 1.6's CRI does not know `io.cri-containerd.pinned` (added in 1.7), so
+//! kubelet's image GC could remove a preloaded image; the reference kubelet config sets
+//! imageGC thresholds 100/99 to prevent that. We set the label anyway: with containerd ≥ 1.7
+//! it pins the image, with 1.6 it is inert.
+
+use crate::contract::Image;
+use std::collections::HashSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const POOL: &str = "/var/lib/diskless/oci/blobs/sha256";
+
+pub fn import_all(images: &[Image]) -> Result<String, String> {
+    let t0 = Instant::now();
+    let mut total = 0u64;
+    let mut refs = 0usize;
+    for (i, img) in images.iter().enumerate() {
+        let t = Instant::now();
+        let bytes = import(img)?;
+        total += bytes;
+        refs += img.refs.len();
+        crate::log::info(&format!(
+            "image {} imported ({} refs, {:.1} MB in {:.2} s)",
+            img.name,
+            img.refs.len(),
+            bytes as f64 / 1e6,
+            t.elapsed().as_secs_f64()
+        ));
+        let later: HashSet<&String> = images[i + 1..].iter().flat_map(|l| &l.blobs).collect();
+        for blob in img.blobs.iter().filter(|b| !later.contains(b)) {
+            let _ = std::fs::remove_file(blob_path(blob)?);
+        }
+    }
+    Ok(format!(
+        "{} images, {refs} refs, {:.1} MB in {:.2} s",
+        images.len(),
+        total as f64 / 1e6,
+        t0.elapsed().as_secs_f64()
+    ))
+}
+
+fn blob_path(digest: &str) -> Result<String, String> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(format!("{POOL}/{hex}"))
+        }
+        _ => Err(format!("blob {digest:?} is not a sha256:<64 hex> digest")),
+    }
+}
+
+/// The image's `index.json` with one descriptor per ref, each named by annotation.
+pub fn named_index(index: &str, refs: &[String]) -> Result<Vec<u8>, String> {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(index).map_err(|e| format!("not JSON: {e}"))?;
+    let first = doc
+        .get("manifests")
+        .and_then(|m| m.as_array())
+        .and_then(|m| m.first())
+        .cloned()
+        .ok_or("it lists no manifests")?;
+    let mut manifests = Vec::new();
+    for r in refs {
+        let mut d = first.clone();
+        let obj = d
+            .as_object_mut()
+            .ok_or("a manifest descriptor is not an object")?;
+        let ann = obj
+            .entry("annotations")
+            .or_insert_with(|| serde_json::json!({}))
+            .as_object_mut()
+            .ok_or("annotations is not an object")?;
+        // Only the full name: a bare tag would make ctr invent an `import-<date>` name too.
+        ann.remove("org.opencontainers.image.ref.name");
+        ann.insert("io.containerd.image.name".into(), r.clone().into());
+        manifests.push(d);
+    }
+    doc["manifests"] = manifests.into();
+    serde_json::to_vec(&doc).map_err(|e| e.to_string())
+}
+
+fn import(img: &Image) -> Result<u64, String> {
+    let ctx = |e: String| format!("image {}: {e}", img.name);
+    let index = std::fs::read_to_string(&img.index)
+        .map_err(|e| ctx(format!("cannot read {}: {e}", img.index)))?;
+    let index = named_index(&index, &img.refs).map_err(|e| ctx(format!("{}: {e}", img.index)))?;
+    let mut child = Command::new("ctr")
+        .args(["-n", "k8s.io", "images", "import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| ctx(format!("cannot run ctr: {e}")))?;
+    let stdin = child.stdin.take().expect("piped");
+    let written = write_archive(stdin, &index, &img.blobs);
+    let out = child
+        .wait_with_output()
+        .map_err(|e| ctx(format!("ctr: {e}")))?;
+    if !out.status.success() {
+        return Err(ctx(format!(
+            "`ctr -n k8s.io images import -` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let bytes = written.map_err(ctx)?;
+    for r in &img.refs {
+        let _ = Command::new("ctr")
+            .args([
+                "-n",
+                "k8s.io",
+                "images",
+                "label",
+                r,
+                "io.cri-containerd.pinned=pinned",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    Ok(bytes)
+}
+
+/// Streams `oci-layout`, `index.json` and `blobs/sha256/<hex>` as a tar; returns the bytes of
+/// blobs sent.
+fn write_archive(out: impl Write, index: &[u8], blobs: &[String]) -> Result<u64, String> {
+    let mut tar = tar::Builder::new(out);
+    let add = |tar: &mut tar::Builder<_>, path: &str, size: u64, data: &mut dyn std::io::Read| {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_mtime(0);
+        tar.append_data(&mut h, path, data)
+            .map_err(|e| format!("streaming {path} to ctr: {e}"))
+    };
+    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    add(
+        &mut tar,
+        "oci-layout",
+        layout.len() as u64,
+        &mut &layout[..],
+    )?;
+    add(&mut tar, "index.json", index.len() as u64, &mut &index[..])?;
+    let mut total = 0;
+    for digest in blobs {
+        let path = blob_path(digest)?;
+        let f = std::fs::File::open(&path).map_err(|e| {
+            format!(
+                "missing blob {path}: {e} (was the image's segment left out of the iPXE entry?)"
+            )
+        })?;
+        let size = f.metadata().map_err(|e| format!("stat {path}: {e}"))?.len();
+        let name = format!("blobs/sha256/{}", &digest["sha256:".len()..]);
+        add(&mut tar, &name, size, &mut std::io::BufReader::new(f))?;
+        total += size;
+    }
+    tar.finish().map_err(|e| format!("streaming to ctr: {e}"))?;
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ref_gets_a_named_descriptor() {
+        let index = r#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "digest":"sha256:aa","size":1,"annotations":{"org.opencontainers.image.ref.name":"3.6"}}]}"#;
+        let out = named_index(
+            index,
+            &["registry.k8s.io/pause:3.6".into(), "pause:local".into()],
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let m = v["manifests"].as_array().unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            m[0]["annotations"]["io.containerd.image.name"],
+            "registry.k8s.io/pause:3.6"
+        );
+        assert_eq!(
+            m[1]["annotations"]["io.containerd.image.name"],
+            "pause:local"
+        );
+        assert!(m[0]["annotations"]
+            .get("org.opencontainers.image.ref.name")
+            .is_none());
+        assert_eq!(m[1]["digest"], "sha256:aa");
+        assert_eq!(v["schemaVersion"], 2);
+    }
+
+    #[test]
+    fn empty_index_is_an_error() {
+        assert!(named_index(r#"{"manifests":[]}"#, &["a".into()]).is_err());
+    }
+
+    #[test]
+    fn digests_are_checked() {
+        assert!(blob_path("sha256:../../etc/passwd").is_err());
+        assert!(blob_path(&format!("sha256:{}", "a".repeat(64))).is_ok());
+    }
+}

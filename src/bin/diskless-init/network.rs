@@ -1,0 +1,236 @@
+//! Step 5: loopback, then one interface configured by DHCP or statically. Uses busybox `ip` and
+//! `udhcpc` from the image; the init itself is udhcpc's script (`udhcpc -s /init` runs
+//! `/init bound|renew|deconfig|…` with the lease in the environment), so the image needs no
+//! extra script file. udhcpc stays in the background to renew the lease. Not fatal: a node
+//! without network is still debuggable on its console.
+
+use crate::cmdline::Cmdline;
+use crate::contract::Network;
+use crate::log;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Written after configuration, read by the check hook and people: `key=value` lines.
+pub const STATE_FILE: &str = "/run/diskless/network";
+
+/// Runs a command from the image, naming it in the error.
+pub fn run(argv: &[&str]) -> Result<String, String> {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", argv.join(" ")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{}` failed ({}): {}",
+            argv.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+pub fn configure(network: &Network, cmdline: &Cmdline, image_name: &str) -> Result<String, String> {
+    run(&["ip", "link", "set", "lo", "up"])?;
+    let wanted = match network {
+        Network::None if cmdline.ip.is_none() => return Ok("loopback only".into()),
+        Network::Dhcp { interface } | Network::Static { interface, .. } => interface.clone(),
+        Network::None => None,
+    };
+    let iface = pick_interface(wanted.as_deref())?;
+    let mac =
+        std::fs::read_to_string(format!("/sys/class/net/{iface}/address")).unwrap_or_default();
+    // A stable default name for lab machines: the image name and the MAC, until DHCP or the
+    // command line give a better one.
+    let hostname = cmdline
+        .hostname
+        .clone()
+        .unwrap_or_else(|| format!("{image_name}-{}", mac.trim().replace(':', "")));
+    crate::sys::sethostname(&hostname)?;
+
+    let summary = if let Some(ip) = &cmdline.ip {
+        set_static(&iface, &ip.address, ip.gateway.as_deref(), &[])?;
+        format!("{iface} {} (static, command line)", ip.address)
+    } else if let Network::Static {
+        address,
+        gateway,
+        dns,
+        ..
+    } = network
+    {
+        set_static(&iface, address, gateway.as_deref(), dns)?;
+        format!("{iface} {address} (static)")
+    } else {
+        dhcp(&iface)?
+    };
+    Ok(format!("{summary}, hostname {}", current_hostname()))
+}
+
+fn current_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The named interface, or the first one (by name) that reports carrier within a few seconds.
+fn pick_interface(wanted: Option<&str>) -> Result<String, String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map_err(|e| format!("read /sys/class/net: {e}"))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n != "lo")
+        .collect();
+    names.sort();
+    if let Some(w) = wanted {
+        if !names.iter().any(|n| n == w) {
+            return Err(format!(
+                "interface {w} (from the image's network setting) does not exist; found: {names:?}"
+            ));
+        }
+        names = vec![w.to_string()];
+    }
+    if names.is_empty() {
+        return Err("no network interface: is the NIC's driver among the image's modules (virtio_pci + virtio_net for QEMU)?".into());
+    }
+    for n in &names {
+        run(&["ip", "link", "set", n, "up"])?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        for n in &names {
+            let carrier = std::fs::read_to_string(format!("/sys/class/net/{n}/carrier"));
+            if carrier.map(|c| c.trim() == "1").unwrap_or(false) {
+                return Ok(n.clone());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no link on {names:?} after 5 s: is a cable plugged in?"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn set_static(
+    iface: &str,
+    address: &str,
+    gateway: Option<&str>,
+    dns: &[String],
+) -> Result<(), String> {
+    run(&["ip", "addr", "replace", address, "dev", iface])?;
+    if let Some(gw) = gateway {
+        run(&["ip", "route", "replace", "default", "via", gw, "dev", iface])?;
+    }
+    write_resolv_conf(dns, None);
+    write_state(iface, address, gateway.unwrap_or(""), "static");
+    Ok(())
+}
+
+fn dhcp(iface: &str) -> Result<String, String> {
+    // -n: exit if no lease (the parent then reports); after a lease udhcpc forks into the
+    // background and keeps renewing. -t/-T: 5 discovers, 1 s apart (slirp answers in ≈ 0.3 s).
+    run(&[
+        "udhcpc", "-i", iface, "-s", "/init", "-t", "5", "-T", "1", "-n",
+    ])
+    .map_err(|e| format!("no DHCP lease on {iface}: {e}"))?;
+    let state = std::fs::read_to_string(STATE_FILE).unwrap_or_default();
+    let get = |k: &str| {
+        state
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or("")
+            .to_string()
+    };
+    let router = get("router");
+    Ok(format!(
+        "{iface} {} (dhcp{})",
+        get("address"),
+        if router.is_empty() {
+            ", no router offered".to_string()
+        } else {
+            format!(", router {router}")
+        }
+    ))
+}
+
+fn write_resolv_conf(dns: &[String], domain: Option<&str>) {
+    if dns.is_empty() && domain.is_none() {
+        return;
+    }
+    let mut text = String::new();
+    if let Some(d) = domain {
+        text.push_str(&format!("search {d}\n"));
+    }
+    for s in dns {
+        text.push_str(&format!("nameserver {s}\n"));
+    }
+    if let Err(e) = std::fs::write("/etc/resolv.conf", text) {
+        log::warn(&format!("cannot write /etc/resolv.conf: {e}"));
+    }
+}
+
+fn write_state(iface: &str, address: &str, router: &str, source: &str) {
+    let _ = std::fs::create_dir_all("/run/diskless");
+    let text = format!("interface={iface}\naddress={address}\nrouter={router}\nsource={source}\n");
+    let _ = std::fs::write(STATE_FILE, text);
+}
+
+/// `/init <event>` as udhcpc's script: applies the lease in the environment. Returns the exit
+/// code for udhcpc.
+pub fn dhcp_event(event: &str) -> i32 {
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    let iface = env("interface");
+    let result = match event {
+        "deconfig" => run(&["ip", "addr", "flush", "dev", &iface])
+            .and_then(|_| run(&["ip", "link", "set", &iface, "up"]))
+            .map(|_| ()),
+        "bound" | "renew" => apply_lease(&iface, &env),
+        // leasefail / nak / unknown: udhcpc retries by itself.
+        _ => Ok(()),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("diskless: dhcp {event} on {iface}: {e}");
+            1
+        }
+    }
+}
+
+fn apply_lease(iface: &str, env: &dyn Fn(&str) -> String) -> Result<(), String> {
+    let ip = env("ip");
+    let mask = env("mask");
+    let prefix = if mask.is_empty() {
+        "24".to_string()
+    } else {
+        mask
+    };
+    let address = format!("{ip}/{prefix}");
+    run(&["ip", "addr", "replace", &address, "dev", iface])?;
+    // slirp with restrict=on offers neither router nor DNS: both are optional.
+    let router = env("router")
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    if !router.is_empty() {
+        run(&[
+            "ip", "route", "replace", "default", "via", &router, "dev", iface,
+        ])?;
+    }
+    let dns: Vec<String> = env("dns").split_whitespace().map(Into::into).collect();
+    let domain = env("domain");
+    write_resolv_conf(&dns, (!domain.is_empty()).then_some(domain.as_str()));
+    // The command line's diskless.hostname wins over the lease.
+    let hostname = env("hostname");
+    let fixed = crate::cmdline::Cmdline::read()
+        .map(|c| c.hostname.is_some())
+        .unwrap_or(false);
+    if !hostname.is_empty() && !fixed {
+        crate::sys::sethostname(&hostname)?;
+    }
+    write_state(iface, &address, &router, "dhcp");
+    Ok(())
+}
