@@ -1,25 +1,443 @@
-//! Boots built images in QEMU the way a lab machine does (`diskless run`, `diskless check`).
-//! Owned by the node work (issue 3); this is a placeholder until it lands.
+//! Boots built images in QEMU the way a lab machine does: the NIC's iPXE ROM gets DHCP from
+//! slirp, fetches the iPXE script and the objects over HTTP (or TFTP), and boots the kernel
+//! with its initrd segments. `diskless run` puts the console on the terminal; `diskless check`
+//! adds `diskless.check=1` to the kernel command line, reads the console, and asserts that
+//! every init stage and every in-guest check passed (see `console.rs`, and the init's
+//! `checkhook.rs` for what the guest checks). README.md says more.
 
+mod console;
+mod qemu;
+mod serve;
+
+use anyhow::{bail, Context};
 use clap::Args;
+use console::Console;
+use qemu::{Accel, Machine, Source, Transport};
+use serde::Serialize;
 use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct BootArgs {
+    /// Output directory of `diskless build`.
+    pub out: PathBuf,
+    /// Image name: boots `OUT/<name>.json`.
+    #[arg(long, default_value = "worker")]
+    pub name: String,
+    /// Guest RAM in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub memory: u32,
+    /// Guest CPUs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// MAC address of the guest's NIC.
+    #[arg(long, default_value = "52:54:00:12:34:56")]
+    pub mac: String,
+    /// Accelerator; `auto` probes KVM with a short kernel boot and falls back to TCG.
+    #[arg(long, value_enum, default_value = "auto", env = "DISKLESS_ACCEL")]
+    pub accel: Accel,
+    /// How iPXE fetches the script and objects.
+    #[arg(long, value_enum, default_value = "http")]
+    pub transport: Transport,
+    /// Extra kernel command-line arguments (e.g. `diskless.debug`), appended to the image's.
+    #[arg(long = "append", value_name = "ARG")]
+    pub append: Vec<String>,
+    /// Kill QEMU after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Output directory of `diskless build`.
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub boot: BootArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Output directory of `diskless build`.
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub boot: BootArgs,
+    /// Also kill containerd in the guest and require that the init restarts it.
+    #[arg(long)]
+    pub kill_containerd: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Copy the guest console to standard error as it arrives.
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
-pub fn run(_args: &RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("diskless run is not implemented yet")
+/// What a boot needs: the script (served as `boot.ipxe`), the boot directory, the kernel.
+struct Prepared {
+    script: String,
+    kernel: PathBuf,
+    image: String,
 }
 
-pub fn check(_args: &CheckArgs) -> anyhow::Result<()> {
-    anyhow::bail!("diskless check is not implemented yet")
+fn prepare(args: &BootArgs, extra: &[String]) -> anyhow::Result<Prepared> {
+    let index_path = args.out.join(format!("{}.json", args.name));
+    let index_bytes = std::fs::read(&index_path).with_context(|| {
+        format!(
+            "cannot read {}: is {} the output of `diskless build` (and --name right)?",
+            index_path.display(),
+            args.out.display()
+        )
+    })?;
+    let index = crate::index::Index::load(&index_path)?;
+    let kernel = args.out.join(index.kernel.object_path());
+    for path in std::iter::once(kernel.clone()).chain(
+        index
+            .segments
+            .iter()
+            .map(|s| args.out.join(s.object_path())),
+    ) {
+        if !path.is_file() {
+            bail!(
+                "{} is missing: the output directory is incomplete; rebuild it",
+                path.display()
+            );
+        }
+    }
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&index_bytes))
+    };
+    let script = if extra.is_empty() {
+        // Exactly what a lab's boot server would serve.
+        let p = args.out.join(format!("{}.ipxe", args.name));
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?
+    } else {
+        crate::ipxe::script(&index, &sha, "", &extra.join(" "))
+    };
+    Ok(Prepared {
+        script,
+        kernel,
+        image: index.name,
+    })
+}
+
+/// A running guest with its boot server; dropping it removes the boot directory.
+struct Guest {
+    child: std::process::Child,
+    _boot: serve::BootDir,
+    http: Option<serve::HttpServer>,
+    accel_note: String,
+    started: Instant,
+}
+
+/// Starts QEMU and the boot server. `interactive`: the console on this terminal with QEMU's
+/// Ctrl-A escapes; otherwise it is piped to the harness.
+fn start(args: &BootArgs, prepared: &Prepared, interactive: bool) -> anyhow::Result<Guest> {
+    let boot = serve::BootDir::new(&args.out, &prepared.script)?;
+    let http = match args.transport {
+        Transport::Http => Some(serve::HttpServer::start(boot.dir.path())?),
+        Transport::Tftp => None,
+    };
+    let source = match &http {
+        Some(h) => Source::Http { port: h.port },
+        None => Source::Tftp {
+            dir: boot.dir.path(),
+        },
+    };
+    let (accel, accel_note) = qemu::resolve_accel(args.accel, &prepared.kernel);
+    let machine = Machine {
+        memory_mib: args.memory,
+        cpus: args.cpus,
+        mac: args.mac.clone(),
+        accel,
+    };
+    let mut cmd = machine.command(&source)?;
+    if interactive {
+        eprintln!(
+            "diskless run: {} with {} MiB, accel {accel_note}; QEMU escapes: Ctrl-A x quits, Ctrl-A c monitor",
+            prepared.image, args.memory
+        );
+        cmd.args(["-serial", "mon:stdio"]);
+    } else {
+        cmd.args(["-serial", "stdio", "-monitor", "none"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+    }
+    let started = Instant::now();
+    let child = cmd.spawn().with_context(|| {
+        format!(
+            "cannot start {} (apt-get install qemu-system-x86 ipxe-qemu)",
+            qemu::QEMU
+        )
+    })?;
+    Ok(Guest {
+        child,
+        _boot: boot,
+        http,
+        accel_note,
+        started,
+    })
+}
+
+/// `diskless run`: the console on this terminal until the guest powers off or the timeout.
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let a = &args.boot;
+    let prepared = prepare(a, &a.append)?;
+    let mut guest = start(a, &prepared, true)?;
+    let status = wait_bounded(&mut guest.child, Duration::from_secs(a.timeout))?;
+    match status {
+        Some(s) if s.success() => Ok(()),
+        Some(s) => bail!("QEMU exited with {s}"),
+        None => bail!("timeout: killed QEMU after {} s (--timeout)", a.timeout),
+    }
+}
+
+fn wait_bounded(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> anyhow::Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(Some(s));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Timeline {
+    /// Host seconds since QEMU started.
+    pub ipxe_start: Option<f64>,
+    /// First and last byte served by the harness's HTTP server (not measured with TFTP).
+    pub download_start: Option<f64>,
+    pub download_done: Option<f64>,
+    pub kernel_start: Option<f64>,
+    pub check_done: Option<f64>,
+    pub qemu_exit: Option<f64>,
+    /// Guest seconds since kernel start.
+    pub root_switched: Option<f64>,
+    pub network_up: Option<f64>,
+    pub containerd_ready: Option<f64>,
+    pub images_imported: Option<f64>,
+    pub kubelet_started: Option<f64>,
+    pub boot_done: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub ok: bool,
+    pub image: String,
+    pub memory_mib: u32,
+    pub accel: String,
+    pub failures: Vec<String>,
+    pub timeline: Timeline,
+    pub download_bytes: Option<u64>,
+    pub stages: Vec<console::Stage>,
+    pub checks: Vec<console::CheckResult>,
+    /// From the guest with containerd idle: mem_used_kb (MemTotal − MemAvailable),
+    /// rootfs_used_bytes, rss_containerd_kb, rss_kubelet_kb.
+    pub memory: Option<serde_json::Value>,
+    pub restarts: Vec<String>,
+}
+
+/// `diskless check`: boots with the check hook and judges the console. Err on any failure
+/// (after printing the report).
+pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
+    let report = check_report(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    if report.ok {
+        Ok(())
+    } else {
+        bail!("check failed: {}", report.failures.join("; "))
+    }
+}
+
+pub fn check_report(args: &CheckArgs) -> anyhow::Result<CheckReport> {
+    let a = &args.boot;
+    let mode = if args.kill_containerd { "restart" } else { "1" };
+    let mut extra = vec![format!("diskless.check={mode}")];
+    extra.extend(a.append.iter().cloned());
+    let prepared = prepare(a, &extra)?;
+    let Guest {
+        child,
+        _boot,
+        http,
+        accel_note,
+        started,
+    } = start(a, &prepared, false)?;
+    let (lines, mut child) = qemu::console_lines(child);
+    let mut console = Console::default();
+    let deadline = started + Duration::from_secs(a.timeout);
+    let mut timed_out = false;
+    let mut exited = None;
+    loop {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            timed_out = true;
+            break;
+        };
+        match lines.recv_timeout(left.min(Duration::from_millis(500))) {
+            Ok((t, line)) => {
+                if args.verbose {
+                    eprintln!("{line}");
+                }
+                console.feed(t.duration_since(started).as_secs_f64(), &line);
+                if console.stopped.is_some() {
+                    // Let the init finish its explanation, then stop the machine.
+                    std::thread::sleep(Duration::from_millis(500));
+                    while let Ok((t, line)) = lines.try_recv() {
+                        if args.verbose {
+                            eprintln!("{line}");
+                        }
+                        console.feed(t.duration_since(started).as_secs_f64(), &line);
+                    }
+                    let _ = child.kill();
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                exited = Some(started.elapsed().as_secs_f64());
+                break;
+            }
+        }
+        if child.try_wait()?.is_some() {
+            // Drain what is left of the console.
+            while let Ok((t, line)) = lines.recv_timeout(Duration::from_millis(200)) {
+                if args.verbose {
+                    eprintln!("{line}");
+                }
+                console.feed(t.duration_since(started).as_secs_f64(), &line);
+            }
+            exited = Some(started.elapsed().as_secs_f64());
+            break;
+        }
+    }
+    if timed_out || exited.is_none() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+
+    let mut failures = console.failures();
+    if timed_out {
+        failures.push(format!(
+            "timeout: QEMU killed after {} s (--timeout)",
+            a.timeout
+        ));
+    }
+    if console.stopped.is_none() && !console.check_done {
+        failures
+            .push("the check hook never finished (see the console above with --verbose)".into());
+    }
+    if console.check_done && console.landmarks.power_off.is_none() {
+        failures.push("the guest did not power off after the check".into());
+    }
+    if args.kill_containerd
+        && !console
+            .checks
+            .iter()
+            .any(|c| c.name == "containerd-restart")
+    {
+        failures.push("no containerd-restart result although --kill-containerd was given".into());
+    }
+    if console.landmarks.kernel_start.is_none() && console.stages.is_empty() {
+        failures.push(
+            "the kernel never started: did iPXE fetch the script? (run with --verbose)".into(),
+        );
+    }
+    let since = |i: Instant| i.saturating_duration_since(started).as_secs_f64();
+    let (download_bytes, download_start, download_done) = match &http {
+        Some(h) => {
+            let t = h.transfers.lock().unwrap();
+            let bytes = t.iter().map(|x| x.bytes).sum::<u64>();
+            let first = t.iter().map(|x| since(x.start)).reduce(f64::min);
+            let last = t.iter().map(|x| since(x.end)).reduce(f64::max);
+            (Some(bytes), first, last)
+        }
+        None => (None, None, None),
+    };
+    let g = |n: &str| console.stage(n).map(|s| s.guest_t);
+    let timeline = Timeline {
+        ipxe_start: console.landmarks.ipxe_start,
+        download_start,
+        download_done,
+        kernel_start: console.landmarks.kernel_start,
+        check_done: console.landmarks.check_done,
+        qemu_exit: exited,
+        root_switched: g("switchroot"),
+        network_up: g("network"),
+        containerd_ready: g("containerd"),
+        images_imported: g("images"),
+        kubelet_started: g("kubelet"),
+        boot_done: g("boot"),
+    };
+    if !failures.is_empty() && !args.verbose {
+        eprintln!("--- last console lines ---");
+        let n = console.lines.len();
+        for l in &console.lines[n.saturating_sub(40)..] {
+            eprintln!("{l}");
+        }
+        eprintln!("---");
+    }
+    Ok(CheckReport {
+        ok: failures.is_empty(),
+        image: prepared.image,
+        memory_mib: a.memory,
+        accel: accel_note,
+        failures,
+        timeline,
+        download_bytes,
+        stages: console.stages,
+        checks: console.checks,
+        memory: console.memory,
+        restarts: console.restarts,
+    })
+}
+
+fn print_report(r: &CheckReport) {
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+    println!(
+        "image {} · {} MiB · accel {}",
+        r.image, r.memory_mib, r.accel
+    );
+    let t = &r.timeline;
+    println!("timeline (host s since QEMU start): iPXE {} · download {}–{} · kernel {} · check done {} · QEMU exit {}",
+        f(t.ipxe_start), f(t.download_start), f(t.download_done), f(t.kernel_start), f(t.check_done), f(t.qemu_exit));
+    println!("timeline (guest s since kernel start):");
+    for s in &r.stages {
+        println!(
+            "  {:>8.3}  {:<12} {:<7} {}",
+            s.guest_t, s.name, s.status, s.detail
+        );
+    }
+    println!("checks:");
+    for c in &r.checks {
+        println!("  {:<20} {:<5} {}", c.name, c.status, c.detail);
+    }
+    if let Some(m) = &r.memory {
+        let kb = |k: &str| m.get(k).and_then(|v| v.as_u64());
+        println!(
+            "memory (containerd idle): used {} MB (MemTotal − MemAvailable) · rootfs {} MB · RSS containerd {} MB · kubelet {}",
+            kb("mem_used_kb").map_or("-".into(), |v| format!("{:.1}", v as f64 / 1024.0)),
+            kb("rootfs_used_bytes").map_or("-".into(), |v| format!("{:.1}", v as f64 / 1048576.0)),
+            kb("rss_containerd_kb").map_or("-".into(), |v| format!("{:.1}", v as f64 / 1024.0)),
+            kb("rss_kubelet_kb").map_or("-".into(), |v| format!("{:.1} MB", v as f64 / 1024.0)),
+        );
+    }
+    for x in &r.restarts {
+        println!("restart: {x}");
+    }
+    if r.ok {
+        println!("check: ok");
+    } else {
+        for x in &r.failures {
+            println!("FAIL: {x}");
+        }
+    }
 }

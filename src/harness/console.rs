@@ -1,0 +1,224 @@
+//! Reading a boot from its serial console: the init's stage lines
+//! (`diskless: <stage> ok|FAILED|skipped t=<guest seconds>…`), the check hook's results
+//! (`diskless-check: <name> ok|FAIL|skipped …`, `diskless-check-json: {…}`), and the landmarks
+//! of the firmware and kernel. Pure: fed lines with their arrival time, it builds the report.
+
+use serde::Serialize;
+
+/// Stages every successful boot logs; a missing one is a failure.
+pub const REQUIRED_STAGES: &[&str] = &[
+    "mounts",
+    "integrity",
+    "switchroot",
+    "modules",
+    "sysctls",
+    "cgroups",
+    "network",
+    "boot",
+];
+/// Stages after which the init stops the boot (see the init's `main`).
+const FATAL_STAGES: &[&str] = &["mounts", "cmdline", "contract", "integrity", "switchroot"];
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    /// `ok`, `FAILED` or `skipped`.
+    pub status: String,
+    /// Guest seconds since kernel start.
+    pub guest_t: f64,
+    /// Host seconds since QEMU started.
+    pub host_t: f64,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CheckResult {
+    pub name: String,
+    pub status: String,
+    pub detail: String,
+}
+
+/// Host-side landmarks, seconds since QEMU started.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Landmarks {
+    pub ipxe_start: Option<f64>,
+    pub kernel_start: Option<f64>,
+    pub check_done: Option<f64>,
+    pub power_off: Option<f64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Console {
+    pub stages: Vec<Stage>,
+    pub checks: Vec<CheckResult>,
+    pub memory: Option<serde_json::Value>,
+    pub landmarks: Landmarks,
+    /// `service X … restart #n` and `service X restarted` lines.
+    pub restarts: Vec<String>,
+    /// Set when the boot cannot go on (fatal stage, kernel panic): stop waiting.
+    pub stopped: Option<String>,
+    pub check_done: bool,
+    pub lines: Vec<String>,
+}
+
+impl Console {
+    pub fn feed(&mut self, host_t: f64, line: &str) {
+        self.lines.push(line.to_string());
+        if self.landmarks.ipxe_start.is_none() && line.contains("iPXE") {
+            self.landmarks.ipxe_start = Some(host_t);
+        }
+        if self.landmarks.kernel_start.is_none() && line.contains("Linux version") {
+            self.landmarks.kernel_start = Some(host_t);
+        }
+        if line.contains("Kernel panic") {
+            self.stopped.get_or_insert_with(|| line.trim().to_string());
+        }
+        if line.contains("reboot: Power down") || line.contains("reboot: Restarting") {
+            self.landmarks.power_off = Some(host_t);
+        }
+        if let Some(rest) = line.split_once("diskless-check-json: ").map(|x| x.1) {
+            self.memory = serde_json::from_str::<serde_json::Value>(rest)
+                .ok()
+                .and_then(|v| v.get("memory").cloned());
+        } else if let Some(rest) = line.split_once("diskless-check: ").map(|x| x.1) {
+            let mut words = rest.splitn(3, ' ');
+            let name = words.next().unwrap_or("").to_string();
+            let status = words.next().unwrap_or("").to_string();
+            let detail = words.next().unwrap_or("").to_string();
+            if name == "done" {
+                self.check_done = true;
+                self.landmarks.check_done = Some(host_t);
+            } else {
+                self.checks.push(CheckResult {
+                    name,
+                    status,
+                    detail,
+                });
+            }
+        } else if let Some(rest) = line.split_once("diskless: ").map(|x| x.1) {
+            if rest.starts_with("service ") && rest.contains("restart") {
+                self.restarts.push(rest.to_string());
+            }
+            if let Some(stage) = parse_stage(rest, host_t) {
+                if stage.status == "FAILED" && FATAL_STAGES.contains(&stage.name.as_str()) {
+                    self.stopped
+                        .get_or_insert_with(|| format!("{}: {}", stage.name, stage.detail));
+                }
+                self.stages.push(stage);
+            }
+        }
+    }
+
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+
+    /// Everything that makes the boot a failure, in words.
+    pub fn failures(&self) -> Vec<String> {
+        let mut f = Vec::new();
+        for s in &self.stages {
+            if s.status == "FAILED" {
+                f.push(format!("stage {} FAILED: {}", s.name, s.detail));
+            }
+        }
+        for r in REQUIRED_STAGES {
+            if self.stage(r).is_none() {
+                f.push(format!("stage {r} never reported"));
+            }
+        }
+        for c in &self.checks {
+            if c.status == "FAIL" {
+                f.push(format!("check {} FAIL: {}", c.name, c.detail));
+            }
+        }
+        if let Some(why) = &self.stopped {
+            if !f.iter().any(|x| x.contains(why.as_str())) {
+                f.push(format!("boot stopped: {why}"));
+            }
+        }
+        f
+    }
+}
+
+/// `<stage> ok t=1.234: detail` (the stage name may contain spaces, e.g. `restart containerd`).
+fn parse_stage(rest: &str, host_t: f64) -> Option<Stage> {
+    for status in [" ok t=", " FAILED t=", " skipped t="] {
+        if let Some((name, tail)) = rest.split_once(status) {
+            let (t, detail) = match tail.split_once(": ") {
+                Some((t, d)) => (t, d),
+                None => (tail, ""),
+            };
+            return Some(Stage {
+                name: name.to_string(),
+                status: status.split_whitespace().next().unwrap_or("").to_string(),
+                guest_t: t.trim().parse().ok()?,
+                host_t,
+                detail: detail.to_string(),
+            });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(lines: &[&str]) -> Console {
+        let mut c = Console::default();
+        for (i, l) in lines.iter().enumerate() {
+            c.feed(i as f64, l);
+        }
+        c
+    }
+
+    #[test]
+    fn stages_and_checks_are_parsed() {
+        let c = feed(&[
+            "iPXE 1.0.0+ -- Open Source Network Boot Firmware",
+            "[    0.000000] Linux version 6.1.0-56-amd64",
+            "diskless: mounts ok t=1.500: proc sys dev run cgroup2",
+            "diskless: network ok t=15.574: eth0 10.0.2.15/24 (dhcp, no router offered)",
+            "diskless: kubelet skipped t=16.000: condition_path /x does not exist",
+            "diskless-check-json: {\"memory\":{\"mem_used_kb\":1}}",
+            "diskless-check: root-tmpfs ok tmpfs size=286MiB",
+            "diskless-check: container-runc FAIL `ctr run` failed",
+            "diskless-check: done failures=1",
+        ]);
+        assert_eq!(c.landmarks.ipxe_start, Some(0.0));
+        assert_eq!(c.landmarks.kernel_start, Some(1.0));
+        let s = c.stage("network").unwrap();
+        assert_eq!((s.status.as_str(), s.guest_t), ("ok", 15.574));
+        assert!(s.detail.starts_with("eth0"));
+        assert_eq!(c.stage("kubelet").unwrap().status, "skipped");
+        assert_eq!(c.memory.as_ref().unwrap()["mem_used_kb"], 1);
+        assert_eq!(c.checks.len(), 2);
+        assert!(c.check_done);
+        let f = c.failures();
+        assert!(
+            f.iter().any(|x| x.starts_with("check container-runc FAIL")),
+            "{f:?}"
+        );
+        assert!(
+            f.iter().any(|x| x == "stage integrity never reported"),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn fatal_stage_stops_the_boot() {
+        let c = feed(&["diskless: integrity FAILED t=9.1: segment \"containerd\" (3 of 4) is missing: likely too little RAM"]);
+        assert!(c.stopped.as_deref().unwrap().contains("too little RAM"));
+        assert_eq!(c.stage("integrity").unwrap().status, "FAILED");
+    }
+
+    #[test]
+    fn restarts_are_collected() {
+        let c = feed(&[
+            "diskless: service containerd was killed by signal 9 after 12.0 s; restart #1 in 1 s",
+            "diskless: service containerd restarted t=31.200 (pid 300)",
+        ]);
+        assert_eq!(c.restarts.len(), 2);
+        assert!(c.stopped.is_none());
+    }
+}
