@@ -209,7 +209,8 @@ fn wait_bounded(
 
 #[derive(Debug, Serialize)]
 pub struct Timeline {
-    /// Host seconds since QEMU started.
+    /// Host seconds since QEMU started. iPXE's banner, if it reaches the serial console
+    /// (Debian's build prints to VGA only: then its first HTTP request marks it).
     pub ipxe_start: Option<f64>,
     /// First and last byte served by the harness's HTTP server (not measured with TFTP).
     pub download_start: Option<f64>,
@@ -364,10 +365,10 @@ pub fn check_report(args: &CheckArgs) -> anyhow::Result<CheckReport> {
     };
     let g = |n: &str| console.stage(n).map(|s| s.guest_t);
     let timeline = Timeline {
-        ipxe_start: console.landmarks.ipxe_start,
+        ipxe_start: console.landmarks.ipxe_start.or(download_start),
         download_start,
         download_done,
-        kernel_start: console.landmarks.kernel_start,
+        kernel_start: console.kernel_start(),
         check_done: console.landmarks.check_done,
         qemu_exit: exited,
         root_switched: g("switchroot"),
