@@ -66,7 +66,7 @@ impl HttpServer {
     }
 }
 
-fn serve(stream: TcpStream, root: &PathBuf, log: &Mutex<Vec<Transfer>>) -> std::io::Result<()> {
+fn serve(stream: TcpStream, root: &Path, log: &Mutex<Vec<Transfer>>) -> std::io::Result<()> {
     let start = Instant::now();
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request = String::new();

@@ -185,18 +185,18 @@ fn check_root() -> Result<String, String> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| e.to_string())?;
     let fstype = mounts
         .lines()
-        .filter_map(|l| {
+        .rev()
+        .find_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             (f.get(1) == Some(&"/")).then(|| f.get(2).copied().unwrap_or("").to_string())
         })
-        .last()
         .unwrap_or_default();
     let (magic, bsize, blocks, bfree) = crate::sys::statfs("/").map_err(|e| e.to_string())?;
     if fstype == "tmpfs" && magic == TMPFS_MAGIC {
         Ok(format!(
             "tmpfs size={}MiB used={}MiB",
-            blocks * bsize >> 20,
-            (blocks - bfree) * bsize >> 20
+            (blocks * bsize) >> 20,
+            ((blocks - bfree) * bsize) >> 20
         ))
     } else {
         Err(format!("/ is {fstype:?} (magic {magic:#x}), not a tmpfs"))
@@ -224,7 +224,15 @@ fn check_network() -> Result<String, String> {
             shown.trim()
         ));
     }
-    Ok(format!("{iface} {address} source={}", get("source")))
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let route =
+        run(&["ip", "route", "show", "default"], Duration::from_secs(5)).unwrap_or_default();
+    Ok(format!(
+        "{iface} {address} source={} hostname={} default-route={:?}",
+        get("source"),
+        hostname.trim(),
+        route.trim()
+    ))
 }
 
 /// A throwaway container from a one-binary rootfs (static busybox), without any image:
