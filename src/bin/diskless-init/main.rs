@@ -216,14 +216,9 @@ fn fatal(stage: &str, why: &str) -> ! {
     let mut sup = Supervisor::default();
     if debug {
         log::info("boot stopped; starting a shell on the console (diskless.debug)");
-        let mut shell = internal_service(
-            "shell",
-            vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                "command -v setsid >/dev/null && exec setsid -c /bin/sh || exec /bin/sh".into(),
-            ],
-        );
+        // No controlling terminal (so no job control): `setsid -c` would fork away from the
+        // supervisor, since services already lead their own process group.
+        let mut shell = internal_service("shell", vec!["/bin/sh".into(), "-i".into()]);
         shell.restart = true;
         if let Err(e) = sup.start(shell, Output::Console) {
             log::warn(&format!("no debug shell: {e}"));

@@ -226,7 +226,13 @@ impl Supervisor {
                 continue;
             };
             // SAFETY: signals the service's process group (created with process_group(0)).
-            unsafe { libc::kill(-pid, libc::SIGTERM) };
+            // An interactive shell ignores SIGTERM; SIGHUP (terminal gone) ends it.
+            unsafe {
+                libc::kill(-pid, libc::SIGTERM);
+                if self.slots[i].output == Output::Console {
+                    libc::kill(-pid, libc::SIGHUP);
+                }
+            }
             let deadline = Instant::now() + Duration::from_secs(10);
             while self.slots[i].pid.is_some() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
