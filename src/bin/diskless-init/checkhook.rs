@@ -225,8 +225,12 @@ fn check_network() -> Result<String, String> {
         ));
     }
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let route =
-        run(&["ip", "route", "show", "default"], Duration::from_secs(5)).unwrap_or_default();
+    // busybox `ip route show default` lists every route: filter ourselves.
+    let routes = run(&["ip", "route"], Duration::from_secs(5)).unwrap_or_default();
+    let route = routes
+        .lines()
+        .find(|l| l.starts_with("default"))
+        .unwrap_or("none");
     Ok(format!(
         "{iface} {address} source={} hostname={} default-route={:?}",
         get("source"),
