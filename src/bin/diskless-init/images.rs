@@ -7,10 +7,11 @@
 //! own manifest descriptor with the `io.containerd.image.name` annotation, which ctr takes as
 //! the full image name. That works whatever names the archive originally carried.
 //!
-//! Pinning: containerd 1.6's CRI does not know `io.cri-containerd.pinned` (added in 1.7), so
-//! kubelet's image GC could remove a preloaded image; the reference kubelet config sets
-//! imageGC thresholds 100/99 to prevent that. We set the label anyway: with containerd ≥ 1.7
-//! it pins the image, with 1.6 it is inert.
+//! Pinning: containerd 1.6.20's CRI does not know the `io.cri-containerd.pinned` label (the
+//! string is not in its binary; pinning came with 1.7), so no label is set: it would cost a
+//! `ctr` run per ref at boot for nothing. kubelet's image GC is kept off preloaded images by the
+//! reference kubelet config's thresholds (imageGCHighThresholdPercent 100 / low 99). With
+//! containerd ≥ 1.7, labelling each ref here would pin it.
 
 use crate::contract::Image;
 use std::collections::HashSet;
@@ -112,22 +113,7 @@ fn import(img: &Image) -> Result<u64, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    let bytes = written.map_err(ctx)?;
-    for r in &img.refs {
-        let _ = Command::new("ctr")
-            .args([
-                "-n",
-                "k8s.io",
-                "images",
-                "label",
-                r,
-                "io.cri-containerd.pinned=pinned",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-    Ok(bytes)
+    written.map_err(ctx)
 }
 
 /// Streams `oci-layout`, `index.json` and `blobs/sha256/<hex>` as a tar; returns the bytes of
