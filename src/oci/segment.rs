@@ -159,11 +159,14 @@ pub fn check_ref(r: &str) -> anyhow::Result<()> {
     let (domain, path) = match name.split_once('/') {
         Some((d, p)) if d.contains('.') || d.contains(':') || d == "localhost" => (d, p),
         _ => {
-            let suggestion = if name.contains('/') {
-                format!("docker.io/{name}")
+            let mut suggestion = if name.contains('/') {
+                format!("docker.io/{r}")
             } else {
-                format!("docker.io/library/{name}")
+                format!("docker.io/library/{r}")
             };
+            if !has_digest && !name.rsplit('/').next().unwrap_or(name).contains(':') {
+                suggestion.push_str(":latest");
+            }
             bail!("not fully qualified: write {suggestion} (containerd and kubelet know images by their full name)");
         }
     };
