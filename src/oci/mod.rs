@@ -209,23 +209,3 @@ fn dir_or_file_size(path: &std::path::Path) -> u64 {
         .sum()
 }
 
-/// One segment per preloaded image (see docs/image-contract.md).
-pub struct ImageSegment {
-    pub segment_name: String,
-    pub tree: crate::resolve::Tree,
-    pub contract: crate::contract::ImageRef,
-}
-
-pub fn image_segments(images: &[crate::plan::PreloadImage]) -> anyhow::Result<Vec<ImageSegment>> {
-    if images.is_empty() {
-        return Ok(Vec::new());
-    }
-    anyhow::bail!("images: preloading container images is not implemented yet")
-}
-
-pub fn default_compression() -> crate::plan::Compression {
-    crate::plan::Compression {
-        algorithm: crate::plan::Algorithm::None,
-        level: None,
-    }
-}
