@@ -5,7 +5,9 @@
 
 mod oci_fixtures;
 
-use diskless::oci::{host_reference_images, image_segments_with_cache, ImageSegment, PAUSE_REF, WORKLOAD_REF};
+use diskless::oci::{
+    host_reference_images, image_segments_with_cache, ImageSegment, PAUSE_REF, WORKLOAD_REF,
+};
 use diskless::resolve::{Content, EntryKind};
 use oci_fixtures::*;
 use std::collections::BTreeMap;
@@ -29,13 +31,18 @@ fn import_archive(seg: &ImageSegment, pool: &BTreeMap<String, Content>, out: &Pa
         Content::Bytes(b) => b.to_vec(),
     };
     let mut members = vec![
-        Member::File("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+        Member::File(
+            "oci-layout".into(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
         Member::File("index.json".into(), bytes(&pool[&seg.contract.index])),
     ];
     for digest in &seg.contract.blobs {
         let hex = digest.strip_prefix("sha256:").unwrap();
         let path = format!("{}/{hex}", diskless::oci::BLOB_POOL);
-        let blob = pool.get(&path).unwrap_or_else(|| panic!("{digest} is in no segment"));
+        let blob = pool
+            .get(&path)
+            .unwrap_or_else(|| panic!("{digest} is in no segment"));
         members.push(Member::File(format!("blobs/sha256/{hex}"), bytes(blob)));
     }
     std::fs::write(out, tar_bytes(&members)).unwrap();
@@ -78,7 +85,10 @@ impl Containerd {
         let c = Containerd { child, socket };
         let start = Instant::now();
         while !c.ctr(&["version"]).status.success() {
-            assert!(start.elapsed() < Duration::from_secs(20), "containerd did not answer in 20 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "containerd did not answer in 20 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         println!("containerd answering after {:?}", start.elapsed());
@@ -87,7 +97,10 @@ impl Containerd {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("ctr");
-        c.arg("--address").arg(&self.socket).args(["--namespace", "k8s.io"]).args(args);
+        c.arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", "k8s.io"])
+            .args(args);
         c
     }
 
@@ -128,15 +141,33 @@ fn containerd_imports_and_runs_image_segments() {
     // shared layer that only the busybox segment stores.
     let layout = t.path().join("bb-layout");
     untar(&images[1].archive, &layout);
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let blob = |d: &serde_json::Value| std::fs::read(layout.join("blobs/sha256").join(&d.as_str().unwrap()[7..])).unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&blob(&index["manifests"][0]["digest"])).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &serde_json::Value| {
+        std::fs::read(layout.join("blobs/sha256").join(&d.as_str().unwrap()[7..])).unwrap()
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&blob(&index["manifests"][0]["digest"])).unwrap();
     let stored = blob(&manifest["layers"][0]["digest"]);
     let mut tar = Vec::new();
-    std::io::copy(&mut flate2::read::GzDecoder::new(stored.as_slice()), &mut tar).unwrap();
-    let base = Layer { tar, stored, z: Z::Gzip };
+    std::io::copy(
+        &mut flate2::read::GzDecoder::new(stored.as_slice()),
+        &mut tar,
+    )
+    .unwrap();
+    let base = Layer {
+        tar,
+        stored,
+        z: Z::Gzip,
+    };
     let top = Layer::new(&[("hello.txt", b"hello from a docker-archive\n")], Z::None);
-    let docker = write(&t.path().join("app.tar.gz"), &compress(&tar_bytes(&docker_members(&[&base, &top], "app:1")), Z::Gzip));
+    let docker = write(
+        &t.path().join("app.tar.gz"),
+        &compress(
+            &tar_bytes(&docker_members(&[&base, &top], "app:1")),
+            Z::Gzip,
+        ),
+    );
     images.push(image("app", &docker, "docker.io/library/app:1"));
 
     let segments = image_segments_with_cache(&images, &t.path().join("cache")).unwrap();
@@ -150,19 +181,36 @@ fn containerd_imports_and_runs_image_segments() {
     }
     let base_path = format!("{}/{}", diskless::oci::BLOB_POOL, sha(&base.stored));
     assert!(segments[1].tree.entries.contains_key(&base_path));
-    assert!(!segments[2].tree.entries.contains_key(&base_path), "busybox layer stored once");
+    assert!(
+        !segments[2].tree.entries.contains_key(&base_path),
+        "busybox layer stored once"
+    );
 
     let ctd = Containerd::start(t.path());
     for seg in &segments {
         let archive = t.path().join(format!("{}.import.tar", seg.segment_name));
         import_archive(seg, &pool, &archive);
         let start = Instant::now();
-        let out = ctd.ok(&["images", "import", "--snapshotter", "native", archive.to_str().unwrap()]);
-        println!("import {}: {:?}: {}", seg.segment_name, start.elapsed(), out.trim());
+        let out = ctd.ok(&[
+            "images",
+            "import",
+            "--snapshotter",
+            "native",
+            archive.to_str().unwrap(),
+        ]);
+        println!(
+            "import {}: {:?}: {}",
+            seg.segment_name,
+            start.elapsed(),
+            out.trim()
+        );
     }
     let listed = ctd.ok(&["images", "ls", "-q"]);
     for r in [PAUSE_REF, WORKLOAD_REF, "docker.io/library/app:1"] {
-        assert!(listed.lines().any(|l| l == r), "{r} not in ctr images ls:\n{listed}");
+        assert!(
+            listed.lines().any(|l| l == r),
+            "{r} not in ctr images ls:\n{listed}"
+        );
     }
 
     let run = |image: &str, id: &str, argv: &[&str]| -> String {
@@ -170,35 +218,62 @@ fn containerd_imports_and_runs_image_segments() {
         args.extend_from_slice(argv);
         ctd.ok(&args)
     };
-    let out = run(WORKLOAD_REF, "workload", &["/bin/echo", "hello from a preloaded image"]);
+    let out = run(
+        WORKLOAD_REF,
+        "workload",
+        &["/bin/echo", "hello from a preloaded image"],
+    );
     assert_eq!(out.trim(), "hello from a preloaded image");
-    let out = run("docker.io/library/app:1", "app", &["/bin/cat", "/hello.txt"]);
+    let out = run(
+        "docker.io/library/app:1",
+        "app",
+        &["/bin/cat", "/hello.txt"],
+    );
     assert_eq!(out.trim(), "hello from a docker-archive");
 
     // The pause image must keep running and exit promptly (status 0) on SIGTERM.
     let mut pause = ctd
-        .cmd(&["run", "--rm", "--snapshotter", "native", PAUSE_REF, "sandbox"])
+        .cmd(&[
+            "run",
+            "--rm",
+            "--snapshotter",
+            "native",
+            PAUSE_REF,
+            "sandbox",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let start = Instant::now();
     loop {
         let tasks = ctd.ok(&["tasks", "ls"]);
-        if tasks.lines().any(|l| l.starts_with("sandbox") && l.contains("RUNNING")) {
+        if tasks
+            .lines()
+            .any(|l| l.starts_with("sandbox") && l.contains("RUNNING"))
+        {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "pause never ran:\n{tasks}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "pause never ran:\n{tasks}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(1));
-    assert!(pause.try_wait().unwrap().is_none(), "pause exited on its own");
+    assert!(
+        pause.try_wait().unwrap().is_none(),
+        "pause exited on its own"
+    );
     ctd.ok(&["tasks", "kill", "--signal", "SIGTERM", "sandbox"]);
     let killed = Instant::now();
     let status = loop {
         if let Some(s) = pause.try_wait().unwrap() {
             break s;
         }
-        assert!(killed.elapsed() < Duration::from_secs(10), "pause ignored SIGTERM for 10 s");
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "pause ignored SIGTERM for 10 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     println!("pause exited {status} {:?} after SIGTERM", killed.elapsed());

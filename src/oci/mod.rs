@@ -208,4 +208,3 @@ fn dir_or_file_size(path: &std::path::Path) -> u64 {
         .map(|m| m.len())
         .sum()
 }
-
