@@ -207,7 +207,8 @@ fn unpack(archive: &Path, cache: &Path) -> anyhow::Result<BTreeMap<String, Locat
             .to_owned();
         let path = normalize(&name)?;
         let kind = entry.header().entry_type();
-        if kind.is_dir() {
+        // Directories carry nothing an image needs; a pax global header only metadata.
+        if kind.is_dir() || kind == tar::EntryType::XGlobalHeader {
             continue;
         }
         if path.is_empty() {

@@ -179,6 +179,9 @@ pub fn build_from_dir(from: &Path, spec: &BuildSpec, out: &Path) -> anyhow::Resu
     )?;
     let tmp = tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
     let archive_bytes = tmp.as_file().metadata()?.len();
+    // Temp files are created 0600; the archive is a normal, shareable output file.
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     tmp.persist(out)
         .with_context(|| format!("cannot write {}", out.display()))?;
     Ok(BuildSummary {
