@@ -186,6 +186,11 @@ fn containerd_imports_and_runs_image_segments() {
         "busybox layer stored once"
     );
 
+    // overlayfs is what the node uses; native works everywhere (e.g. inside overlay roots).
+    let overlay =
+        std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("\toverlay\n"));
+    let snapshotter = if overlay { "overlayfs" } else { "native" };
+    println!("snapshotter: {snapshotter}");
     let ctd = Containerd::start(t.path());
     for seg in &segments {
         let archive = t.path().join(format!("{}.import.tar", seg.segment_name));
@@ -214,7 +219,7 @@ fn containerd_imports_and_runs_image_segments() {
     }
 
     let run = |image: &str, id: &str, argv: &[&str]| -> String {
-        let mut args = vec!["run", "--rm", "--snapshotter", "native", image, id];
+        let mut args = vec!["run", "--rm", "--snapshotter", snapshotter, image, id];
         args.extend_from_slice(argv);
         ctd.ok(&args)
     };
