@@ -432,3 +432,51 @@ fn plan_entries_are_checked() {
         .unwrap();
     assert!(e.contains("unique"), "{e}");
 }
+
+#[test]
+fn one_image_under_two_names_is_one_image() {
+    let t = tempfile::tempdir().unwrap();
+    let l = Layer::new(&[("f", b"data")], Z::Gzip);
+    let img = |name| OciImage {
+        layers: vec![&l],
+        arch: "amd64",
+        name: Some(name),
+    };
+    let members = oci_members(&[
+        img("docker.io/library/x:1"),
+        img("docker.io/library/x:latest"),
+    ]);
+    let archive = write(&t.path().join("two-tags.tar"), &tar_bytes(&members));
+    assert_consistent(&one(&archive, &t.path().join("cache")).unwrap());
+}
+
+#[test]
+fn several_images_in_one_archive_are_told_apart_by_ref() {
+    let t = tempfile::tempdir().unwrap();
+    let a = Layer::new(&[("a", b"a")], Z::Gzip);
+    let b = Layer::new(&[("b", b"b")], Z::Gzip);
+    let members = oci_members(&[
+        OciImage {
+            layers: vec![&a],
+            arch: "amd64",
+            name: Some("docker.io/library/a:1"),
+        },
+        OciImage {
+            layers: vec![&b],
+            arch: "amd64",
+            name: Some(REF),
+        },
+    ]);
+    let archive = write(&t.path().join("two.tar"), &tar_bytes(&members));
+    let seg = one(&archive, &t.path().join("cache")).unwrap();
+    assert!(seg.contract.blobs.contains(&b.digest()));
+    let other = segments(
+        &[image("test", &archive, "docker.io/library/c:1")],
+        &t.path().join("cache"),
+    );
+    let msg = format!("{:#}", other.err().unwrap());
+    assert!(
+        msg.contains("2 linux/amd64 images") && msg.contains("docker.io/library/a:1"),
+        "{msg}"
+    );
+}

@@ -69,10 +69,13 @@ pub fn ingest(src: &Source, refs: &[String]) -> anyhow::Result<Ingested> {
         serde_json::from_slice(&index).context("index.json is not a valid OCI image index")?;
     let mut candidates = Vec::new();
     collect(src, &index, "index.json", 0, &mut candidates)?;
-    let amd64: Vec<&Candidate> = candidates
+    let mut amd64: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.platform == "linux/amd64")
         .collect();
+    // One image saved under several tags appears once per tag: that is still one image.
+    let mut seen = std::collections::HashSet::new();
+    amd64.retain(|c| seen.insert(c.desc.digest().clone()));
     let chosen = match amd64.as_slice() {
         [] if candidates.is_empty() => bail!("index.json lists no image manifest"),
         [] => bail!(
