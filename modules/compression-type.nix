@@ -1,0 +1,20 @@
+# The `{ algorithm, level }` submodule shared by `compression` and `components.<name>.compression`.
+{ lib }:
+lib.types.submodule {
+  options = {
+    algorithm = lib.mkOption {
+      type = lib.types.enum [
+        "zstd"
+        "gzip"
+        "none"
+      ];
+      default = "zstd";
+      description = "Segment compression; `none` writes plain cpio (for content that is already compressed).";
+    };
+    level = lib.mkOption {
+      type = lib.types.nullOr lib.types.int;
+      default = null;
+      description = "zstd 1–19 or gzip 0–9; `null` lets the builder choose (zstd 10, gzip 6).";
+    };
+  };
+}

@@ -1,0 +1,549 @@
+//! The Nix layer, evaluated for real: `modules/` and `images/*.nix` under nixpkgs' `lib` with the
+//! stand-in `pkgs` of `nix/fake-pkgs.nix`, whose packages are directories this test assembles from
+//! host files. The plan the modules write must be one `diskless build` accepts, and must say what
+//! the modules promise (closure, services, static pod from a preloaded image).
+//!
+//! Needs `nix-instantiate` (Debian's nix-bin) and `$NIXPKGS_LIB`: a checkout of nixpkgs or of
+//! nix-community/nixpkgs.lib. Without them each test prints `skipped: …` and returns.
+
+use diskless::plan::Plan;
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn have_nix_instantiate() -> bool {
+    Command::new("nix-instantiate")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `$NIXPKGS_LIB` and nix-instantiate, or the reason this machine cannot evaluate the modules.
+fn nix_env() -> Result<PathBuf, String> {
+    if !have_nix_instantiate() {
+        return Err("nix-instantiate not found (Debian: apt-get install nix-bin)".into());
+    }
+    match std::env::var_os("NIXPKGS_LIB") {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ => Err("NIXPKGS_LIB unset (a nixpkgs or nix-community/nixpkgs.lib checkout)".into()),
+    }
+}
+
+/// Returns early from a test with `skipped: <why>` when `$e` is an `Err`.
+macro_rules! or_skip {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(why) => {
+                println!("skipped: {why}");
+                return;
+            }
+        }
+    };
+}
+
+/// The packages the fake pkgs name, made of host files. Where the host lacks a program (no kubelet
+/// on Debian), a stand-in script takes its place: the build copies bytes, it runs nothing.
+const PACKAGES: &[(&str, &[(&str, &[&str])])] = &[
+    (
+        "busybox",
+        &[("bin/busybox", &["/bin/busybox", "/usr/bin/busybox"])],
+    ),
+    (
+        "containerd",
+        &[
+            ("bin/containerd", &["/usr/bin/containerd"]),
+            ("bin/ctr", &["/usr/bin/ctr"]),
+            (
+                "bin/containerd-shim-runc-v2",
+                &["/usr/bin/containerd-shim-runc-v2"],
+            ),
+        ],
+    ),
+    (
+        "runc",
+        &[("bin/runc", &["/usr/sbin/runc", "/usr/bin/runc"])],
+    ),
+    (
+        "cni-plugins",
+        &[
+            ("bin/bridge", &["/usr/lib/cni/bridge"]),
+            ("bin/host-local", &["/usr/lib/cni/host-local"]),
+            ("bin/loopback", &["/usr/lib/cni/loopback"]),
+            ("bin/portmap", &["/usr/lib/cni/portmap"]),
+        ],
+    ),
+    (
+        "iptables-legacy",
+        &[("bin/iptables", &["/usr/sbin/xtables-legacy-multi"])],
+    ),
+    (
+        "util-linux",
+        &[("bin/mount", &["/usr/bin/mount", "/bin/mount"])],
+    ),
+    (
+        "iproute2",
+        &[("bin/ip", &["/usr/bin/ip", "/bin/ip", "/sbin/ip"])],
+    ),
+    ("dropbear", &[("bin/dropbear", &["/usr/sbin/dropbear"])]),
+];
+
+/// A temporary directory holding the fake packages, the kernel and the image archives.
+struct Fixtures {
+    dir: tempfile::TempDir,
+    kernel_version: String,
+}
+
+impl Fixtures {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Builds the fixtures, or says why this machine cannot (no kernel with modules).
+    fn new() -> Result<Fixtures, String> {
+        let kernel_version = host_kernel()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+
+        let kernel = root.join("kernel");
+        fs::create_dir_all(kernel.join("lib/modules")).unwrap();
+        std::os::unix::fs::symlink(
+            format!("/boot/vmlinuz-{kernel_version}"),
+            kernel.join("bzImage"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            format!("/lib/modules/{kernel_version}"),
+            kernel.join("lib/modules").join(&kernel_version),
+        )
+        .unwrap();
+
+        place(
+            &root.join("diskless/bin/diskless-init"),
+            &[env!("CARGO_BIN_EXE_diskless-init")],
+        );
+        for (name, files) in PACKAGES {
+            for (dest, candidates) in *files {
+                place(&root.join(name).join(dest), candidates);
+            }
+        }
+        std::os::unix::fs::symlink("busybox", root.join("busybox/bin/sh")).unwrap();
+        let kubelet = std::env::var("KUBELET").unwrap_or_default();
+        place(&root.join("kubernetes/bin/kubelet"), &[kubelet.as_str()]);
+
+        // The archive names are what fake pkgs' pullImage derives from name and tag.
+        let images = root.join("images");
+        fs::create_dir_all(&images).unwrap();
+        docker_archive(
+            &images.join("registry.k8s.io-pause-3.9.tar"),
+            "registry.k8s.io/pause:3.9",
+        );
+        docker_archive(
+            &images.join("quay.io-k0sproject-kube-router-v2.2.1-iptables1.8.9-1.tar"),
+            "quay.io/k0sproject/kube-router:v2.2.1-iptables1.8.9-1",
+        );
+        Ok(Fixtures {
+            dir,
+            kernel_version,
+        })
+    }
+
+    /// Evaluates `nix/eval-plan.nix` for `image` with `extra` (a Nix list of modules).
+    fn eval(&self, lib: &Path, image: &str, extra: &str) -> Output {
+        Command::new("nix-instantiate")
+            .args(["--eval", "--strict", "--json"])
+            .arg(repo().join("nix/eval-plan.nix"))
+            .arg("--argstr")
+            .arg("nixpkgsLib")
+            .arg(lib)
+            .arg("--argstr")
+            .arg("fixtures")
+            .arg(self.path())
+            .args(["--argstr", "kernelVersion", &self.kernel_version])
+            .args(["--argstr", "image", image])
+            .args(["--arg", "extraModules", extra])
+            .output()
+            .expect("run nix-instantiate")
+    }
+
+    /// The plan of `image`, written to a file and loaded with the builder's own parser.
+    fn plan(&self, lib: &Path, image: &str) -> (PathBuf, Plan) {
+        let out = self.eval(lib, image, "[ ]");
+        assert!(
+            out.status.success(),
+            "evaluating images/{image}.nix failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = self.path().join(format!("{image}.plan.json"));
+        fs::write(&path, &out.stdout).unwrap();
+        let plan =
+            Plan::load(&path).unwrap_or_else(|e| panic!("the builder rejects the plan: {e}"));
+        (path, plan)
+    }
+}
+
+/// A kernel with its module tree, the newest first.
+fn host_kernel() -> Result<String, String> {
+    let mut versions: Vec<String> = fs::read_dir("/lib/modules")
+        .map_err(|e| format!("no /lib/modules ({e}): the fixtures need a kernel"))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|v| Path::new(&format!("/boot/vmlinuz-{v}")).exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .ok_or_else(|| "no /boot/vmlinuz-V with /lib/modules/V: the fixtures need a kernel".into())
+}
+
+/// Puts the first existing candidate at `dest` (hard link, else copy), or a stand-in script.
+fn place(dest: &Path, candidates: &[&str]) {
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let found = candidates
+        .iter()
+        .find(|c| !c.is_empty() && Path::new(c).is_file());
+    match found {
+        Some(src) => {
+            if fs::hard_link(src, dest).is_err() {
+                fs::copy(src, dest).unwrap_or_else(|e| panic!("copy {src} to {dest:?}: {e}"));
+            }
+        }
+        None => {
+            let text = format!(
+                "#!/bin/sh\necho 'test fixture: {} is not on the build machine' >&2\nexit 1\n",
+                dest.display()
+            );
+            fs::write(dest, text).unwrap();
+            fs::set_permissions(dest, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes a one-layer docker-archive (what `dockerTools.pullImage` produces) tagged `tag`.
+fn docker_archive(dest: &Path, tag: &str) {
+    let stage = tempfile::tempdir().unwrap();
+    let rootfs = stage.path().join("rootfs");
+    place(&rootfs.join("pause"), &["/bin/busybox", "/usr/bin/busybox"]);
+    let archive = stage.path().join("archive");
+    fs::create_dir_all(&archive).unwrap();
+
+    let layer = stage.path().join("layer.tar");
+    tar(&rootfs, &layer);
+    let layer_bytes = fs::read(&layer).unwrap();
+    let layer_id = sha256_hex(&layer_bytes);
+    fs::create_dir_all(archive.join(&layer_id)).unwrap();
+    fs::write(archive.join(&layer_id).join("layer.tar"), &layer_bytes).unwrap();
+
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": { "Entrypoint": ["/pause"] },
+        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_id}")] },
+    })
+    .to_string();
+    let config_name = format!("{}.json", sha256_hex(config.as_bytes()));
+    fs::write(archive.join(&config_name), &config).unwrap();
+    let manifest = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": [tag],
+        "Layers": [format!("{layer_id}/layer.tar")],
+    }]);
+    fs::write(archive.join("manifest.json"), manifest.to_string()).unwrap();
+    tar(&archive, dest);
+}
+
+fn tar(dir: &Path, dest: &Path) {
+    let status = Command::new("tar")
+        .args(["--sort=name", "--owner=0", "--group=0", "--numeric-owner"])
+        .args(["--mtime=@0", "-cf"])
+        .arg(dest)
+        .arg("-C")
+        .arg(dir)
+        .arg(".")
+        .status()
+        .expect("run tar");
+    assert!(status.success(), "tar {dir:?}");
+}
+
+/// Runs `diskless build` on the plan and checks the output is complete and consistent.
+fn build(plan_path: &Path, name: &str, out: &Path) {
+    let bin = env!("CARGO_BIN_EXE_diskless");
+    let run = Command::new(bin)
+        .args(["build", "--plan"])
+        .arg(plan_path)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "diskless build --plan {plan_path:?} failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for file in [format!("{name}.json"), format!("{name}.ipxe")] {
+        assert!(out.join(&file).is_file(), "{file} missing from {out:?}");
+    }
+    let verify = Command::new(bin).arg("verify").arg(out).output().unwrap();
+    assert!(
+        verify.status.success(),
+        "diskless verify {out:?}:\n{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+/// Every fixture ("store") path a command or symlink refers to lies inside a tree the image
+/// copies: what the closure promises.
+fn assert_closed(plan: &Plan, fixtures: &Path) {
+    let trees: Vec<&Path> = plan
+        .components
+        .iter()
+        .flat_map(|c| c.trees.iter().map(|t| t.source.as_path()))
+        .collect();
+    let referenced = plan
+        .node
+        .services
+        .iter()
+        .map(|s| s.command[0].clone())
+        .chain(
+            plan.components
+                .iter()
+                .flat_map(|c| c.symlinks.iter().map(|l| l.target.clone())),
+        )
+        .filter(|p| Path::new(p).starts_with(fixtures));
+    for path in referenced {
+        assert!(
+            trees.iter().any(|t| Path::new(&path).starts_with(t)),
+            "{path} is used but no tree in the plan copies it (trees: {trees:?})"
+        );
+    }
+}
+
+fn component<'a>(plan: &'a Plan, name: &str) -> &'a diskless::plan::Component {
+    plan.components
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no component {name} in the plan"))
+}
+
+fn generated<'a>(plan: &'a Plan, component_name: &str, dest: &str) -> &'a str {
+    component(plan, component_name)
+        .generated
+        .iter()
+        .find(|g| g.dest == dest)
+        .unwrap_or_else(|| panic!("{component_name} does not generate {dest}"))
+        .contents
+        .as_str()
+}
+
+#[test]
+fn every_nix_file_parses() {
+    if !have_nix_instantiate() {
+        println!("skipped: nix-instantiate not found (Debian: apt-get install nix-bin)");
+        return;
+    }
+    let mut files = vec![repo().join("flake.nix")];
+    for dir in ["modules", "images", "nix"] {
+        for entry in walkdir::WalkDir::new(repo().join(dir)).sort_by_file_name() {
+            let entry = entry.unwrap();
+            if entry.path().extension().is_some_and(|e| e == "nix") {
+                files.push(entry.into_path());
+            }
+        }
+    }
+    assert!(files.len() > 10, "found only {files:?}");
+    for file in files {
+        let out = Command::new("nix-instantiate")
+            .arg("--parse")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file:?} does not parse:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn worker_plan_is_what_the_modules_promise_and_builds() {
+    let lib = or_skip!(nix_env());
+    let fx = or_skip!(Fixtures::new());
+    let root = fx.path();
+    let (path, plan) = fx.plan(&lib, "worker");
+
+    assert_eq!(plan.name, "worker");
+    assert_eq!(plan.kernel.image, root.join("kernel/bzImage"));
+    let names: Vec<&str> = plan.components.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "base",
+            "kernel-modules",
+            "nix-store",
+            "containerd",
+            "kubelet"
+        ]
+    );
+    let modules = &component(&plan, "kernel-modules").modules;
+    for m in ["virtio_pci", "virtio_net", "overlay", "br_netfilter"] {
+        assert!(modules.iter().any(|x| x == m), "{m} not in {modules:?}");
+    }
+    assert_eq!(
+        component(&plan, "base").files[0].source,
+        root.join("diskless/bin/diskless-init")
+    );
+
+    // containerd first and ready before the kubelet, which is standalone (no join material).
+    let services: Vec<&str> = plan.node.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(services, ["containerd", "kubelet"]);
+    let containerd = &plan.node.services[0];
+    assert_eq!(
+        containerd.ready_path.as_deref(),
+        Some("/run/containerd/containerd.sock")
+    );
+    let kubelet = &plan.node.services[1];
+    assert_eq!(
+        Path::new(&kubelet.command[0]),
+        root.join("kubernetes/bin/kubelet")
+    );
+    assert_eq!(kubelet.condition_path, None);
+    assert!(kubelet.env["PATH"].contains(&format!("{}/iptables-legacy/bin", root.display())));
+
+    // The static pod's image is preloaded under the same reference, and never pulled.
+    let pod: serde_json::Value = serde_json::from_str(generated(
+        &plan,
+        "kubelet",
+        "/etc/kubernetes/manifests/hello.json",
+    ))
+    .unwrap();
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(container["imagePullPolicy"], "Never");
+    let image = container["image"].as_str().unwrap();
+    assert!(
+        plan.images
+            .iter()
+            .any(|i| i.refs.iter().any(|r| r == image)),
+        "static pod image {image} is not preloaded"
+    );
+    let config = generated(&plan, "containerd", "/etc/containerd/config.toml");
+    assert!(
+        config.contains(&format!("sandbox_image = \"{image}\"")),
+        "{config}"
+    );
+    assert!(
+        config.contains(&format!(
+            "BinaryName = \"{}/runc/bin/runc\"",
+            root.display()
+        )),
+        "{config}"
+    );
+    let kubelet_config: serde_json::Value =
+        serde_json::from_str(generated(&plan, "kubelet", "/etc/kubernetes/kubelet.json")).unwrap();
+    assert_eq!(kubelet_config["cgroupDriver"], "cgroupfs");
+    assert_eq!(kubelet_config["staticPodPath"], "/etc/kubernetes/manifests");
+
+    assert_closed(&plan, root);
+    build(&path, "worker", &root.join("out-worker"));
+}
+
+#[test]
+fn containerd_only_image_composes_without_the_kubelet() {
+    let lib = or_skip!(nix_env());
+    let fx = or_skip!(Fixtures::new());
+    let root = fx.path();
+    let (path, plan) = fx.plan(&lib, "containerd-only");
+
+    let names: Vec<&str> = plan.components.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["base", "kernel-modules", "nix-store", "containerd"]);
+    let trees: Vec<&Path> = component(&plan, "nix-store")
+        .trees
+        .iter()
+        .map(|t| t.source.as_path())
+        .collect();
+    assert!(
+        !trees.contains(&root.join("kubernetes").as_path()),
+        "{trees:?}"
+    );
+    assert_eq!(plan.node.services.len(), 1);
+    assert_eq!(plan.compression.level, Some(3));
+    let network = serde_json::to_value(&plan.node.network).unwrap();
+    assert_eq!(network["mode"], "static");
+    assert_eq!(network["address"], "10.0.2.15/24");
+    assert_eq!(plan.images.len(), 1);
+
+    assert_closed(&plan, root);
+    build(&path, "containerd-only", &root.join("out-containerd-only"));
+}
+
+#[test]
+fn configuration_mistakes_are_named() {
+    let lib = or_skip!(nix_env());
+    let fx = or_skip!(Fixtures::new());
+    let cases = [
+        // A typo in an option name: the module system names it.
+        ("{ kubelet.staticPod = { }; }", "kubelet.staticPod"),
+        // Cross-option checks (modules' assertions) say what to do.
+        (
+            r#"{ network.mode = "static"; }"#,
+            "network.address is not set",
+        ),
+        (
+            "({ lib, ... }: { kubelet.staticPods = lib.mkForce { }; })",
+            "kubelet.staticPods is empty",
+        ),
+        (
+            "({ lib, ... }: { containerd.enable = lib.mkForce false; })",
+            "set containerd.enable = true",
+        ),
+        ("{ compression.level = 42; }", "out of range for zstd"),
+        // Types are checked: modes are octal strings.
+        (
+            r#"{ components.base.generated."/etc/x" = { text = "x"; mode = "rw"; }; }"#,
+            "components.base.generated.\"/etc/x\".mode",
+        ),
+    ];
+    for (module, expected) in cases {
+        let out = fx.eval(&lib, "worker", &format!("[ {module} ]"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{module} evaluated without error");
+        assert!(
+            stderr.contains(expected),
+            "{module}: expected {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn options_doc_is_current() {
+    let lib = or_skip!(nix_env());
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(repo().join("nix/options-doc.nix"))
+        .arg("--argstr")
+        .arg("nixpkgsLib")
+        .arg(&lib)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated: String = serde_json::from_slice(&out.stdout).unwrap();
+    let committed = fs::read_to_string(repo().join("docs/options.md")).unwrap();
+    assert!(
+        generated == committed,
+        "docs/options.md is stale: regenerate it as docs/nix.md says"
+    );
+}
