@@ -56,9 +56,11 @@
 
       # Not NixOS modules: the option set `lib.mkImage` evaluates (see docs/options.md). Import it
       # into your own lib.evalModules call to extend or reuse it.
-      nixosModules.default = ./modules;
+      nixosModules.default = {
+        imports = [ ./modules ];
+      };
 
-      overlays.default = final: _prev: { diskless = final.callPackage ./nix/package.nix { }; };
+      overlays.default = final: prev: { diskless = final.callPackage ./nix/package.nix { }; };
 
       packages = forAllSystems (
         pkgs:
