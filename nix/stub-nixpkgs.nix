@@ -162,7 +162,7 @@ let
         }.tar $out";
       };
 
-    diskless = pkgs.callPackage ../nix/package.nix { };
+    diskless = pkgs.callPackage ./package.nix { };
     busybox = fromFixture "busybox" { };
     containerd = fromFixture "containerd" { };
     runc = fromFixture "runc" { };
