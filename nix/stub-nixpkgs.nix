@@ -47,13 +47,25 @@ let
       overrideAttrs = f: mkDerivation (args // f args);
     };
 
+  # Stands in for the C library every real package refers to: it is in no image's roots, so
+  # finding it in a plan shows the closure (not just the roots) went in.
+  libc = mkDerivation {
+    name = "libc-stub";
+    script = "mkdir -p $out/lib && echo 'stand-in for glibc' > $out/lib/README";
+  };
+
   fromFixture =
     name: extra:
     mkDerivation (
       {
         inherit name;
         version = "stub";
-        script = "cp -a ${fixtures}/${name} $out";
+        script = ''
+          cp -a ${fixtures}/${name} $out
+          chmod u+w $out
+          mkdir -p $out/nix-support
+          echo ${libc} > $out/nix-support/libc
+        '';
       }
       // extra
     );

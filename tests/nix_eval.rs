@@ -3,8 +3,12 @@
 //! host files. The plan the modules write must be one `diskless build` accepts, and must say what
 //! the modules promise (closure, services, static pod from a preloaded image).
 //!
-//! Needs `nix-instantiate` (Debian's nix-bin) and `$NIXPKGS_LIB`: a checkout of nixpkgs or of
-//! nix-community/nixpkgs.lib. Without them each test prints `skipped: …` and returns.
+//! The flake itself is then checked and built with `--override-input nixpkgs` pointing at
+//! `nix/stub-nixpkgs.nix`: real derivations made of the same fixtures, since nixpkgs cannot be
+//! fetched here. That runs flake.nix, `nix flake check`, closureInfo and nix/mk-image.nix for real.
+//!
+//! Needs `nix-instantiate` and `nix` (Debian's nix-bin), and `$NIXPKGS_LIB`: a checkout of nixpkgs
+//! or of nix-community/nixpkgs.lib. Without them each test prints `skipped: …` and returns.
 
 use diskless::plan::Plan;
 use sha2::{Digest, Sha256};
@@ -127,6 +131,10 @@ impl Fixtures {
         place(
             &root.join("diskless/bin/diskless-init"),
             &[env!("CARGO_BIN_EXE_diskless-init")],
+        );
+        place(
+            &root.join("diskless/bin/diskless"),
+            &[env!("CARGO_BIN_EXE_diskless")],
         );
         for (name, files) in PACKAGES {
             for (dest, candidates) in *files {
@@ -546,4 +554,142 @@ fn options_doc_is_current() {
         generated == committed,
         "docs/options.md is stale: regenerate it as docs/nix.md says"
     );
+}
+
+/// `nix` with flakes enabled, as the flake's users run it.
+fn nix() -> Command {
+    let mut cmd = Command::new("nix");
+    cmd.args(["--extra-experimental-features", "nix-command flakes"]);
+    cmd
+}
+
+/// Why the flake cannot be evaluated here, if it cannot: it is read from git, so flake.nix
+/// must be tracked, and `nix` must be able to build into its store.
+fn flake_env() -> Result<PathBuf, String> {
+    let lib = nix_env()?;
+    if !nix()
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Err("`nix` not found (Debian: apt-get install nix-bin)".into());
+    }
+    let tracked = Command::new("git")
+        .args(["ls-files", "--error-unmatch", "flake.nix", "flake.lock"])
+        .current_dir(repo())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !tracked {
+        return Err("flake.nix is not tracked by git here (nix reads flakes from git)".into());
+    }
+    Ok(lib)
+}
+
+/// A flake whose `legacyPackages` is nix/stub-nixpkgs.nix over these fixtures.
+fn stub_nixpkgs(lib: &Path, fx: &Fixtures) -> PathBuf {
+    let dir = fx.path().join("stub-nixpkgs");
+    fs::create_dir_all(&dir).unwrap();
+    let lib_dir = if lib.join("lib/default.nix").exists() {
+        lib.join("lib")
+    } else {
+        lib.to_owned()
+    };
+    let flake = format!(
+        r#"{{
+  outputs = _: let
+    lib = import {lib};
+    stub = system: import {stub} {{
+      inherit lib system;
+      fixtures = "{fixtures}";
+      kernelVersion = "{version}";
+    }};
+  in {{
+    inherit lib;
+    legacyPackages.x86_64-linux = stub "x86_64-linux";
+    legacyPackages.aarch64-linux = stub "aarch64-linux";
+  }};
+}}
+"#,
+        lib = lib_dir.display(),
+        stub = repo().join("nix/stub-nixpkgs.nix").display(),
+        fixtures = fx.path().display(),
+        version = fx.kernel_version,
+    );
+    fs::write(dir.join("flake.nix"), flake).unwrap();
+    dir
+}
+
+/// Runs a flake command against this repository with nixpkgs replaced by the stub.
+fn with_stub(stub: &Path, args: &[&str]) -> Output {
+    nix()
+        .args(args)
+        .args(["--impure", "--override-input", "nixpkgs"])
+        .arg(format!("path:{}", stub.display()))
+        .output()
+        .expect("run nix")
+}
+
+/// Builds `attr` of this flake and returns its output path.
+fn flake_build(stub: &Path, attr: &str) -> Result<PathBuf, String> {
+    let installable = format!("{}#{attr}", repo().display());
+    let out = with_stub(stub, &["build", "--no-link", "--json", &installable]);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let built: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    Ok(PathBuf::from(
+        built[0]["outputs"]["out"].as_str().expect("out path"),
+    ))
+}
+
+#[test]
+fn flake_checks_and_builds_with_stub_nixpkgs() {
+    let lib = or_skip!(flake_env());
+    let fx = or_skip!(Fixtures::new());
+    let stub = stub_nixpkgs(&lib, &fx);
+
+    // Every output of every system evaluates, and has the shape `nix flake check` expects.
+    let repo_arg = repo().display().to_string();
+    let check = with_stub(&stub, &["flake", "check", "--no-build", &repo_arg]);
+    assert!(
+        check.status.success(),
+        "nix flake check:\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // The plan as `nix build .#worker-image` makes it: store paths, closure expanded.
+    let plan_path = flake_build(&stub, "packages.x86_64-linux.worker-image.plan")
+        .unwrap_or_else(|e| panic!("building the worker plan:\n{e}"));
+    let plan = Plan::load(&plan_path).unwrap_or_else(|e| panic!("{e}"));
+    let trees: Vec<String> = component(&plan, "nix-store")
+        .trees
+        .iter()
+        .map(|t| t.source.display().to_string())
+        .collect();
+    assert!(
+        trees.iter().any(|t| t.ends_with("-libc-stub")),
+        "the closure's dependencies are missing, only roots: {trees:?}"
+    );
+    let in_tree = |p: &str| trees.iter().any(|t| Path::new(p).starts_with(t));
+    let kubelet = &plan.node.services[1].command[0];
+    assert!(
+        in_tree(kubelet) && kubelet.contains("-kubelet-"),
+        "kubelet {kubelet} should be the slimmed copy, inside the closure"
+    );
+    let init = component(&plan, "base").files[0]
+        .source
+        .display()
+        .to_string();
+    assert!(in_tree(&init), "/init source {init} is not in the closure");
+    assert!(plan.kernel.image.is_file(), "{:?}", plan.kernel.image);
+    for image in &plan.images {
+        assert!(image.archive.is_file(), "{:?}", image.archive);
+    }
+
+    // And the image itself: `diskless build` inside a Nix build.
+    let out = flake_build(&stub, "packages.x86_64-linux.worker-image")
+        .unwrap_or_else(|e| panic!("nix build .#worker-image:\n{e}"));
+    for file in ["worker.json", "worker.ipxe"] {
+        assert!(out.join(file).is_file(), "{file} missing from {out:?}");
+    }
 }
