@@ -623,6 +623,8 @@ fn stub_nixpkgs(lib: &Path, fx: &Fixtures) -> PathBuf {
 fn with_stub(stub: &Path, args: &[&str]) -> Output {
     nix()
         .args(args)
+        // No binary cache is reachable, and nothing here is in one.
+        .args(["--option", "substitute", "false"])
         .args(["--impure", "--override-input", "nixpkgs"])
         .arg(format!("path:{}", stub.display()))
         .output()
