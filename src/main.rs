@@ -123,6 +123,9 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 }
             };
             let report = pipeline::build(&plan, &options)?;
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
             if json {
                 print_json(&report)?;
             } else {

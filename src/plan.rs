@@ -66,7 +66,7 @@ pub struct Kernel {
     pub cmdline: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     #[default]
@@ -347,21 +347,26 @@ mod tests {
 
     #[test]
     fn unknown_field_is_named() {
-        let e = parse(r#"{"version":1,"name":"t","kernel":{"image":"/k"},"components":[],"colour":1}"#)
-            .unwrap_err()
-            .to_string();
+        let e =
+            parse(r#"{"version":1,"name":"t","kernel":{"image":"/k"},"components":[],"colour":1}"#)
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("unknown field `colour`"), "{e}");
     }
 
     #[test]
     fn wrong_version_is_reported_as_such() {
-        let e = parse(r#"{"version":2,"whatever":true}"#).unwrap_err().to_string();
+        let e = parse(r#"{"version":2,"whatever":true}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"version\": 2"), "{e}");
     }
 
     #[test]
     fn malformed_json_has_line_and_column() {
-        let e = parse("{\"version\": 1,\n  \"name\": }").unwrap_err().to_string();
+        let e = parse("{\"version\": 1,\n  \"name\": }")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2"), "{e}");
     }
 

@@ -1,1 +1,138 @@
-//! (in progress)
+//! Content-addressed storage: every artifact is `objects/<sha256 of its bytes>` in the output
+//! directory, and the human-facing names are small files replaced atomically. A build either
+//! completes or leaves the output directory as it was: objects are written to a temporary name
+//! and renamed, and a failed build removes the objects it added.
+//!
+//! The segment cache lives outside the output (`$XDG_CACHE_HOME/diskless/segments`), keyed by
+//! the uncompressed segment's sha256 and the codec, so an unchanged component is never
+//! recompressed, whatever output directory it is built into.
+
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, fsynced and
+/// renamed, so readers see the old file or the new one, never a part.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    // Objects are world-readable whatever the umask: they are served by TFTP/HTTP.
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The `objects/` directory of one output directory, remembering what this run added.
+pub struct Store {
+    pub root: PathBuf,
+    added: Vec<PathBuf>,
+}
+
+impl Store {
+    pub fn open(root: &Path) -> std::io::Result<Store> {
+        std::fs::create_dir_all(root.join("objects"))?;
+        Ok(Store {
+            root: root.to_owned(),
+            added: Vec::new(),
+        })
+    }
+
+    pub fn object_path(&self, sha256: &str) -> PathBuf {
+        self.root.join(crate::index::object_path(sha256))
+    }
+
+    /// Stores `bytes` under their digest (a no-op when already there); returns the digest.
+    pub fn put(&mut self, bytes: &[u8]) -> std::io::Result<String> {
+        let digest = sha256_hex(bytes);
+        self.put_with_digest(&digest, bytes)?;
+        Ok(digest)
+    }
+
+    pub fn put_with_digest(&mut self, digest: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let path = self.object_path(digest);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() == bytes.len() as u64 => return Ok(()),
+            _ => {}
+        }
+        write_atomic(&path, bytes)?;
+        self.added.push(path);
+        Ok(())
+    }
+
+    /// Removes every object this run added: called when a build fails half-way.
+    pub fn roll_back(&mut self) {
+        for p in self.added.drain(..) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Compressed segments by (uncompressed digest, codec).
+pub struct Cache {
+    dir: Option<PathBuf>,
+}
+
+impl Cache {
+    pub fn new(dir: Option<PathBuf>) -> Cache {
+        Cache { dir }
+    }
+
+    /// `$XDG_CACHE_HOME/diskless`, else `~/.cache/diskless`.
+    pub fn default_dir() -> Option<PathBuf> {
+        std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("diskless"))
+    }
+
+    fn path(&self, key: &str) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join("segments").join(key))
+    }
+
+    pub fn key(cpio_sha256: &str, codec_label: &str) -> String {
+        sha256_hex(format!("diskless-segment-v1 {cpio_sha256} {codec_label}").as_bytes())
+    }
+
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.path(key)?).ok()
+    }
+
+    /// Best effort: a cache that cannot be written only costs time, so failures are warnings.
+    pub fn put(&self, key: &str, bytes: &[u8]) -> Result<(), String> {
+        let Some(path) = self.path(key) else {
+            return Ok(());
+        };
+        let dir = path.parent().expect("cache path has a parent");
+        std::fs::create_dir_all(dir)
+            .and_then(|_| write_atomic(&path, bytes))
+            .map_err(|e| format!("cannot write segment cache {}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_named_by_their_digest_and_roll_back() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Store::open(d.path()).unwrap();
+        let h = s.put(b"hello").unwrap();
+        assert_eq!(h, sha256_hex(b"hello"));
+        assert_eq!(std::fs::read(s.object_path(&h)).unwrap(), b"hello");
+        s.roll_back();
+        assert!(!s.object_path(&h).exists());
+    }
+}
