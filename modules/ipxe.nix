@@ -19,4 +19,11 @@
       example = "http://boot.lab.example/images/worker/";
     };
   };
+
+  config.assertions = [
+    {
+      assertion = config.ipxe.baseUrl == null || lib.hasSuffix "/" config.ipxe.baseUrl;
+      message = "ipxe.baseUrl \"${toString config.ipxe.baseUrl}\" must end with \"/\" (object names are appended to it).";
+    }
+  ];
 }

@@ -33,5 +33,6 @@ pkgs.runCommand "diskless-image-${config.name}"
     };
   }
   ''
-    diskless build --plan ${plan} --out $out ${baseUrlArgs}
+    # No segment cache: a Nix build has no writable home, and Nix caches whole outputs anyway.
+    diskless build --no-cache --plan ${plan} --out $out ${baseUrlArgs}
   ''
