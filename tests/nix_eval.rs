@@ -210,17 +210,17 @@ fn host_kernel() -> Result<String, String> {
         .ok_or_else(|| "no /boot/vmlinuz-V with /lib/modules/V: the fixtures need a kernel".into())
 }
 
-/// Puts the first existing candidate at `dest` (hard link, else copy), or a stand-in script.
+/// Copies the first existing candidate to `dest`, or writes a stand-in script there.
 fn place(dest: &Path, candidates: &[&str]) {
     fs::create_dir_all(dest.parent().unwrap()).unwrap();
     let found = candidates
         .iter()
         .find(|c| !c.is_empty() && Path::new(c).is_file());
     match found {
+        // A copy, not a hard link: linking changes the host file's ctime, and tar (or a
+        // concurrent test reading it) then reports "file changed as we read it".
         Some(src) => {
-            if fs::hard_link(src, dest).is_err() {
-                fs::copy(src, dest).unwrap_or_else(|e| panic!("copy {src} to {dest:?}: {e}"));
-            }
+            fs::copy(src, dest).unwrap_or_else(|e| panic!("copy {src} to {dest:?}: {e}"));
         }
         None => {
             let text = format!(
