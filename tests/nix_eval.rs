@@ -55,7 +55,10 @@ macro_rules! or_skip {
 
 /// The packages the fake pkgs name, made of host files. Where the host lacks a program (no kubelet
 /// on Debian), a stand-in script takes its place: the build copies bytes, it runs nothing.
-const PACKAGES: &[(&str, &[(&str, &[&str])])] = &[
+/// (path in the package, host files to copy there, first found wins)
+type PackageFiles = &'static [(&'static str, &'static [&'static str])];
+
+const PACKAGES: &[(&str, PackageFiles)] = &[
     (
         "busybox",
         &[("bin/busybox", &["/bin/busybox", "/usr/bin/busybox"])],
