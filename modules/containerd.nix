@@ -19,7 +19,8 @@ let
     registry: mirrors:
     toml.toTOML (
       {
-        server = if registry == "docker.io" then "https://registry-1.docker.io" else "https://${registry}";
+        server =
+          if registry == "docker.io" then "https://registry-1.docker.io" else "https://${registry}";
       }
       // {
         host = lib.listToAttrs (
@@ -139,7 +140,8 @@ in
         "/etc/containerd/config.toml".text = toml.toTOML cfg.settings;
       }
       // lib.mapAttrs' (
-        registry: mirrors: lib.nameValuePair "${certsDir}/${registry}/hosts.toml" { text = hostsToml registry mirrors; }
+        registry: mirrors:
+        lib.nameValuePair "${certsDir}/${registry}/hosts.toml" { text = hostsToml registry mirrors; }
       ) cfg.registryMirrors;
       directories = {
         "/var/lib/containerd".mode = "0711";

@@ -68,7 +68,8 @@ in
         message = "network.mode is \"static\" but network.address is not set: give one like \"10.0.0.5/24\" (or use diskless.ip= per node and mode \"dhcp\").";
       }
       {
-        assertion = cfg.mode == "static" || (cfg.address == null && cfg.gateway == null && cfg.dns == [ ]);
+        assertion =
+          cfg.mode == "static" || (cfg.address == null && cfg.gateway == null && cfg.dns == [ ]);
         message = "network.address/gateway/dns are set but network.mode is \"${cfg.mode}\": set network.mode = \"static\".";
       }
     ];

@@ -26,7 +26,14 @@ let
     }
     // optionalAttrs (c.compression != null) { compression = compression c.compression; }
     // nonEmpty {
-      files = mapAttrsToList (dest: f: { inherit (f) source; inherit dest; } // withMode f.mode) c.files;
+      files = mapAttrsToList (
+        dest: f:
+        {
+          inherit (f) source;
+          inherit dest;
+        }
+        // withMode f.mode
+      ) c.files;
       directories = mapAttrsToList (path: d: { inherit path; } // withMode d.mode) c.directories;
       symlinks = mapAttrsToList (path: target: { inherit path target; }) c.symlinks;
       generated = mapAttrsToList (

@@ -11,7 +11,8 @@
 }:
 let
   # Accept either a nixpkgs(.lib) checkout or its lib/ directory.
-  libDir = if builtins.pathExists "${nixpkgsLib}/lib/default.nix" then "${nixpkgsLib}/lib" else nixpkgsLib;
+  libDir =
+    if builtins.pathExists "${nixpkgsLib}/lib/default.nix" then "${nixpkgsLib}/lib" else nixpkgsLib;
   lib = import libDir;
   pkgs = import ./fake-pkgs.nix { inherit fixtures kernelVersion; };
   evaluated = (import ./lib.nix { inherit lib; }).evalImage {

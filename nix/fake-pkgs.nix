@@ -37,9 +37,12 @@ in
       ...
     }@args:
     assert args ? hash || args ? sha256;
+    let
+      file = builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] "${finalImageName}:${finalImageTag}";
+    in
     {
       type = "derivation";
       name = "docker-image";
-      outPath = "${fixtures}/images/${builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] "${finalImageName}:${finalImageTag}"}.tar";
+      outPath = "${fixtures}/images/${file}.tar";
     };
 }

@@ -3,7 +3,12 @@
 #   nix-instantiate --eval --strict --json nix/options-doc.nix --argstr nixpkgsLib PATH | jq -r . > docs/options.md
 # The flake exposes the same text as `packages.<system>.options-doc`; tests/nix_eval.rs fails
 # when the committed file is stale.
-{ nixpkgsLib ? null, lib ? import (if builtins.pathExists "${nixpkgsLib}/lib/default.nix" then "${nixpkgsLib}/lib" else nixpkgsLib) }:
+{
+  nixpkgsLib ? null,
+  lib ? import (
+    if builtins.pathExists "${nixpkgsLib}/lib/default.nix" then "${nixpkgsLib}/lib" else nixpkgsLib
+  ),
+}:
 let
   inherit (lib) concatStringsSep concatMapStringsSep hasPrefix removePrefix;
 
@@ -20,11 +25,12 @@ let
 
   root = toString ../. + "/";
   relative = f: if hasPrefix root (toString f) then removePrefix root (toString f) else toString f;
+  link = f: "[${relative f}](../${relative f})";
 
   # Sub-options of internal options (assertions.*) are not marked internal themselves.
-  options = lib.filter (o: o.visible && !o.internal && o.name != "_module.args" && !hasPrefix "assertions." o.name) (
-    lib.optionAttrSetToDocList eval.options
-  );
+  options = lib.filter (
+    o: o.visible && !o.internal && o.name != "_module.args" && !hasPrefix "assertions." o.name
+  ) (lib.optionAttrSetToDocList eval.options);
 
   # Values arrive as { _type = "literalExpression" | "literalMD"; text; }.
   value =
@@ -32,7 +38,10 @@ let
     if v._type == "literalMD" then
       v.text
     else if lib.hasInfix "\n" v.text then
-      "\n\n  ```nix\n${concatMapStringsSep "\n" (l: "  ${l}") (lib.splitString "\n" (lib.removeSuffix "\n" v.text))}\n  ```"
+      let
+        lines = lib.splitString "\n" (lib.removeSuffix "\n" v.text);
+      in
+      "\n\n  ```nix\n${concatMapStringsSep "\n" (l: "  ${l}") lines}\n  ```"
     else
       " `${v.text}`";
 
@@ -49,7 +58,7 @@ let
       ++ lib.optional (o ? default && !o.readOnly) "- default:${value o.default}"
       ++ lib.optional (o ? example) "- example:${value o.example}"
       ++ lib.optional o.readOnly "- read-only"
-      ++ [ "- declared in: ${concatMapStringsSep ", " (f: "[${relative f}](../${relative f})") o.declarations}" ]
+      ++ [ "- declared in: ${concatMapStringsSep ", " link o.declarations}" ]
     );
 in
 ''

@@ -167,11 +167,12 @@ let
         ...
       }@args:
       assert args ? hash || args ? sha256;
+      let
+        file = builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] "${finalImageName}:${finalImageTag}";
+      in
       mkDerivation {
-        name = "docker-image-${builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] finalImageName}-${finalImageTag}.tar";
-        script = "cp ${fixtures}/images/${
-          builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] "${finalImageName}:${finalImageTag}"
-        }.tar $out";
+        name = "docker-image-${file}.tar";
+        script = "cp ${fixtures}/images/${file}.tar $out";
       };
 
     diskless = pkgs.callPackage ./package.nix { };

@@ -42,8 +42,12 @@ let
     let
       scalars = filterAttrs (_: v: !isTable v) attrs;
       tables = filterAttrs (_: isTable) attrs;
-      header = lib.optionalString (path != [ ] && scalars != { }) "[${concatStringsSep "." (map key path)}]\n";
-      body = concatStringsSep "" (mapAttrsToList (k: v: "${key k} = ${value (path ++ [ k ]) (if v ? outPath then "${v}" else v)}\n") scalars);
+      header = lib.optionalString (
+        path != [ ] && scalars != { }
+      ) "[${concatStringsSep "." (map key path)}]\n";
+      # Packages (attrsets with outPath) are written as their store path.
+      line = k: v: "${key k} = ${value (path ++ [ k ]) (if v ? outPath then "${v}" else v)}\n";
+      body = concatStringsSep "" (mapAttrsToList line scalars);
       subs = mapAttrsToList (k: v: table (path ++ [ k ]) v) tables;
     in
     concatStringsSep "\n" (lib.filter (s: s != "") ([ (header + body) ] ++ subs));
