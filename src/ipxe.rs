@@ -19,11 +19,7 @@ pub fn check_base(base: &str) -> Result<(), String> {
 /// Renders the script; `extra_cmdline` is appended (per-node arguments, check hooks).
 pub fn script(index: &Index, index_sha256: &str, base: &str, extra_cmdline: &str) -> String {
     let mut s = String::from("#!ipxe\n");
-    s.push_str(
-        &format!("# {} {}\n", index.name, index.description)
-            .trim_end()
-            .to_string(),
-    );
+    s.push_str(format!("# {} {}", index.name, index.description).trim_end());
     s.push('\n');
     s.push_str(&format!("# index {index_sha256}\n"));
     let mut cmdline = index.cmdline.clone();
@@ -33,11 +29,7 @@ pub fn script(index: &Index, index_sha256: &str, base: &str, extra_cmdline: &str
         }
         cmdline.push_str(extra_cmdline);
     }
-    s.push_str(
-        &format!("kernel {base}{} {cmdline}", index.kernel.object_path())
-            .trim_end()
-            .to_string(),
-    );
+    s.push_str(format!("kernel {base}{} {cmdline}", index.kernel.object_path()).trim_end());
     s.push('\n');
     for seg in &index.segments {
         s.push_str(&format!("initrd {base}{}\n", seg.object_path()));

@@ -102,8 +102,8 @@ impl BuildReport {
             &self.index[..16]
         );
         println!(
-            "  {:<24} {:>12} {:>12} {:>7}  {}",
-            "segment", "size", "unpacked", "files", ""
+            "  {:<24} {:>12} {:>12} {:>7}  compression",
+            "segment", "size", "unpacked", "files"
         );
         for s in &self.segments {
             println!(

@@ -41,7 +41,15 @@ pub struct Store {
 
 impl Store {
     pub fn open(root: &Path) -> std::io::Result<Store> {
+        use std::os::unix::fs::PermissionsExt;
+        let created = !root.exists();
         std::fs::create_dir_all(root.join("objects"))?;
+        // Directory modes are fixed, not left to the umask: the tree must not depend on it.
+        let mode = std::fs::Permissions::from_mode(0o755);
+        std::fs::set_permissions(root.join("objects"), mode.clone())?;
+        if created {
+            std::fs::set_permissions(root, mode)?;
+        }
         Ok(Store {
             root: root.to_owned(),
             added: Vec::new(),

@@ -1,19 +1,164 @@
-//! (in progress)
+//! `diskless verify OUT_DIR`: every object hashes to its name, and every index and iPXE entry
+//! refers only to objects that exist. Reads everything, trusts nothing.
+
+use crate::index::Index;
 use serde::Serialize;
+use std::io::Read;
 use std::path::Path;
 
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
+    pub objects: u64,
+    pub bytes: u64,
+    pub images: Vec<String>,
     pub problems: Vec<String>,
 }
 
 impl VerifyReport {
-    pub fn print(&self) {}
+    pub fn print(&self) {
+        for p in &self.problems {
+            println!("problem: {p}");
+        }
+        println!(
+            "{} objects ({} bytes), images: {}; {}",
+            self.objects,
+            self.bytes,
+            if self.images.is_empty() {
+                "none".into()
+            } else {
+                self.images.join(", ")
+            },
+            if self.ok() {
+                "all verified"
+            } else {
+                "NOT verified"
+            }
+        );
+    }
+
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
 }
 
-pub fn verify(_out: &Path) -> anyhow::Result<VerifyReport> {
-    anyhow::bail!("not implemented yet")
+fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((hex::encode(h.finalize()), n))
+}
+
+pub fn verify(out: &Path) -> anyhow::Result<VerifyReport> {
+    use anyhow::Context;
+    let objects_dir = out.join("objects");
+    let mut report = VerifyReport {
+        objects: 0,
+        bytes: 0,
+        images: Vec::new(),
+        problems: Vec::new(),
+    };
+    let mut names: Vec<_> = std::fs::read_dir(&objects_dir)
+        .with_context(|| {
+            format!(
+                "{} has no objects/ directory: is it the output of `diskless build`?",
+                out.display()
+            )
+        })?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("cannot list {}", objects_dir.display()))?;
+    names.sort_by_key(|e| e.file_name());
+    for e in names {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".tmp-") {
+            report.problems.push(format!(
+                "objects/{name}: leftover temporary file from an interrupted write"
+            ));
+            continue;
+        }
+        match hash_file(&e.path()) {
+            Ok((digest, size)) => {
+                report.objects += 1;
+                report.bytes += size;
+                if digest != name {
+                    report
+                        .problems
+                        .push(format!("objects/{name}: content hashes to {digest}"));
+                }
+            }
+            Err(err) => report
+                .problems
+                .push(format!("objects/{name}: cannot read: {err}")),
+        }
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(out)?.collect::<Result<Vec<_>, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let file = e.file_name().to_string_lossy().into_owned();
+        if let Some(image) = file.strip_suffix(".json") {
+            let index = match Index::load(&e.path()) {
+                Ok(i) => i,
+                Err(err) => {
+                    report.problems.push(format!("{file}: {err:#}"));
+                    continue;
+                }
+            };
+            report.images.push(image.to_string());
+            let (digest, _) = hash_file(&e.path())?;
+            if !out.join(crate::index::object_path(&digest)).exists() {
+                report.problems.push(format!(
+                    "{file}: the index is not stored as objects/{digest}"
+                ));
+            }
+            let mut refs = vec![(
+                "kernel".to_string(),
+                index.kernel.sha256.clone(),
+                index.kernel.size,
+            )];
+            refs.extend(
+                index
+                    .segments
+                    .iter()
+                    .map(|s| (format!("segment {}", s.name), s.sha256.clone(), s.size)),
+            );
+            if let Some(i) = &index.initrd {
+                refs.push(("single initrd".into(), i.sha256.clone(), i.size));
+            }
+            for (what, sha, size) in refs {
+                let p = out.join(crate::index::object_path(&sha));
+                match std::fs::metadata(&p) {
+                    Ok(m) if m.len() == size => {}
+                    Ok(m) => report.problems.push(format!(
+                        "{file}: {what} objects/{sha} is {} bytes, the index says {size}",
+                        m.len()
+                    )),
+                    Err(_) => report
+                        .problems
+                        .push(format!("{file}: {what} objects/{sha} is missing")),
+                }
+            }
+        } else if file.ends_with(".ipxe") {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            for word in text.split_whitespace() {
+                if let Some(pos) = word.find("objects/") {
+                    let sha = &word[pos + "objects/".len()..];
+                    if !objects_dir.join(sha).exists() {
+                        report
+                            .problems
+                            .push(format!("{file}: refers to objects/{sha}, which is missing"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
 }
