@@ -33,6 +33,8 @@ pkgs.runCommand "diskless-image-${config.name}"
     };
   }
   ''
-    # No segment cache: a Nix build has no writable home, and Nix caches whole outputs anyway.
+    # No segment cache: Nix caches whole outputs. A Nix build has no writable home, so anything
+    # the builder still caches goes to the build's own temporary directory.
+    export XDG_CACHE_HOME=$TMPDIR/cache
     diskless build --no-cache --plan ${plan} --out $out ${baseUrlArgs}
   ''
