@@ -84,6 +84,10 @@ pub struct Compression {
     /// zstd 1..=19, gzip 0..=9; the default is chosen per algorithm.
     #[serde(default)]
     pub level: Option<i32>,
+    /// zstd only: window of 2^N bytes with long-distance matching (10..=27), or 0 for off.
+    /// The default (24, 16 MiB) finds repeats across binaries that share Go runtime code.
+    #[serde(default)]
+    pub window_log: Option<u32>,
 }
 
 impl Default for Compression {
@@ -91,6 +95,7 @@ impl Default for Compression {
         Compression {
             algorithm: Algorithm::Zstd,
             level: None,
+            window_log: None,
         }
     }
 }

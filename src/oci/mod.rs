@@ -27,5 +27,6 @@ pub fn default_compression() -> crate::plan::Compression {
     crate::plan::Compression {
         algorithm: crate::plan::Algorithm::None,
         level: None,
+        window_log: None,
     }
 }
