@@ -17,7 +17,10 @@ let
   nonEmpty = filterAttrs (_: v: v != [ ]);
 
   compression =
-    c: { inherit (c) algorithm; } // optionalAttrs (c.level != null) { inherit (c) level; };
+    c:
+    { inherit (c) algorithm; }
+    // optionalAttrs (c.level != null) { inherit (c) level; }
+    // optionalAttrs (c.windowLog != null) { window_log = c.windowLog; };
 
   component =
     name: c:
@@ -157,6 +160,10 @@ in
           || (c.algorithm == "gzip" && c.level >= 0 && c.level <= 9)
           || c.algorithm == "none";
         message = "compression.level ${toString config.compression.level} is out of range for ${config.compression.algorithm} (zstd 1–19, gzip 0–9).";
+      }
+      {
+        assertion = config.compression.windowLog == null || config.compression.algorithm == "zstd";
+        message = "compression.windowLog is set but compression.algorithm is \"${config.compression.algorithm}\": the window is a zstd setting.";
       }
     ];
   };
