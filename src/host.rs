@@ -5,7 +5,8 @@
 //! Components, in boot order: `base` (init, busybox, usr-merged layout, /etc), `kernel-modules`,
 //! `containerd` (containerd, shim, ctr, runc, iptables-legacy, CNI plugins), `kubelet` when a
 //! kubelet binary is given, and `config` last: the generated configuration is its own small segment
-//! so that changing it recompresses nothing else.
+//! so that changing it recompresses nothing else. Two preloaded images follow: a busybox-made
+//! `pause` under containerd's default sandbox reference, and a busybox test workload.
 
 use crate::plan::*;
 use anyhow::{bail, Context};
@@ -13,10 +14,9 @@ use clap::Args;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// containerd 1.6's default sandbox image; the preloaded pause image carries this reference.
-pub const PAUSE_REF: &str = "registry.k8s.io/pause:3.6";
-/// The test workload image the host reference worker preloads.
-pub const WORKLOAD_REF: &str = "docker.io/library/busybox:diskless";
+/// containerd 1.6's default sandbox image, and the test workload, both preloaded (made from
+/// busybox by `oci::host_reference_images`).
+pub use crate::oci::{PAUSE_REF, WORKLOAD_REF};
 
 /// The modules a worker needs, from the field notes (Debian 6.1; load order is computed).
 /// `virtio_pci` is not a dependency of `virtio_net` and must be named.
@@ -466,7 +466,9 @@ pub fn host_plan(args: &HostArgs) -> anyhow::Result<(Plan, Vec<String>)> {
         },
         compression: Compression::default(),
         components,
-        images: Vec::new(),
+        images: crate::oci::host_reference_images(
+            &crate::oci::default_cache_dir()?.with_file_name("reference-images"),
+        )?,
         node: Node {
             sysctls: [
                 ("net.ipv4.ip_forward", "1"),

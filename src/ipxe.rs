@@ -37,3 +37,45 @@ pub fn script(index: &Index, index_sha256: &str, base: &str, extra_cmdline: &str
     s.push_str("boot\n");
     s
 }
+
+/// `boot.ipxe`, the entry the DHCP server hands out: the machine's own entry when one exists,
+/// else the default image, else the menu. Uses only commands the old iPXE builds in NIC ROMs
+/// have (`chain`, `goto`, `${mac:hexhyp}`).
+pub fn boot(default_image: Option<&str>) -> String {
+    let fallback = match default_image {
+        Some(image) => format!("chain --autofree {image}.ipxe || chain --autofree menu.ipxe\n"),
+        None => "chain --autofree menu.ipxe\n".to_string(),
+    };
+    format!(
+        "#!ipxe\n# diskless boot entry: hosts/<mac>.ipxe for known machines, else the default.\n\
+         echo diskless: looking for hosts/${{mac:hexhyp}}.ipxe\n\
+         chain --autofree hosts/${{mac:hexhyp}}.ipxe || goto fallback\n\
+         :fallback\n{fallback}\
+         echo diskless: no entry could be loaded\nshell\n"
+    )
+}
+
+/// `menu.ipxe`: every published image with its description, publish date and id.
+pub fn menu(g: &crate::publish::Generation) -> String {
+    let mut s = String::from("#!ipxe\nmenu diskless images\nitem --gap Images:\n");
+    for (name, img) in &g.images {
+        s.push_str(&format!(
+            "item {name} {name}  {}  ({}, id {})\n",
+            img.description,
+            crate::publish::format_utc(img.published_at),
+            &img.index[..12]
+        ));
+    }
+    let default = g
+        .default_image
+        .clone()
+        .or_else(|| g.images.keys().next().cloned())
+        .unwrap_or_default();
+    s.push_str("item --gap Tools:\nitem shell iPXE shell\n");
+    s.push_str(&format!(
+        "choose --timeout {} --default {default} target || goto shell\n",
+        g.menu_timeout * 1000
+    ));
+    s.push_str("iseq ${target} shell && goto shell ||\nchain --autofree ${target}.ipxe || goto shell\n:shell\nshell\n");
+    s
+}

@@ -6,7 +6,8 @@
 //! → `segment` (one reproducible newc cpio per component) → `compress` → `store`
 //! (content-addressed objects, cache) → `index` + `ipxe` (what a boot loader reads).
 //! `pipeline` runs these steps; `inspect` and `verify` read their output; `harness` boots it;
-//! `oci` ingests container images for preloading.
+//! `oci` ingests container images for preloading; `publish` (with `inventory`) maintains a boot
+//! server directory.
 
 pub mod compress;
 pub mod contract;
@@ -15,11 +16,13 @@ pub mod harness;
 pub mod host;
 pub mod index;
 pub mod inspect;
+pub mod inventory;
 pub mod ipxe;
 pub mod kmod;
 pub mod oci;
 pub mod pipeline;
 pub mod plan;
+pub mod publish;
 pub mod resolve;
 pub mod segment;
 pub mod store;

@@ -2,7 +2,7 @@
 //! Exit codes: 0 success, 1 failure (bad input, failed check, I/O error), 2 usage (clap).
 
 use clap::{Parser, Subcommand};
-use diskless::{harness, host, inspect, oci, pipeline, plan::Plan, verify};
+use diskless::{harness, host, inspect, oci, pipeline, plan::Plan, publish, verify};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,7 +55,37 @@ enum Command {
     /// Check that every stored artifact hashes to its name and every entry points at one.
     Verify {
         /// Output directory of `diskless build`.
-        out: PathBuf,
+        #[arg(required_unless_present = "to", conflicts_with = "to")]
+        out: Option<PathBuf>,
+        /// Verify a boot server directory instead (also: no secret in a shared entry).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish built images to a boot server directory, with host entries from an inventory.
+    Publish {
+        #[command(flatten)]
+        args: publish::PublishArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore the previous version of an image on a boot server.
+    Rollback {
+        /// The boot server directory.
+        #[arg(long)]
+        to: String,
+        /// Image name.
+        image: String,
+    },
+    /// Delete objects that no kept generation references.
+    Gc {
+        /// The boot server directory.
+        #[arg(long)]
+        to: String,
+        /// Generations to keep (the newest).
+        #[arg(long, default_value_t = 3)]
+        keep: usize,
         #[arg(long)]
         json: bool,
     },
@@ -142,8 +172,12 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        Command::Verify { out, json } => {
-            let report = verify::verify(&out)?;
+        Command::Verify { out, to, json } => {
+            let (report, what) = match (&out, &to) {
+                (Some(out), _) => (verify::verify(out)?, out.display().to_string()),
+                (None, Some(to)) => (publish::verify_dest(to)?, to.clone()),
+                (None, None) => unreachable!("clap requires one"),
+            };
             if json {
                 print_json(&report)?;
             } else {
@@ -152,8 +186,47 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             if report.ok() {
                 Ok(())
             } else {
-                anyhow::bail!("{} problem(s) in {}", report.problems.len(), out.display())
+                anyhow::bail!("{} problem(s) in {what}", report.problems.len())
             }
+        }
+        Command::Publish { args, json } => {
+            let r = publish::publish(&args)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                match r.generation {
+                    Some(g) => println!(
+                        "published {} to {} as generation {g}: {} objects ({} bytes) copied, {} host entries",
+                        r.images.join(", "),
+                        r.dest.display(),
+                        r.objects_copied,
+                        r.bytes_copied,
+                        r.hosts
+                    ),
+                    None => println!("{} is up to date: nothing to publish", r.dest.display()),
+                }
+            }
+            Ok(())
+        }
+        Command::Rollback { to, image } => {
+            let g = publish::rollback(&to, &image)?;
+            println!("rolled back {image} on {to}: generation {g}");
+            Ok(())
+        }
+        Command::Gc { to, keep, json } => {
+            let r = publish::gc(&to, keep)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "kept generations {:?}; removed {} generation(s), {} object(s), {} bytes",
+                    r.kept_generations,
+                    r.removed_generations.len(),
+                    r.removed_objects,
+                    r.freed_bytes
+                );
+            }
+            Ok(())
         }
         Command::Run(args) => harness::run(&args),
         Command::Check(args) => harness::check(&args),

@@ -58,9 +58,10 @@ fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), n))
 }
 
-pub fn verify(out: &Path) -> anyhow::Result<VerifyReport> {
+/// Hashes every object in `dir/objects`; problems for any that do not match their names.
+pub fn verify_objects(dir: &Path) -> anyhow::Result<VerifyReport> {
     use anyhow::Context;
-    let objects_dir = out.join("objects");
+    let objects_dir = dir.join("objects");
     let mut report = VerifyReport {
         objects: 0,
         bytes: 0,
@@ -70,8 +71,8 @@ pub fn verify(out: &Path) -> anyhow::Result<VerifyReport> {
     let mut names: Vec<_> = std::fs::read_dir(&objects_dir)
         .with_context(|| {
             format!(
-                "{} has no objects/ directory: is it the output of `diskless build`?",
-                out.display()
+                "{} has no objects/ directory: is it a build output or a boot server directory?",
+                dir.display()
             )
         })?
         .collect::<Result<Vec<_>, _>>()
@@ -100,6 +101,12 @@ pub fn verify(out: &Path) -> anyhow::Result<VerifyReport> {
                 .push(format!("objects/{name}: cannot read: {err}")),
         }
     }
+    Ok(report)
+}
+
+pub fn verify(out: &Path) -> anyhow::Result<VerifyReport> {
+    let objects_dir = out.join("objects");
+    let mut report = verify_objects(out)?;
     let mut entries: Vec<_> = std::fs::read_dir(out)?.collect::<Result<Vec<_>, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {

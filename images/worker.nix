@@ -1,0 +1,47 @@
+# The reference worker: kubelet, containerd, runc and the CNI plugins from nixpkgs, with the pause
+# image and a CNI image (kube-router) preloaded from pinned digests.
+#
+# What it proves: a RAM-only node booted over the network runs a static pod from a preloaded
+# image with no registry and no API server (flake check `vm-worker`). Set `kubelet.mode = "join"`
+# and the same image joins a cluster using the bootstrap kubeconfig in each node's own segment.
+{ pkgs, ... }:
+let
+  pinned = import ./pinned.nix { inherit pkgs; };
+in
+{
+  name = "worker";
+  ipxe.menuText = "diskless Kubernetes worker";
+
+  kernel.params = [
+    "console=ttyS0"
+    "panic=10"
+  ];
+  # virtio_pci is not a dependency of virtio_net but without it there is no NIC; vxlan for
+  # overlay networks (kube-router, flannel).
+  kernel.modules = [
+    "virtio_pci"
+    "virtio_net"
+    "vxlan"
+  ];
+
+  containerd.enable = true;
+  # The sandbox image must be the preloaded one, or every pod start tries a registry.
+  containerd.settings.plugins."io.containerd.grpc.v1.cri".sandbox_image =
+    builtins.head pinned.pause.refs;
+
+  kubelet.enable = true;
+  kubelet.staticPods.hello = {
+    metadata.name = "hello";
+    spec.containers = [
+      {
+        name = "pause";
+        image = builtins.head pinned.pause.refs;
+        imagePullPolicy = "Never";
+      }
+    ];
+  };
+
+  preload.images = {
+    inherit (pinned) pause kube-router;
+  };
+}

@@ -1,0 +1,158 @@
+# `containerd`: the container runtime, with runc and the CNI plugins, configured for a node whose
+# root is a tmpfs (overlayfs snapshotter, state under /run).
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib) mkOption types mkDefault;
+  cfg = config.containerd;
+  toml = import ../nix/toml.nix { inherit lib; };
+  socket = "/run/containerd/containerd.sock";
+  certsDir = "/etc/containerd/certs.d";
+
+  # hosts.toml per registry: the configuration format containerd 1.5+ and 2.x both read (the
+  # older `registry.mirrors` table is gone in 2.0).
+  hostsToml =
+    registry: mirrors:
+    toml.toTOML (
+      {
+        server =
+          if registry == "docker.io" then "https://registry-1.docker.io" else "https://${registry}";
+      }
+      // {
+        host = lib.listToAttrs (
+          map (m: lib.nameValuePair m { capabilities = [ "pull" "resolve" ]; }) mirrors
+        );
+      }
+    );
+in
+{
+  options.containerd = {
+    enable = lib.mkEnableOption "containerd (with runc and the CNI plugins)";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.containerd;
+      defaultText = lib.literalExpression "pkgs.containerd";
+      description = "containerd; its `bin` holds containerd, ctr and containerd-shim-runc-v2.";
+    };
+
+    runc = mkOption {
+      type = types.package;
+      default = pkgs.runc;
+      defaultText = lib.literalExpression "pkgs.runc";
+      description = "The OCI runtime containerd starts containers with.";
+    };
+
+    cniPlugins = mkOption {
+      type = types.package;
+      default = pkgs.cni-plugins;
+      defaultText = lib.literalExpression "pkgs.cni-plugins";
+      description = "CNI plugins (bridge, host-local, loopback, portmap, …); their `bin` is the CNI `bin_dir`.";
+    };
+
+    settings = mkOption {
+      type = types.attrsOf types.anything;
+      default = { };
+      description = ''
+        containerd's `config.toml` as a Nix value, merged over the defaults this module sets
+        (each a `mkDefault`, so a plain definition replaces it).
+      '';
+      example = lib.literalExpression ''
+        {
+          plugins."io.containerd.grpc.v1.cri".sandbox_image = "registry.k8s.io/pause:3.9";
+        }
+      '';
+    };
+
+    registryMirrors = mkOption {
+      type = types.attrsOf (types.nonEmptyListOf types.str);
+      default = { };
+      description = ''
+        Pull-through mirrors per registry host, tried in order before the registry itself;
+        written as `${certsDir}/<registry>/hosts.toml`.
+      '';
+      example = {
+        "docker.io" = [ "https://mirror.lab.example" ];
+      };
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    containerd.settings = {
+      version = mkDefault 2;
+      root = mkDefault "/var/lib/containerd";
+      state = mkDefault "/run/containerd";
+      grpc.address = mkDefault socket;
+      plugins."io.containerd.grpc.v1.cri" = {
+        cni = {
+          bin_dir = mkDefault "${cfg.cniPlugins}/bin";
+          conf_dir = mkDefault "/etc/cni/net.d";
+        };
+        containerd = {
+          snapshotter = mkDefault "overlayfs";
+          default_runtime_name = mkDefault "runc";
+          runtimes.runc = {
+            runtime_type = mkDefault "io.containerd.runc.v2";
+            options = {
+              BinaryName = mkDefault "${cfg.runc}/bin/runc";
+              # No systemd in the image: cgroups are managed directly.
+              SystemdCgroup = mkDefault false;
+            };
+          };
+        };
+        registry.config_path = mkDefault certsDir;
+      };
+    };
+
+    kernel.modules = [ "overlay" ];
+    cgroupControllers = [
+      "cpu"
+      "memory"
+      "pids"
+      "io"
+      "cpuset"
+    ];
+
+    services.containerd = {
+      order = 100;
+      command = [
+        "${cfg.package}/bin/containerd"
+        "--config"
+        "/etc/containerd/config.toml"
+      ];
+      readyPath = socket;
+    };
+
+    # The shim is found on PATH; runc by BinaryName, but ctr and tools look on PATH too.
+    environment.path = [
+      cfg.package
+      cfg.runc
+    ];
+
+    components.containerd = {
+      order = 200;
+      packages = [ cfg.cniPlugins ];
+      generated = {
+        "/etc/containerd/config.toml".text = toml.toTOML cfg.settings;
+      }
+      // lib.mapAttrs' (
+        registry: mirrors:
+        lib.nameValuePair "${certsDir}/${registry}/hosts.toml" { text = hostsToml registry mirrors; }
+      ) cfg.registryMirrors;
+      directories = {
+        "/var/lib/containerd".mode = "0711";
+        "/etc/cni/net.d" = { };
+      };
+      # Fixed paths for tools (and the init's image import) that do not read PATH.
+      symlinks = {
+        "/usr/bin/ctr" = "${cfg.package}/bin/ctr";
+        "/usr/bin/containerd" = "${cfg.package}/bin/containerd";
+        "/usr/sbin/runc" = "${cfg.runc}/bin/runc";
+      };
+    };
+  };
+}

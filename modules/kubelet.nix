@@ -1,0 +1,269 @@
+# `kubelet`: the Kubernetes node agent, either standalone (static pods only, no API server) or
+# joining a cluster with a bootstrap token delivered per node.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib) mkOption types mkDefault;
+  cfg = config.kubelet;
+  manifests = "/etc/kubernetes/manifests";
+  nodeDir = "/.diskless/node/kubelet";
+
+  # Only bin/kubelet: the kubernetes package also holds the control plane (hundreds of MB) that
+  # a worker never runs, and every byte of the image is RAM on the node.
+  kubeletOnly = pkgs.runCommand "kubelet-${cfg.package.version or "unknown"}" { } ''
+    install -D -m 0755 ${cfg.package}/bin/kubelet $out/bin/kubelet
+  '';
+  finalPackage = if cfg.slim then kubeletOnly else cfg.package;
+
+  args =
+    [
+      "${finalPackage}/bin/kubelet"
+      "--config=/etc/kubernetes/kubelet.json"
+    ]
+    ++ lib.optionals (cfg.mode == "join") [
+      "--bootstrap-kubeconfig=${cfg.join.bootstrapKubeconfig}"
+      "--kubeconfig=/var/lib/kubelet/kubeconfig"
+      "--cert-dir=/var/lib/kubelet/pki"
+    ]
+    ++ cfg.extraArgs;
+in
+{
+  options.kubelet = {
+    enable = lib.mkEnableOption "the kubelet (needs `containerd.enable`)";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.kubernetes;
+      defaultText = lib.literalExpression "pkgs.kubernetes";
+      description = "Package providing `bin/kubelet`.";
+    };
+
+    slim = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Copy only `bin/kubelet` (with its own closure) into the image instead of the whole
+        `package`, which in nixpkgs also carries the control-plane binaries.
+      '';
+    };
+
+    mode = mkOption {
+      type = types.enum [
+        "standalone"
+        "join"
+      ];
+      default = "standalone";
+      description = ''
+        `standalone`: no API server; the kubelet runs the static pods in `staticPods`.
+        `join`: register with a cluster using the bootstrap kubeconfig that the node's own
+        segment puts at `join.bootstrapKubeconfig`; the kubelet does not start without it.
+      '';
+    };
+
+    join.bootstrapKubeconfig = mkOption {
+      type = types.str;
+      default = "${nodeDir}/bootstrap-kubeconfig";
+      description = "Path of the per-node bootstrap kubeconfig (delivered in the node's segment, not the image).";
+    };
+
+    join.clientCAFile = mkOption {
+      type = types.str;
+      default = "${nodeDir}/ca.crt";
+      description = "Cluster CA the kubelet checks API clients against (`authentication.x509.clientCAFile`).";
+    };
+
+    settings = mkOption {
+      type = types.attrsOf types.anything;
+      default = { };
+      description = ''
+        KubeletConfiguration (kubelet.config.k8s.io/v1beta1) as a Nix value, merged over this
+        module's defaults (each a `mkDefault`), written as JSON to /etc/kubernetes/kubelet.json.
+      '';
+      example = {
+        maxPods = 50;
+        clusterDNS = [ "10.96.0.10" ];
+        clusterDomain = "cluster.local";
+      };
+    };
+
+    staticPods = mkOption {
+      type = types.attrsOf (types.attrsOf types.anything);
+      default = { };
+      description = ''
+        Pods the kubelet runs from ${manifests}/<name>.json without an API server.
+        `apiVersion` and `kind` default to `v1`/`Pod`. Use `imagePullPolicy = "Never"` with
+        preloaded images so a node without registry access still starts them.
+      '';
+      example = lib.literalExpression ''
+        {
+          hello.metadata.name = "hello";
+          hello.spec.containers = [{
+            name = "pause";
+            image = "registry.k8s.io/pause:3.9";
+            imagePullPolicy = "Never";
+          }];
+        }
+      '';
+    };
+
+    extraArgs = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      description = "Extra kubelet command-line flags.";
+      example = [ "--v=2" ];
+    };
+
+    path = mkOption {
+      type = types.listOf types.package;
+      default = [
+        pkgs.iptables-legacy
+        pkgs.util-linux
+        pkgs.iproute2
+      ];
+      defaultText = lib.literalExpression "[ pkgs.iptables-legacy pkgs.util-linux pkgs.iproute2 ]";
+      description = ''
+        Tools the kubelet and CNI plugins call (iptables for service and masquerade rules,
+        mount/nsenter, ip). Legacy iptables, because the kernel modules it needs are the
+        ones listed by this module.
+      '';
+    };
+
+    cniBridge = mkOption {
+      type = types.bool;
+      default = cfg.mode == "standalone";
+      defaultText = lib.literalExpression ''config.kubelet.mode == "standalone"'';
+      description = ''
+        Write a bridge + host-local CNI configuration (10.88.0.0/16) so pods get a network
+        without a cluster CNI. Joined nodes usually get theirs from a CNI DaemonSet.
+      '';
+    };
+
+    finalPackage = mkOption {
+      type = types.package;
+      readOnly = true;
+      internal = true;
+      description = "The package whose `bin/kubelet` the image runs (see `slim`).";
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    kubelet.finalPackage = finalPackage;
+
+    kubelet.settings = {
+      apiVersion = mkDefault "kubelet.config.k8s.io/v1beta1";
+      kind = mkDefault "KubeletConfiguration";
+      # No systemd on the node; containerd 1.6 cannot report its driver, so say it explicitly.
+      cgroupDriver = mkDefault "cgroupfs";
+      containerRuntimeEndpoint = mkDefault "unix:///run/containerd/containerd.sock";
+      staticPodPath = mkDefault manifests;
+      failSwapOn = mkDefault false;
+      healthzBindAddress = mkDefault "127.0.0.1";
+      healthzPort = mkDefault 10248;
+      resolvConf = mkDefault "/etc/resolv.conf";
+      # The root filesystem is RAM: disk-pressure eviction and image GC would measure the tmpfs
+      # and could delete the preloaded images. Evict on memory only; 100 disables image GC.
+      evictionHard = mkDefault { "memory.available" = "100Mi"; };
+      imageGCHighThresholdPercent = mkDefault 100;
+      authentication = {
+        anonymous.enabled = mkDefault false;
+        webhook.enabled = mkDefault (cfg.mode == "join");
+      }
+      // lib.optionalAttrs (cfg.mode == "join") {
+        x509.clientCAFile = mkDefault cfg.join.clientCAFile;
+      };
+      authorization.mode = mkDefault (if cfg.mode == "join" then "Webhook" else "AlwaysAllow");
+    };
+
+    kernel.modules = [
+      "br_netfilter"
+      "bridge"
+      "veth"
+      "nf_conntrack"
+      "nf_nat"
+      "iptable_nat"
+      "iptable_filter"
+      "xt_MASQUERADE"
+      "xt_conntrack"
+      "xt_comment"
+      "xt_mark"
+    ];
+
+    sysctls = {
+      "net.ipv4.ip_forward" = "1";
+      "net.bridge.bridge-nf-call-iptables" = "1";
+      "net.bridge.bridge-nf-call-ip6tables" = "1";
+    };
+
+    environment.path = cfg.path;
+
+    services.kubelet = {
+      order = 200;
+      command = args;
+      conditionPath = if cfg.mode == "join" then cfg.join.bootstrapKubeconfig else null;
+    };
+
+    components.kubelet = {
+      order = 300;
+      packages = [ finalPackage ];
+      generated = {
+        "/etc/kubernetes/kubelet.json".text = builtins.toJSON cfg.settings;
+        # Same for every node booted from this image; the init may replace it per node.
+        "/etc/machine-id".text = builtins.hashString "md5" "diskless-${config.name}" + "\n";
+      }
+      // lib.mapAttrs' (
+        name: pod:
+        lib.nameValuePair "${manifests}/${name}.json" {
+          text = builtins.toJSON (
+            {
+              apiVersion = "v1";
+              kind = "Pod";
+            }
+            // pod
+          );
+        }
+      ) cfg.staticPods
+      // lib.optionalAttrs cfg.cniBridge {
+        "/etc/cni/net.d/10-diskless-bridge.conflist".text = builtins.toJSON {
+          cniVersion = "1.0.0";
+          name = "diskless";
+          plugins = [
+            {
+              type = "bridge";
+              bridge = "cni0";
+              isGateway = true;
+              ipMasq = true;
+              ipam = {
+                type = "host-local";
+                ranges = [ [ { subnet = "10.88.0.0/16"; } ] ];
+                routes = [ { dst = "0.0.0.0/0"; } ];
+              };
+            }
+            {
+              type = "portmap";
+              capabilities.portMappings = true;
+            }
+          ];
+        };
+      };
+      directories = {
+        "/var/lib/kubelet" = { };
+        ${manifests} = { };
+      };
+    };
+
+    assertions = [
+      {
+        assertion = config.containerd.enable;
+        message = "kubelet.enable needs a container runtime: set containerd.enable = true.";
+      }
+      {
+        assertion = cfg.mode == "join" || cfg.staticPods != { };
+        message = "kubelet.mode is \"standalone\" but kubelet.staticPods is empty: a standalone kubelet would run nothing. Add a static pod or use mode = \"join\".";
+      }
+    ];
+  };
+}

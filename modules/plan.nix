@@ -1,0 +1,170 @@
+# Turns the evaluated configuration into the build plan (docs/plan.md, src/plan.rs): the one
+# document the Rust builder reads. Field names here must match src/plan.rs exactly, since the
+# builder rejects unknown fields.
+{ config, lib, ... }:
+let
+  inherit (lib)
+    mkOption
+    types
+    mapAttrsToList
+    filterAttrs
+    optionalAttrs
+    ;
+
+  # `mode` only when set: the builder then picks the documented default.
+  withMode = m: optionalAttrs (m != null) { mode = m; };
+  withDest = d: optionalAttrs (d != null) { dest = d; };
+  nonEmpty = filterAttrs (_: v: v != [ ]);
+
+  compression =
+    c:
+    { inherit (c) algorithm; }
+    // optionalAttrs (c.level != null) { inherit (c) level; }
+    // optionalAttrs (c.windowLog != null) { window_log = c.windowLog; };
+
+  component =
+    name: c:
+    {
+      inherit name;
+    }
+    // optionalAttrs (c.compression != null) { compression = compression c.compression; }
+    // nonEmpty {
+      files = mapAttrsToList (
+        dest: f:
+        {
+          inherit (f) source;
+          inherit dest;
+        }
+        // withMode f.mode
+      ) c.files;
+      directories = mapAttrsToList (path: d: { inherit path; } // withMode d.mode) c.directories;
+      symlinks = mapAttrsToList (path: target: { inherit path target; }) c.symlinks;
+      generated = mapAttrsToList (
+        dest: g:
+        {
+          inherit dest;
+          contents = g.text;
+        }
+        // withMode g.mode
+      ) c.generated;
+      binaries = map (b: { inherit (b) source; } // withDest b.dest) c.binaries;
+      trees = map (t: { inherit (t) source; } // withDest t.dest) c.trees;
+      modules = c.kernelModules;
+    };
+
+  # Every package named by any component, deduplicated by store path.
+  closureRoots = lib.unique (lib.concatMap (c: c.packages) (lib.attrValues config.components));
+
+  ordered = lib.sort (
+    a: b: if a.value.order != b.value.order then a.value.order < b.value.order else a.name < b.name
+  ) (mapAttrsToList lib.nameValuePair config.components);
+
+  failed = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+
+  plan = {
+    version = 1;
+    inherit (config) name;
+    description = config.ipxe.menuText;
+    kernel = {
+      inherit (config.kernel) image;
+      cmdline = lib.concatStringsSep " " config.kernel.params;
+    }
+    // optionalAttrs (config.kernel.modulesDir != null) { modules_dir = config.kernel.modulesDir; };
+    compression = compression config.compression;
+    components = map (c: component c.name c.value) ordered;
+    images = mapAttrsToList (name: i: {
+      inherit name;
+      archive = "${i.archive}";
+      inherit (i) refs;
+    }) config.preload.images;
+    node = {
+      inherit (config) sysctls;
+      cgroup_controllers = config.cgroupControllers;
+      network = config.network.plan;
+      services = map (s: s.plan) (
+        lib.sort (a: b: if a.order != b.order then a.order < b.order else a.name < b.name) (
+          lib.attrValues config.services
+        )
+      );
+    };
+  };
+in
+{
+  options = {
+    name = mkOption {
+      type = types.strMatching "[a-z0-9][a-z0-9._-]*";
+      description = "Image name: the output holds `<name>.json`, `<name>.ipxe` and the segments.";
+      example = "worker";
+    };
+
+    assertions = mkOption {
+      type = types.listOf (
+        types.submodule {
+          options = {
+            assertion = mkOption {
+              type = types.bool;
+              description = "Must hold for the image to build.";
+            };
+            message = mkOption {
+              type = types.str;
+              description = "What is wrong and what to do about it.";
+            };
+          };
+        }
+      );
+      default = [ ];
+      internal = true;
+      description = "Checks across options; a failing one stops evaluation with its message.";
+    };
+
+    build.plan = mkOption {
+      type = types.attrs;
+      readOnly = true;
+      description = ''
+        The build plan (docs/plan.md) as a Nix value; `builtins.toJSON` of it is what
+        `diskless build --plan` reads. Its `nix-store` component lists the closure roots as
+        trees; `lib.mkImage` replaces them with the full closure at build time.
+      '';
+    };
+
+    build.closureRoots = mkOption {
+      type = types.listOf types.package;
+      readOnly = true;
+      description = "The packages whose closures the image carries (all `components.*.packages`).";
+    };
+  };
+
+  config = {
+    build.closureRoots = closureRoots;
+    build.plan =
+      if failed != [ ] then
+        throw "\nFailed assertions:\n${lib.concatMapStrings (m: "- ${m}\n") failed}"
+      else
+        plan;
+
+    components.nix-store = {
+      order = 100;
+      # Eval-time stand-in: the roots themselves. Under Nix, `lib.mkImage` swaps in every path of
+      # their closure (closureInfo), which is only known once they are built.
+      trees = map (p: { source = "${p}"; }) closureRoots;
+    };
+
+    assertions = [
+      {
+        assertion =
+          let
+            c = config.compression;
+          in
+          c.level == null
+          || (c.algorithm == "zstd" && c.level >= 1 && c.level <= 19)
+          || (c.algorithm == "gzip" && c.level >= 0 && c.level <= 9)
+          || c.algorithm == "none";
+        message = "compression.level ${toString config.compression.level} is out of range for ${config.compression.algorithm} (zstd 1–19, gzip 0–9).";
+      }
+      {
+        assertion = config.compression.windowLog == null || config.compression.algorithm == "zstd";
+        message = "compression.windowLog is set but compression.algorithm is \"${config.compression.algorithm}\": the window is a zstd setting.";
+      }
+    ];
+  };
+}

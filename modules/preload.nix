@@ -1,0 +1,53 @@
+# `preload.images`: container images that are in containerd when the node boots, so pods start
+# without a registry (pinned by digest, fetched once at build time by Nix).
+{ config, lib, ... }:
+let
+  inherit (lib) mkOption types;
+in
+{
+  options.preload.images = mkOption {
+    type = types.attrsOf (
+      types.submodule {
+        options = {
+          archive = mkOption {
+            type = types.either types.package types.str;
+            description = ''
+              docker-archive tar, OCI archive tar or OCI layout directory, typically
+              `pkgs.dockerTools.pullImage { … }` with a pinned `imageDigest` and hash.
+            '';
+          };
+          refs = mkOption {
+            type = types.nonEmptyListOf types.str;
+            description = "References the image gets in containerd's `k8s.io` namespace (what pod specs name).";
+            example = [ "registry.k8s.io/pause:3.9" ];
+          };
+        };
+      }
+    );
+    default = { };
+    description = ''
+      Images imported into containerd at boot, each its own segment (`image-<name>`), keyed by a
+      name matching `[a-z0-9][a-z0-9._-]*`.
+    '';
+    example = lib.literalExpression ''
+      {
+        pause = {
+          archive = pkgs.dockerTools.pullImage {
+            imageName = "registry.k8s.io/pause";
+            imageDigest = "sha256:…";
+            hash = "sha256-…";
+            finalImageTag = "3.9";
+          };
+          refs = [ "registry.k8s.io/pause:3.9" ];
+        };
+      }
+    '';
+  };
+
+  config.assertions = [
+    {
+      assertion = config.preload.images == { } || config.containerd.enable;
+      message = "preload.images is set but containerd.enable is false: nothing would import the images.";
+    }
+  ];
+}

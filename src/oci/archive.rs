@@ -1,0 +1,334 @@
+//! Image archives as a set of named files, whatever their container: an OCI layout directory is
+//! read in place; a tar archive (docker-archive or OCI archive, whole-file gzip or zstd allowed,
+//! as nixpkgs' `dockerTools` writes `.tar.gz`/`.tar.zst`) is streamed once into the
+//! content-addressed blob cache, so every file ends up as a path on disk that a segment can
+//! point at (`Content::Path`) without holding layers in memory.
+//!
+//! This is also where hostile archives are stopped: absolute paths, `..`, links that leave the
+//! archive, device nodes and duplicate entries are errors naming the entry.
+
+use super::verify::{hash_file, HashingWriter};
+use anyhow::{bail, Context};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read};
+use std::path::{Path, PathBuf};
+
+/// JSON documents (manifests, configs, indexes) larger than this are refused rather than read
+/// into memory: real ones are a few KiB.
+const JSON_LIMIT: u64 = 16 << 20;
+
+/// Whole-stream compression, recognised by magic bytes rather than by file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// Recognises gzip (`1f 8b`) and zstd (`28 b5 2f fd`) from the first bytes of a stream.
+pub fn sniff(head: &[u8]) -> Compression {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+/// Wraps `reader` in the decompressor its first bytes call for.
+pub fn decompressed<'a, R: BufRead + 'a>(mut reader: R) -> io::Result<Box<dyn Read + 'a>> {
+    let head = reader.fill_buf()?;
+    Ok(match sniff(head) {
+        Compression::None => Box::new(reader),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::Decoder::with_buffer(reader)?),
+    })
+}
+
+/// A file of an image archive, located on disk.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub path: PathBuf,
+    /// sha256 of its content, lowercase hex.
+    pub hex: String,
+    pub size: u64,
+}
+
+/// The files of one image archive.
+pub enum Source {
+    /// An OCI layout directory, read in place.
+    Dir(PathBuf),
+    /// A tar archive unpacked into the blob cache: archive path → cached file.
+    Tar(BTreeMap<String, Located>),
+}
+
+impl Source {
+    /// Opens a layout directory, or streams a tar archive into `cache`.
+    pub fn open(archive: &Path, cache: &Path) -> anyhow::Result<Source> {
+        let meta = std::fs::metadata(archive)
+            .with_context(|| format!("cannot read {}", archive.display()))?;
+        if meta.is_dir() {
+            return Ok(Source::Dir(archive.to_owned()));
+        }
+        std::fs::create_dir_all(cache)
+            .with_context(|| format!("cannot create blob cache {}", cache.display()))?;
+        unpack(archive, cache).map(Source::Tar)
+    }
+
+    pub fn contains(&self, rel: &str) -> bool {
+        match self {
+            Source::Dir(root) => normalize(rel).is_ok_and(|r| root.join(r).exists()),
+            Source::Tar(files) => normalize(rel).is_ok_and(|r| files.contains_key(&r)),
+        }
+    }
+
+    /// Finds `rel` and hashes it (directories are hashed here; tar entries were hashed while
+    /// they were unpacked).
+    pub fn locate(&self, rel: &str) -> anyhow::Result<Located> {
+        let rel = normalize(rel)?;
+        match self {
+            Source::Tar(files) => files
+                .get(&rel)
+                .cloned()
+                .with_context(|| format!("{rel} is missing from the archive")),
+            Source::Dir(root) => {
+                let path = inside_dir(root, &rel)?;
+                let (hex, size) = hash_file(&path)?;
+                Ok(Located { path, hex, size })
+            }
+        }
+    }
+
+    /// Reads a small file (a JSON document) into memory, with its sha256.
+    pub fn read_small(&self, rel: &str) -> anyhow::Result<(Vec<u8>, Located)> {
+        let loc = self.locate(rel)?;
+        if loc.size > JSON_LIMIT {
+            bail!("{rel} has {} bytes; a JSON document over {JSON_LIMIT} bytes is not a real image manifest or config", loc.size);
+        }
+        let bytes = std::fs::read(&loc.path)
+            .with_context(|| format!("cannot read {}", loc.path.display()))?;
+        Ok((bytes, loc))
+    }
+}
+
+/// `rel` inside layout directory `root`, refusing symlinks that lead out of it and anything that
+/// is not a regular file.
+fn inside_dir(root: &Path, rel: &str) -> anyhow::Result<PathBuf> {
+    let path = root.join(rel);
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            bail!("{rel} is missing from the layout directory")
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    if meta.file_type().is_symlink() {
+        let real = path
+            .canonicalize()
+            .with_context(|| format!("{rel} is a dangling symlink"))?;
+        let root = root
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", root.display()))?;
+        if !real.starts_with(&root) {
+            bail!(
+                "{rel} is a symlink leaving the layout directory (to {})",
+                real.display()
+            );
+        }
+    }
+    let meta =
+        std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{rel} is not a regular file");
+    }
+    Ok(path)
+}
+
+/// Normalizes an archive member name: drops `.` and empty components; refuses absolute paths and
+/// `..`, which an extracting tool would write outside its target directory.
+pub fn normalize(name: &str) -> anyhow::Result<String> {
+    if name.starts_with('/') {
+        bail!("entry {name:?} has an absolute path");
+    }
+    let mut parts = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => bail!("entry {name:?} has a path traversal (`..`)"),
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Resolves a symlink's target against the link's directory, refusing targets outside the archive.
+fn link_target(link: &str, target: &str) -> anyhow::Result<String> {
+    if target.starts_with('/') {
+        bail!("entry {link:?} is a link leaving the archive (absolute target {target:?})");
+    }
+    let mut parts: Vec<&str> = link.split('/').collect();
+    parts.pop();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    bail!("entry {link:?} is a link leaving the archive (target {target:?})");
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Streams a tar archive into `cache` (`<cache>/<sha256 hex>`) and returns its files by name.
+fn unpack(archive: &Path, cache: &Path) -> anyhow::Result<BTreeMap<String, Located>> {
+    let file = File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
+    let reader = decompressed(BufReader::with_capacity(1 << 20, file))
+        .with_context(|| format!("cannot read {}", archive.display()))?;
+    let mut tar = tar::Archive::new(reader);
+    let mut files: BTreeMap<String, Located> = BTreeMap::new();
+    // link name → target name, resolved once every entry has been seen (targets may come later).
+    let mut links: BTreeMap<String, String> = BTreeMap::new();
+    let entries = tar.entries().context("not a tar archive")?;
+    for entry in entries {
+        let mut entry = entry.context("not a valid tar archive")?;
+        let raw = entry.path_bytes();
+        let name = std::str::from_utf8(&raw)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "entry {:?} has a name that is not UTF-8",
+                    String::from_utf8_lossy(&raw)
+                )
+            })?
+            .to_owned();
+        let path = normalize(&name)?;
+        let kind = entry.header().entry_type();
+        // Directories carry nothing an image needs; a pax global header only metadata.
+        if kind.is_dir() || kind == tar::EntryType::XGlobalHeader {
+            continue;
+        }
+        if path.is_empty() {
+            bail!("entry {name:?} is not a directory but names the archive root");
+        }
+        if files.contains_key(&path) || links.contains_key(&path) {
+            bail!("duplicate entry {path:?}: an archive must hold each file once");
+        }
+        let link_name = || -> anyhow::Result<String> {
+            let target = entry
+                .link_name_bytes()
+                .with_context(|| format!("link {path:?} has no target"))?;
+            Ok(std::str::from_utf8(&target)
+                .with_context(|| format!("link {path:?} has a target that is not UTF-8"))?
+                .to_owned())
+        };
+        if kind.is_symlink() {
+            let target = link_target(&path, &link_name()?)?;
+            links.insert(path, target);
+        } else if kind.is_hard_link() {
+            let target = link_name()?;
+            let target = normalize(&target)
+                .with_context(|| format!("hard link {path:?} is a link leaving the archive"))?;
+            links.insert(path, target);
+        } else if kind.is_file() || kind == tar::EntryType::Continuous {
+            let located = store_in_cache(&mut entry, cache)
+                .with_context(|| format!("cannot unpack entry {path:?}"))?;
+            files.insert(path, located);
+        } else if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
+            bail!("entry {path:?} is a device node or FIFO: image archives hold only files, directories and links");
+        } else {
+            bail!("entry {path:?} has tar entry type {kind:?}, which image archives do not use");
+        }
+    }
+    for (link, first) in &links {
+        let mut target = first.clone();
+        let mut hops = 0;
+        let located = loop {
+            if let Some(found) = files.get(&target) {
+                break found.clone();
+            }
+            match links.get(&target) {
+                Some(next) if hops < 40 => {
+                    target = next.clone();
+                    hops += 1;
+                }
+                Some(_) => bail!("link {link:?} is part of a symlink loop"),
+                None => {
+                    bail!("link {link:?} points to {target:?}, which is not a file in the archive")
+                }
+            }
+        };
+        files.insert(link.clone(), located);
+    }
+    Ok(files)
+}
+
+/// Copies one entry into the cache under its sha256, hashing in the same pass; temp name and
+/// rename, so a crash never leaves a cache file whose name lies about its content.
+fn store_in_cache(reader: &mut impl Read, cache: &Path) -> anyhow::Result<Located> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempfile_in(cache)
+        .with_context(|| format!("cannot create a file in {}", cache.display()))?;
+    let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp));
+    io::copy(reader, &mut writer)?;
+    let (buffered, hex, size) = writer.finish();
+    let tmp = buffered.into_inner().map_err(|e| e.into_error())?;
+    let path = cache.join(&hex);
+    // Same name means same content (it was hashed on the way in), so an existing file is reused.
+    if !std::fs::metadata(&path).is_ok_and(|m| m.len() == size) {
+        tmp.persist(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(Located { path, hex, size })
+}
+
+/// The blob cache: `$XDG_CACHE_HOME/diskless/blobs`, else `~/.cache/diskless/blobs`.
+pub fn default_cache_dir() -> anyhow::Result<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".cache"),
+            None => bail!("neither XDG_CACHE_HOME nor HOME is set: set XDG_CACHE_HOME to a writable directory for the image blob cache"),
+        },
+    };
+    Ok(base.join("diskless").join("blobs"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_refuses_escapes() {
+        assert_eq!(normalize("./blobs//sha256/ab").unwrap(), "blobs/sha256/ab");
+        assert!(normalize("/etc/passwd")
+            .unwrap_err()
+            .to_string()
+            .contains("absolute"));
+        assert!(normalize("a/../../b")
+            .unwrap_err()
+            .to_string()
+            .contains("traversal"));
+    }
+
+    #[test]
+    fn link_targets_stay_inside() {
+        assert_eq!(
+            link_target("a/b/layer.tar", "../c/layer.tar").unwrap(),
+            "a/c/layer.tar"
+        );
+        assert!(link_target("a/layer.tar", "../../x").is_err());
+        assert!(link_target("a/layer.tar", "/x").is_err());
+    }
+
+    #[test]
+    fn sniff_knows_the_magics() {
+        assert_eq!(sniff(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(sniff(&[0x28, 0xb5, 0x2f, 0xfd]), Compression::Zstd);
+        assert_eq!(sniff(b"ustar"), Compression::None);
+    }
+}
