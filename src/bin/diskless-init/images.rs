@@ -1,9 +1,13 @@
-//! Preloaded container images: once containerd is ready, each image is streamed as an OCI
-//! archive into `ctr -n k8s.io images import -` (unpacked into the overlayfs snapshotter by
+//! Preloaded container images: once containerd is ready, the images are streamed as OCI
+//! archives into `ctr -n k8s.io images import -` (unpacked into the overlayfs snapshotter by
 //! ctr's default), then the pool blobs no later image needs are deleted so the RAM they hold
-//! is returned. The archive is built on the fly with `tar`, never written to the tmpfs.
+//! is returned. Archives are built on the fly with `tar`, never written to the tmpfs.
 //!
-//! References: the image's `index.json` is rewritten so that each ref in the contract gets its
+//! Batches: each `ctr import` costs ≈ 3 s of process start and unpack setup under TCG, so
+//! consecutive images share one archive until their blobs reach `BATCH_BYTES`; a large image
+//! still goes alone, so the pool and containerd's copy of it coexist for one batch at most.
+//!
+//! References: each image's `index.json` is rewritten so that each ref in the contract gets its
 //! own manifest descriptor with the `io.containerd.image.name` annotation, which ctr takes as
 //! the full image name. That works whatever names the archive originally carried.
 //!
@@ -16,29 +20,49 @@
 use crate::contract::Image;
 use std::collections::HashSet;
 use std::io::Write;
+use std::ops::Range;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 const POOL: &str = "/var/lib/diskless/oci/blobs/sha256";
+/// Blob bytes above which the next image starts a new `ctr import`.
+const BATCH_BYTES: u64 = 64 << 20;
 
 pub fn import_all(images: &[Image]) -> Result<String, String> {
     let t0 = Instant::now();
+    let sizes: Vec<u64> = images
+        .iter()
+        .map(|img| {
+            img.blobs
+                .iter()
+                .filter_map(|b| blob_path(b).ok())
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .collect();
     let mut total = 0u64;
     let mut refs = 0usize;
-    for (i, img) in images.iter().enumerate() {
+    for range in batches(&sizes, BATCH_BYTES) {
         let t = Instant::now();
-        let bytes = import(img)?;
+        let batch = &images[range.clone()];
+        let bytes = import(batch)?;
         total += bytes;
-        refs += img.refs.len();
+        let n_refs: usize = batch.iter().map(|i| i.refs.len()).sum();
+        refs += n_refs;
+        let names: Vec<&str> = batch.iter().map(|i| i.name.as_str()).collect();
         crate::log::info(&format!(
-            "image {} imported ({} refs, {:.1} MB in {:.2} s)",
-            img.name,
-            img.refs.len(),
+            "images {} imported ({n_refs} refs, {:.1} MB in {:.2} s)",
+            names.join(", "),
             bytes as f64 / 1e6,
             t.elapsed().as_secs_f64()
         ));
-        let later: HashSet<&String> = images[i + 1..].iter().flat_map(|l| &l.blobs).collect();
-        for blob in img.blobs.iter().filter(|b| !later.contains(b)) {
+        let later: HashSet<&String> = images[range.end..].iter().flat_map(|l| &l.blobs).collect();
+        for blob in batch
+            .iter()
+            .flat_map(|i| &i.blobs)
+            .filter(|b| !later.contains(b))
+        {
             let _ = std::fs::remove_file(blob_path(blob)?);
         }
     }
@@ -50,6 +74,24 @@ pub fn import_all(images: &[Image]) -> Result<String, String> {
     ))
 }
 
+/// Groups consecutive images while their blob bytes stay within `limit` (an image larger than
+/// the limit is a batch of its own).
+pub fn batches(sizes: &[u64], limit: u64) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut sum) = (0, 0u64);
+    for (i, &size) in sizes.iter().enumerate() {
+        if i > start && sum + size > limit {
+            out.push(start..i);
+            (start, sum) = (i, 0);
+        }
+        sum += size;
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
+
 fn blob_path(digest: &str) -> Result<String, String> {
     match digest.strip_prefix("sha256:") {
         Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
@@ -59,9 +101,9 @@ fn blob_path(digest: &str) -> Result<String, String> {
     }
 }
 
-/// The image's `index.json` with one descriptor per ref, each named by annotation.
-pub fn named_index(index: &str, refs: &[String]) -> Result<Vec<u8>, String> {
-    let mut doc: serde_json::Value =
+/// The manifest descriptors for an image's refs, one per ref, each named by annotation.
+pub fn named_descriptors(index: &str, refs: &[String]) -> Result<Vec<serde_json::Value>, String> {
+    let doc: serde_json::Value =
         serde_json::from_str(index).map_err(|e| format!("not JSON: {e}"))?;
     let first = doc
         .get("manifests")
@@ -85,15 +127,29 @@ pub fn named_index(index: &str, refs: &[String]) -> Result<Vec<u8>, String> {
         ann.insert("io.containerd.image.name".into(), r.clone().into());
         manifests.push(d);
     }
-    doc["manifests"] = manifests.into();
-    serde_json::to_vec(&doc).map_err(|e| e.to_string())
+    Ok(manifests)
 }
 
-fn import(img: &Image) -> Result<u64, String> {
-    let ctx = |e: String| format!("image {}: {e}", img.name);
-    let index = std::fs::read_to_string(&img.index)
-        .map_err(|e| ctx(format!("cannot read {}: {e}", img.index)))?;
-    let index = named_index(&index, &img.refs).map_err(|e| ctx(format!("{}: {e}", img.index)))?;
+fn import(batch: &[Image]) -> Result<u64, String> {
+    let names: Vec<&str> = batch.iter().map(|i| i.name.as_str()).collect();
+    let ctx = |e: String| format!("images {}: {e}", names.join(", "));
+    let mut manifests = Vec::new();
+    let mut blobs = Vec::new();
+    let mut seen = HashSet::new();
+    for img in batch {
+        let text = std::fs::read_to_string(&img.index)
+            .map_err(|e| ctx(format!("cannot read {}: {e}", img.index)))?;
+        manifests.extend(
+            named_descriptors(&text, &img.refs).map_err(|e| ctx(format!("{}: {e}", img.index)))?,
+        );
+        blobs.extend(img.blobs.iter().filter(|b| seen.insert(*b)).cloned());
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .map_err(|e| ctx(e.to_string()))?;
     let mut child = Command::new("ctr")
         .args(["-n", "k8s.io", "images", "import", "-"])
         .stdin(Stdio::piped())
@@ -102,7 +158,7 @@ fn import(img: &Image) -> Result<u64, String> {
         .spawn()
         .map_err(|e| ctx(format!("cannot run ctr: {e}")))?;
     let stdin = child.stdin.take().expect("piped");
-    let written = write_archive(stdin, &index, &img.blobs);
+    let written = write_archive(stdin, &index, &blobs);
     let out = child
         .wait_with_output()
         .map_err(|e| ctx(format!("ctr: {e}")))?;
@@ -161,13 +217,11 @@ mod tests {
     fn every_ref_gets_a_named_descriptor() {
         let index = r#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json",
             "digest":"sha256:aa","size":1,"annotations":{"org.opencontainers.image.ref.name":"3.6"}}]}"#;
-        let out = named_index(
+        let m = named_descriptors(
             index,
             &["registry.k8s.io/pause:3.6".into(), "pause:local".into()],
         )
         .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        let m = v["manifests"].as_array().unwrap();
         assert_eq!(m.len(), 2);
         assert_eq!(
             m[0]["annotations"]["io.containerd.image.name"],
@@ -181,12 +235,19 @@ mod tests {
             .get("org.opencontainers.image.ref.name")
             .is_none());
         assert_eq!(m[1]["digest"], "sha256:aa");
-        assert_eq!(v["schemaVersion"], 2);
     }
 
     #[test]
     fn empty_index_is_an_error() {
-        assert!(named_index(r#"{"manifests":[]}"#, &["a".into()]).is_err());
+        assert!(named_descriptors(r#"{"manifests":[]}"#, &["a".into()]).is_err());
+    }
+
+    #[test]
+    fn small_images_share_a_batch_large_ones_go_alone() {
+        assert_eq!(batches(&[1, 2, 3], 10), vec![0..3]);
+        assert_eq!(batches(&[6, 6, 20, 1], 10), vec![0..1, 1..2, 2..3, 3..4]);
+        assert_eq!(batches(&[4, 6, 1], 10), vec![0..2, 2..3]);
+        assert!(batches(&[], 10).is_empty());
     }
 
     #[test]
