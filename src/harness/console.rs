@@ -120,6 +120,17 @@ impl Console {
             .or(self.landmarks.kernel_start)
     }
 
+    /// Guest time a check reported as `t=<seconds>` (kubelet healthz, static pod).
+    pub fn check_time(&self, name: &str) -> Option<f64> {
+        let c = self
+            .checks
+            .iter()
+            .find(|c| c.name == name && c.status == "ok")?;
+        c.detail
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("t=")?.parse().ok())
+    }
+
     pub fn stage(&self, name: &str) -> Option<&Stage> {
         self.stages.iter().find(|s| s.name == name)
     }
@@ -194,6 +205,7 @@ mod tests {
             "diskless: kubelet skipped t=16.000: condition_path /x does not exist",
             "diskless-check-json: {\"memory\":{\"mem_used_kb\":1}}",
             "diskless-check: root-tmpfs ok tmpfs size=286MiB",
+            "diskless-check: kubelet-healthz ok t=31.250 after 2.0 s of checking",
             "diskless-check: container-runc FAIL `ctr run` failed",
             "diskless-check: done failures=1",
         ]);
@@ -206,7 +218,8 @@ mod tests {
         assert!(s.detail.starts_with("eth0"));
         assert_eq!(c.stage("kubelet").unwrap().status, "skipped");
         assert_eq!(c.memory.as_ref().unwrap()["mem_used_kb"], 1);
-        assert_eq!(c.checks.len(), 2);
+        assert_eq!(c.checks.len(), 3);
+        assert_eq!(c.check_time("kubelet-healthz"), Some(31.25));
         assert!(c.check_done);
         let f = c.failures();
         assert!(

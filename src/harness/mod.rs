@@ -224,6 +224,9 @@ pub struct Timeline {
     pub containerd_ready: Option<f64>,
     pub images_imported: Option<f64>,
     pub kubelet_started: Option<f64>,
+    /// First `/healthz` ok and static pod running, as seen by the check hook.
+    pub kubelet_healthy: Option<f64>,
+    pub static_pod_running: Option<f64>,
     pub boot_done: Option<f64>,
 }
 
@@ -376,6 +379,8 @@ pub fn check_report(args: &CheckArgs) -> anyhow::Result<CheckReport> {
         containerd_ready: g("containerd"),
         images_imported: g("images"),
         kubelet_started: g("kubelet"),
+        kubelet_healthy: console.check_time("kubelet-healthz"),
+        static_pod_running: console.check_time("static-pod"),
         boot_done: g("boot"),
     };
     if !failures.is_empty() && !args.verbose {

@@ -287,8 +287,10 @@ fn check_kubelet_healthz() -> Result<String, String> {
             }
         })
     })?;
+    // `t=` is guest uptime, like the init's stage lines: the harness puts it in the timeline.
     Ok(format!(
-        "after {:.1} s of checking",
+        "t={:.3} after {:.1} s of checking",
+        crate::log::uptime(),
         t.elapsed().as_secs_f64()
     ))
 }
@@ -310,7 +312,8 @@ fn check_static_pod() -> Result<String, String> {
         }
     })?;
     Ok(format!(
-        "{n} running tasks after {:.1} s",
+        "t={:.3} {n} running tasks after {:.1} s of checking",
+        crate::log::uptime(),
         t.elapsed().as_secs_f64()
     ))
 }
