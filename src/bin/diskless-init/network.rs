@@ -120,9 +120,7 @@ fn set_static(
     dns: &[String],
 ) -> Result<(), String> {
     run(&["ip", "addr", "replace", address, "dev", iface])?;
-    if let Some(gw) = gateway {
-        run(&["ip", "route", "replace", "default", "via", gw, "dev", iface])?;
-    }
+    default_route(iface, gateway)?;
     write_resolv_conf(dns, None);
     write_state(iface, address, gateway.unwrap_or(""), "static");
     Ok(())
@@ -148,11 +146,22 @@ fn dhcp(iface: &str) -> Result<String, String> {
         "{iface} {} (dhcp{})",
         get("address"),
         if router.is_empty() {
-            ", no router offered".to_string()
+            ", no router offered: default route on the link".to_string()
         } else {
             format!(", router {router}")
         }
     ))
+}
+
+/// Without a gateway (an isolated lab, slirp with `restrict=on`) the default route goes on the
+/// link itself: programs that find the node's address through the default route (kubelet:
+/// "no default routes" otherwise) work, and nothing becomes reachable that was not.
+fn default_route(iface: &str, gateway: Option<&str>) -> Result<(), String> {
+    match gateway {
+        Some(gw) => run(&["ip", "route", "replace", "default", "via", gw, "dev", iface]),
+        None => run(&["ip", "route", "replace", "default", "dev", iface]),
+    }
+    .map(drop)
 }
 
 fn write_resolv_conf(dns: &[String], domain: Option<&str>) {
@@ -215,11 +224,7 @@ fn apply_lease(iface: &str, env: &dyn Fn(&str) -> String) -> Result<(), String> 
         .next()
         .unwrap_or("")
         .to_string();
-    if !router.is_empty() {
-        run(&[
-            "ip", "route", "replace", "default", "via", &router, "dev", iface,
-        ])?;
-    }
+    default_route(iface, (!router.is_empty()).then_some(router.as_str()))?;
     let dns: Vec<String> = env("dns").split_whitespace().map(Into::into).collect();
     let domain = env("domain");
     write_resolv_conf(&dns, (!domain.is_empty()).then_some(domain.as_str()));
