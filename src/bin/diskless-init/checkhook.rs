@@ -175,9 +175,12 @@ pub fn main(mode: &str) -> i32 {
 
 fn finish(failures: usize) -> i32 {
     println!("diskless-check: done failures={failures}");
-    // Ask PID 1 for an orderly poweroff (busybox `poweroff` does the same), so QEMU exits.
-    // SAFETY: sending a signal to PID 1 has no memory-safety implications.
-    unsafe { libc::kill(1, libc::SIGUSR2) };
+    // Ask PID 1 for an orderly poweroff (busybox `poweroff` does the same), so QEMU exits;
+    // only when PID 1 started us (the hook), not when someone runs `/init check` by hand.
+    if std::os::unix::process::parent_id() == 1 {
+        // SAFETY: sending a signal to PID 1 has no memory-safety implications.
+        unsafe { libc::kill(1, libc::SIGUSR2) };
+    }
     i32::from(failures > 0)
 }
 
