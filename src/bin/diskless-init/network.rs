@@ -41,11 +41,9 @@ pub fn configure(network: &Network, cmdline: &Cmdline, image_name: &str) -> Resu
     let iface = pick_interface(wanted.as_deref())?;
     let mac =
         std::fs::read_to_string(format!("/sys/class/net/{iface}/address")).unwrap_or_default();
-    // A stable default name for lab machines: the image name and the MAC, until DHCP or the
-    // command line give a better one.
-    let hostname = cmdline
-        .hostname
-        .clone()
+    // A stable default name for lab machines: the image name and the MAC, until DHCP gives a
+    // better one; the command line or the per-node segment's /etc/hostname win over both.
+    let hostname = fixed_hostname(cmdline)
         .unwrap_or_else(|| format!("{image_name}-{}", mac.trim().replace(':', "")));
     crate::sys::sethostname(&hostname)?;
 
@@ -65,6 +63,16 @@ pub fn configure(network: &Network, cmdline: &Cmdline, image_name: &str) -> Resu
         dhcp(&iface)?
     };
     Ok(format!("{summary}, hostname {}", current_hostname()))
+}
+
+/// A hostname given for this node: `diskless.hostname=`, else `/etc/hostname` (written by the
+/// per-node segment, see docs/boot-server.md; the shared image carries none).
+fn fixed_hostname(cmdline: &Cmdline) -> Option<String> {
+    cmdline.hostname.clone().or_else(|| {
+        let text = std::fs::read_to_string("/etc/hostname").ok()?;
+        let name = text.trim();
+        (!name.is_empty()).then(|| name.to_string())
+    })
 }
 
 fn current_hostname() -> String {
@@ -228,10 +236,10 @@ fn apply_lease(iface: &str, env: &dyn Fn(&str) -> String) -> Result<(), String> 
     let dns: Vec<String> = env("dns").split_whitespace().map(Into::into).collect();
     let domain = env("domain");
     write_resolv_conf(&dns, (!domain.is_empty()).then_some(domain.as_str()));
-    // The command line's diskless.hostname wins over the lease.
+    // The command line's diskless.hostname and the node's /etc/hostname win over the lease.
     let hostname = env("hostname");
     let fixed = crate::cmdline::Cmdline::read()
-        .map(|c| c.hostname.is_some())
+        .map(|c| fixed_hostname(&c).is_some())
         .unwrap_or(false);
     if !hostname.is_empty() && !fixed {
         crate::sys::sethostname(&hostname)?;
