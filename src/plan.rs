@@ -45,7 +45,7 @@ pub struct Plan {
     /// Ordered: each becomes one cpio segment, in this order.
     pub components: Vec<Component>,
     /// Container images preloaded into containerd (each becomes its own segment).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<PreloadImage>,
     /// What the node's init does at boot; passed to it in `/.diskless/image.json`.
     #[serde(default)]
@@ -59,7 +59,7 @@ pub struct Kernel {
     pub image: PathBuf,
     /// The module tree of that kernel (`/lib/modules/<version>`), used to resolve
     /// `components[].modules`. Required when any component names a module.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modules_dir: Option<PathBuf>,
     /// The kernel command line written into the iPXE entry and the index.
     #[serde(default)]
@@ -82,11 +82,11 @@ pub struct Compression {
     #[serde(default)]
     pub algorithm: Algorithm,
     /// zstd 1..=19, gzip 0..=9; the default is chosen per algorithm.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<i32>,
     /// zstd only: window of 2^N bytes with long-distance matching (10..=27), or 0 for off.
     /// The default (24, 16 MiB) finds repeats across binaries that share Go runtime code.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_log: Option<u32>,
 }
 
@@ -106,25 +106,25 @@ pub struct Component {
     /// Segment name: `[a-z0-9][a-z0-9._-]*`, unique in the plan.
     pub name: String,
     /// Overrides the plan-wide compression for this segment.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileEntry>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub directories: Vec<DirEntry>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub symlinks: Vec<SymlinkEntry>,
     /// Files whose contents are given inline (generated configuration).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub generated: Vec<GeneratedEntry>,
     /// Executables whose ELF shared-library closure is resolved and copied too.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub binaries: Vec<BinaryEntry>,
     /// Directory trees copied recursively (e.g. a Nix store path, a CNI plugin dir).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trees: Vec<TreeEntry>,
     /// Kernel modules by name or alias; dependencies and softdeps are added.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub modules: Vec<String>,
 }
 
@@ -134,7 +134,7 @@ pub struct FileEntry {
     pub source: PathBuf,
     pub dest: String,
     /// Octal string such as "0644"; default: 0755 if the source is executable, else 0644.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
 }
 
@@ -142,7 +142,7 @@ pub struct FileEntry {
 #[serde(deny_unknown_fields)]
 pub struct DirEntry {
     pub path: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
 }
 
@@ -158,7 +158,7 @@ pub struct SymlinkEntry {
 pub struct GeneratedEntry {
     pub dest: String,
     pub contents: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
 }
 
@@ -167,7 +167,7 @@ pub struct GeneratedEntry {
 pub struct BinaryEntry {
     pub source: PathBuf,
     /// Where the binary lands; default: the same path as `source`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dest: Option<String>,
 }
 
@@ -176,7 +176,7 @@ pub struct BinaryEntry {
 pub struct TreeEntry {
     pub source: PathBuf,
     /// Where the tree lands; default: the same path as `source`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dest: Option<String>,
 }
 
@@ -197,15 +197,15 @@ pub struct PreloadImage {
 #[serde(deny_unknown_fields)]
 pub struct Node {
     /// Written to `/proc/sys` after modules load, e.g. `"net.ipv4.ip_forward": "1"`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctls: BTreeMap<String, String>,
     /// cgroup v2 controllers enabled in the root `cgroup.subtree_control`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cgroup_controllers: Vec<String>,
     #[serde(default)]
     pub network: Network,
     /// Started in order, each after the previous one is ready; stopped in reverse order.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<Service>,
 }
 
@@ -214,17 +214,17 @@ pub struct Node {
 pub enum Network {
     /// DHCP on the first interface with link (or `interface`).
     Dhcp {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         interface: Option<String>,
     },
     /// A fixed address (`"10.0.0.5/24"`), optional gateway and DNS servers.
     Static {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         interface: Option<String>,
         address: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         gateway: Option<String>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         dns: Vec<String>,
     },
     /// Loopback only.
@@ -243,13 +243,13 @@ pub struct Service {
     pub name: String,
     /// argv; `command[0]` is an absolute path inside the image.
     pub command: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// The service counts as ready once this path exists (e.g. a unix socket).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_path: Option<String>,
     /// Start only when this path exists in the image (e.g. a per-node join config).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition_path: Option<String>,
     /// Restart with backoff when it exits (default true).
     #[serde(default = "yes")]
