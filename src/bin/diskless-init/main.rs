@@ -77,6 +77,11 @@ fn from_initramfs() -> ! {
 
     // 3. Root into a right-sized tmpfs. Fatal.
     let size = match cmdline.root_size_mib {
+        // Checked before copying: running out of room halfway would leave a broken root.
+        Some(mib) if mib << 20 <= contract.unpacked_bytes => Err(format!(
+            "diskless.rootsize={mib} MiB cannot hold the image ({} MiB unpacked)",
+            contract.unpacked_bytes >> 20
+        )),
         Some(mib) => Ok(mib << 20),
         None => sys::mem_total()
             .ok_or_else(|| "cannot read MemTotal from /proc/meminfo".to_string())
