@@ -226,3 +226,99 @@ fn kubelet_standalone_runs_a_static_pod() {
     assert_eq!(check_status(&r, "kubelet-healthz"), Some("ok"));
     assert_eq!(check_status(&r, "static-pod"), Some("ok"));
 }
+
+/// The lab path end to end: publish to a boot server directory with an inventory, then boot
+/// through its `boot.ipxe` as machines with different MACs. A publish of a second image is
+/// killed half-way first: the known host keeps its (old) entry, the unknown one gets the
+/// default image's (new) entry, and both boot.
+#[test]
+fn published_server_boots_the_entry_for_each_mac() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let out = reference_image();
+    let lab = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-server");
+    let _ = std::fs::remove_dir_all(&lab);
+    std::fs::create_dir_all(&lab).unwrap();
+    let inventory = lab.join("lab.toml");
+    std::fs::write(
+        &inventory,
+        "default_image = \"worker\"\n\n[[hosts]]\nmac = \"52:54:00:aa:bb:01\"\nhostname = \"s2\"\nimage = \"worker\"\n",
+    )
+    .unwrap();
+    let dest = lab.join("srv");
+    let publish = |out: &Path, failpoint: Option<&str>| {
+        let mut cmd = Command::new(DISKLESS);
+        cmd.arg("publish")
+            .arg(out)
+            .arg("--to")
+            .arg(&dest)
+            .arg("--inventory")
+            .arg(&inventory);
+        if let Some(f) = failpoint {
+            cmd.env("DISKLESS_FAILPOINT", f);
+        }
+        cmd.output().unwrap()
+    };
+    assert!(publish(out, None).status.success());
+    let host_entry = std::fs::read_to_string(dest.join("hosts/52-54-00-aa-bb-01.ipxe")).unwrap();
+
+    // A second build of the worker with another command line, published and killed after the
+    // image entries were replaced but before the host entries were.
+    let plan = lab.join("b.json");
+    let o = Command::new(DISKLESS)
+        .args(["plan", "--host", "-o"])
+        .arg(&plan)
+        .env_remove("KUBELET")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let mut p: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    p["kernel"]["cmdline"] = Value::from("console=ttyS0,115200 panic=10 variant=b");
+    std::fs::write(&plan, p.to_string()).unwrap();
+    let b = lab.join("b");
+    let o = Command::new(DISKLESS)
+        .args(["build", "--plan"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!publish(&b, Some("images-rendered")).status.success());
+    let o = Command::new(DISKLESS)
+        .args(["verify", "--to"])
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("hosts/52-54-00-aa-bb-01.ipxe")).unwrap(),
+        host_entry,
+        "the host entry was not yet replaced"
+    );
+    assert!(std::fs::read_to_string(dest.join("worker.ipxe"))
+        .unwrap()
+        .contains("variant=b"));
+
+    // The known machine: its own entry, its inventory hostname, the old image.
+    let (ok, r) = check(
+        &dest,
+        &["--server", "--mac", "52:54:00:aa:bb:01", "--memory", "512"],
+    );
+    assert!(ok && r["ok"] == true, "known host: {:#}", r["failures"]);
+    let checks = r["checks"].to_string();
+    assert!(checks.contains("hostname=s2"), "{checks}");
+    // An unknown machine: the default image's entry (the new one), a generated hostname.
+    let (ok, r) = check(
+        &dest,
+        &["--server", "--mac", "52:54:00:aa:bb:02", "--memory", "512"],
+    );
+    assert!(ok && r["ok"] == true, "unknown host: {:#}", r["failures"]);
+    let checks = r["checks"].to_string();
+    assert!(
+        !checks.contains("hostname=s2") && checks.contains("hostname=worker-525400aabb02"),
+        "{checks}"
+    );
+}

@@ -20,8 +20,12 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
 pub struct BootArgs {
-    /// Output directory of `diskless build`.
+    /// Output directory of `diskless build` (or, with --server, a boot server directory).
     pub out: PathBuf,
+    /// OUT is a boot server directory made by `diskless publish`: boot its `boot.ipxe`, which
+    /// picks `hosts/<mac>.ipxe`, the default image or the menu, as a lab machine would.
+    #[arg(long)]
+    pub server: bool,
     /// Image name: boots `OUT/<name>.json`.
     #[arg(long, default_value = "worker")]
     pub name: String,
@@ -69,14 +73,76 @@ pub struct CheckArgs {
     pub verbose: bool,
 }
 
-/// What a boot needs: the script (served as `boot.ipxe`), the boot directory, the kernel.
+/// What a boot needs: the scripts (`boot.ipxe` is what DHCP names), the kernel, the image name.
 struct Prepared {
-    script: String,
+    scripts: Vec<(String, String)>,
     kernel: PathBuf,
     image: String,
 }
 
+/// A published boot server: every entry as served, with `extra` appended to each `kernel` line
+/// (the check hook), and a kernel for the KVM probe.
+fn prepare_server(args: &BootArgs, extra: &[String]) -> anyhow::Result<Prepared> {
+    let dest = &args.out;
+    let generation = crate::publish::generations(dest)?.pop().with_context(|| {
+        format!(
+            "{} has no generations/: publish to it first",
+            dest.display()
+        )
+    })?;
+    let (name, image) = generation
+        .images
+        .iter()
+        .next()
+        .context("the newest generation publishes no image")?;
+    let index = crate::index::Index::load(&dest.join(crate::index::object_path(&image.index)))?;
+    let mut scripts = Vec::new();
+    for dir in ["", "hosts"] {
+        let Ok(rd) = std::fs::read_dir(dest.join(dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            if !file.ends_with(".ipxe") {
+                continue;
+            }
+            let rel = if dir.is_empty() {
+                file
+            } else {
+                format!("{dir}/{file}")
+            };
+            let text = std::fs::read_to_string(e.path())?;
+            let text: String = text
+                .lines()
+                .map(|l| {
+                    if l.starts_with("kernel ") && !extra.is_empty() {
+                        format!("{l} {}\n", extra.join(" "))
+                    } else {
+                        format!("{l}\n")
+                    }
+                })
+                .collect();
+            scripts.push((rel, text));
+        }
+    }
+    scripts.sort();
+    if !scripts.iter().any(|(rel, _)| rel == "boot.ipxe") {
+        bail!(
+            "{} has no boot.ipxe: is it a published boot server directory?",
+            dest.display()
+        );
+    }
+    Ok(Prepared {
+        scripts,
+        kernel: dest.join(index.kernel.object_path()),
+        image: name.clone(),
+    })
+}
+
 fn prepare(args: &BootArgs, extra: &[String]) -> anyhow::Result<Prepared> {
+    if args.server {
+        return prepare_server(args, extra);
+    }
     let index_path = args.out.join(format!("{}.json", args.name));
     let index_bytes = std::fs::read(&index_path).with_context(|| {
         format!(
@@ -112,7 +178,7 @@ fn prepare(args: &BootArgs, extra: &[String]) -> anyhow::Result<Prepared> {
         crate::ipxe::script(&index, &sha, "", &extra.join(" "))
     };
     Ok(Prepared {
-        script,
+        scripts: vec![("boot.ipxe".into(), script)],
         kernel,
         image: index.name,
     })
@@ -130,7 +196,7 @@ struct Guest {
 /// Starts QEMU and the boot server. `interactive`: the console on this terminal with QEMU's
 /// Ctrl-A escapes; otherwise it is piped to the harness.
 fn start(args: &BootArgs, prepared: &Prepared, interactive: bool) -> anyhow::Result<Guest> {
-    let boot = serve::BootDir::new(&args.out, &prepared.script)?;
+    let boot = serve::BootDir::new(&args.out, &prepared.scripts)?;
     let http = match args.transport {
         Transport::Http => Some(serve::HttpServer::start(boot.dir.path())?),
         Transport::Tftp => None,

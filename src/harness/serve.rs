@@ -10,19 +10,27 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// A directory slirp can serve by TFTP: `boot.ipxe` plus a link to the output's `objects/`.
+/// A directory slirp can serve by TFTP: the iPXE scripts (`boot.ipxe` first) plus a link to the
+/// output's `objects/`.
 pub struct BootDir {
     pub dir: tempfile::TempDir,
 }
 
 impl BootDir {
-    pub fn new(out: &Path, script: &str) -> anyhow::Result<BootDir> {
+    /// `scripts`: (path relative to the boot directory, contents).
+    pub fn new(out: &Path, scripts: &[(String, String)]) -> anyhow::Result<BootDir> {
         let dir = tempfile::Builder::new()
             .prefix("diskless-boot-")
             .tempdir()
             .context("cannot create a temporary boot directory")?;
-        std::fs::write(dir.path().join("boot.ipxe"), script)
-            .context("cannot write the boot script")?;
+        for (rel, text) in scripts {
+            let path = dir.path().join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write the boot script {rel}"))?;
+        }
         let objects = out
             .join("objects")
             .canonicalize()
