@@ -41,6 +41,7 @@
             nativeBuildInputs = [
               self.packages.${pkgs.stdenv.hostPlatform.system}.diskless
               pkgs.qemu
+              pkgs.busybox # `nc` for the harness's HTTP boot server (slirp guestfwd)
             ];
             KUBELET = "${pkgs.kubernetes}/bin/kubelet";
           }

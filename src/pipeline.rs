@@ -83,12 +83,8 @@ pub struct BuildReport {
 
 #[derive(Debug, Serialize)]
 pub struct SegmentReport {
-    pub name: String,
-    pub sha256: String,
-    pub size: u64,
-    pub unpacked_size: u64,
-    pub files: u64,
-    pub compression: String,
+    #[serde(flatten)]
+    pub segment: SegmentArtifact,
     /// True when the compressed bytes came from the cache.
     pub cached: bool,
 }
@@ -105,7 +101,8 @@ impl BuildReport {
             "  {:<24} {:>12} {:>12} {:>7}  compression",
             "segment", "size", "unpacked", "files"
         );
-        for s in &self.segments {
+        for r in &self.segments {
+            let s = &r.segment;
             println!(
                 "  {:<24} {:>12} {:>12} {:>7}  {}{}",
                 s.name,
@@ -113,7 +110,7 @@ impl BuildReport {
                 s.unpacked_size,
                 s.files,
                 s.compression,
-                if s.cached { " (cached)" } else { "" }
+                if r.cached { " (cached)" } else { "" }
             );
         }
         println!(
@@ -454,12 +451,7 @@ pub fn build(plan: &Plan, options: &BuildOptions) -> anyhow::Result<BuildReport>
             .iter()
             .zip(&index.segments)
             .map(|(d, s)| SegmentReport {
-                name: s.name.clone(),
-                sha256: s.sha256.clone(),
-                size: s.size,
-                unpacked_size: s.unpacked_size,
-                files: s.files,
-                compression: s.compression.clone(),
+                segment: s.clone(),
                 cached: d.cached,
             })
             .collect(),

@@ -87,10 +87,21 @@ impl Machine {
     }
 }
 
-fn find_busybox() -> anyhow::Result<&'static str> {
-    ["/bin/busybox", "/usr/bin/busybox"]
+/// busybox for slirp's `guestfwd` command: Debian's path, else the first on `PATH` (a Nix
+/// build sandbox has no /bin).
+fn find_busybox() -> anyhow::Result<String> {
+    let on_path = std::env::var_os("PATH")
+        .map(|ps| {
+            std::env::split_paths(&ps)
+                .map(|d| d.join("busybox"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    ["/bin/busybox".into(), "/usr/bin/busybox".into()]
         .into_iter()
-        .find(|p| Path::new(p).exists())
+        .chain(on_path)
+        .find(|p: &std::path::PathBuf| p.is_file())
+        .map(|p| p.display().to_string())
         .context("the HTTP transport needs busybox on the host for `nc` (apt-get install busybox-static), or use --transport tftp")
 }
 
