@@ -233,6 +233,7 @@ fn read_secret(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The files of one host's node segment: identity, join material, SSH keys; mode 0600 where secret.
+/// Join material goes where the Nix kubelet module's `join.*` options expect it by default.
 fn node_files(inv: &Inventory, host: &Host) -> anyhow::Result<BTreeMap<String, (Vec<u8>, u32)>> {
     let mut files = BTreeMap::new();
     let node = serde_json::json!({
@@ -255,16 +256,16 @@ fn node_files(inv: &Inventory, host: &Host) -> anyhow::Result<BTreeMap<String, (
         let token = String::from_utf8(read_secret(&j.token_file, "join.token_file")?)
             .context("join.token_file is not text")?;
         let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: default\n  cluster:\n    server: {}\n    certificate-authority: /etc/kubernetes/pki/ca.crt\ncontexts:\n- name: default\n  context:\n    cluster: default\n    user: kubelet-bootstrap\ncurrent-context: default\nusers:\n- name: kubelet-bootstrap\n  user:\n    token: {}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: default\n  cluster:\n    server: {}\n    certificate-authority: /.diskless/node/kubelet/ca.crt\ncontexts:\n- name: default\n  context:\n    cluster: default\n    user: kubelet-bootstrap\ncurrent-context: default\nusers:\n- name: kubelet-bootstrap\n  user:\n    token: {}\n",
             j.api_server,
             token.trim()
         );
         files.insert(
-            "/etc/kubernetes/bootstrap-kubelet.conf".into(),
+            "/.diskless/node/kubelet/bootstrap-kubeconfig".into(),
             (kubeconfig.into_bytes(), 0o600),
         );
         files.insert(
-            "/etc/kubernetes/pki/ca.crt".into(),
+            "/.diskless/node/kubelet/ca.crt".into(),
             (read_secret(&j.ca_file, "join.ca_file")?, 0o600),
         );
     }

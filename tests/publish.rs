@@ -201,8 +201,8 @@ fn publish_twice_is_a_no_op_and_hosts_get_their_own_segment() {
             .1
             & 0o7777
     };
-    assert_eq!(mode("etc/kubernetes/bootstrap-kubelet.conf"), 0o600);
-    assert_eq!(mode("etc/kubernetes/pki/ca.crt"), 0o600);
+    assert_eq!(mode(".diskless/node/kubelet/bootstrap-kubeconfig"), 0o600);
+    assert_eq!(mode(".diskless/node/kubelet/ca.crt"), 0o600);
     assert_eq!(mode(".diskless/node/node.json"), 0o600);
     assert_eq!(mode("etc/hostname"), 0o644);
 }
