@@ -156,7 +156,7 @@ pub fn main(mode: &str) -> i32 {
             }
             _ => {
                 c.report("kubelet-healthz", check_kubelet_healthz());
-                c.report("static-pod", check_static_pod());
+                c.report("static-pod", check_static_pod(&contract));
             }
         }
     }
@@ -298,25 +298,58 @@ fn check_kubelet_healthz() -> Result<String, String> {
     ))
 }
 
-/// A static pod is running when CRI has at least one running task besides sandboxes: count
-/// running tasks in k8s.io (sandbox + container ≥ 2).
-fn check_static_pod() -> Result<String, String> {
+/// A static pod is running when CRI has at least one running task besides sandboxes (sandbox +
+/// container ≥ 2). When the image preloads images, every running container, the pod sandbox
+/// included, must come from a preloaded reference: the guest has no route out, and this shows
+/// that the sandbox uses the preloaded pause image rather than anything else.
+fn check_static_pod(contract: &Contract) -> Result<String, String> {
     let t = Instant::now();
-    let n = retry(Duration::from_secs(120), || {
+    let running = retry(Duration::from_secs(120), || {
         let out = run(
             &["ctr", "-n", "k8s.io", "tasks", "ls"],
             Duration::from_secs(10),
         )?;
-        let running = out.lines().filter(|l| l.contains("RUNNING")).count();
-        if running >= 2 {
+        let running: Vec<String> = out
+            .lines()
+            .filter(|l| l.contains("RUNNING"))
+            .filter_map(|l| l.split_whitespace().next().map(String::from))
+            .collect();
+        if running.len() >= 2 {
             Ok(running)
         } else {
-            Err(format!("{running} running tasks in k8s.io: {}", out.trim()))
+            Err(format!(
+                "{} running tasks in k8s.io: {}",
+                running.len(),
+                out.trim()
+            ))
         }
     })?;
+    // `ctr containers ls`: CONTAINER IMAGE RUNTIME
+    let out = run(
+        &["ctr", "-n", "k8s.io", "containers", "ls"],
+        Duration::from_secs(10),
+    )?;
+    let images: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (id, image) = (w.next()?, w.next()?);
+            running.iter().any(|r| r == id).then(|| image.to_string())
+        })
+        .collect();
+    let preloaded: Vec<&String> = contract.images.iter().flat_map(|i| &i.refs).collect();
+    if !preloaded.is_empty() {
+        if let Some(other) = images.iter().find(|i| !preloaded.contains(i)) {
+            return Err(format!(
+                "running container image {other} is not preloaded (running: {images:?})"
+            ));
+        }
+    }
     Ok(format!(
-        "t={:.3} {n} running tasks after {:.1} s of checking",
+        "t={:.3} {} running tasks ({}) after {:.1} s of checking",
         crate::log::uptime(),
+        running.len(),
+        images.join(", "),
         t.elapsed().as_secs_f64()
     ))
 }
