@@ -66,7 +66,34 @@ pub fn object_path(sha256: &str) -> String {
     format!("objects/{sha256}")
 }
 
+/// One object an index refers to: what it is (for messages), its digest, its size.
+pub struct ObjectRef<'a> {
+    pub what: String,
+    pub sha256: &'a str,
+    pub size: u64,
+}
+
 impl Index {
+    /// Every object the image needs, besides the index itself: kernel, segments, single initrd.
+    pub fn objects(&self) -> Vec<ObjectRef<'_>> {
+        let mut refs = vec![ObjectRef {
+            what: "kernel".into(),
+            sha256: &self.kernel.sha256,
+            size: self.kernel.size,
+        }];
+        refs.extend(self.segments.iter().map(|s| ObjectRef {
+            what: format!("segment {}", s.name),
+            sha256: &s.sha256,
+            size: s.size,
+        }));
+        refs.extend(self.initrd.iter().map(|i| ObjectRef {
+            what: "single initrd".into(),
+            sha256: &i.sha256,
+            size: i.size,
+        }));
+        refs
+    }
+
     pub fn load(path: &std::path::Path) -> anyhow::Result<Index> {
         use anyhow::Context;
         let text = std::fs::read_to_string(path)

@@ -193,11 +193,7 @@ fn referenced(dest: &Path, g: &Generation) -> anyhow::Result<BTreeSet<String>> {
     for img in g.images.values() {
         set.insert(img.index.clone());
         let index = load_index(dest, &img.index)?;
-        set.insert(index.kernel.sha256.clone());
-        set.extend(index.segments.iter().map(|s| s.sha256.clone()));
-        if let Some(i) = &index.initrd {
-            set.insert(i.sha256.clone());
-        }
+        set.extend(index.objects().into_iter().map(|o| o.sha256.to_string()));
     }
     set.extend(g.hosts.values().map(|h| h.node_segment.sha256.clone()));
     Ok(set)
@@ -510,10 +506,8 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
     // Objects first.
     let (mut copied, mut bytes) = (0, 0);
     for (sha, index) in new_images.values() {
-        let mut objects = vec![sha.clone(), index.kernel.sha256.clone()];
-        objects.extend(index.segments.iter().map(|s| s.sha256.clone()));
-        objects.extend(index.initrd.iter().map(|i| i.sha256.clone()));
-        for o in objects {
+        let objects = index.objects().into_iter().map(|o| o.sha256.to_string());
+        for o in std::iter::once(sha.clone()).chain(objects) {
             if let Some(n) = copy_object(&args.out.join(crate::index::object_path(&o)), &dest, &o)?
             {
                 copied += 1;

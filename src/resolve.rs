@@ -51,7 +51,6 @@ use crate::compress::{Codec, CompressError};
 use crate::contract::ModuleRef;
 use crate::kmod::{KmodError, ModuleTree};
 use crate::plan::{Component, Mode, Node, Plan, PreloadImage};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -816,7 +815,7 @@ pub fn resolve(plan: &Plan) -> Result<ResolvedImage, ResolveError> {
         modules: loaded,
         images: plan.images.clone(),
         node: plan.node.clone(),
-        plan_sha256: hex::encode(Sha256::digest(plan.canonical_json().as_bytes())),
+        plan_sha256: crate::store::sha256_hex(plan.canonical_json().as_bytes()),
     })
 }
 

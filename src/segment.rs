@@ -12,7 +12,6 @@
 
 use crate::contract::SENTINEL_DIR;
 use crate::resolve::{Content, Entry, EntryKind, Tree};
-use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
@@ -104,7 +103,7 @@ pub fn write(name: &str, tree: &Tree, mtime: u32) -> Result<Segment, SegmentErro
     for (path, entry) in &tree.entries {
         out.entry(path, entry)?;
     }
-    let content = hex::encode(Sha256::digest(&out.buf));
+    let content = crate::store::sha256_hex(&out.buf);
 
     // The sentinel's own parents may already be in the tree; writing a directory twice is
     // harmless to the kernel but we avoid it for a clean listing.

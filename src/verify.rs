@@ -3,7 +3,6 @@
 
 use crate::index::Index;
 use serde::Serialize;
-use std::io::Read;
 use std::path::Path;
 
 #[derive(Debug, Serialize)]
@@ -41,22 +40,7 @@ impl VerifyReport {
     }
 }
 
-fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((hex::encode(h.finalize()), n))
-}
+use crate::store::hash_file;
 
 /// Hashes every object in `dir/objects`; problems for any that do not match their names.
 pub fn verify_objects(dir: &Path) -> anyhow::Result<VerifyReport> {
@@ -126,22 +110,13 @@ pub fn verify(out: &Path) -> anyhow::Result<VerifyReport> {
                     "{file}: the index is not stored as objects/{digest}"
                 ));
             }
-            let mut refs = vec![(
-                "kernel".to_string(),
-                index.kernel.sha256.clone(),
-                index.kernel.size,
-            )];
-            refs.extend(
-                index
-                    .segments
-                    .iter()
-                    .map(|s| (format!("segment {}", s.name), s.sha256.clone(), s.size)),
-            );
-            if let Some(i) = &index.initrd {
-                refs.push(("single initrd".into(), i.sha256.clone(), i.size));
-            }
-            for (what, sha, size) in refs {
-                let p = out.join(crate::index::object_path(&sha));
+            for crate::index::ObjectRef {
+                what,
+                sha256: sha,
+                size,
+            } in index.objects()
+            {
+                let p = out.join(crate::index::object_path(sha));
                 match std::fs::metadata(&p) {
                     Ok(m) if m.len() == size => {}
                     Ok(m) => report.problems.push(format!(

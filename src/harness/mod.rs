@@ -166,10 +166,7 @@ fn prepare(args: &BootArgs, extra: &[String]) -> anyhow::Result<Prepared> {
             );
         }
     }
-    let sha = {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(&index_bytes))
-    };
+    let sha = crate::store::sha256_hex(&index_bytes);
     let script = if extra.is_empty() {
         // Exactly what a lab's boot server would serve.
         let p = args.out.join(format!("{}.ipxe", args.name));

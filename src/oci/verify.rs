@@ -9,10 +9,7 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::str::FromStr;
 
-/// sha256 of some bytes, lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
+pub use crate::store::sha256_hex;
 
 /// sha256 and length of everything read from `reader`.
 pub fn hash_reader(mut reader: impl Read) -> io::Result<(String, u64)> {
@@ -24,9 +21,7 @@ pub fn hash_reader(mut reader: impl Read) -> io::Result<(String, u64)> {
 
 /// sha256 and length of a file.
 pub fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
-    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    hash_reader(io::BufReader::with_capacity(1 << 20, f))
-        .with_context(|| format!("cannot read {}", path.display()))
+    crate::store::hash_file(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// A writer that hashes what passes through it, so bytes are hashed in the same pass that
