@@ -222,28 +222,7 @@ struct Collector<'a> {
 
 impl Collector<'_> {
     fn insert(&mut self, path: String, entry: Entry) -> Result<(), ResolveError> {
-        if let Some(old) = self.tree.entries.get(&path) {
-            if !same_entry(old, &entry)? {
-                return Err(ResolveError::Conflict {
-                    path,
-                    first: old.origin.clone(),
-                    what: describe_difference(old, &entry),
-                    second: entry.origin,
-                });
-            }
-            return Ok(());
-        }
-        if let EntryKind::File(c) = &entry.kind {
-            if c.size() > u32::MAX as u64 {
-                return Err(ResolveError::TooLarge {
-                    origin: entry.origin,
-                    path,
-                    size: c.size(),
-                });
-            }
-        }
-        self.tree.entries.insert(path, entry);
-        Ok(())
+        insert_checked(&mut self.tree, path, entry)
     }
 
     fn origin(&self, field: &str) -> String {
@@ -393,6 +372,33 @@ impl Collector<'_> {
         }
         Ok(())
     }
+}
+
+/// Adds `entry` at `path`: an identical entry already there is fine, a different one is a
+/// conflict naming both origins; files over the newc size limit are refused.
+fn insert_checked(tree: &mut Tree, path: String, entry: Entry) -> Result<(), ResolveError> {
+    if let Some(old) = tree.entries.get(&path) {
+        if !same_entry(old, &entry)? {
+            return Err(ResolveError::Conflict {
+                path,
+                first: old.origin.clone(),
+                what: describe_difference(old, &entry),
+                second: entry.origin,
+            });
+        }
+        return Ok(());
+    }
+    if let EntryKind::File(c) = &entry.kind {
+        if c.size() > u32::MAX as u64 {
+            return Err(ResolveError::TooLarge {
+                origin: entry.origin,
+                path,
+                size: c.size(),
+            });
+        }
+    }
+    tree.entries.insert(path, entry);
+    Ok(())
 }
 
 fn describe_difference(a: &Entry, b: &Entry) -> &'static str {
@@ -783,12 +789,7 @@ pub fn resolve(plan: &Plan) -> Result<ResolvedImage, ResolveError> {
                     continue;
                 }
             }
-            let mut col = Collector {
-                component: &c.name,
-                tree,
-            };
-            col.insert(p.clone(), e.clone())?;
-            tree = col.tree;
+            insert_checked(&mut tree, p.clone(), e.clone())?;
             seen.entry(p).or_insert(e);
         }
         c.tree = tree;
