@@ -175,19 +175,7 @@ fn run_jobs(
 ) -> anyhow::Result<(Vec<Done>, Vec<String>)> {
     let n = jobs.len();
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| {
-        std::cmp::Reverse(
-            jobs[i]
-                .tree
-                .entries
-                .values()
-                .map(|e| match &e.kind {
-                    EntryKind::File(c) => c.size(),
-                    _ => 0,
-                })
-                .sum::<u64>(),
-        )
-    });
+    order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].tree.file_bytes()));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<anyhow::Result<Done>>>> =
         Mutex::new((0..n).map(|_| None).collect());
@@ -274,14 +262,7 @@ pub fn build(plan: &Plan, options: &BuildOptions) -> anyhow::Result<BuildReport>
         });
     }
 
-    let unpacked: u64 = jobs
-        .iter()
-        .flat_map(|j| j.tree.entries.values())
-        .map(|e| match &e.kind {
-            EntryKind::File(c) => c.size(),
-            _ => 0,
-        })
-        .sum();
+    let unpacked: u64 = jobs.iter().map(|j| j.tree.file_bytes()).sum();
     if unpacked > LARGE_IMAGE_BYTES && !options.allow_large {
         anyhow::bail!(
             "image {} unpacks to {} bytes, over 2 GiB (iPXE's practical ceiling, and the node needs it in RAM); \

@@ -12,6 +12,19 @@ pub struct Tree {
     pub entries: BTreeMap<String, Entry>,
 }
 
+impl Tree {
+    /// Sum of the sizes of the regular files: what the tree costs unpacked.
+    pub fn file_bytes(&self) -> u64 {
+        self.entries
+            .values()
+            .map(|e| match &e.kind {
+                EntryKind::File(c) => c.size(),
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub kind: EntryKind,

@@ -92,7 +92,7 @@ pub fn add_parents(tree: &mut Tree) {
 pub fn write(name: &str, tree: &Tree, mtime: u32) -> Result<Segment, SegmentError> {
     let mut tree = tree.clone();
     add_parents(&mut tree);
-    let capacity: u64 = tree.entries.values().map(entry_size).sum();
+    let capacity = tree.file_bytes();
     let mut out = Writer {
         buf: Vec::with_capacity(capacity as usize + tree.entries.len() * 160 + 4096),
         ino: 0,
@@ -136,13 +136,6 @@ pub fn write(name: &str, tree: &Tree, mtime: u32) -> Result<Segment, SegmentErro
         unpacked_size: out.unpacked,
         files: out.files,
     })
-}
-
-fn entry_size(e: &Entry) -> u64 {
-    match &e.kind {
-        EntryKind::File(c) => c.size(),
-        _ => 0,
-    }
 }
 
 struct Writer {
