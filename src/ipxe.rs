@@ -5,6 +5,14 @@
 
 use crate::index::Index;
 
+/// The object digests an iPXE script refers to (`…objects/<sha256>` words), for checks that every
+/// entry points at stored objects.
+pub fn referenced_objects(script: &str) -> impl Iterator<Item = &str> {
+    script
+        .split_whitespace()
+        .filter_map(|w| w.find("objects/").map(|pos| &w[pos + "objects/".len()..]))
+}
+
 /// Checks a `--base-url`: empty (relative to the script) or ending in `/`.
 pub fn check_base(base: &str) -> Result<(), String> {
     if base.is_empty() || base.ends_with('/') {

@@ -674,11 +674,7 @@ pub fn verify_dest(to: &str) -> anyhow::Result<crate::verify::VerifyReport> {
         let rel = path.strip_prefix(&dest).unwrap().display().to_string();
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let in_hosts = rel.starts_with("hosts/");
-        for word in text.split_whitespace() {
-            let Some(pos) = word.find("objects/") else {
-                continue;
-            };
-            let sha = &word[pos + "objects/".len()..];
+        for sha in crate::ipxe::referenced_objects(&text) {
             if !dest.join("objects").join(sha).exists() {
                 report
                     .problems

@@ -130,14 +130,11 @@ pub fn verify(out: &Path) -> anyhow::Result<VerifyReport> {
             }
         } else if file.ends_with(".ipxe") {
             let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-            for word in text.split_whitespace() {
-                if let Some(pos) = word.find("objects/") {
-                    let sha = &word[pos + "objects/".len()..];
-                    if !objects_dir.join(sha).exists() {
-                        report
-                            .problems
-                            .push(format!("{file}: refers to objects/{sha}, which is missing"));
-                    }
+            for sha in crate::ipxe::referenced_objects(&text) {
+                if !objects_dir.join(sha).exists() {
+                    report
+                        .problems
+                        .push(format!("{file}: refers to objects/{sha}, which is missing"));
                 }
             }
         }
