@@ -41,6 +41,10 @@ pub struct SegmentRef {
     pub sentinel: String,
     /// The sentinel's expected contents: sha256 of the segment's entries before the sentinel.
     pub content: String,
+    /// The squashfs image holding this segment's `/usr` and `/nix/store` files, which the init
+    /// loop-mounts read-only (absent for plain cpio segments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub squashfs: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -19,11 +19,14 @@ use std::path::{Path, PathBuf};
 pub use crate::oci::{PAUSE_REF, WORKLOAD_REF};
 
 /// The modules a worker needs, from the field notes (Debian 6.1; load order is computed).
-/// `virtio_pci` is not a dependency of `virtio_net` and must be named.
+/// `virtio_pci` is not a dependency of `virtio_net` and must be named. `loop` and `squashfs`
+/// mount squashfs-packed segments.
 pub const WORKER_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_net",
     "overlay",
+    "loop",
+    "squashfs",
     "br_netfilter",
     "veth",
     "nf_conntrack",
@@ -56,6 +59,26 @@ pub struct HostArgs {
     /// Image name.
     #[arg(long, default_value = "worker")]
     pub name: String,
+    /// How the large components (containerd, kubelet) travel: `squashfs` (mounted read-only by
+    /// the init; less RAM, faster boot) or `cpio` (unpacked by the kernel).
+    #[arg(long, value_enum, default_value = "squashfs")]
+    pub packing: PackingArg,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PackingArg {
+    #[default]
+    Squashfs,
+    Cpio,
+}
+
+impl From<PackingArg> for crate::plan::Packing {
+    fn from(p: PackingArg) -> Self {
+        match p {
+            PackingArg::Squashfs => crate::plan::Packing::Squashfs,
+            PackingArg::Cpio => crate::plan::Packing::Cpio,
+        }
+    }
 }
 
 /// Paths of the host packages the reference worker needs, with the package to install.
@@ -382,6 +405,7 @@ pub fn host_plan(args: &HostArgs) -> anyhow::Result<(Plan, Vec<String>)> {
             dest: None,
         }],
         symlinks: iptables_links,
+        packing: args.packing.into(),
         ..Default::default()
     };
 
@@ -427,6 +451,7 @@ pub fn host_plan(args: &HostArgs) -> anyhow::Result<(Plan, Vec<String>)> {
                     dest: Some("/usr/bin/kubelet".into()),
                 }],
                 directories: vec![dir("/var/lib/kubelet", 0o700)],
+                packing: args.packing.into(),
                 ..Default::default()
             });
             config

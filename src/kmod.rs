@@ -153,6 +153,11 @@ impl ModuleTree {
     }
 
     /// The kernel version this tree belongs to: the directory's name.
+    /// Whether `name` is built into the kernel (`modules.builtin`).
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.builtin.contains(&name.replace('-', "_"))
+    }
+
     pub fn version(&self) -> String {
         self.dir
             .file_name()

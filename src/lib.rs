@@ -25,5 +25,6 @@ pub mod plan;
 pub mod publish;
 pub mod resolve;
 pub mod segment;
+pub mod squashfs;
 pub mod store;
 pub mod verify;

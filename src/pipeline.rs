@@ -8,7 +8,7 @@
 use crate::compress::Codec;
 use crate::contract::{ImageContract, SegmentRef, CONTRACT_PATH, CONTRACT_VERSION};
 use crate::index::{Artifact, Index, SegmentArtifact, INDEX_VERSION};
-use crate::plan::Plan;
+use crate::plan::{Packing, Plan};
 use crate::resolve::{Content, Entry, EntryKind, Tree};
 use crate::segment;
 use crate::store::{Cache, Store};
@@ -142,11 +142,14 @@ fn mtime() -> anyhow::Result<u32> {
 struct Job {
     name: String,
     codec: Codec,
+    packing: Packing,
     tree: Tree,
 }
 
 struct Done {
     seg: segment::Segment,
+    /// Image path of the segment's squashfs part, when packed so.
+    squashfs: Option<String>,
     compressed: Vec<u8>,
     codec: Codec,
     cached: bool,
@@ -192,11 +195,19 @@ fn run_jobs(
                 let job = &jobs[order[k]];
                 pb.set_message(job.name.clone());
                 let r = (|| -> anyhow::Result<Done> {
-                    let seg = segment::write(&job.name, &job.tree, mtime)?;
+                    let (tree, squashfs) = match job.packing {
+                        Packing::Cpio => (std::borrow::Cow::Borrowed(&job.tree), None),
+                        Packing::Squashfs => {
+                            let (t, path) = pack_squashfs(job, mtime, cache, &warnings)?;
+                            (std::borrow::Cow::Owned(t), path)
+                        }
+                    };
+                    let seg = segment::write(&job.name, &tree, mtime)?;
                     let key = Cache::key(&crate::store::sha256_hex(&seg.cpio), &job.codec.label());
                     if let Some(bytes) = cache.get(&key) {
                         return Ok(Done {
                             seg,
+                            squashfs,
                             compressed: bytes,
                             codec: job.codec,
                             cached: true,
@@ -208,6 +219,7 @@ fn run_jobs(
                     }
                     Ok(Done {
                         seg,
+                        squashfs,
                         compressed,
                         codec: job.codec,
                         cached: false,
@@ -224,6 +236,47 @@ fn run_jobs(
         done.push(r.expect("every job ran")?);
     }
     Ok((done, warnings.into_inner().unwrap()))
+}
+
+/// The tree of a squashfs-packed job: its non-read-only entries plus the squashfs image of the
+/// rest (from the cache when the same files were packed before), and that image's path. A job
+/// with nothing under the read-only directories stays plain cpio.
+fn pack_squashfs(
+    job: &Job,
+    mtime: u32,
+    cache: &Cache,
+    warnings: &Mutex<Vec<String>>,
+) -> anyhow::Result<(Tree, Option<String>)> {
+    let (ro, mut rest) = crate::squashfs::split(&job.tree);
+    if ro.entries.is_empty() {
+        return Ok((rest, None));
+    }
+    let listing = segment::write(&job.name, &ro, mtime)?;
+    let key = Cache::key(
+        &crate::store::sha256_hex(&listing.cpio),
+        &crate::squashfs::label(),
+    );
+    drop(listing);
+    let image = match cache.get(&key) {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = crate::squashfs::pack(&job.name, &ro, mtime)?;
+            if let Err(w) = cache.put(&key, &bytes) {
+                warnings.lock().unwrap().push(w);
+            }
+            bytes
+        }
+    };
+    let path = crate::squashfs::image_path(&job.name);
+    rest.entries.insert(
+        path.clone(),
+        Entry {
+            kind: EntryKind::File(Content::Bytes(std::sync::Arc::new(image))),
+            mode: 0o444,
+            origin: format!("squashfs image of segment {}", job.name),
+        },
+    );
+    Ok((rest, Some(path)))
 }
 
 /// Builds `plan` into `options.out`.
@@ -247,6 +300,7 @@ pub fn build(plan: &Plan, options: &BuildOptions) -> anyhow::Result<BuildReport>
         .map(|c| Job {
             name: c.name.clone(),
             codec: c.codec,
+            packing: c.packing,
             tree: c.tree.clone(),
         })
         .collect();
@@ -258,6 +312,7 @@ pub fn build(plan: &Plan, options: &BuildOptions) -> anyhow::Result<BuildReport>
         jobs.push(Job {
             name: s.segment_name,
             codec: image_codec,
+            packing: Packing::Cpio,
             tree: s.tree,
         });
     }
@@ -290,6 +345,7 @@ pub fn build(plan: &Plan, options: &BuildOptions) -> anyhow::Result<BuildReport>
                 name: d.seg.name.clone(),
                 sentinel: segment::sentinel_path(&d.seg.name),
                 content: d.seg.content.clone(),
+                squashfs: d.squashfs.clone(),
             })
             .collect(),
         modules: image.modules.clone(),
@@ -314,6 +370,7 @@ pub fn build(plan: &Plan, options: &BuildOptions) -> anyhow::Result<BuildReport>
         vec![Job {
             name: "manifest".into(),
             codec: image.codec,
+            packing: Packing::Cpio,
             tree: manifest,
         }],
         1,

@@ -76,6 +76,24 @@ pub enum Algorithm {
     None,
 }
 
+/// How a component's files travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Packing {
+    /// Every file as a cpio entry the kernel unpacks into RAM.
+    #[default]
+    Cpio,
+    /// Files under `/usr` and `/nix/store` in one squashfs image the init mounts read-only
+    /// (needs the `loop`, `squashfs` and `overlay` modules); the rest stays cpio.
+    Squashfs,
+}
+
+impl Packing {
+    fn is_cpio(&self) -> bool {
+        *self == Packing::Cpio
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Compression {
@@ -108,6 +126,9 @@ pub struct Component {
     /// Overrides the plan-wide compression for this segment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
+    /// `cpio` (default) or `squashfs`: see [`Packing`].
+    #[serde(default, skip_serializing_if = "Packing::is_cpio")]
+    pub packing: Packing,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -128,6 +128,7 @@ pub struct ResolvedImage {
 pub struct ResolvedComponent {
     pub name: String,
     pub codec: Codec,
+    pub packing: crate::plan::Packing,
     pub tree: Tree,
 }
 
@@ -655,6 +656,7 @@ fn resolve_component(
     Ok(ResolvedComponent {
         name: c.name.clone(),
         codec,
+        packing: c.packing,
         tree: col.tree,
     })
 }
@@ -769,6 +771,31 @@ pub fn resolve(plan: &Plan) -> Result<ResolvedImage, ResolveError> {
             modules.as_ref(),
             &mut loaded,
         )?);
+    }
+
+    // A squashfs-packed component needs the modules the init mounts it with.
+    if let Some((i, c)) = plan
+        .components
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.packing == crate::plan::Packing::Squashfs)
+    {
+        let missing: Vec<&str> = ["loop", "squashfs", "overlay"]
+            .into_iter()
+            .filter(|m| {
+                !loaded.iter().any(|l| l.name == *m)
+                    && !modules.as_ref().is_some_and(|t| t.is_builtin(m))
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(invalid(
+                format!("components[{i}] ({}).packing", c.name),
+                format!(
+                    "squashfs packing needs the kernel modules {} in the image: add them to a component's modules (or use packing \"cpio\")",
+                    missing.join(", ")
+                ),
+            ));
+        }
     }
 
     // Image-wide view: symlinks of every component, then entries rewritten through them, then

@@ -38,6 +38,9 @@ pub struct Segment {
     pub name: String,
     pub sentinel: String,
     pub content: String,
+    /// The segment's squashfs image (its `/usr`, `/nix/store` files), mounted read-only.
+    #[serde(default)]
+    pub squashfs: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -17,6 +17,7 @@ mod modules;
 mod mounts;
 mod network;
 mod services;
+mod squashfs;
 mod supervisor;
 mod switchroot;
 mod sys;
@@ -88,13 +89,30 @@ fn from_initramfs() -> ! {
             .and_then(|mem| switchroot::root_size(contract.unpacked_bytes, mem)),
     };
     let size = size.unwrap_or_else(|e| fatal("switchroot", &e));
-    match switchroot::switch(size) {
+    let squashfs: Vec<(String, String)> = contract
+        .segments
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), s.squashfs.clone()?)))
+        .collect();
+    if !squashfs.is_empty() {
+        // The modules the mounts need, ahead of step 4 (which finds them loaded).
+        let t = std::time::Instant::now();
+        match modules::load_all(&squashfs::modules(&contract)) {
+            Ok(l) => log::ok(
+                "squashfs-modules",
+                &format!("{} loaded in {:.2} s", l.loaded, t.elapsed().as_secs_f64()),
+            ),
+            Err(e) => fatal("squashfs-modules", &e),
+        }
+    }
+    match switchroot::switch(size, &squashfs) {
         Ok((files, bytes)) => log::ok(
             "switchroot",
             &format!(
-                "{files} files, {} MiB moved into a {} MiB tmpfs",
+                "{files} files, {} MiB moved into a {} MiB tmpfs, {} squashfs mounted",
                 bytes >> 20,
-                size >> 20
+                size >> 20,
+                squashfs.len()
             ),
         ),
         Err(e) => fatal("switchroot", &e),

@@ -11,7 +11,10 @@
 //! bind-mounted **read-only** into the new root, as immutable systems (Flatcar, Talos, NixOS)
 //! mount them. That is most of the image (every binary and module), so the switch costs no copy
 //! and no extra memory, and nothing at run time can change the image's programs. runc only needs
-//! its process root to be a mount with a parent, which the tmpfs is.
+//! its process root to be a mount with a parent, which the tmpfs is. When segments carry
+//! squashfs images (`squashfs.rs`), each is mounted under `/.diskless/lower/<segment>` and the
+//! directory becomes a read-only overlay of those mounts over the initramfs's own copy; the
+//! images themselves stay on the initramfs (in `/.diskless/squashfs`), held by their loop devices.
 
 use crate::sys;
 use std::collections::HashMap;
@@ -24,6 +27,8 @@ const NEW_ROOT: &str = "/.diskless-root";
 const CARRIED: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
 /// Image directories kept on the initramfs and bind-mounted read-only (see the module doc).
 const KEPT_READ_ONLY: [&str; 2] = ["/usr", "/nix/store"];
+/// Where the squashfs images arrive; left on the initramfs.
+const SQUASHFS_DIR: &str = "/.diskless/squashfs";
 /// Set in the environment of the re-executed init so it continues after the switch.
 pub const SWITCHED_ENV: &str = "DISKLESS_SWITCHED";
 
@@ -42,7 +47,8 @@ pub fn root_size(unpacked: u64, mem_total: u64) -> Result<u64, String> {
     Ok(unpacked + (mem_total - unpacked) / 2)
 }
 
-pub fn switch(size: u64) -> Result<(u64, u64), String> {
+/// Switches into a tmpfs of `size` bytes; `squashfs` lists (segment, image path) in boot order.
+pub fn switch(size: u64, squashfs: &[(String, String)]) -> Result<(u64, u64), String> {
     fs::create_dir_all(NEW_ROOT).map_err(|e| format!("mkdir {NEW_ROOT}: {e}"))?;
     sys::mount(
         "tmpfs",
@@ -61,12 +67,36 @@ pub fn switch(size: u64) -> Result<(u64, u64), String> {
         bytes: 0,
     };
     mover.move_dir(Path::new("/"), Path::new(NEW_ROOT))?;
+    let mut lowers = Vec::new();
+    for (segment, image) in squashfs {
+        let target = format!("{NEW_ROOT}/.diskless/lower/{segment}");
+        crate::squashfs::mount(image, &target)?;
+        lowers.push(target);
+    }
     for dir in KEPT_READ_ONLY {
-        let kept = fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.dev() == root_dev);
-        if kept {
-            let target = format!("{NEW_ROOT}{dir}");
-            fs::create_dir_all(&target).map_err(|e| format!("mkdir {target}: {e}"))?;
-            sys::bind_read_only(dir, &target)?;
+        // Later segments on top, the initramfs's own files at the bottom.
+        let mut sources: Vec<String> = lowers
+            .iter()
+            .rev()
+            .map(|l| format!("{l}{dir}"))
+            .filter(|p| Path::new(p).is_dir())
+            .collect();
+        if fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.dev() == root_dev) {
+            sources.push(dir.to_string());
+        }
+        let target = format!("{NEW_ROOT}{dir}");
+        match sources.as_slice() {
+            [] => continue,
+            [one] => {
+                fs::create_dir_all(&target).map_err(|e| format!("mkdir {target}: {e}"))?;
+                sys::bind_read_only(one, &target)?;
+            }
+            many => {
+                fs::create_dir_all(&target).map_err(|e| format!("mkdir {target}: {e}"))?;
+                // Only lower layers: overlayfs mounts it read-only.
+                let opts = format!("lowerdir={}", many.join(":"));
+                sys::mount("overlay", &target, "overlay", libc::MS_RDONLY, &opts)?;
+            }
         }
     }
     for dir in CARRIED {
@@ -110,7 +140,9 @@ impl Mover {
             // Other filesystems (proc, sys, dev, run, the new root itself) are not the image;
             // the read-only directories are bind-mounted instead.
             if meta.dev() != self.root_dev
-                || (meta.is_dir() && KEPT_READ_ONLY.iter().any(|k| src == Path::new(k)))
+                || (meta.is_dir()
+                    && (KEPT_READ_ONLY.iter().any(|k| src == Path::new(k))
+                        || src == Path::new(SQUASHFS_DIR)))
             {
                 continue;
             }

@@ -1,0 +1,93 @@
+//! Squashfs packing: the read-only part of a segment (`/usr`, `/nix/store`) as one compressed
+//! squashfs image that the init loop-mounts, instead of cpio entries the kernel unpacks.
+//!
+//! Why: the kernel unpacks every cpio byte into RAM before `/init` runs, and those pages can
+//! never be reclaimed. Measured under TCG with the reference worker's containerd segment
+//! (104 MB unpacked): `/init` started 2.6–3.4 s sooner with it packed as squashfs, and the
+//! decompressed pages of a squashfs are page cache the kernel may drop and re-read, so only the
+//! compressed image counts as used memory. NixOS's netboot ships its store the same way.
+//!
+//! Reproducible: entries go in sorted order with the segment mtime and uid/gid 0, and
+//! backhand's parallel compression keeps block order.
+
+use crate::resolve::{Content, Entry, EntryKind, Tree};
+use backhand::compression::Compressor;
+use backhand::{FilesystemCompressor, FilesystemWriter, NodeHeader};
+use std::io::Cursor;
+
+/// Image directories that may be squashfs-packed: the init mounts them read-only.
+pub const READ_ONLY_DIRS: [&str; 2] = ["/usr", "/nix/store"];
+
+/// Squashfs block size: 256 KiB decompresses little on each page fault yet compresses almost
+/// as well as 1 MiB (measured on the containerd tree: 35.6 MB vs 34.4 MB).
+const BLOCK_SIZE: u32 = 256 << 10;
+const ZSTD_LEVEL: u32 = 7;
+
+/// Where the squashfs image of segment `name` sits in the image (and the contract says so).
+pub fn image_path(name: &str) -> String {
+    format!("/.diskless/squashfs/{name}.sqfs")
+}
+
+/// Whether `path` belongs in the squashfs part.
+pub fn is_read_only(path: &str) -> bool {
+    READ_ONLY_DIRS
+        .iter()
+        .any(|d| path == *d || path.strip_prefix(d).is_some_and(|r| r.starts_with('/')))
+}
+
+/// Splits a tree into (read-only part, the rest). The read-only part's parents (`/nix`)
+/// stay in the rest too, so the mount points exist.
+pub fn split(tree: &Tree) -> (Tree, Tree) {
+    let (mut ro, mut rest) = (Tree::default(), Tree::default());
+    for (p, e) in &tree.entries {
+        let t = if is_read_only(p) { &mut ro } else { &mut rest };
+        t.entries.insert(p.clone(), e.clone());
+    }
+    (ro, rest)
+}
+
+/// A label for the segment cache key: changes whenever the bytes would.
+pub fn label() -> String {
+    format!("squashfs-zstd{ZSTD_LEVEL}-b{BLOCK_SIZE}-backhand0.25")
+}
+
+/// Packs `tree` (absolute image paths) into a squashfs image rooted at the image's `/`.
+pub fn pack(name: &str, tree: &Tree, mtime: u32) -> anyhow::Result<Vec<u8>> {
+    let mut fs = FilesystemWriter::default();
+    fs.set_time(mtime);
+    fs.set_block_size(BLOCK_SIZE);
+    fs.set_root_mode(0o755);
+    fs.set_root_uid(0);
+    fs.set_root_gid(0);
+    fs.set_compressor(FilesystemCompressor::new(
+        Compressor::Zstd,
+        Some(backhand::compression::CompressionOptions::Zstd(
+            backhand::compression::Zstd {
+                compression_level: ZSTD_LEVEL,
+            },
+        )),
+    )?);
+    let header = |mode: u32| NodeHeader::new((mode & 0o7777) as u16, 0, 0, mtime);
+    let mut tree = tree.clone();
+    crate::segment::add_parents(&mut tree);
+    // Sorted paths: every directory comes before what it holds.
+    for (path, entry) in &tree.entries {
+        let rel = path.trim_start_matches('/');
+        let Entry { kind, mode, .. } = entry;
+        let r = match kind {
+            EntryKind::Dir => fs.push_dir(rel, header(*mode)),
+            EntryKind::Symlink(target) => fs.push_symlink(target, rel, header(0o777)),
+            EntryKind::File(Content::Path { path: src, .. }) => {
+                fs.push_file_from_path(src.clone(), rel, header(*mode))
+            }
+            EntryKind::File(Content::Bytes(b)) => {
+                fs.push_file(Cursor::new(b.as_ref().clone()), rel, header(*mode))
+            }
+        };
+        r.map_err(|e| anyhow::anyhow!("segment {name}: squashfs entry {path}: {e}"))?;
+    }
+    let mut out = Cursor::new(Vec::new());
+    fs.write(&mut out)
+        .map_err(|e| anyhow::anyhow!("segment {name}: writing the squashfs image: {e}"))?;
+    Ok(out.into_inner())
+}
