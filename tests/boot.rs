@@ -62,6 +62,72 @@ fn reference_image() -> &'static Path {
     DIR.get_or_init(|| build(None))
 }
 
+/// The reference image with `$KUBELET`, built once for every test that needs it.
+fn kubelet_image(kubelet: &str) -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build(Some(kubelet)))
+}
+
+/// Join material for an inventory in `lab`: a throwaway self-signed CA (real PEM, because the
+/// kubelet loads it) and a bootstrap token. The API server URL points nowhere reachable.
+/// Returns the inventory's `[join]` section, or why it cannot be made.
+fn throwaway_join(lab: &Path) -> Result<String, String> {
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=diskless-throwaway-ca", "-keyout"])
+        .arg(lab.join("ca.key"))
+        .arg("-out")
+        .arg(lab.join("ca.crt"))
+        .output()
+        .map_err(|e| format!("openssl not runnable ({e}): apt-get install openssl"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "openssl req failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    std::fs::write(lab.join("token"), "abcdef.0123456789abcdef\n").unwrap();
+    Ok("[join]\napi_server = \"https://10.0.2.100:6443\"\nca_file = \"ca.crt\"\ntoken_file = \"token\"\n".into())
+}
+
+/// The inventory host of the node tests: labels, taints, join mode.
+const S2_HOST: &str =
+    "[[hosts]]\nmac = \"52:54:00:aa:bb:01\"\nhostname = \"s2\"\nimage = \"worker\"\n\
+    labels = { \"zone\" = \"lab-a\", \"node.kubernetes.io/pool\" = \"ci\" }\n\
+    taints = [\"dedicated=ci:NoSchedule\"]\nkubelet_mode = \"join\"\n";
+
+/// Asserts the node lines of a boot of host s2 (`S2_HOST`): the init's stage line, and the check
+/// hook's view of the running node (hostname set, secrets still 0600 after the root switch).
+fn assert_s2_node(r: &Value) {
+    let stage = r["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "node")
+        .unwrap_or_else(|| panic!("no node stage: {:#}", r["stages"]));
+    eprintln!("stage node {} {}", stage["status"], stage["detail"]);
+    assert_eq!(stage["status"], "ok", "{stage}");
+    let detail = stage["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("hostname=s2 mode=join labels=2 taints=1"),
+        "{detail}"
+    );
+    let check = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "node")
+        .unwrap_or_else(|| panic!("no node check: {:#}", r["checks"]));
+    eprintln!("check node {} {}", check["status"], check["detail"]);
+    assert_eq!(check["status"], "ok", "{check}");
+    assert_eq!(
+        check["detail"],
+        "hostname=s2 mode=join labels=2 taints=1 \
+         files=node.json:0600,bootstrap-kubeconfig:0600,ca.crt:0600"
+    );
+}
+
 /// Runs `diskless check --json`; returns (success, report).
 fn check(out: &Path, extra: &[&str]) -> (bool, Value) {
     let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
@@ -220,8 +286,8 @@ fn kubelet_standalone_runs_a_static_pod() {
         eprintln!("skipped: {why}");
         return;
     }
-    let out = build(Some(kubelet.to_str().expect("$KUBELET is UTF-8")));
-    let (ok, r) = check(&out, &["--memory", "1024"]);
+    let out = kubelet_image(kubelet.to_str().expect("$KUBELET is UTF-8"));
+    let (ok, r) = check(out, &["--memory", "1024"]);
     assert!(ok && r["ok"] == true, "check failed: {:#}", r["failures"]);
     assert_eq!(check_status(&r, "kubelet-healthz"), Some("ok"));
     assert_eq!(check_status(&r, "static-pod"), Some("ok"));
@@ -242,9 +308,16 @@ fn published_server_boots_the_entry_for_each_mac() {
     let _ = std::fs::remove_dir_all(&lab);
     std::fs::create_dir_all(&lab).unwrap();
     let inventory = lab.join("lab.toml");
+    let join = match throwaway_join(&lab) {
+        Ok(j) => j,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
     std::fs::write(
         &inventory,
-        "default_image = \"worker\"\n\n[[hosts]]\nmac = \"52:54:00:aa:bb:01\"\nhostname = \"s2\"\nimage = \"worker\"\n",
+        format!("default_image = \"worker\"\n{join}\n{S2_HOST}"),
     )
     .unwrap();
     let dest = lab.join("srv");
@@ -310,6 +383,8 @@ fn published_server_boots_the_entry_for_each_mac() {
     assert!(ok && r["ok"] == true, "known host: {:#}", r["failures"]);
     let checks = r["checks"].to_string();
     assert!(checks.contains("hostname=s2"), "{checks}");
+    // Its per-node segment (join mode, labels, taints); this image has no kubelet to give them to.
+    assert_s2_node(&r);
     // An unknown machine: the default image's entry (the new one), a generated hostname.
     let (ok, r) = check(
         &dest,
@@ -321,4 +396,129 @@ fn published_server_boots_the_entry_for_each_mac() {
         !checks.contains("hostname=s2") && checks.contains("hostname=worker-525400aabb02"),
         "{checks}"
     );
+    let node = r["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "node");
+    assert_eq!(
+        node.map(|s| &s["status"]),
+        Some(&Value::from("skipped")),
+        "a shared entry has no node segment"
+    );
+}
+
+/// A machine in join mode on the standalone reference image with a real kubelet: the node's
+/// configuration wins, so the kubelet runs with the bootstrap kubeconfig, the cluster's client
+/// CA, webhook authentication/authorization, and the node's labels and taints. The API server
+/// is unreachable, so the kubelet never registers: this checks that it was started with the
+/// right flags (`/proc/<pid>/cmdline`), not that it joined.
+#[test]
+fn join_node_runs_the_kubelet_with_its_flags() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let lab = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-join");
+    let _ = std::fs::remove_dir_all(&lab);
+    std::fs::create_dir_all(&lab).unwrap();
+    let join = match throwaway_join(&lab) {
+        Ok(j) => j,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let Some(kubelet) = std::env::var_os("KUBELET") else {
+        eprintln!("skipped: no kubelet binary ($KUBELET unset)");
+        return;
+    };
+    let out = kubelet_image(kubelet.to_str().expect("$KUBELET is UTF-8"));
+    let inventory = lab.join("lab.toml");
+    // s3 asks for a label the kubelet refuses at startup: its node stage must fail, naming it,
+    // and its kubelet must not be started.
+    let s3 = S2_HOST
+        .replace("aa:bb:01", "aa:bb:03")
+        .replace("\"s2\"", "\"s3\"")
+        .replace("node.kubernetes.io/pool", "node-role.kubernetes.io/worker");
+    std::fs::write(&inventory, format!("{join}\n{S2_HOST}\n{s3}")).unwrap();
+    let dest = lab.join("srv");
+    let o = Command::new(DISKLESS)
+        .arg("publish")
+        .arg(out)
+        .arg("--to")
+        .arg(&dest)
+        .arg("--inventory")
+        .arg(&inventory)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (ok, r) = check(
+        &dest,
+        &["--server", "--mac", "52:54:00:aa:bb:01", "--memory", "1024"],
+    );
+    eprintln!("restarts: {}", r["restarts"]);
+    // With --rotate-certificates the kubelet does not wait for its certificate: it serves
+    // healthz and runs the static pod while the API server is unreachable.
+    assert!(ok && r["ok"] == true, "check failed: {:#}", r["failures"]);
+    assert_eq!(check_status(&r, "kubelet-healthz"), Some("ok"));
+    assert_eq!(check_status(&r, "static-pod"), Some("ok"));
+    assert_s2_node(&r);
+    let stage = r["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "node")
+        .unwrap();
+    assert!(
+        stage["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("the image's kubelet is standalone, the node's mode wins"),
+        "{stage}"
+    );
+    let args = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "kubelet-args")
+        .unwrap_or_else(|| panic!("no kubelet-args check: {:#}", r["checks"]));
+    eprintln!("check kubelet-args {} {}", args["status"], args["detail"]);
+    assert_eq!(args["status"], "ok", "{args}");
+    let detail = args["detail"].as_str().unwrap();
+    for flag in [
+        "--bootstrap-kubeconfig=/.diskless/node/kubelet/bootstrap-kubeconfig",
+        "--kubeconfig=/var/lib/kubelet/kubeconfig",
+        "--cert-dir=/var/lib/kubelet/pki",
+        "--client-ca-file=/.diskless/node/kubelet/ca.crt",
+        "--authentication-token-webhook=true",
+        "--authorization-mode=Webhook",
+        "--node-labels=node.kubernetes.io/pool=ci,zone=lab-a",
+        "--register-with-taints=dedicated=ci:NoSchedule",
+    ] {
+        assert!(
+            detail.split(' ').any(|a| a == flag),
+            "{flag} missing: {detail}"
+        );
+    }
+
+    let (ok, r) = check(
+        &dest,
+        &["--server", "--mac", "52:54:00:aa:bb:03", "--memory", "1024"],
+    );
+    assert!(!ok && r["ok"] == false);
+    let failures: Vec<&str> = r["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    eprintln!("s3 failures: {failures:#?}");
+    assert_eq!(failures.len(), 3, "{failures:#?}");
+    assert!(failures[0].starts_with(
+        "stage node FAILED: /.diskless/node/node.json: labels.\"node-role.kubernetes.io/worker\": the kubelet refuses"
+    ));
+    assert!(failures[1].starts_with("stage kubelet FAILED: not started"));
+    assert!(failures[2].starts_with("check node FAIL"));
+    assert!(r["memory"]["rss_kubelet_kb"].is_null(), "a kubelet ran");
 }

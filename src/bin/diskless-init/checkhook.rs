@@ -167,20 +167,26 @@ pub fn main(mode: &str) -> i32 {
         );
         c.report("container-runc", check_container());
     }
-    if has("kubelet") {
-        let kubelet = contract
-            .services
-            .iter()
-            .find(|s| s.name == "kubelet")
-            .unwrap();
-        match &kubelet.condition_path {
-            Some(p) if !std::path::Path::new(p).exists() => {
-                println!("diskless-check: kubelet skipped condition_path {p} missing")
-            }
-            _ => {
-                c.report("kubelet-healthz", check_kubelet_healthz());
-                c.report("static-pod", check_static_pod(&contract));
-            }
+    let node = crate::node::load();
+    match check_node(&node) {
+        Ok(None) => println!("diskless-check: node skipped no {}", crate::node::NODE_JSON),
+        Ok(Some(detail)) => c.report("node", Ok(detail)),
+        Err(e) => c.report("node", Err(e)),
+    }
+    if let Some(image_kubelet) = contract.services.iter().find(|s| s.name == "kubelet") {
+        // What the init started: the image's service with this node's flags.
+        match crate::node::kubelet_service(image_kubelet, &node) {
+            Err(why) => println!("diskless-check: kubelet skipped {why}"),
+            Ok(kubelet) => match &kubelet.condition_path {
+                Some(p) if !std::path::Path::new(p).exists() => {
+                    println!("diskless-check: kubelet skipped condition_path {p} missing")
+                }
+                _ => {
+                    c.report("kubelet-args", check_kubelet_args(&kubelet.command));
+                    c.report("kubelet-healthz", check_kubelet_healthz());
+                    c.report("static-pod", check_static_pod(&contract));
+                }
+            },
         }
     }
     if !contract.images.is_empty() {
@@ -296,6 +302,81 @@ fn check_container() -> Result<String, String> {
     } else {
         Err(format!("unexpected output {:?}", out.trim()))
     }
+}
+
+/// The node configuration the init applied, as the running system shows it: the hostname
+/// (the command line's `diskless.hostname=` wins over the node's) and secret files still 0600
+/// after the root switch. `Ok(None)` without a per-node segment.
+fn check_node(
+    node: &Result<Option<crate::node::NodeConfig>, String>,
+) -> Result<Option<String>, String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let n = match node {
+        Ok(None) => return Ok(None),
+        Ok(Some(n)) => n,
+        Err(e) => return Err(e.clone()),
+    };
+    let wanted = crate::cmdline::Cmdline::read()
+        .ok()
+        .and_then(|c| c.hostname)
+        .unwrap_or_else(|| n.hostname.clone());
+    let actual = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    if actual.trim() != wanted {
+        return Err(format!(
+            "hostname is {:?}, the node configuration says {wanted:?}",
+            actual.trim()
+        ));
+    }
+    let mut modes = Vec::new();
+    for path in [
+        crate::node::NODE_JSON,
+        crate::node::BOOTSTRAP_KUBECONFIG,
+        crate::node::CLIENT_CA,
+    ] {
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 || meta.uid() != 0 {
+            return Err(format!(
+                "{path} is mode {mode:04o} owned by uid {}: secrets must be 0600 root",
+                meta.uid()
+            ));
+        }
+        let name = path.rsplit('/').next().unwrap_or(path);
+        modes.push(format!("{name}:{mode:04o}"));
+    }
+    let n = crate::node::NodeConfig {
+        hostname: actual.trim().to_string(),
+        ..n.clone()
+    };
+    Ok(Some(format!(
+        "{} files={}",
+        crate::node::summary(&n),
+        modes.join(",")
+    )))
+}
+
+/// The running kubelet's command line (`/proc/<pid>/cmdline`) is exactly what the init means
+/// to start for this node; printed, so the per-node flags are in the console log.
+fn check_kubelet_args(expected: &[String]) -> Result<String, String> {
+    retry(Duration::from_secs(30), || {
+        let pid = service_pid("kubelet").ok_or("kubelet is not running")?;
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map_err(|e| format!("read /proc/{pid}/cmdline: {e}"))?;
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args == expected {
+            Ok(format!("pid={pid} {}", args.join(" ")))
+        } else {
+            Err(format!(
+                "kubelet (pid {pid}) runs {args:?}, expected {expected:?}"
+            ))
+        }
+    })
 }
 
 fn check_kubelet_healthz() -> Result<String, String> {

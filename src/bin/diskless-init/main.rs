@@ -16,6 +16,7 @@ mod machineid;
 mod modules;
 mod mounts;
 mod network;
+mod node;
 mod services;
 mod squashfs;
 mod supervisor;
@@ -129,6 +130,20 @@ fn from_tmpfs_root() -> ! {
     if let Err(e) = machineid::ensure() {
         log::failed("machine-id", &e);
     }
+    // Per-node configuration (hostname, labels, taints, kubelet mode). Not fatal, but when it
+    // is malformed the kubelet is not started rather than started wrong.
+    let node = node::load();
+    match &node {
+        Ok(Some(n)) => log::ok("node", &node_line(n, &cmdline, &contract)),
+        Ok(None) => log::skipped(
+            "node",
+            &format!(
+                "no {} (an entry without a per-node segment)",
+                node::NODE_JSON
+            ),
+        ),
+        Err(e) => log::failed("node", &format!("{e}; the kubelet will not be started")),
+    }
 
     // 4. Modules, sysctls, cgroup controllers. Not fatal.
     let t = Instant::now();
@@ -178,7 +193,14 @@ fn from_tmpfs_root() -> ! {
         if svc.name != "containerd" {
             wait_network(&mut network);
         }
-        start_service(&mut sup, svc);
+        if svc.name == "kubelet" {
+            match node::kubelet_service(svc, &node) {
+                Ok(k) => start_service(&mut sup, &k),
+                Err(e) => log::failed("kubelet", &e),
+            }
+        } else {
+            start_service(&mut sup, svc);
+        }
         if svc.name == "containerd" && !contract.images.is_empty() {
             match images::import_all(&contract.images) {
                 Ok(s) => log::ok("images", &s),
@@ -204,6 +226,28 @@ fn from_tmpfs_root() -> ! {
     // 7. Supervise until poweroff/reboot.
     let exit = sup.run();
     sup.shutdown(exit)
+}
+
+/// `hostname=s2 mode=join labels=2 taints=1`, plus whatever overrides what: the command line's
+/// hostname wins over the node's, the node's kubelet mode over the image's.
+fn node_line(n: &node::NodeConfig, cmdline: &Cmdline, contract: &Contract) -> String {
+    let mut line = node::summary(n);
+    if let Some(h) = cmdline.hostname.as_ref().filter(|h| **h != n.hostname) {
+        line.push_str(&format!("; diskless.hostname={h} on the command line wins"));
+    }
+    match contract.services.iter().find(|s| s.name == "kubelet") {
+        Some(k) => {
+            let image_mode = node::kubelet_for(k, n).image_mode;
+            if image_mode != n.kubelet_mode {
+                line.push_str(&format!(
+                    "; the image's kubelet is {}, the node's mode wins",
+                    image_mode.as_str()
+                ));
+            }
+        }
+        None => line.push_str("; the image has no kubelet"),
+    }
+    line
 }
 
 /// Joins the network step if it still runs (its outcome is logged by the step itself).

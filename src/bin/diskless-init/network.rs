@@ -65,10 +65,11 @@ pub fn configure(network: &Network, cmdline: &Cmdline, image_name: &str) -> Resu
     Ok(format!("{summary}, hostname {}", current_hostname()))
 }
 
-/// A hostname given for this node: `diskless.hostname=`, else `/etc/hostname` (written by the
-/// per-node segment, see docs/boot-server.md; the shared image carries none).
+/// A hostname given for this node: `diskless.hostname=`, else the per-node segment's
+/// `node.json`, else its `/etc/hostname` (see docs/boot-server.md; the shared image carries none).
 fn fixed_hostname(cmdline: &Cmdline) -> Option<String> {
-    cmdline.hostname.clone().or_else(|| {
+    let node = || crate::node::load().ok().flatten().map(|n| n.hostname);
+    cmdline.hostname.clone().or_else(node).or_else(|| {
         let text = std::fs::read_to_string("/etc/hostname").ok()?;
         let name = text.trim();
         (!name.is_empty()).then(|| name.to_string())
