@@ -27,6 +27,20 @@ let
             which the builder rejects anyway.
           '';
         };
+        packing = mkOption {
+          type = types.enum [
+            "cpio"
+            "squashfs"
+          ];
+          default = "cpio";
+          description = ''
+            `squashfs`: the segment's files under `/usr` and `/nix/store` travel as one squashfs
+            image that the init loop-mounts read-only, instead of cpio entries the kernel unpacks
+            into RAM (faster boot; the decompressed pages stay reclaimable). Needs the `loop`,
+            `squashfs` and `overlay` modules in `kernel.modules` (the builder refuses the plan
+            otherwise); the containerd and kubelet modules add them along with their default.
+          '';
+        };
         compression = mkOption {
           type = types.nullOr compression;
           default = null;

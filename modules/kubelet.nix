@@ -181,6 +181,8 @@ in
     };
 
     kernel.modules = [
+      "loop"
+      "squashfs"
       "br_netfilter"
       "bridge"
       "veth"
@@ -210,6 +212,7 @@ in
 
     components.kubelet = {
       order = 300;
+      packing = lib.mkDefault "squashfs";
       packages = [ finalPackage ];
       generated = {
         "/etc/kubernetes/kubelet.json".text = builtins.toJSON cfg.settings;

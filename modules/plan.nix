@@ -28,6 +28,7 @@ let
       inherit name;
     }
     // optionalAttrs (c.compression != null) { compression = compression c.compression; }
+    // optionalAttrs (c.packing != "cpio") { inherit (c) packing; }
     // nonEmpty {
       files = mapAttrsToList (
         dest: f:

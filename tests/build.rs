@@ -620,3 +620,131 @@ fn full_disk_leaves_nothing_behind() {
     );
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
 }
+
+/// A module tree with only what squashfs packing needs (the builder copies, never loads, them).
+fn mount_modules(c: &Case) -> PathBuf {
+    let dir = c.path("modules");
+    for m in ["loop", "squashfs", "overlay"] {
+        std::fs::create_dir_all(dir.join("kernel")).unwrap();
+        std::fs::write(dir.join(format!("kernel/{m}.ko")), m).unwrap();
+    }
+    std::fs::write(
+        dir.join("modules.dep"),
+        "kernel/loop.ko:\nkernel/squashfs.ko:\nkernel/overlay.ko:\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// Squashfs packing: the `/usr` part of a component travels as one squashfs image (read back
+/// with squashfs-tools' unsquashfs), the rest stays cpio, and the contract names the image.
+#[test]
+fn squashfs_packing_holds_the_read_only_files() {
+    if Command::new("unsquashfs").arg("-help").output().is_err() {
+        println!("skipped: unsquashfs not installed (apt-get install squashfs-tools)");
+        return;
+    }
+    let c = Case::new();
+    let modules = mount_modules(&c);
+    std::fs::create_dir_all(c.path("tree/sub")).unwrap();
+    std::fs::write(c.path("tree/sub/data"), vec![9u8; 300_000]).unwrap();
+    std::fs::write(c.path("tree/tool"), "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(c.path("tree/tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("sub/data", c.path("tree/link")).unwrap();
+    let plan = serde_json::json!({
+        "version": 1, "name": "sq",
+        "kernel": {"image": c.path("kernel"), "modules_dir": modules},
+        "components": [
+            {"name": "mods", "modules": ["loop", "squashfs", "overlay"]},
+            {"name": "rt", "packing": "squashfs",
+             "trees": [{"source": c.path("tree"), "dest": "/usr/lib/rt"}],
+             "generated": [{"dest": "/etc/rt.conf", "contents": "x=1\n", "mode": "0600"}]}
+        ]
+    });
+    std::fs::write(c.path("plan.json"), plan.to_string()).unwrap();
+    let out = c.path("out");
+    let o = run(diskless()
+        .args(["build", "--no-cache", "--plan"])
+        .arg(c.path("plan.json"))
+        .arg("--out")
+        .arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sq.json")).unwrap()).unwrap();
+    let unpacked = c.path("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    for seg in index["segments"].as_array().unwrap() {
+        let bytes =
+            std::fs::read(out.join("objects").join(seg["sha256"].as_str().unwrap())).unwrap();
+        let data = diskless::inspect::decompress(&bytes).unwrap();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("umask 0 && cpio -idm --quiet --no-absolute-filenames")
+            .current_dir(&unpacked)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &data).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    let cpio = snapshot(&unpacked);
+    assert!(
+        !cpio.keys().any(|p| p.starts_with("usr")),
+        "/usr travels in the squashfs image only: {cpio:#?}"
+    );
+    assert_eq!(cpio["etc/rt.conf"].1, 0o600, "the rest stays cpio");
+    let contract: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join(".diskless/image.json")).unwrap())
+            .unwrap();
+    let rt = contract["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "rt")
+        .unwrap();
+    assert_eq!(rt["squashfs"], "/.diskless/squashfs/rt.sqfs");
+    let image = unpacked.join(".diskless/squashfs/rt.sqfs");
+    assert_eq!(cpio[".diskless/squashfs/rt.sqfs"].1, 0o444);
+
+    let sq = c.path("sq");
+    let o = run(Command::new("unsquashfs")
+        .arg("-no-progress")
+        .arg("-d")
+        .arg(&sq)
+        .arg(&image));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let snap = snapshot(&sq);
+    assert_eq!(
+        snap.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "usr",
+            "usr/lib",
+            "usr/lib/rt",
+            "usr/lib/rt/link",
+            "usr/lib/rt/sub",
+            "usr/lib/rt/sub/data",
+            "usr/lib/rt/tool"
+        ]
+    );
+    assert_eq!(snap["usr/lib/rt/tool"].1, 0o755);
+    assert_eq!(snap["usr/lib/rt/sub/data"].1, 0o644);
+    assert_eq!(snap["usr/lib/rt/link"], ('l', 0, "sub/data".into()));
+    assert_eq!(
+        std::fs::read(sq.join("usr/lib/rt/sub/data")).unwrap(),
+        vec![9u8; 300_000]
+    );
+}
+
+#[test]
+fn squashfs_packing_needs_its_modules() {
+    let c = Case::new();
+    let plan = c.plan(serde_json::json!([
+        {"name": "rt", "packing": "squashfs",
+         "generated": [{"dest": "/usr/bin/x", "contents": "x"}]}
+    ]));
+    let e = c.fails(&plan, &[]);
+    assert!(
+        e.contains("components[0] (rt).packing") && e.contains("loop, squashfs, overlay"),
+        "{e}"
+    );
+}
