@@ -334,13 +334,17 @@ fn bad_inventories_and_destinations_leave_dest_untouched() {
         assert!(e.contains("inventory") && e.contains(why), "{e}");
         assert_eq!(before, snapshot(&dest));
     }
+    // An ssh URL without a path is refused before anything is contacted.
     let e = fails(
         diskless()
             .arg("publish")
             .arg(&out)
-            .args(["--to", "ssh://lab-server/srv/tftp"]),
+            .args(["--to", "ssh://lab-server"]),
     );
-    assert!(e.contains("ssh destinations are not supported yet"), "{e}");
+    assert!(
+        e.contains("ssh://lab-server") && e.contains("no path"),
+        "{e}"
+    );
     let e = fails(
         diskless()
             .arg("publish")
