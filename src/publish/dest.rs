@@ -301,6 +301,8 @@ pub struct Ssh {
     /// The ssh command with every option, ending with the target host; the script follows.
     argv: Vec<String>,
     root: String,
+    /// This run's directory under `.staging/`, made when the lock is taken; see `lock`.
+    session: String,
     /// Holds the ControlPath socket; removed (after `ssh -O exit`) on drop.
     _control: tempfile::TempDir,
 }
@@ -376,10 +378,13 @@ impl Ssh {
             None => host.to_string(),
         };
         argv.push(target);
+        let mut nonce = [0u8; 8];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut nonce)?;
         Ok(Ssh {
             url: url.to_string(),
             argv,
             root: root.trim_end_matches('/').to_string(),
+            session: format!(".staging/{}", hex::encode(nonce)),
             _control: control,
         })
     }
@@ -428,7 +433,10 @@ impl Ssh {
 
     fn lock(&self, create: bool) -> anyhow::Result<SshLock> {
         // flock holds the lock while `cat` waits for our stdin to close: when we finish, or
-        // die, the session ends and the lock goes with it.
+        // die, the session ends and the lock goes with it. If we are killed, the one command
+        // we had in flight may still be running on the server after that; it writes only
+        // through this run's own staging directory, which the next locked run deletes before
+        // it looks at anything, so a late rename either lands before that run starts or fails.
         let mkdir = if create {
             format!("mkdir -p {}/objects || exit 1\n", q(&self.root))
         } else {
@@ -436,8 +444,12 @@ impl Ssh {
         };
         let script = format!(
             "{mkdir}cd {} || exit 1\nmkdir -p .staging || exit 1\n\
-             exec flock .lock sh -c 'rm -rf .staging/* && echo locked && exec cat >/dev/null'",
-            q(&self.root)
+             exec flock .lock sh -c {}",
+            q(&self.root),
+            q(&format!(
+                "rm -rf .staging/* && mkdir {} && echo locked && exec cat >/dev/null",
+                q(&self.session)
+            ))
         );
         let mut args: Vec<String> = self.argv[1..].to_vec();
         args.push(format!("sh -c {}", q(&script)));
@@ -518,17 +530,22 @@ impl Ssh {
             Some(d) => format!("mkdir -p {} || exit 1\n", q(&d)),
             None => String::new(),
         };
-        let tmp = q(&format!(".staging/{}", rel.replace('/', "_")));
+        // Checked before the rename: if we die mid-write, `cat` sees end-of-file early and
+        // the truncated file must not replace the entry.
+        let tmp = q(&format!("{}/{}", self.session, rel.replace('/', "_")));
         let script = format!(
-            "{mkdir}cat > {tmp} && chmod 644 {tmp} && sync {tmp} && mv -f {tmp} {}",
-            q(rel)
+            "{mkdir}cat > {tmp} || exit 1\nh=$(sha256sum < {tmp}) || exit 1\n\
+             if [ \"${{h%% *}}\" != {sha} ]; then rm -f {tmp}; echo incomplete >&2; exit 3; fi\n\
+             chmod 644 {tmp} && sync {tmp} && mv -f {tmp} {}",
+            q(rel),
+            sha = crate::store::sha256_hex(bytes)
         );
         self.run(&format!("writing {rel}"), &script, Source::Bytes(bytes))?;
         Ok(())
     }
 
     fn put_object(&self, sha: &str, src: Source) -> anyhow::Result<()> {
-        let tmp = q(&format!(".staging/{sha}"));
+        let tmp = q(&format!("{}/{sha}", self.session));
         let script = format!(
             "cat > {tmp} || exit 1\nh=$(sha256sum < {tmp}) || exit 1\nh=${{h%% *}}\n\
              if [ \"$h\" != {sha} ]; then rm -f {tmp}; echo \"arrived as $h\" >&2; exit 3; fi\n\
