@@ -18,7 +18,7 @@ use crate::resolve::{Content, Entry, EntryKind, Tree};
 use crate::store::sha256_hex;
 use anyhow::{bail, Context};
 use clap::Args;
-use dest::{Dest, Source};
+use dest::{Dest, Snapshot, Source};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -128,19 +128,17 @@ pub fn format_utc(secs: u64) -> String {
 /// The generation records of a local boot server directory, oldest first.
 pub fn generations(dest: &Path) -> anyhow::Result<Vec<Generation>> {
     let dest = Dest::Local(dest.to_owned());
-    read_generations(&dest, &dest.list()?)
+    read_generations(&dest, &dest.snapshot()?)
 }
 
-fn read_generations(dest: &Dest, files: &BTreeMap<String, u64>) -> anyhow::Result<Vec<Generation>> {
-    let names: Vec<String> = files
-        .keys()
-        .filter(|f| f.starts_with("generations/") && f.ends_with(".json"))
-        .cloned()
-        .collect();
+fn read_generations(dest: &Dest, snap: &Snapshot) -> anyhow::Result<Vec<Generation>> {
     let mut gens = Vec::new();
-    for (name, bytes) in dest.read(&names)? {
+    for (name, bytes) in &snap.texts {
+        if !name.starts_with("generations/") {
+            continue;
+        }
         gens.push(
-            serde_json::from_slice::<Generation>(&bytes)
+            serde_json::from_slice::<Generation>(bytes)
                 .with_context(|| format!("{}/{name} is not a generation record", dest.name()))?,
         );
     }
@@ -310,28 +308,27 @@ fn node_segment(files: &BTreeMap<String, (Vec<u8>, u32)>) -> anyhow::Result<Vec<
 
 /// Renders every entry of a generation into DEST; `files` is DEST's listing from before.
 /// An entry already holding exactly its new text is left alone, so a no-op publish writes nothing.
-fn render(
-    dest: &Dest,
-    files: &BTreeMap<String, u64>,
-    g: &Generation,
-    indexes: &Indexes,
-) -> anyhow::Result<()> {
-    let names: Vec<String> = files.keys().filter(|f| is_entry(f)).cloned().collect();
-    let current = dest.read(&names)?;
-    let put = |rel: String, text: &str| -> anyhow::Result<()> {
-        if current.get(&rel).is_some_and(|old| old == text.as_bytes()) {
-            return Ok(());
-        }
-        dest.write(&rel, text.as_bytes())
+fn render(dest: &Dest, snap: &Snapshot, g: &Generation, indexes: &Indexes) -> anyhow::Result<()> {
+    let (files, current) = (&snap.files, &snap.texts);
+    // Each group is one batch (one round trip over ssh), written in this order.
+    let changed = |group: Vec<(String, String)>| -> Vec<(String, Vec<u8>)> {
+        group
+            .into_iter()
+            .filter(|(rel, text)| current.get(rel).is_none_or(|old| old != text.as_bytes()))
+            .map(|(rel, text)| (rel, text.into_bytes()))
+            .collect()
     };
+    let mut images = Vec::new();
     for (name, img) in &g.images {
         let index = index_of(indexes, &img.index)?;
-        put(
+        images.push((
             format!("{name}.ipxe"),
-            &crate::ipxe::script(index, &img.index, "", ""),
-        )?;
+            crate::ipxe::script(index, &img.index, "", ""),
+        ));
     }
+    dest.write_batch(&changed(images))?;
     failpoint("images-rendered");
+    let mut hosts = Vec::new();
     for (mac, h) in &g.hosts {
         let img = &g.images[&h.image];
         let index = index_of(indexes, &img.index)?;
@@ -353,8 +350,9 @@ fn render(
             text.find('\n').unwrap() + 1,
             &format!("# host {} ({mac})\n", h.hostname),
         );
-        put(format!("hosts/{mac}.ipxe"), &text)?;
+        hosts.push((format!("hosts/{mac}.ipxe"), text));
     }
+    dest.write_batch(&changed(hosts))?;
     // Hosts no longer in the inventory lose their entry (and fall back to the default).
     let stale: Vec<String> = files
         .keys()
@@ -367,11 +365,13 @@ fn render(
         .collect();
     dest.remove(&stale)?;
     failpoint("hosts-rendered");
-    put("menu.ipxe".into(), &crate::ipxe::menu(g))?;
-    put(
-        "boot.ipxe".into(),
-        &crate::ipxe::boot(g.default_image.as_deref()),
-    )?;
+    dest.write_batch(&changed(vec![
+        ("menu.ipxe".into(), crate::ipxe::menu(g)),
+        (
+            "boot.ipxe".into(),
+            crate::ipxe::boot(g.default_image.as_deref()),
+        ),
+    ]))?;
     Ok(())
 }
 
@@ -411,8 +411,9 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
     }
     // The first contact with DEST: unreachable or unwritable fails here, before any write.
     let _lock = dest.lock(true)?;
-    let files = dest.list()?;
-    let gens = read_generations(&dest, &files)?;
+    let snap = dest.snapshot()?;
+    let files = &snap.files;
+    let gens = read_generations(&dest, &snap)?;
     let current = gens.last().cloned();
     let now = now();
 
@@ -525,7 +526,7 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
         &mut indexes,
         next.images.values().map(|i| i.index.clone()),
     )?;
-    render(&dest, &files, &next, &indexes)?;
+    render(&dest, &snap, &next, &indexes)?;
     Ok(PublishReport {
         dest: dest.name(),
         generation: (!unchanged).then_some(next.number),
@@ -541,8 +542,9 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
 pub fn rollback(to: &str, image: &str) -> anyhow::Result<u64> {
     let dest = Dest::parse(to)?;
     let _lock = dest.lock(false)?;
-    let files = dest.list()?;
-    let gens = read_generations(&dest, &files)?;
+    let snap = dest.snapshot()?;
+    let files = &snap.files;
+    let gens = read_generations(&dest, &snap)?;
     let current = gens.last().context("nothing has been published here yet")?;
     let now_index = current
         .images
@@ -572,7 +574,7 @@ pub fn rollback(to: &str, image: &str) -> anyhow::Result<u64> {
         }
     }
     record(&dest, &next)?;
-    render(&dest, &files, &next, &indexes)?;
+    render(&dest, &snap, &next, &indexes)?;
     Ok(next.number)
 }
 
@@ -591,8 +593,9 @@ pub fn gc(to: &str, keep: usize) -> anyhow::Result<GcReport> {
         bail!("--keep must be at least 1: the current generation is always kept");
     }
     let _lock = dest.lock(false)?;
-    let files = dest.list()?;
-    let gens = read_generations(&dest, &files)?;
+    let snap = dest.snapshot()?;
+    let files = &snap.files;
+    let gens = read_generations(&dest, &snap)?;
     let split = gens.len().saturating_sub(keep);
     let (old, kept) = gens.split_at(split);
     let mut indexes = Indexes::new();
@@ -619,7 +622,7 @@ pub fn gc(to: &str, keep: usize) -> anyhow::Result<GcReport> {
         .collect();
     dest.remove(&records)?;
     let mut dead = Vec::new();
-    for (rel, size) in &files {
+    for (rel, size) in files {
         if let Some(name) = rel.strip_prefix("objects/") {
             if !live.contains(name) {
                 report.freed_bytes += size;
@@ -674,18 +677,19 @@ fn verify_remote_objects(
 /// and no per-node (secret) segment is reachable from a shared entry.
 pub fn verify_dest(to: &str) -> anyhow::Result<crate::verify::VerifyReport> {
     let dest = Dest::parse(to)?;
-    let (files, mut report) = match &dest {
+    let (snap, mut report) = match &dest {
         Dest::Local(path) => {
             let report = crate::verify::verify_objects(path)?;
-            (dest.list()?, report)
+            (dest.snapshot()?, report)
         }
         Dest::Ssh(_) => {
-            let files = dest.list()?;
-            let report = verify_remote_objects(&dest, &files)?;
-            (files, report)
+            let snap = dest.snapshot()?;
+            let report = verify_remote_objects(&dest, &snap.files)?;
+            (snap, report)
         }
     };
-    let gens = read_generations(&dest, &files)?;
+    let files = &snap.files;
+    let gens = read_generations(&dest, &snap)?;
     let Some(current) = gens.last() else {
         report
             .problems
@@ -720,9 +724,8 @@ pub fn verify_dest(to: &str) -> anyhow::Result<crate::verify::VerifyReport> {
         .iter()
         .flat_map(|g| g.hosts.values().map(|h| h.node_segment.sha256.clone()))
         .collect();
-    let names: Vec<String> = files.keys().filter(|f| is_entry(f)).cloned().collect();
-    for (rel, bytes) in dest.read(&names)? {
-        let text = String::from_utf8_lossy(&bytes);
+    for (rel, bytes) in snap.texts.iter().filter(|(rel, _)| is_entry(rel)) {
+        let text = String::from_utf8_lossy(bytes);
         let in_hosts = rel.starts_with("hosts/");
         for sha in crate::ipxe::referenced_objects(&text) {
             if !files.contains_key(&crate::index::object_path(sha)) {

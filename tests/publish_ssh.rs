@@ -8,7 +8,7 @@ mod common;
 use common::sshd::{closed_port, Sshd};
 use common::{fails, objects_of, ok, snapshot, Lab, INVENTORY};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn lab_with_sshd() -> Option<(Sshd, Lab)> {
     match Sshd::start() {
@@ -37,7 +37,7 @@ fn normalised(files: BTreeMap<PathBuf, Vec<u8>>) -> BTreeMap<PathBuf, String> {
                     img["published_at"] = 0.into();
                 }
                 g.to_string()
-            } else if path == PathBuf::from("menu.ipxe") {
+            } else if path == Path::new("menu.ipxe") {
                 text.lines()
                     .map(|l| match (l.find("  ("), l.find(", id ")) {
                         (Some(a), Some(b)) => format!("{}  (DATE{}", &l[..a], &l[b..]),

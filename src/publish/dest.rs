@@ -29,6 +29,25 @@ pub enum Source<'a> {
     Bytes(&'a [u8]),
 }
 
+/// DEST as one run sees it: every file with its size, and the contents of the small files
+/// every command reads (generation records and entries), fetched in one round trip.
+pub struct Snapshot {
+    /// By path relative to DEST: the top level, `hosts/`, `objects/`, `generations/`.
+    pub files: BTreeMap<String, u64>,
+    /// `generations/*.json`, `*.ipxe`, `hosts/*.ipxe`.
+    pub texts: BTreeMap<String, Vec<u8>>,
+}
+
+/// Whether publish reads `rel` with the snapshot.
+fn is_text(rel: &str) -> bool {
+    match rel.split_once('/') {
+        None => rel.ends_with(".ipxe"),
+        Some(("hosts", name)) => name.ends_with(".ipxe") && !name.contains('/'),
+        Some(("generations", name)) => name.ends_with(".json") && !name.contains('/'),
+        _ => false,
+    }
+}
+
 /// What went wrong hashing one object (`verify --to`).
 pub struct ObjectHash {
     pub name: String,
@@ -82,7 +101,7 @@ impl Dest {
     /// Every regular file at the top of DEST and in `hosts/`, `objects/`, `generations/`, with
     /// its size, by path relative to DEST. A missing DEST lists empty locally; over ssh it is an
     /// error (it is the first thing `verify` does, and "cannot cd" is the clearer message).
-    pub fn list(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+    fn list(&self) -> anyhow::Result<BTreeMap<String, u64>> {
         match self {
             Dest::Local(root) => {
                 let mut files = BTreeMap::new();
@@ -101,7 +120,20 @@ impl Dest {
                 }
                 Ok(files)
             }
-            Dest::Ssh(s) => s.list(),
+            Dest::Ssh(s) => Ok(s.snapshot()?.files),
+        }
+    }
+
+    /// Lists DEST and reads its generation records and entries (one round trip over ssh).
+    pub fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        match self {
+            Dest::Local(_) => {
+                let files = self.list()?;
+                let texts: Vec<String> = files.keys().filter(|f| is_text(f)).cloned().collect();
+                let texts = self.read(&texts)?;
+                Ok(Snapshot { files, texts })
+            }
+            Dest::Ssh(s) => s.snapshot(),
         }
     }
 
@@ -128,17 +160,26 @@ impl Dest {
 
     /// Replaces `rel` atomically (temp in `.staging/`, fsync, rename). Call under the lock.
     pub fn write(&self, rel: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        self.write_batch(&[(rel.to_string(), bytes.to_vec())])
+    }
+
+    /// Replaces each file atomically, in order (one round trip over ssh).
+    pub fn write_batch(&self, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
         match self {
             Dest::Local(root) => {
-                let target = root.join(rel);
-                if let Some(dir) = target.parent() {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                for (rel, bytes) in files {
+                    let target = root.join(rel);
+                    if let Some(dir) = target.parent() {
+                        std::fs::create_dir_all(dir)
+                            .with_context(|| format!("cannot create {}", dir.display()))?;
+                    }
+                    write_local(root, &target, bytes)
+                        .with_context(|| format!("cannot write {}", target.display()))?;
                 }
-                write_local(root, &target, bytes)
-                    .with_context(|| format!("cannot write {}", target.display()))
+                Ok(())
             }
-            Dest::Ssh(s) => s.write(rel, bytes),
+            Dest::Ssh(_) if files.is_empty() => Ok(()),
+            Dest::Ssh(s) => s.write_batch(files),
         }
     }
 
@@ -472,17 +513,30 @@ impl Ssh {
         Ok(SshLock { child })
     }
 
-    fn list(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+    fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        const MARK: &[u8] = b"--diskless-tar--\n";
         let mut globs = vec!["./*".to_string(), "./.[!.]*".to_string()];
         for d in DIRS {
             globs.push(format!("{d}/*"));
             globs.push(format!("{d}/.[!.]*"));
         }
-        // Unmatched globs stay literal and stat complains about them: hence 2>/dev/null.
-        let script = format!("stat -c '%F|%s|%n' {} 2>/dev/null\nexit 0", globs.join(" "));
+        // Unmatched globs stay literal and stat complains about them: hence 2>/dev/null. The
+        // marker line cannot come from stat (its lines start with the file type).
+        let script = format!(
+            "stat -c '%F|%s|%n' {} 2>/dev/null\necho --diskless-tar--\nset --\n\
+             for f in generations/*.json ./*.ipxe hosts/*.ipxe; do \
+             [ -f \"$f\" ] && set -- \"$@\" \"$f\"; done\n\
+             [ $# -eq 0 ] || exec tar -cf - \"$@\"",
+            globs.join(" ")
+        );
         let out = self.run("listing", &script, Source::Bytes(b""))?;
+        let at = out
+            .windows(MARK.len())
+            .position(|w| w == MARK)
+            .filter(|&i| i == 0 || out[i - 1] == b'\n')
+            .with_context(|| format!("{}: garbled listing", self.url))?;
         let mut files = BTreeMap::new();
-        for line in String::from_utf8_lossy(&out).lines() {
+        for line in String::from_utf8_lossy(&out[..at]).lines() {
             let mut parts = line.splitn(3, '|');
             let (Some(kind), Some(size), Some(name)) = (parts.next(), parts.next(), parts.next())
             else {
@@ -492,6 +546,25 @@ impl Ssh {
                 let name = name.strip_prefix("./").unwrap_or(name);
                 files.insert(name.to_string(), size.parse().unwrap_or(0));
             }
+        }
+        let texts = self.untar(&out[at + MARK.len()..])?;
+        Ok(Snapshot { files, texts })
+    }
+
+    fn untar(&self, data: &[u8]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+        let mut files = BTreeMap::new();
+        let mut archive = tar::Archive::new(data);
+        for entry in archive
+            .entries()
+            .with_context(|| format!("{}: unreadable tar stream", self.url))?
+        {
+            let mut entry =
+                entry.with_context(|| format!("{}: unreadable tar stream", self.url))?;
+            let name = entry.path()?.to_string_lossy().into_owned();
+            let name = name.strip_prefix("./").unwrap_or(&name).to_string();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes)?;
+            files.insert(name, bytes);
         }
         Ok(files)
     }
@@ -506,41 +579,61 @@ impl Ssh {
             names.join(" ")
         );
         let out = self.run("reading", &script, Source::Bytes(b""))?;
-        let mut files = BTreeMap::new();
-        let mut archive = tar::Archive::new(&out[..]);
-        for entry in archive
-            .entries()
-            .with_context(|| format!("{}: unreadable tar stream", self.url))?
-        {
-            let mut entry =
-                entry.with_context(|| format!("{}: unreadable tar stream", self.url))?;
-            let name = entry.path()?.to_string_lossy().into_owned();
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut bytes)?;
-            files.insert(name, bytes);
-        }
-        Ok(files)
+        self.untar(&out)
     }
 
-    fn write(&self, rel: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        let dir = Path::new(rel)
-            .parent()
-            .map(|p| p.to_string_lossy().into_owned());
-        let mkdir = match dir.filter(|d| !d.is_empty()) {
-            Some(d) => format!("mkdir -p {} || exit 1\n", q(&d)),
-            None => String::new(),
+    /// One round trip for many entries: a tar of them is unpacked into this run's staging
+    /// directory, every file is hash-checked (if we die mid-transfer, `tar` sees end-of-file
+    /// early, and a truncated file must not replace an entry), then renamed in order.
+    fn write_batch(&self, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+        let mut archive = tar::Builder::new(Vec::new());
+        let mut dirs = std::collections::BTreeSet::new();
+        let (mut checks, mut moves) = (String::new(), String::new());
+        for (i, (rel, bytes)) in files.iter().enumerate() {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            archive.append_data(&mut header, i.to_string(), &bytes[..])?;
+            if let Some(d) = Path::new(rel)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                dirs.insert(q(&d.to_string_lossy()));
+            }
+            let tmp = q(&format!("{}/{i}", self.session));
+            checks.push_str(&format!(
+                "check {tmp} {}\n",
+                crate::store::sha256_hex(bytes)
+            ));
+            moves.push_str(&format!("mv -f {tmp} {} || exit 1\n", q(rel)));
+        }
+        let data = archive.into_inner()?;
+        let tmps: Vec<String> = (0..files.len())
+            .map(|i| q(&format!("{}/{i}", self.session)))
+            .collect();
+        let mkdir = if dirs.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "mkdir -p {} || exit 1\n",
+                dirs.into_iter().collect::<Vec<_>>().join(" ")
+            )
         };
-        // Checked before the rename: if we die mid-write, `cat` sees end-of-file early and
-        // the truncated file must not replace the entry.
-        let tmp = q(&format!("{}/{}", self.session, rel.replace('/', "_")));
         let script = format!(
-            "{mkdir}cat > {tmp} || exit 1\nh=$(sha256sum < {tmp}) || exit 1\n\
-             if [ \"${{h%% *}}\" != {sha} ]; then rm -f {tmp}; echo incomplete >&2; exit 3; fi\n\
-             chmod 644 {tmp} && sync {tmp} && mv -f {tmp} {}",
-            q(rel),
-            sha = crate::store::sha256_hex(bytes)
+            "{mkdir}tar -xmof - -C {session} || exit 1\n\
+             check() {{ h=$(sha256sum < \"$1\") && [ \"${{h%% *}}\" = \"$2\" ] || \
+             {{ echo \"incomplete transfer\" >&2; exit 3; }}; }}\n\
+             {checks}chmod 644 {all} && sync {all} || exit 1\n{moves}",
+            session = q(&self.session),
+            all = tmps.join(" ")
         );
-        self.run(&format!("writing {rel}"), &script, Source::Bytes(bytes))?;
+        let names: Vec<&str> = files.iter().map(|(r, _)| r.as_str()).collect();
+        self.run(
+            &format!("writing {}", names.join(", ")),
+            &script,
+            Source::Bytes(&data),
+        )?;
         Ok(())
     }
 
