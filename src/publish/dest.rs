@@ -405,7 +405,7 @@ impl Ssh {
             "ControlMaster=auto".to_string(),
             format!("ControlPath={}/cm", control.path().display()),
             // The master outlives us only briefly if we are killed; normally `-O exit` ends it.
-            "ControlPersist=30".to_string(),
+            "ControlPersist=10".to_string(),
         ] {
             argv.push("-o".into());
             argv.push(opt);
