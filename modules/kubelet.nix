@@ -164,6 +164,8 @@ in
       healthzBindAddress = mkDefault "127.0.0.1";
       healthzPort = mkDefault 10248;
       resolvConf = mkDefault "/etc/resolv.conf";
+      # The node's /usr is read-only (the init binds it from the initramfs): FlexVolume plugins go under /var.
+      volumePluginDir = mkDefault "/var/lib/kubelet/volumeplugins";
       # The root filesystem is RAM: disk-pressure eviction and image GC would measure the tmpfs
       # and could delete the preloaded images. Evict on memory only; 100 disables image GC.
       evictionHard = mkDefault { "memory.available" = "100Mi"; };

@@ -52,6 +52,10 @@ pub struct ModuleRef {
     /// True for modules pulled in through a softdep alias (e.g. `crc32c_intel`), which may
     /// legitimately fail on a CPU without the feature: the init warns and goes on.
     pub optional: bool,
+    /// Names of earlier modules that must be loaded first; modules whose `after` sets are
+    /// loaded may load in parallel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
 }
 
 /// One preloaded image. Blobs live once in a shared pool (`/var/lib/diskless/oci/blobs/sha256/`),

@@ -211,7 +211,7 @@ pub const CNI_CONFLIST: &str = r#"{
 
 /// Standalone kubelet: static pods only. Image GC is off (high threshold 100 %) and eviction
 /// thresholds are low, because on a RAM-only node the "disk" is memory and the preloaded images
-/// cannot be pulled again.
+/// cannot be pulled again. FlexVolume plugins live under /var: the image's /usr is read-only.
 pub const KUBELET_CONFIG: &str = r#"apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: cgroupfs
@@ -229,6 +229,7 @@ healthzPort: 10248
 readOnlyPort: 0
 failSwapOn: false
 resolvConf: /etc/resolv.conf
+volumePluginDir: /var/lib/kubelet/volumeplugins
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard:

@@ -33,6 +33,9 @@ pub struct Module {
     /// Path relative to the module tree (`kernel/drivers/net/virtio_net.ko`).
     pub relpath: String,
     pub optional: bool,
+    /// Modules of this list that must be loaded first (its `modules.dep` dependencies and
+    /// softdep targets), so the init can load independent chains in parallel.
+    pub after: Vec<String>,
 }
 
 /// The parsed index files of one module tree.
@@ -216,16 +219,23 @@ impl ModuleTree {
         let Some((relpath, deps)) = self.deps.get(name) else {
             return;
         };
+        let mut after = Vec::new();
         for soft in self.softdeps.get(name).into_iter().flatten() {
             for target in self.lookup(soft).unwrap_or_default() {
                 self.visit(&target, true, order, stack);
+                after.push(target);
             }
         }
         // modules.dep lists the deepest dependency last; modprobe loads from the end.
         for dep in deps.iter().rev() {
             self.visit(&name_of(dep), optional, order, stack);
+            after.push(name_of(dep));
         }
         stack.remove(name);
+        // Only what is in the list (built-ins and cycles are not) and not the module itself.
+        after.retain(|a| a != name && order.iter().any(|m| &m.name == a));
+        after.sort();
+        after.dedup();
         if let Some(m) = order.iter_mut().find(|m| m.name == name) {
             m.optional &= optional;
         } else {
@@ -233,6 +243,7 @@ impl ModuleTree {
                 name: name.to_string(),
                 relpath: relpath.clone(),
                 optional,
+                after,
             });
         }
     }
@@ -308,6 +319,10 @@ mod tests {
             ]
         );
         assert!(m[0].optional && m[1].optional && !m[2].optional);
+        // What each must follow: its dependencies and softdep targets, nothing else.
+        assert_eq!(m[2].after, ["crc32c_generic", "crc32c_intel"]);
+        assert_eq!(m[4].after, ["libcrc32c", "nf_defrag_ipv6"]);
+        assert!(m[0].after.is_empty() && m[3].after.is_empty());
     }
 
     #[test]

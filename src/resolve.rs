@@ -625,6 +625,7 @@ fn resolve_component(
                 name: m.name.clone(),
                 path: format!("{base}/{}", m.relpath),
                 optional: m.optional,
+                after: m.after.clone(),
             });
         }
         let all: Vec<crate::kmod::Module> = loaded
@@ -633,6 +634,7 @@ fn resolve_component(
                 name: l.name.clone(),
                 relpath: l.path[base.len() + 1..].to_string(),
                 optional: l.optional,
+                after: l.after.clone(),
             })
             .collect();
         col.insert(

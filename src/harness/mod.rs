@@ -498,6 +498,17 @@ fn print_report(r: &CheckReport) {
             kb("rss_containerd_kb").map_or("-".into(), |v| format!("{:.1}", v as f64 / 1024.0)),
             kb("rss_kubelet_kb").map_or("-".into(), |v| format!("{:.1} MB", v as f64 / 1024.0)),
         );
+        if let (Some(shmem), Some(anon), Some(slab)) =
+            (kb("shmem_kb"), kb("anon_kb"), kb("slab_kb"))
+        {
+            println!(
+                "memory by kind: shmem (tmpfs) {:.1} MB · anon {:.1} MB · slab {:.1} MB · kernel stacks + page tables {:.1} MB",
+                shmem as f64 / 1024.0,
+                anon as f64 / 1024.0,
+                slab as f64 / 1024.0,
+                (kb("kernel_stack_kb").unwrap_or(0) + kb("page_tables_kb").unwrap_or(0)) as f64 / 1024.0,
+            );
+        }
     }
     for x in &r.restarts {
         println!("restart: {x}");

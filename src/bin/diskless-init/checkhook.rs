@@ -115,11 +115,34 @@ pub fn main(mode: &str) -> i32 {
     };
     let mut c = Checker { failures: 0 };
     // Memory first: containerd is idle now, before the checks start containers.
-    let (_, bsize, blocks, bfree) = crate::sys::statfs("/").unwrap_or_default();
+    // The image's bytes: the tmpfs root plus what stayed on the initramfs (/usr, bound read-only).
+    let used = |p: &str| {
+        crate::sys::statfs(p)
+            .map(|(_, bsize, blocks, bfree)| (blocks - bfree) * bsize)
+            .unwrap_or(0)
+    };
+    let dev = |p: &str| {
+        std::fs::metadata(p)
+            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+            .ok()
+    };
+    let initramfs = if dev("/usr").is_some() && dev("/usr") != dev("/") {
+        used("/usr")
+    } else {
+        0
+    };
+    let kb = crate::sys::meminfo_kb;
     let memory = json!({
-        "mem_total_kb": crate::sys::meminfo_kb("MemTotal"),
-        "mem_used_kb": crate::sys::meminfo_kb("MemTotal").zip(crate::sys::meminfo_kb("MemAvailable")).map(|(t, a)| t - a),
-        "rootfs_used_bytes": (blocks - bfree) * bsize,
+        "mem_total_kb": kb("MemTotal"),
+        "mem_used_kb": kb("MemTotal").zip(kb("MemAvailable")).map(|(t, a)| t - a),
+        "rootfs_used_bytes": used("/") + initramfs,
+        "initramfs_used_bytes": initramfs,
+        // Where the used memory is: tmpfs pages (image, containerd data), process memory, kernel.
+        "shmem_kb": kb("Shmem"),
+        "anon_kb": kb("AnonPages"),
+        "slab_kb": kb("Slab"),
+        "kernel_stack_kb": kb("KernelStack"),
+        "page_tables_kb": kb("PageTables"),
         "rss_containerd_kb": rss_kb(service_pid("containerd")),
         "rss_kubelet_kb": rss_kb(service_pid("kubelet")),
     });

@@ -47,6 +47,9 @@ pub struct Module {
     pub path: String,
     #[serde(default)]
     pub optional: bool,
+    /// Modules that must be loaded before this one (dependencies, softdep targets).
+    #[serde(default)]
+    pub after: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

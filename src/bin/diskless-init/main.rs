@@ -118,11 +118,12 @@ fn from_tmpfs_root() -> ! {
         Ok(l) => log::ok(
             "modules",
             &format!(
-                "{} loaded, {} already present, {} optional failed, {:.2} s",
+                "{} loaded, {} already present, {} optional failed, {:.2} s on {} CPUs",
                 l.loaded,
                 l.already,
                 l.failed_optional.len(),
-                t.elapsed().as_secs_f64()
+                t.elapsed().as_secs_f64(),
+                l.workers
             ),
         ),
         Err(e) => log::failed("modules", &e),
@@ -136,16 +137,29 @@ fn from_tmpfs_root() -> ! {
         Err(e) => log::failed("cgroups", &e),
     }
 
-    // 5. Network. Not fatal.
-    match network::configure(&contract.network, &cmdline, &contract.name) {
-        Ok(s) => log::ok("network", &s),
-        Err(e) => log::failed("network", &e),
-    }
+    // 5. Network, in the background: containerd and the image import need none, so DHCP
+    // overlaps their start; every other service waits for it (kubelet needs the node's
+    // address and hostname). Not fatal.
+    let network = {
+        let (net, cmdline, name) = (
+            contract.network.clone(),
+            cmdline.clone(),
+            contract.name.clone(),
+        );
+        std::thread::spawn(move || match network::configure(&net, &cmdline, &name) {
+            Ok(s) => log::ok("network", &s),
+            Err(e) => log::failed("network", &e),
+        })
+    };
+    let mut network = Some(network);
 
     // 6. Services in order, each ready before the next; images once containerd is. Not fatal:
     // the supervisor keeps restarting what fails.
     let mut sup = Supervisor::default();
     for svc in &contract.services {
+        if svc.name != "containerd" {
+            wait_network(&mut network);
+        }
         start_service(&mut sup, svc);
         if svc.name == "containerd" && !contract.images.is_empty() {
             match images::import_all(&contract.images) {
@@ -160,6 +174,7 @@ fn from_tmpfs_root() -> ! {
             "the image has preloaded images but no service named containerd",
         );
     }
+    wait_network(&mut network);
     log::ok("boot", &format!("{} ready", contract.name));
     if let Some(mode) = &cmdline.check {
         let check = internal_service("check", vec!["/init".into(), "check".into(), mode.clone()]);
@@ -171,6 +186,15 @@ fn from_tmpfs_root() -> ! {
     // 7. Supervise until poweroff/reboot.
     let exit = sup.run();
     sup.shutdown(exit)
+}
+
+/// Joins the network step if it still runs (its outcome is logged by the step itself).
+fn wait_network(network: &mut Option<std::thread::JoinHandle<()>>) {
+    if let Some(h) = network.take() {
+        if h.join().is_err() {
+            log::failed("network", "the network step panicked");
+        }
+    }
 }
 
 fn start_service(sup: &mut Supervisor, svc: &Service) {

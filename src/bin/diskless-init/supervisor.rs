@@ -97,7 +97,15 @@ impl Supervisor {
             if std::path::Path::new(path).exists() {
                 return Ok(());
             }
-            self.reap();
+            // Only this service's pid: other threads of the init (the network step) may be
+            // waiting for children of their own, which `waitpid(-1)` would steal.
+            if let Some(pid) = self.slots[slot].pid {
+                let mut status = 0;
+                // SAFETY: non-blocking waitpid on our own child; `status` is writable.
+                if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                    self.exited(pid, status);
+                }
+            }
             if self.slots[slot].pid.is_none() {
                 return Err(format!(
                     "{name} exited before {path} appeared; see its output above and /var/log/{name}.log"
@@ -122,35 +130,40 @@ impl Supervisor {
             if pid <= 0 {
                 return;
             }
-            let Some(slot) = self.slots.iter_mut().find(|s| s.pid == Some(pid)) else {
-                continue; // an orphan re-parented to us
-            };
-            slot.pid = None;
-            let ran = slot.started.elapsed();
-            let how = describe(status);
-            if !slot.svc.restart {
-                log::info(&format!(
-                    "{} {how} after {:.1} s",
-                    slot.svc.name,
-                    ran.as_secs_f64()
-                ));
-                continue;
-            }
-            slot.failures = if ran >= HEALTHY_RUN {
-                1
-            } else {
-                slot.failures + 1
-            };
-            let delay = backoff(slot.failures);
-            log::info(&format!(
-                "service {} {how} after {:.1} s; restart #{} in {} s",
-                slot.svc.name,
-                ran.as_secs_f64(),
-                slot.failures,
-                delay.as_secs()
-            ));
-            slot.restart_at = Some(Instant::now() + delay);
+            self.exited(pid, status);
         }
+    }
+
+    /// Records the exit of a child; schedules the restart of a service.
+    fn exited(&mut self, pid: libc::pid_t, status: libc::c_int) {
+        let Some(slot) = self.slots.iter_mut().find(|s| s.pid == Some(pid)) else {
+            return; // an orphan re-parented to us
+        };
+        slot.pid = None;
+        let ran = slot.started.elapsed();
+        let how = describe(status);
+        if !slot.svc.restart {
+            log::info(&format!(
+                "{} {how} after {:.1} s",
+                slot.svc.name,
+                ran.as_secs_f64()
+            ));
+            return;
+        }
+        slot.failures = if ran >= HEALTHY_RUN {
+            1
+        } else {
+            slot.failures + 1
+        };
+        let delay = backoff(slot.failures);
+        log::info(&format!(
+            "service {} {how} after {:.1} s; restart #{} in {} s",
+            slot.svc.name,
+            ran.as_secs_f64(),
+            slot.failures,
+            delay.as_secs()
+        ));
+        slot.restart_at = Some(Instant::now() + delay);
     }
 
     fn restart_due(&mut self) {

@@ -6,6 +6,12 @@
 //! once, so peak memory grows by one file, not by the image), move the kernel filesystems
 //! across, `mount --move` the tmpfs over `/`, `chroot` into it and re-exec `/init`, which also
 //! drops the last mappings of the deleted initramfs copy of this binary. Fatal on failure.
+//!
+//! `/usr` and `/nix/store` are not copied: they stay where the kernel unpacked them and are
+//! bind-mounted **read-only** into the new root, as immutable systems (Flatcar, Talos, NixOS)
+//! mount them. That is most of the image (every binary and module), so the switch costs no copy
+//! and no extra memory, and nothing at run time can change the image's programs. runc only needs
+//! its process root to be a mount with a parent, which the tmpfs is.
 
 use crate::sys;
 use std::collections::HashMap;
@@ -16,6 +22,8 @@ use std::path::Path;
 const NEW_ROOT: &str = "/.diskless-root";
 /// The kernel filesystems mounted in step 1, carried over into the new root.
 const CARRIED: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
+/// Image directories kept on the initramfs and bind-mounted read-only (see the module doc).
+const KEPT_READ_ONLY: [&str; 2] = ["/usr", "/nix/store"];
 /// Set in the environment of the re-executed init so it continues after the switch.
 pub const SWITCHED_ENV: &str = "DISKLESS_SWITCHED";
 
@@ -53,6 +61,14 @@ pub fn switch(size: u64) -> Result<(u64, u64), String> {
         bytes: 0,
     };
     mover.move_dir(Path::new("/"), Path::new(NEW_ROOT))?;
+    for dir in KEPT_READ_ONLY {
+        let kept = fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.dev() == root_dev);
+        if kept {
+            let target = format!("{NEW_ROOT}{dir}");
+            fs::create_dir_all(&target).map_err(|e| format!("mkdir {target}: {e}"))?;
+            sys::bind_read_only(dir, &target)?;
+        }
+    }
     for dir in CARRIED {
         let target = format!("{NEW_ROOT}{dir}");
         fs::create_dir_all(&target).map_err(|e| format!("mkdir {target}: {e}"))?;
@@ -91,8 +107,11 @@ impl Mover {
             let src = entry.path();
             let meta =
                 fs::symlink_metadata(&src).map_err(|e| format!("stat {}: {e}", src.display()))?;
-            // Other filesystems (proc, sys, dev, run, the new root itself) are not the image.
-            if meta.dev() != self.root_dev {
+            // Other filesystems (proc, sys, dev, run, the new root itself) are not the image;
+            // the read-only directories are bind-mounted instead.
+            if meta.dev() != self.root_dev
+                || (meta.is_dir() && KEPT_READ_ONLY.iter().any(|k| src == Path::new(k)))
+            {
                 continue;
             }
             let dst = to.join(entry.file_name());

@@ -52,6 +52,19 @@ pub fn mount_move(from: &str, to: &str) -> Result<(), String> {
     }
 }
 
+/// Bind-mounts `from` on `to` read-only (a bind mount ignores MS_RDONLY until remounted).
+pub fn bind_read_only(from: &str, to: &str) -> Result<(), String> {
+    mount(from, to, "", libc::MS_BIND | libc::MS_REC, "")?;
+    mount(
+        "",
+        to,
+        "",
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+        "",
+    )
+    .map_err(|e| format!("make the bind mount read-only: {e}"))
+}
+
 pub fn chroot(path: &str) -> Result<(), String> {
     let p = cstr(path);
     // SAFETY: valid NUL-terminated string.
