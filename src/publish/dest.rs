@@ -1,14 +1,15 @@
 //! Where `publish`, `rollback`, `gc` and `verify --to` work: a local directory or
-//! `ssh://[user@]host[:port]/abs/path`. Publish needs only a handful of operations (list, read
-//! a batch, write one entry atomically, put one object, remove, hash every object, lock); each is
-//! implemented twice here so `publish.rs` keeps its ordering (the crash-safety argument) in one
-//! place whatever the transport.
+//! `ssh://[user@]host[:port]/abs/path`. Publish needs only a handful of operations (snapshot,
+//! read a batch, write entries atomically, put one object, remove, hash every object, lock); each
+//! is implemented twice here so `publish.rs` keeps its ordering (the crash-safety argument) in
+//! one place whatever the transport.
 //!
 //! Over ssh every operation is one remote `sh` script run through one shared connection
-//! (ControlMaster), since a session costs ~0.15 s here and a no-op publish then makes three.
+//! (ControlMaster). A session still costs 0.15–1 s on a loaded machine, so operations are
+//! batched: a publish that changes nothing makes two (lock, snapshot).
 //! The server needs `sh`, coreutils (`stat`, `sha256sum`, `sync`, `mv`), `flock` (util-linux)
-//! and `tar` (for batched reads). Temporary files live in `DEST/.staging/`, which every locked
-//! run empties first, so an interrupted copy never leaves a stray name in `objects/`.
+//! and `tar` (batched reads and writes). Temporary files live in `DEST/.staging/`, which every
+//! locked run empties first, so an interrupted copy never leaves a stray name in `objects/`.
 
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
@@ -48,7 +49,7 @@ fn is_text(rel: &str) -> bool {
     }
 }
 
-/// What went wrong hashing one object (`verify --to`).
+/// One object's digest as `verify --to` sees it.
 pub struct ObjectHash {
     pub name: String,
     pub size: u64,
@@ -298,9 +299,11 @@ fn write_local(root: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> 
     Ok(())
 }
 
+/// Held for the whole run; dropping it releases the lock.
+#[allow(dead_code)] // never read: it exists for its Drop
 pub enum DestLock {
-    Local(#[allow(dead_code)] LocalLock),
-    Ssh(#[allow(dead_code)] SshLock),
+    Local(LocalLock),
+    Ssh(SshLock),
 }
 
 /// `flock` on `DEST/.lock`, released when dropped (or when the process dies).
