@@ -436,6 +436,8 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
         );
     }
     let names: BTreeSet<String> = images.keys().cloned().collect();
+    // New node segments, stored with the image objects below.
+    let mut node_segments: Vec<(String, Vec<u8>)> = Vec::new();
     let (default_image, menu_timeout, hosts) = match &inventory {
         Some(inv) => {
             inv.check_images(args.inventory.as_ref().unwrap(), &names)?;
@@ -452,11 +454,9 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
                     None => {
                         let bytes = node_segment(&files)?;
                         let sha = sha256_hex(&bytes);
-                        dest.put_object(&sha, Source::Bytes(&bytes))?;
-                        Artifact {
-                            sha256: sha,
-                            size: bytes.len() as u64,
-                        }
+                        let size = bytes.len() as u64;
+                        node_segments.push((sha.clone(), bytes));
+                        Artifact { sha256: sha, size }
                     }
                 };
                 hosts.insert(
@@ -483,17 +483,26 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
         .keys()
         .filter_map(|f| f.strip_prefix("objects/"))
         .collect();
-    let (mut copied, mut bytes) = (0, 0);
+    let mut missing: Vec<(&str, PathBuf)> = Vec::new();
     for (sha, index) in new_images.values() {
         let objects = index.objects().into_iter().map(|o| o.sha256);
         for o in std::iter::once(sha.as_str()).chain(objects) {
             if present.insert(o) {
-                let src = args.out.join(crate::index::object_path(o));
-                bytes += dest.put_object(o, Source::File(&src))?;
-                copied += 1;
+                missing.push((o, args.out.join(crate::index::object_path(o))));
             }
         }
     }
+    let sources: Vec<(&str, Source)> = node_segments
+        .iter()
+        .map(|(sha, bytes)| (sha.as_str(), Source::Bytes(bytes)))
+        .chain(missing.iter().map(|(sha, p)| (*sha, Source::File(p))))
+        .collect();
+    let copied = missing.len() as u64;
+    let bytes = dest.put_objects(&sources)?
+        - node_segments
+            .iter()
+            .map(|(_, b)| b.len() as u64)
+            .sum::<u64>();
     failpoint("objects-copied");
 
     let mut next = Generation {

@@ -25,6 +25,7 @@ pub enum Dest {
 }
 
 /// Bytes for a new object: a file of the build output, or made in memory (node segments).
+#[derive(Clone, Copy)]
 pub enum Source<'a> {
     File(&'a Path),
     Bytes(&'a [u8]),
@@ -184,44 +185,36 @@ impl Dest {
         }
     }
 
-    /// Stores `objects/<sha>` from `src`: the source is hashed first, the copy is hashed again
-    /// where it landed (on the server, over ssh) before it is renamed into place.
-    pub fn put_object(&self, sha: &str, src: Source) -> anyhow::Result<u64> {
-        let (digest, size) = match src {
-            Source::File(p) => crate::store::hash_file(p)
-                .with_context(|| format!("cannot read {}", p.display()))?,
-            Source::Bytes(b) => (crate::store::sha256_hex(b), b.len() as u64),
-        };
-        if digest != sha {
-            let what = match src {
-                Source::File(p) => p.display().to_string(),
-                Source::Bytes(_) => "a generated object".into(),
+    /// Stores each `objects/<sha>` from its source: the source is hashed first, the copy is
+    /// hashed again where it landed (on the server, over ssh: all in one session) before it is
+    /// renamed into place. Returns the bytes copied.
+    pub fn put_objects(&self, objects: &[(&str, Source)]) -> anyhow::Result<u64> {
+        let mut total = 0;
+        for (sha, src) in objects {
+            let (digest, size) = match src {
+                Source::File(p) => crate::store::hash_file(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?,
+                Source::Bytes(b) => (crate::store::sha256_hex(b), b.len() as u64),
             };
-            bail!("{what} does not hash to its name: the build output is damaged; rebuild it");
+            if digest != *sha {
+                let what = match src {
+                    Source::File(p) => p.display().to_string(),
+                    Source::Bytes(_) => "a generated object".into(),
+                };
+                bail!("{what} does not hash to its name: the build output is damaged; rebuild it");
+            }
+            total += size;
         }
         match self {
             Dest::Local(root) => {
-                let target = root.join(crate::index::object_path(sha));
-                let bytes = match src {
-                    Source::File(p) => {
-                        std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?
-                    }
-                    Source::Bytes(b) => b.to_vec(),
-                };
-                write_local(root, &target, &bytes)
-                    .with_context(|| format!("cannot write {}", target.display()))?;
-                let (copied, _) = crate::store::hash_file(&target)?;
-                if copied != sha {
-                    let _ = std::fs::remove_file(&target);
-                    bail!(
-                        "{} changed while being copied; publish again",
-                        target.display()
-                    );
+                for (sha, src) in objects {
+                    put_local(root, sha, *src)?;
                 }
             }
-            Dest::Ssh(s) => s.put_object(sha, src)?,
+            Dest::Ssh(_) if objects.is_empty() => {}
+            Dest::Ssh(s) => s.put_objects(objects)?,
         }
-        Ok(size)
+        Ok(total)
     }
 
     /// Removes files (missing ones are not an error), in the order given.
@@ -281,6 +274,27 @@ fn join(dir: &str, name: &str) -> String {
     } else {
         format!("{dir}/{name}")
     }
+}
+
+fn put_local(root: &Path, sha: &str, src: Source) -> anyhow::Result<()> {
+    let target = root.join(crate::index::object_path(sha));
+    let bytes = match src {
+        Source::File(p) => {
+            std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
+        Source::Bytes(b) => b.to_vec(),
+    };
+    write_local(root, &target, &bytes)
+        .with_context(|| format!("cannot write {}", target.display()))?;
+    let (copied, _) = crate::store::hash_file(&target)?;
+    if copied != sha {
+        let _ = std::fs::remove_file(&target);
+        bail!(
+            "{} changed while being copied; publish again",
+            target.display()
+        );
+    }
+    Ok(())
 }
 
 /// `store::write_atomic`, but with the temporary file in `DEST/.staging/` so a write killed
@@ -443,13 +457,20 @@ impl Ssh {
     /// Runs `script` in DEST with `stdin`; stdout on success, else an error naming DEST and
     /// quoting the remote (or ssh's own) stderr.
     fn run(&self, what: &str, script: &str, stdin: Source) -> anyhow::Result<Vec<u8>> {
-        let script = format!("cd {} || exit 1\n{script}", q(&self.root));
-        let expr = self.command(&script);
-        let expr = match stdin {
+        self.run_with(what, script, |expr| match stdin {
             Source::File(p) => expr.stdin_path(p),
             Source::Bytes(b) => expr.stdin_bytes(b.to_vec()),
-        };
-        let out = expr
+        })
+    }
+
+    fn run_with(
+        &self,
+        what: &str,
+        script: &str,
+        stdin: impl FnOnce(duct::Expression) -> duct::Expression,
+    ) -> anyhow::Result<Vec<u8>> {
+        let script = format!("cd {} || exit 1\n{script}", q(&self.root));
+        let out = stdin(self.command(&script))
             .stdout_capture()
             .stderr_capture()
             .unchecked()
@@ -640,20 +661,54 @@ impl Ssh {
         Ok(())
     }
 
-    fn put_object(&self, sha: &str, src: Source) -> anyhow::Result<()> {
-        let tmp = q(&format!("{}/{sha}", self.session));
-        let script = format!(
-            "cat > {tmp} || exit 1\nh=$(sha256sum < {tmp}) || exit 1\nh=${{h%% *}}\n\
-             if [ \"$h\" != {sha} ]; then rm -f {tmp}; echo \"arrived as $h\" >&2; exit 3; fi\n\
-             chmod 644 {tmp} && sync {tmp} && mv -f {tmp} objects/{sha}",
-            sha = q(sha)
+    /// All objects in one session: a tar streamed from the sources (never whole in memory) is
+    /// unpacked into this run's staging directory; each file is hashed there and renamed into
+    /// `objects/` only if it matches. A stream cut short fails `tar`, and nothing is renamed.
+    fn put_objects(&self, objects: &[(&str, Source)]) -> anyhow::Result<()> {
+        let mut script = format!(
+            "tar -xmof - -C {} || exit 1\n\
+             put() {{ h=$(sha256sum < \"$1\") || exit 1; h=${{h%% *}}; \
+             if [ \"$h\" != \"$2\" ]; then echo \"objects/$2 arrived as $h\" >&2; exit 3; fi; \
+             chmod 644 \"$1\" && sync \"$1\" && mv -f \"$1\" \"objects/$2\" || exit 1; }}\n",
+            q(&self.session)
         );
-        self.run(
-            &format!("copying objects/{sha} (publish again)"),
-            &script,
-            src,
-        )?;
-        Ok(())
+        for (sha, _) in objects {
+            script.push_str(&format!(
+                "put {} {}\n",
+                q(&format!("{}/{sha}", self.session)),
+                q(sha)
+            ));
+        }
+        let (reader, writer) = os_pipe::pipe().context("cannot create a pipe")?;
+        std::thread::scope(|scope| {
+            let sender = scope.spawn(move || -> std::io::Result<()> {
+                let mut archive = tar::Builder::new(std::io::BufWriter::new(writer));
+                for (sha, src) in objects {
+                    let mut header = tar::Header::new_ustar();
+                    header.set_mode(0o644);
+                    match src {
+                        Source::File(p) => {
+                            let f = std::fs::File::open(p)?;
+                            header.set_size(f.metadata()?.len());
+                            archive.append_data(&mut header, sha, f)?;
+                        }
+                        Source::Bytes(b) => {
+                            header.set_size(b.len() as u64);
+                            archive.append_data(&mut header, sha, *b)?;
+                        }
+                    }
+                }
+                archive.into_inner()?.flush()
+            });
+            let ran = self.run_with(
+                &format!("copying {} object(s) (publish again)", objects.len()),
+                &script,
+                |e| e.stdin_file(reader),
+            );
+            let sent = sender.join().expect("tar sender panicked");
+            ran?;
+            sent.with_context(|| format!("{}: cannot send objects", self.url))
+        })
     }
 
     fn remove(&self, rels: &[String]) -> anyhow::Result<()> {
