@@ -1,6 +1,6 @@
 //! Where `publish`, `rollback`, `gc` and `verify --to` work: a local directory or
 //! `ssh://[user@]host[:port]/abs/path`. Publish needs only a handful of operations (snapshot,
-//! read a batch, write entries atomically, put one object, remove, hash every object, lock); each
+//! read a batch, write entries atomically, put objects, remove, hash every object, lock); each
 //! is implemented twice here so `publish.rs` keeps its ordering (the crash-safety argument) in
 //! one place whatever the transport.
 //!
