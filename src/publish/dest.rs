@@ -362,7 +362,7 @@ pub struct Ssh {
     /// This run's directory under `.staging/`, made when the lock is taken; see `lock`.
     session: String,
     /// Holds the ControlPath socket; removed (after `ssh -O exit`) on drop.
-    _control: tempfile::TempDir,
+    control: tempfile::TempDir,
 }
 
 /// Single-quotes `s` for a POSIX shell.
@@ -443,7 +443,7 @@ impl Ssh {
             argv,
             root: root.trim_end_matches('/').to_string(),
             session: format!(".staging/{}", hex::encode(nonce)),
-            _control: control,
+            control,
         })
     }
 
@@ -734,7 +734,10 @@ impl Ssh {
 
 impl Drop for Ssh {
     fn drop(&mut self) {
-        // Ends the shared connection now instead of after ControlPersist; harmless if none.
+        // Ends the shared connection now instead of after ControlPersist.
+        if !self.control.path().join("cm").exists() {
+            return;
+        }
         let n = self.argv.len();
         let mut args = self.argv[1..n - 1].to_vec();
         args.extend(["-O".into(), "exit".into(), self.argv[n - 1].clone()]);
