@@ -57,7 +57,8 @@ enum Command {
         /// Output directory of `diskless build`.
         #[arg(required_unless_present = "to", conflicts_with = "to")]
         out: Option<PathBuf>,
-        /// Verify a boot server directory instead (also: no secret in a shared entry).
+        /// Verify a boot server instead (a directory or ssh://[user@]host[:port]/path; also
+        /// checks that no secret is in a shared entry).
         #[arg(long)]
         to: Option<String>,
         #[arg(long)]
@@ -72,7 +73,7 @@ enum Command {
     },
     /// Restore the previous version of an image on a boot server.
     Rollback {
-        /// The boot server directory.
+        /// The boot server: a directory or ssh://[user@]host[:port]/path.
         #[arg(long)]
         to: String,
         /// Image name.
@@ -80,7 +81,7 @@ enum Command {
     },
     /// Delete objects that no kept generation references.
     Gc {
-        /// The boot server directory.
+        /// The boot server: a directory or ssh://[user@]host[:port]/path.
         #[arg(long)]
         to: String,
         /// Generations to keep (the newest).
@@ -198,12 +199,12 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                     Some(g) => println!(
                         "published {} to {} as generation {g}: {} objects ({} bytes) copied, {} host entries",
                         r.images.join(", "),
-                        r.dest.display(),
+                        r.dest,
                         r.objects_copied,
                         r.bytes_copied,
                         r.hosts
                     ),
-                    None => println!("{} is up to date: nothing to publish", r.dest.display()),
+                    None => println!("{} is up to date: nothing to publish", r.dest),
                 }
             }
             Ok(())

@@ -4,7 +4,9 @@
 //! before anything refers to them; a generation record is written before the entries that
 //! render it; every entry is replaced atomically. So a publish killed at any point leaves every
 //! entry pointing at complete objects: machines boot the old image or the new one, never a half.
-//! Publishes to one destination are serialised with `flock` on `DEST/.lock`.
+//! Publishes to one destination are serialised with `flock` on `DEST/.lock`. DEST is a local
+//! directory or `ssh://host/path`; `dest` does the file operations for either, so this file
+//! holds the ordering that the safety argument rests on, once.
 //!
 //! Layout of DEST (see docs/boot-server.md):
 //! `boot.ipxe` (what DHCP hands out) → `hosts/<mac>.ipxe` if it exists, else the default image's
@@ -13,13 +15,16 @@
 use crate::index::{Artifact, Index};
 use crate::inventory::{Host, Inventory, KubeletMode};
 use crate::resolve::{Content, Entry, EntryKind, Tree};
-use crate::store::{sha256_hex, write_atomic};
+use crate::store::sha256_hex;
 use anyhow::{bail, Context};
 use clap::Args;
+use dest::{Dest, Snapshot, Source};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+mod dest;
 
 const GENERATION_VERSION: u32 = 1;
 
@@ -27,7 +32,8 @@ const GENERATION_VERSION: u32 = 1;
 pub struct PublishArgs {
     /// Output directory of `diskless build` (every `<name>.json` in it is published).
     pub out: PathBuf,
-    /// The boot server directory (TFTP/HTTP root, or a mounted share).
+    /// The boot server: a directory (TFTP/HTTP root, or a mounted share) or
+    /// `ssh://[user@]host[:port]/path` (ssh command from `DISKLESS_SSH`, default `ssh`).
     #[arg(long)]
     pub to: String,
     /// Inventory of machines (TOML, docs/boot-server.md); default: keep the published one.
@@ -74,7 +80,7 @@ pub struct PublishedHost {
 
 #[derive(Debug, Serialize)]
 pub struct PublishReport {
-    pub dest: PathBuf,
+    pub dest: String,
     /// None when nothing changed.
     pub generation: Option<u64>,
     pub objects_copied: u64,
@@ -83,55 +89,12 @@ pub struct PublishReport {
     pub hosts: usize,
 }
 
-fn dest_dir(to: &str) -> anyhow::Result<PathBuf> {
-    if to.starts_with("ssh://") {
-        bail!(
-            "--to {to}: ssh destinations are not supported yet; publish to a local directory \
-             (the server's TFTP/HTTP root mounted over NFS or SSHFS) instead"
-        );
-    }
-    Ok(PathBuf::from(to))
-}
-
 /// Test hook: `DISKLESS_FAILPOINT=<step>` kills the process right after that step, to prove
 /// that a publish interrupted there leaves a consistent boot server.
 fn failpoint(step: &str) {
     if std::env::var("DISKLESS_FAILPOINT").is_ok_and(|v| v == step) {
         eprintln!("diskless: failpoint {step}: aborting");
         std::process::abort();
-    }
-}
-
-/// An exclusive lock on DEST, released when dropped.
-struct Lock(std::fs::File);
-
-impl Lock {
-    fn take(dest: &Path) -> anyhow::Result<Lock> {
-        use std::os::fd::AsRawFd;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dest.join(".lock"))
-            .with_context(|| format!("cannot write to {}: is it writable?", dest.display()))?;
-        // SAFETY: flock on a file descriptor we own; blocks until other publishers finish.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        if r != 0 {
-            bail!(
-                "cannot lock {}: {}",
-                dest.display(),
-                std::io::Error::last_os_error()
-            );
-        }
-        Ok(Lock(f))
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: unlocking our own descriptor; closing it would release the lock anyway.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 
@@ -162,66 +125,83 @@ pub fn format_utc(secs: u64) -> String {
     )
 }
 
+/// The generation records of a local boot server directory, oldest first.
 pub fn generations(dest: &Path) -> anyhow::Result<Vec<Generation>> {
-    let dir = dest.join("generations");
+    let dest = Dest::Local(dest.to_owned());
+    read_generations(&dest, &dest.snapshot()?)
+}
+
+fn read_generations(dest: &Dest, snap: &Snapshot) -> anyhow::Result<Vec<Generation>> {
     let mut gens = Vec::new();
-    let Ok(rd) = std::fs::read_dir(&dir) else {
-        return Ok(gens);
-    };
-    for e in rd {
-        let p = e?.path();
-        if p.extension().is_some_and(|x| x == "json") {
-            let text = std::fs::read_to_string(&p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            gens.push(
-                serde_json::from_str::<Generation>(&text)
-                    .with_context(|| format!("{} is not a generation record", p.display()))?,
-            );
+    for (name, bytes) in &snap.texts {
+        if !name.starts_with("generations/") {
+            continue;
         }
+        gens.push(
+            serde_json::from_slice::<Generation>(bytes)
+                .with_context(|| format!("{}/{name} is not a generation record", dest.name()))?,
+        );
     }
     gens.sort_by_key(|g| g.number);
     Ok(gens)
 }
 
-fn load_index(dest: &Path, sha: &str) -> anyhow::Result<Index> {
-    Index::load(&dest.join(crate::index::object_path(sha)))
+/// Image indexes by digest, as read from DEST (an unreadable one keeps its error for later).
+type Indexes = BTreeMap<String, Result<Index, String>>;
+
+/// Reads the indexes `shas` from DEST's objects in one batch, adding them to `indexes`.
+fn read_indexes(
+    dest: &Dest,
+    indexes: &mut Indexes,
+    shas: impl IntoIterator<Item = String>,
+) -> anyhow::Result<()> {
+    let wanted: Vec<String> = shas
+        .into_iter()
+        .filter(|s| !indexes.contains_key(s))
+        .map(|s| crate::index::object_path(&s))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for (rel, bytes) in dest.read(&wanted)? {
+        let sha = rel.trim_start_matches("objects/").to_string();
+        let index = serde_json::from_slice::<Index>(&bytes).map_err(|e| {
+            format!(
+                "{rel} is not an image index of version {}: {e}",
+                crate::index::INDEX_VERSION
+            )
+        });
+        indexes.insert(sha, index);
+    }
+    Ok(())
+}
+
+fn index_of<'a>(indexes: &'a Indexes, sha: &str) -> anyhow::Result<&'a Index> {
+    match indexes.get(sha) {
+        Some(Ok(index)) => Ok(index),
+        Some(Err(e)) => bail!("{e}"),
+        None => bail!("image index objects/{sha} is missing"),
+    }
 }
 
 /// Every object a generation needs.
-fn referenced(dest: &Path, g: &Generation) -> anyhow::Result<BTreeSet<String>> {
+fn referenced(indexes: &Indexes, g: &Generation) -> anyhow::Result<BTreeSet<String>> {
     let mut set = BTreeSet::new();
     for img in g.images.values() {
         set.insert(img.index.clone());
-        let index = load_index(dest, &img.index)?;
+        let index = index_of(indexes, &img.index)?;
         set.extend(index.objects().into_iter().map(|o| o.sha256.to_string()));
     }
     set.extend(g.hosts.values().map(|h| h.node_segment.sha256.clone()));
     Ok(set)
 }
 
-/// Copies one object into DEST unless present, checking its hash on both sides.
-fn copy_object(src: &Path, dest: &Path, sha: &str) -> anyhow::Result<Option<u64>> {
-    let target = dest.join(crate::index::object_path(sha));
-    if target.exists() {
-        return Ok(None);
-    }
-    let bytes = std::fs::read(src).with_context(|| format!("cannot read {}", src.display()))?;
-    if sha256_hex(&bytes) != sha {
-        bail!(
-            "{} does not hash to its name: the build output is damaged; rebuild it",
-            src.display()
-        );
-    }
-    write_atomic(&target, &bytes).with_context(|| format!("cannot write {}", target.display()))?;
-    let copied = std::fs::read(&target)?;
-    if sha256_hex(&copied) != sha {
-        let _ = std::fs::remove_file(&target);
-        bail!(
-            "{} changed while being copied; publish again",
-            target.display()
-        );
-    }
-    Ok(Some(bytes.len() as u64))
+/// `<image>.ipxe` and `hosts/<mac>.ipxe`: the names machines fetch.
+fn is_entry(rel: &str) -> bool {
+    rel.ends_with(".ipxe")
+        && match rel.split_once('/') {
+            None => true,
+            Some((dir, name)) => dir == "hosts" && !name.contains('/'),
+        }
 }
 
 fn read_secret(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
@@ -326,32 +306,32 @@ fn node_segment(files: &BTreeMap<String, (Vec<u8>, u32)>) -> anyhow::Result<Vec<
     Ok(codec.compress("node", &seg.cpio, 1)?)
 }
 
-/// Writes `bytes` to `path` atomically unless it already holds exactly them.
-fn put_entry(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    if std::fs::read(path).is_ok_and(|old| old == bytes) {
-        return Ok(());
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    write_atomic(path, bytes).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Renders every entry of a generation into DEST.
-fn render(dest: &Path, g: &Generation) -> anyhow::Result<()> {
-    let mut indexes = BTreeMap::new();
+/// Renders every entry of a generation into DEST; `files` is DEST's listing from before.
+/// An entry already holding exactly its new text is left alone, so a no-op publish writes nothing.
+fn render(dest: &Dest, snap: &Snapshot, g: &Generation, indexes: &Indexes) -> anyhow::Result<()> {
+    let (files, current) = (&snap.files, &snap.texts);
+    // Each group is one batch (one round trip over ssh), written in this order.
+    let changed = |group: Vec<(String, String)>| -> Vec<(String, Vec<u8>)> {
+        group
+            .into_iter()
+            .filter(|(rel, text)| current.get(rel).is_none_or(|old| old != text.as_bytes()))
+            .map(|(rel, text)| (rel, text.into_bytes()))
+            .collect()
+    };
+    let mut images = Vec::new();
     for (name, img) in &g.images {
-        let index = load_index(dest, &img.index)?;
-        put_entry(
-            &dest.join(format!("{name}.ipxe")),
-            crate::ipxe::script(&index, &img.index, "", "").as_bytes(),
-        )?;
-        indexes.insert(name.clone(), index);
+        let index = index_of(indexes, &img.index)?;
+        images.push((
+            format!("{name}.ipxe"),
+            crate::ipxe::script(index, &img.index, "", ""),
+        ));
     }
+    dest.write_batch(&changed(images))?;
     failpoint("images-rendered");
+    let mut hosts = Vec::new();
     for (mac, h) in &g.hosts {
-        let index = &indexes[&h.image];
         let img = &g.images[&h.image];
+        let index = index_of(indexes, &img.index)?;
         let mut args = format!("diskless.hostname={}", h.hostname);
         if !h.kernel_args.is_empty() {
             args = format!("{args} {}", h.kernel_args);
@@ -370,42 +350,40 @@ fn render(dest: &Path, g: &Generation) -> anyhow::Result<()> {
             text.find('\n').unwrap() + 1,
             &format!("# host {} ({mac})\n", h.hostname),
         );
-        put_entry(
-            &dest.join("hosts").join(format!("{mac}.ipxe")),
-            text.as_bytes(),
-        )?;
+        hosts.push((format!("hosts/{mac}.ipxe"), text));
     }
+    dest.write_batch(&changed(hosts))?;
     // Hosts no longer in the inventory lose their entry (and fall back to the default).
-    if let Ok(rd) = std::fs::read_dir(dest.join("hosts")) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(mac) = name.strip_suffix(".ipxe") {
-                if !g.hosts.contains_key(mac) {
-                    std::fs::remove_file(e.path())?;
-                }
-            }
-        }
-    }
+    let stale: Vec<String> = files
+        .keys()
+        .filter(|f| {
+            f.strip_prefix("hosts/")
+                .and_then(|n| n.strip_suffix(".ipxe"))
+                .is_some_and(|mac| !g.hosts.contains_key(mac))
+        })
+        .cloned()
+        .collect();
+    dest.remove(&stale)?;
     failpoint("hosts-rendered");
-    put_entry(&dest.join("menu.ipxe"), crate::ipxe::menu(g).as_bytes())?;
-    put_entry(
-        &dest.join("boot.ipxe"),
-        crate::ipxe::boot(g.default_image.as_deref()).as_bytes(),
-    )?;
+    dest.write_batch(&changed(vec![
+        ("menu.ipxe".into(), crate::ipxe::menu(g)),
+        (
+            "boot.ipxe".into(),
+            crate::ipxe::boot(g.default_image.as_deref()),
+        ),
+    ]))?;
     Ok(())
 }
 
-fn record(dest: &Path, g: &Generation) -> anyhow::Result<()> {
-    let dir = dest.join("generations");
-    std::fs::create_dir_all(&dir)?;
+fn record(dest: &Dest, g: &Generation) -> anyhow::Result<()> {
     let mut json = serde_json::to_vec_pretty(g)?;
     json.push(b'\n');
-    write_atomic(&dir.join(format!("{}.json", g.number)), &json)
-        .with_context(|| format!("cannot record generation {} in {}", g.number, dir.display()))
+    dest.write(&format!("generations/{}.json", g.number), &json)
+        .with_context(|| format!("cannot record generation {} in {}", g.number, dest.name()))
 }
 
 pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
-    let dest = dest_dir(&args.to)?;
+    let dest = Dest::parse(&args.to)?;
     let inventory = args
         .inventory
         .as_ref()
@@ -431,12 +409,11 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
             args.out.display()
         );
     }
-    std::fs::create_dir_all(&dest)
-        .with_context(|| format!("cannot create boot server directory {}", dest.display()))?;
-    let _lock = Lock::take(&dest)?;
-    std::fs::create_dir_all(dest.join("objects"))
-        .with_context(|| format!("cannot write to {}", dest.display()))?;
-    let gens = generations(&dest)?;
+    // The first contact with DEST: unreachable or unwritable fails here, before any write.
+    let _lock = dest.lock(true)?;
+    let snap = dest.snapshot()?;
+    let files = &snap.files;
+    let gens = read_generations(&dest, &snap)?;
     let current = gens.last().cloned();
     let now = now();
 
@@ -459,6 +436,8 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
         );
     }
     let names: BTreeSet<String> = images.keys().cloned().collect();
+    // New node segments, stored with the image objects below.
+    let mut node_segments: Vec<(String, Vec<u8>)> = Vec::new();
     let (default_image, menu_timeout, hosts) = match &inventory {
         Some(inv) => {
             inv.check_images(args.inventory.as_ref().unwrap(), &names)?;
@@ -475,13 +454,9 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
                     None => {
                         let bytes = node_segment(&files)?;
                         let sha = sha256_hex(&bytes);
-                        let target = dest.join(crate::index::object_path(&sha));
-                        write_atomic(&target, &bytes)
-                            .with_context(|| format!("cannot write {}", target.display()))?;
-                        Artifact {
-                            sha256: sha,
-                            size: bytes.len() as u64,
-                        }
+                        let size = bytes.len() as u64;
+                        node_segments.push((sha.clone(), bytes));
+                        Artifact { sha256: sha, size }
                     }
                 };
                 hosts.insert(
@@ -503,18 +478,31 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
         },
     };
 
-    // Objects first.
-    let (mut copied, mut bytes) = (0, 0);
+    // Objects first, each only when missing.
+    let mut present: BTreeSet<&str> = files
+        .keys()
+        .filter_map(|f| f.strip_prefix("objects/"))
+        .collect();
+    let mut missing: Vec<(&str, PathBuf)> = Vec::new();
     for (sha, index) in new_images.values() {
-        let objects = index.objects().into_iter().map(|o| o.sha256.to_string());
-        for o in std::iter::once(sha.clone()).chain(objects) {
-            if let Some(n) = copy_object(&args.out.join(crate::index::object_path(&o)), &dest, &o)?
-            {
-                copied += 1;
-                bytes += n;
+        let objects = index.objects().into_iter().map(|o| o.sha256);
+        for o in std::iter::once(sha.as_str()).chain(objects) {
+            if present.insert(o) {
+                missing.push((o, args.out.join(crate::index::object_path(o))));
             }
         }
     }
+    let sources: Vec<(&str, Source)> = node_segments
+        .iter()
+        .map(|(sha, bytes)| (sha.as_str(), Source::Bytes(bytes)))
+        .chain(missing.iter().map(|(sha, p)| (*sha, Source::File(p))))
+        .collect();
+    let copied = missing.len() as u64;
+    let bytes = dest.put_objects(&sources)?
+        - node_segments
+            .iter()
+            .map(|(_, b)| b.len() as u64)
+            .sum::<u64>();
     failpoint("objects-copied");
 
     let mut next = Generation {
@@ -538,9 +526,18 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
         record(&dest, &next)?;
         failpoint("generation-recorded");
     }
-    render(&dest, &next)?;
+    let mut indexes: Indexes = new_images
+        .values()
+        .map(|(sha, index)| (sha.clone(), Ok(index.clone())))
+        .collect();
+    read_indexes(
+        &dest,
+        &mut indexes,
+        next.images.values().map(|i| i.index.clone()),
+    )?;
+    render(&dest, &snap, &next, &indexes)?;
     Ok(PublishReport {
-        dest,
+        dest: dest.name(),
         generation: (!unchanged).then_some(next.number),
         objects_copied: copied,
         bytes_copied: bytes,
@@ -552,14 +549,16 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
 /// Restores the previous index of `image` (the newest earlier generation with a different
 /// one) as a new generation.
 pub fn rollback(to: &str, image: &str) -> anyhow::Result<u64> {
-    let dest = dest_dir(to)?;
-    let _lock = Lock::take(&dest)?;
-    let gens = generations(&dest)?;
+    let dest = Dest::parse(to)?;
+    let _lock = dest.lock(false)?;
+    let snap = dest.snapshot()?;
+    let files = &snap.files;
+    let gens = read_generations(&dest, &snap)?;
     let current = gens.last().context("nothing has been published here yet")?;
     let now_index = current
         .images
         .get(image)
-        .with_context(|| format!("image {image:?} is not published in {}", dest.display()))?;
+        .with_context(|| format!("image {image:?} is not published in {}", dest.name()))?;
     let previous = gens
         .iter()
         .rev()
@@ -570,13 +569,21 @@ pub fn rollback(to: &str, image: &str) -> anyhow::Result<u64> {
     next.number += 1;
     next.published_at = now();
     next.images.insert(image.to_string(), previous.clone());
-    for o in referenced(&dest, &next)? {
-        if !dest.join(crate::index::object_path(&o)).exists() {
+    let mut indexes = Indexes::new();
+    read_indexes(
+        &dest,
+        &mut indexes,
+        next.images.values().map(|i| i.index.clone()),
+    )?;
+    let needed =
+        referenced(&indexes, &next).with_context(|| format!("cannot roll back {image}"))?;
+    for o in needed {
+        if !files.contains_key(&crate::index::object_path(&o)) {
             bail!("cannot roll back {image}: object {o} was garbage-collected");
         }
     }
     record(&dest, &next)?;
-    render(&dest, &next)?;
+    render(&dest, &snap, &next, &indexes)?;
     Ok(next.number)
 }
 
@@ -590,37 +597,86 @@ pub struct GcReport {
 
 /// Keeps the newest `keep` generations and the objects they reference; removes the rest.
 pub fn gc(to: &str, keep: usize) -> anyhow::Result<GcReport> {
-    let dest = dest_dir(to)?;
+    let dest = Dest::parse(to)?;
     if keep == 0 {
         bail!("--keep must be at least 1: the current generation is always kept");
     }
-    let _lock = Lock::take(&dest)?;
-    let gens = generations(&dest)?;
+    let _lock = dest.lock(false)?;
+    let snap = dest.snapshot()?;
+    let files = &snap.files;
+    let gens = read_generations(&dest, &snap)?;
     let split = gens.len().saturating_sub(keep);
     let (old, kept) = gens.split_at(split);
+    let mut indexes = Indexes::new();
+    read_indexes(
+        &dest,
+        &mut indexes,
+        kept.iter()
+            .flat_map(|g| g.images.values().map(|i| i.index.clone())),
+    )?;
     let mut live = BTreeSet::new();
     for g in kept {
-        live.extend(referenced(&dest, g)?);
+        live.extend(referenced(&indexes, g)?);
     }
     let mut report = GcReport {
         kept_generations: kept.iter().map(|g| g.number).collect(),
-        removed_generations: Vec::new(),
+        removed_generations: old.iter().map(|g| g.number).collect(),
         removed_objects: 0,
         freed_bytes: 0,
     };
     // Records first: a crash after this step leaves unreferenced objects, never dangling records.
-    for g in old {
-        std::fs::remove_file(dest.join("generations").join(format!("{}.json", g.number)))?;
-        report.removed_generations.push(g.number);
-    }
-    if let Ok(rd) = std::fs::read_dir(dest.join("objects")) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !live.contains(&name) {
-                report.freed_bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-                std::fs::remove_file(e.path())?;
+    let records: Vec<String> = old
+        .iter()
+        .map(|g| format!("generations/{}.json", g.number))
+        .collect();
+    dest.remove(&records)?;
+    let mut dead = Vec::new();
+    for (rel, size) in files {
+        if let Some(name) = rel.strip_prefix("objects/") {
+            if !live.contains(name) {
+                report.freed_bytes += size;
                 report.removed_objects += 1;
+                dead.push(rel.clone());
             }
+        }
+    }
+    dest.remove(&dead)?;
+    Ok(report)
+}
+
+/// The object half of `verify` for a destination without a local path: digests computed on
+/// the server.
+fn verify_remote_objects(
+    dest: &Dest,
+    files: &BTreeMap<String, u64>,
+) -> anyhow::Result<crate::verify::VerifyReport> {
+    let mut report = crate::verify::VerifyReport {
+        objects: 0,
+        bytes: 0,
+        images: Vec::new(),
+        problems: Vec::new(),
+    };
+    for h in dest.hash_objects(files)? {
+        let name = &h.name;
+        if name.starts_with(".tmp-") {
+            report.problems.push(format!(
+                "objects/{name}: leftover temporary file from an interrupted write"
+            ));
+            continue;
+        }
+        match h.digest {
+            Ok(digest) => {
+                report.objects += 1;
+                report.bytes += h.size;
+                if &digest != name {
+                    report
+                        .problems
+                        .push(format!("objects/{name}: content hashes to {digest}"));
+                }
+            }
+            Err(err) => report
+                .problems
+                .push(format!("objects/{name}: cannot read: {err}")),
         }
     }
     Ok(report)
@@ -629,9 +685,20 @@ pub fn gc(to: &str, keep: usize) -> anyhow::Result<GcReport> {
 /// `verify --to DEST`: objects hash to their names, every entry refers to existing objects,
 /// and no per-node (secret) segment is reachable from a shared entry.
 pub fn verify_dest(to: &str) -> anyhow::Result<crate::verify::VerifyReport> {
-    let dest = dest_dir(to)?;
-    let mut report = crate::verify::verify_objects(&dest)?;
-    let gens = generations(&dest)?;
+    let dest = Dest::parse(to)?;
+    let (snap, mut report) = match &dest {
+        Dest::Local(path) => {
+            let report = crate::verify::verify_objects(path)?;
+            (dest.snapshot()?, report)
+        }
+        Dest::Ssh(_) => {
+            let snap = dest.snapshot()?;
+            let report = verify_remote_objects(&dest, &snap.files)?;
+            (snap, report)
+        }
+    };
+    let files = &snap.files;
+    let gens = read_generations(&dest, &snap)?;
     let Some(current) = gens.last() else {
         report
             .problems
@@ -639,11 +706,18 @@ pub fn verify_dest(to: &str) -> anyhow::Result<crate::verify::VerifyReport> {
         return Ok(report);
     };
     report.images = current.images.keys().cloned().collect();
+    let mut indexes = Indexes::new();
+    read_indexes(
+        &dest,
+        &mut indexes,
+        gens.iter()
+            .flat_map(|g| g.images.values().map(|i| i.index.clone())),
+    )?;
     for g in &gens {
-        match referenced(&dest, g) {
+        match referenced(&indexes, g) {
             Ok(objs) => {
                 for o in objs {
-                    if !dest.join(crate::index::object_path(&o)).exists() {
+                    if !files.contains_key(&crate::index::object_path(&o)) {
                         report
                             .problems
                             .push(format!("generation {}: object {o} is missing", g.number));
@@ -659,23 +733,11 @@ pub fn verify_dest(to: &str) -> anyhow::Result<crate::verify::VerifyReport> {
         .iter()
         .flat_map(|g| g.hosts.values().map(|h| h.node_segment.sha256.clone()))
         .collect();
-    let mut entries: Vec<PathBuf> = Vec::new();
-    for dir in [dest.clone(), dest.join("hosts")] {
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            entries.extend(
-                rd.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "ipxe")),
-            );
-        }
-    }
-    entries.sort();
-    for path in entries {
-        let rel = path.strip_prefix(&dest).unwrap().display().to_string();
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
+    for (rel, bytes) in snap.texts.iter().filter(|(rel, _)| is_entry(rel)) {
+        let text = String::from_utf8_lossy(bytes);
         let in_hosts = rel.starts_with("hosts/");
         for sha in crate::ipxe::referenced_objects(&text) {
-            if !dest.join("objects").join(sha).exists() {
+            if !files.contains_key(&crate::index::object_path(sha)) {
                 report
                     .problems
                     .push(format!("{rel}: refers to objects/{sha}, which is missing"));
@@ -689,7 +751,7 @@ pub fn verify_dest(to: &str) -> anyhow::Result<crate::verify::VerifyReport> {
     }
     // No image index may list a per-node segment.
     for img in current.images.values() {
-        if let Ok(index) = load_index(&dest, &img.index) {
+        if let Ok(index) = index_of(&indexes, &img.index) {
             for s in &index.segments {
                 if secrets.contains(&s.sha256) {
                     report.problems.push(format!(

@@ -2,139 +2,9 @@
 //! inventory, rollback, gc, crash safety at every step, and bad input that leaves DEST untouched.
 //! These use small images; the QEMU proof that a published directory boots is in the boot tests.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn diskless() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_diskless"))
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let o = cmd.output().unwrap();
-    assert!(
-        o.status.success(),
-        "{:?} failed: {}{}",
-        cmd,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn fails(cmd: &mut Command) -> String {
-    let o: Output = cmd.output().unwrap();
-    assert!(!o.status.success(), "{cmd:?} should fail");
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Path → bytes of everything below `dir`, for "untouched" checks.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    walkdir::WalkDir::new(dir)
-        .sort_by_file_name()
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_type().is_file())
-        .map(|e| (e.path().to_owned(), std::fs::read(e.path()).unwrap()))
-        .collect()
-}
-
-struct Lab {
-    dir: tempfile::TempDir,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("kernel"), b"kernel bytes").unwrap();
-        std::fs::write(
-            dir.path().join("ca.crt"),
-            b"-----BEGIN CERTIFICATE-----\nx\n",
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("token"), b"abcdef.0123456789abcdef\n").unwrap();
-        Lab { dir }
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// Builds a tiny image named `name` whose config says `version` into `out`.
-    fn build(&self, out: &str, name: &str, version: &str) -> PathBuf {
-        let plan = serde_json::json!({
-            "version": 1, "name": name, "description": format!("test image {version}"),
-            "kernel": {"image": self.p("kernel"), "cmdline": "console=ttyS0"},
-            "compression": {"algorithm": "gzip"},
-            "components": [
-                {"name": "base", "generated": [{"dest": "/etc/base", "contents": "same in every version"}]},
-                {"name": "config", "generated": [{"dest": "/etc/version", "contents": version}]}
-            ]
-        });
-        let plan_path = self.p(&format!("{name}-{version}.json"));
-        std::fs::write(&plan_path, plan.to_string()).unwrap();
-        ok(diskless()
-            .args(["build", "--no-cache", "--plan"])
-            .arg(&plan_path)
-            .arg("--out")
-            .arg(self.p(out)));
-        self.p(out)
-    }
-
-    fn inventory(&self, text: &str) -> PathBuf {
-        let p = self.p("inventory.toml");
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn publish(&self, out: &Path, dest: &Path, inventory: Option<&Path>) -> serde_json::Value {
-        let mut cmd = diskless();
-        cmd.arg("publish")
-            .arg(out)
-            .arg("--to")
-            .arg(dest)
-            .arg("--json");
-        if let Some(i) = inventory {
-            cmd.arg("--inventory").arg(i);
-        }
-        serde_json::from_str(&ok(&mut cmd)).unwrap()
-    }
-
-    fn verify(&self, dest: &Path) {
-        ok(diskless().arg("verify").arg("--to").arg(dest));
-    }
-}
-
-const INVENTORY: &str = r#"
-default_image = "worker"
-menu_timeout = 3
-
-[join]
-api_server = "https://10.0.2.100:6443"
-ca_file = "ca.crt"
-token_file = "token"
-
-[[hosts]]
-mac = "52:54:00:12:34:56"
-hostname = "s2"
-image = "worker"
-labels = { "node-role.kubernetes.io/worker" = "" }
-kernel_args = "diskless.debug"
-kubelet_mode = "join"
-
-[[hosts]]
-mac = "52:54:00:12:34:57"
-hostname = "s3"
-image = "worker"
-"#;
-
-/// The objects/<sha> names an entry refers to.
-fn objects_of(entry: &str) -> Vec<String> {
-    entry
-        .split_whitespace()
-        .filter_map(|w| w.split("objects/").nth(1).map(String::from))
-        .collect()
-}
+use common::{diskless, fails, objects_of, ok, snapshot, Lab, INVENTORY};
 
 #[test]
 fn publish_twice_is_a_no_op_and_hosts_get_their_own_segment() {
@@ -334,13 +204,17 @@ fn bad_inventories_and_destinations_leave_dest_untouched() {
         assert!(e.contains("inventory") && e.contains(why), "{e}");
         assert_eq!(before, snapshot(&dest));
     }
+    // An ssh URL without a path is refused before anything is contacted.
     let e = fails(
         diskless()
             .arg("publish")
             .arg(&out)
-            .args(["--to", "ssh://lab-server/srv/tftp"]),
+            .args(["--to", "ssh://lab-server"]),
     );
-    assert!(e.contains("ssh destinations are not supported yet"), "{e}");
+    assert!(
+        e.contains("ssh://lab-server") && e.contains("no path"),
+        "{e}"
+    );
     let e = fails(
         diskless()
             .arg("publish")
