@@ -17,6 +17,7 @@ mod modules;
 mod mounts;
 mod network;
 mod node;
+mod prefetch;
 mod services;
 mod squashfs;
 mod supervisor;
@@ -126,6 +127,12 @@ fn from_initramfs() -> ! {
 fn from_tmpfs_root() -> ! {
     let cmdline = Cmdline::read().unwrap_or_else(|e| fatal("cmdline", &e.0));
     let contract = Contract::load().unwrap_or_else(|e| fatal("contract", &e));
+    if contract.segments.iter().any(|s| s.squashfs.is_some()) {
+        prefetch::spawn(prefetch::targets(
+            &contract.services,
+            !contract.images.is_empty(),
+        ));
+    }
     // Per-node identity, never baked into the image. Not fatal.
     if let Err(e) = machineid::ensure() {
         log::failed("machine-id", &e);
@@ -145,53 +152,27 @@ fn from_tmpfs_root() -> ! {
         Err(e) => log::failed("node", &format!("{e}; the kubelet will not be started")),
     }
 
-    // 4. Modules, sysctls, cgroup controllers. Not fatal.
-    let t = Instant::now();
-    match modules::load_all(&contract.modules) {
-        Ok(l) => log::ok(
-            "modules",
-            &format!(
-                "{} loaded, {} already present, {} optional failed, {:.2} s on {} CPUs",
-                l.loaded,
-                l.already,
-                l.failed_optional.len(),
-                t.elapsed().as_secs_f64(),
-                l.workers
-            ),
-        ),
-        Err(e) => log::failed("modules", &e),
+    // 4–5. Modules, sysctls, cgroup controllers, then the network, in one background thread:
+    // containerd needs only overlayfs (loaded first, here) to start and import the images, so
+    // its start overlaps the rest; every other service (kubelet: bridge netfilter, the node's
+    // address and hostname) and the check hook wait for the thread. Not fatal.
+    let early = modules::closure(&contract.modules, &["overlay"]);
+    if let Err(e) = modules::load_all(&early) {
+        log::warn(&format!("overlay for containerd: {e}"));
     }
-    match sysctl::apply_sysctls(&contract.sysctls) {
-        Ok(n) => log::ok("sysctls", &format!("{n} set")),
-        Err(e) => log::failed("sysctls", &e),
-    }
-    match sysctl::enable_controllers(&contract.cgroup_controllers) {
-        Ok(_) => log::ok("cgroups", &contract.cgroup_controllers.join(" ")),
-        Err(e) => log::failed("cgroups", &e),
-    }
-
-    // 5. Network, in the background: containerd and the image import need none, so DHCP
-    // overlaps their start; every other service waits for it (kubelet needs the node's
-    // address and hostname). Not fatal.
-    let network = {
-        let (net, cmdline, name) = (
-            contract.network.clone(),
-            cmdline.clone(),
-            contract.name.clone(),
-        );
-        std::thread::spawn(move || match network::configure(&net, &cmdline, &name) {
-            Ok(s) => log::ok("network", &s),
-            Err(e) => log::failed("network", &e),
-        })
+    let system = {
+        let c = contract.clone();
+        let cmdline = cmdline.clone();
+        std::thread::spawn(move || system(&c, &cmdline))
     };
-    let mut network = Some(network);
+    let mut system = Some(system);
 
     // 6. Services in order, each ready before the next; images once containerd is. Not fatal:
     // the supervisor keeps restarting what fails.
     let mut sup = Supervisor::default();
     for svc in &contract.services {
         if svc.name != "containerd" {
-            wait_network(&mut network);
+            wait_system(&mut system);
         }
         if svc.name == "kubelet" {
             match node::kubelet_service(svc, &node) {
@@ -214,7 +195,7 @@ fn from_tmpfs_root() -> ! {
             "the image has preloaded images but no service named containerd",
         );
     }
-    wait_network(&mut network);
+    wait_system(&mut system);
     log::ok("boot", &format!("{} ready", contract.name));
     if let Some(mode) = &cmdline.check {
         let check = internal_service("check", vec!["/init".into(), "check".into(), mode.clone()]);
@@ -250,11 +231,42 @@ fn node_line(n: &node::NodeConfig, cmdline: &Cmdline, contract: &Contract) -> St
     line
 }
 
-/// Joins the network step if it still runs (its outcome is logged by the step itself).
-fn wait_network(network: &mut Option<std::thread::JoinHandle<()>>) {
-    if let Some(h) = network.take() {
+/// Steps 4 and 5: modules (on every CPU), sysctls, cgroup controllers, network.
+fn system(contract: &Contract, cmdline: &Cmdline) {
+    let t = Instant::now();
+    match modules::load_all(&contract.modules) {
+        Ok(l) => log::ok(
+            "modules",
+            &format!(
+                "{} loaded, {} already present, {} optional failed, {:.2} s on {} CPUs",
+                l.loaded,
+                l.already,
+                l.failed_optional.len(),
+                t.elapsed().as_secs_f64(),
+                l.workers
+            ),
+        ),
+        Err(e) => log::failed("modules", &e),
+    }
+    match sysctl::apply_sysctls(&contract.sysctls) {
+        Ok(n) => log::ok("sysctls", &format!("{n} set")),
+        Err(e) => log::failed("sysctls", &e),
+    }
+    match sysctl::enable_controllers(&contract.cgroup_controllers) {
+        Ok(_) => log::ok("cgroups", &contract.cgroup_controllers.join(" ")),
+        Err(e) => log::failed("cgroups", &e),
+    }
+    match network::configure(&contract.network, cmdline, &contract.name) {
+        Ok(s) => log::ok("network", &s),
+        Err(e) => log::failed("network", &e),
+    }
+}
+
+/// Joins the modules/sysctls/network thread if it still runs (its steps log themselves).
+fn wait_system(system: &mut Option<std::thread::JoinHandle<()>>) {
+    if let Some(h) = system.take() {
         if h.join().is_err() {
-            log::failed("network", "the network step panicked");
+            log::failed("network", "the modules and network step panicked");
         }
     }
 }

@@ -30,6 +30,22 @@ pub fn load_all(modules: &[Module]) -> Result<Loaded, String> {
     load_with(modules, workers, load)
 }
 
+/// The modules named in `names` that the image has, with everything they must follow, in
+/// the image's order.
+pub fn closure(all: &[Module], names: &[&str]) -> Vec<Module> {
+    let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    // `after` names only earlier modules, so one backwards pass closes the set.
+    for m in all.iter().rev() {
+        if want.contains(&m.name) {
+            want.extend(m.after.iter().cloned());
+        }
+    }
+    all.iter()
+        .filter(|m| want.contains(&m.name))
+        .cloned()
+        .collect()
+}
+
 /// Loads `modules` on `workers` threads with `loader` (finit_module, or a recorder in tests).
 fn load_with(
     modules: &[Module],

@@ -43,22 +43,7 @@ struct LoopConfig {
 
 /// The modules needed to mount squashfs images, with what they need first.
 pub fn modules(contract: &Contract) -> Vec<Module> {
-    let mut want: Vec<String> = ["loop", "squashfs", "overlay"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    // `after` names only earlier modules, so one backwards pass closes the set.
-    for m in contract.modules.iter().rev() {
-        if want.contains(&m.name) {
-            want.extend(m.after.iter().cloned());
-        }
-    }
-    contract
-        .modules
-        .iter()
-        .filter(|m| want.contains(&m.name))
-        .cloned()
-        .collect()
+    crate::modules::closure(&contract.modules, &["loop", "squashfs", "overlay"])
 }
 
 /// Attaches `image` to a free loop device, read-only. Returns the device and its open file:
