@@ -114,6 +114,83 @@ fn valid_hostname(h: &str) -> bool {
         })
 }
 
+/// Kubernetes' label-name syntax: 1–63 of `[A-Za-z0-9_.-]`, alphanumeric at both ends.
+fn label_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=63).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+}
+
+/// A label the kubelet accepts in `--node-labels` (checked here so a bad inventory fails at
+/// publish, not at boot): `[prefix/]name` and an empty or name-shaped value, and in the
+/// kubernetes.io/k8s.io namespaces only what the kubelet may set on itself (kubelet v1.36's
+/// `--node-labels` rule; the node's init checks the same).
+fn check_label(key: &str, value: &str) -> Result<(), String> {
+    let (prefix, name) = label_syntax(key, value)?;
+    let in_ns = |ns: &str| prefix.is_some_and(|p| p == ns || p.ends_with(&format!(".{ns}")));
+    let allowed = in_ns("kubelet.kubernetes.io")
+        || in_ns("node.kubernetes.io")
+        || [
+            "beta.kubernetes.io/arch",
+            "beta.kubernetes.io/instance-type",
+            "beta.kubernetes.io/os",
+            "failure-domain.beta.kubernetes.io/region",
+            "failure-domain.beta.kubernetes.io/zone",
+            "kubernetes.io/arch",
+            "kubernetes.io/hostname",
+            "kubernetes.io/os",
+            "topology.kubernetes.io/region",
+            "topology.kubernetes.io/zone",
+        ]
+        .contains(&key);
+    if (in_ns("kubernetes.io") || in_ns("k8s.io")) && !allowed {
+        return Err(format!(
+            "the kubelet refuses to set {key:?} on its own node (kubernetes.io/k8s.io labels other than \
+             node.kubernetes.io/… and kubelet.kubernetes.io/…); use e.g. node.kubernetes.io/{name}, \
+             or set it with kubectl once the node has joined"
+        ));
+    }
+    Ok(())
+}
+
+/// `[prefix/]name` and value syntax shared by labels and taints; returns (prefix, name).
+fn label_syntax<'k>(key: &'k str, value: &str) -> Result<(Option<&'k str>, &'k str), String> {
+    let (prefix, name) = key
+        .split_once('/')
+        .map_or((None, key), |(p, n)| (Some(p), n));
+    let prefix_ok = prefix.is_none_or(|p| p.len() <= 253 && p.split('.').all(valid_hostname));
+    if !prefix_ok || !label_name(name) {
+        return Err(format!(
+            "{key:?} is not a label key ([dns.prefix/]name, name 1–63 of letters, digits, '-', '_', '.')"
+        ));
+    }
+    if !value.is_empty() && !label_name(value) {
+        return Err(format!(
+            "value {value:?} must be empty or 1–63 of letters, digits, '-', '_', '.'"
+        ));
+    }
+    Ok((prefix, name))
+}
+
+/// A taint as `--register-with-taints` takes it: `key[=value]:Effect`.
+fn check_taint(t: &str) -> Result<(), String> {
+    let Some((kv, effect)) = t.rsplit_once(':') else {
+        return Err(format!("{t:?}: expected key=value:Effect or key:Effect"));
+    };
+    if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect) {
+        return Err(format!(
+            "{t:?}: effect {effect:?} is not NoSchedule, PreferNoSchedule or NoExecute"
+        ));
+    }
+    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+    label_syntax(k, v)
+        .map(drop)
+        .map_err(|e| format!("{t:?}: {e}"))
+}
+
 impl Inventory {
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
         let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
@@ -191,6 +268,13 @@ impl Inventory {
                     "join mode needs a [join] section with api_server, ca_file and token_file"
                         .into(),
                 ));
+            }
+            for (k, v) in &h.labels {
+                check_label(k, v)
+                    .map_err(|why| invalid(format!("hosts[{i}].labels.{k:?}"), why))?;
+            }
+            for (j, t) in h.taints.iter().enumerate() {
+                check_taint(t).map_err(|why| invalid(format!("hosts[{i}].taints[{j}]"), why))?;
             }
             if h.kernel_args.contains('\n') {
                 return Err(invalid(
@@ -274,5 +358,51 @@ mod tests {
         assert!(e.contains("hosts[0].mac") && e.contains("not a MAC"), "{e}");
         let e = parse("hots = 1\n").unwrap_err().to_string();
         assert!(e.contains("unknown field"), "{e}");
+    }
+
+    /// Labels and taints the kubelet would refuse at boot are refused at publish.
+    #[test]
+    fn labels_and_taints_the_kubelet_refuses() {
+        let host = |extra: &str| {
+            format!("[[hosts]]\nmac = \"52:54:00:00:00:01\"\nhostname = \"a\"\nimage = \"w\"\n{extra}\n")
+        };
+        let ok = host(
+            "labels = { zone = \"lab-a\", \"node.kubernetes.io/pool\" = \"ci\", \"topology.kubernetes.io/zone\" = \"z1\" }\n\
+             taints = [\"dedicated=ci:NoSchedule\", \"node-role.kubernetes.io/control-plane:NoSchedule\"]",
+        );
+        parse(&ok).unwrap();
+        for (extra, field, why) in [
+            (
+                "labels = { \"node-role.kubernetes.io/worker\" = \"\" }",
+                "labels.\"node-role.kubernetes.io/worker\"",
+                "refuses",
+            ),
+            (
+                "labels = { \"bad key\" = \"x\" }",
+                "labels.\"bad key\"",
+                "not a label key",
+            ),
+            (
+                "labels = { zone = \"a,b\" }",
+                "labels.\"zone\"",
+                "value \"a,b\"",
+            ),
+            (
+                "taints = [\"dedicated=ci:NoSchedul\"]",
+                "taints[0]",
+                "effect",
+            ),
+            (
+                "taints = [\"dedicated=ci\"]",
+                "taints[0]",
+                "expected key=value:Effect",
+            ),
+        ] {
+            let e = parse(&host(extra)).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("hosts[0].{field}")) && e.contains(why),
+                "{extra}: {e}"
+            );
+        }
     }
 }

@@ -435,14 +435,30 @@ fn join_node_runs_the_kubelet_with_its_flags() {
     };
     let out = kubelet_image(kubelet.to_str().expect("$KUBELET is UTF-8"));
     let inventory = lab.join("lab.toml");
-    // s3 asks for a label the kubelet refuses at startup: its node stage must fail, naming it,
-    // and its kubelet must not be started.
+    // s3 asks for a label the kubelet refuses at startup: publish refuses the inventory,
+    // naming it, and leaves DEST alone (the init refuses it too: node.rs unit tests).
     let s3 = S2_HOST
         .replace("aa:bb:01", "aa:bb:03")
         .replace("\"s2\"", "\"s3\"")
         .replace("node.kubernetes.io/pool", "node-role.kubernetes.io/worker");
     std::fs::write(&inventory, format!("{join}\n{S2_HOST}\n{s3}")).unwrap();
     let dest = lab.join("srv");
+    let o = Command::new(DISKLESS)
+        .arg("publish")
+        .arg(out)
+        .arg("--to")
+        .arg(&dest)
+        .arg("--inventory")
+        .arg(&inventory)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && !dest.exists(), "{e}");
+    assert!(
+        e.contains("hosts[1].labels.\"node-role.kubernetes.io/worker\"") && e.contains("refuses"),
+        "{e}"
+    );
+    std::fs::write(&inventory, format!("{join}\n{S2_HOST}")).unwrap();
     let o = Command::new(DISKLESS)
         .arg("publish")
         .arg(out)
@@ -501,24 +517,4 @@ fn join_node_runs_the_kubelet_with_its_flags() {
             "{flag} missing: {detail}"
         );
     }
-
-    let (ok, r) = check(
-        &dest,
-        &["--server", "--mac", "52:54:00:aa:bb:03", "--memory", "1024"],
-    );
-    assert!(!ok && r["ok"] == false);
-    let failures: Vec<&str> = r["failures"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f.as_str().unwrap())
-        .collect();
-    eprintln!("s3 failures: {failures:#?}");
-    assert_eq!(failures.len(), 3, "{failures:#?}");
-    assert!(failures[0].starts_with(
-        "stage node FAILED: /.diskless/node/node.json: labels.\"node-role.kubernetes.io/worker\": the kubelet refuses"
-    ));
-    assert!(failures[1].starts_with("stage kubelet FAILED: not started"));
-    assert!(failures[2].starts_with("check node FAIL"));
-    assert!(r["memory"]["rss_kubelet_kb"].is_null(), "a kubelet ran");
 }

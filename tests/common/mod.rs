@@ -168,7 +168,7 @@ token_file = "token"
 mac = "52:54:00:12:34:56"
 hostname = "s2"
 image = "worker"
-labels = { "node-role.kubernetes.io/worker" = "" }
+labels = { "node.kubernetes.io/worker" = "" }
 kernel_args = "diskless.debug"
 kubelet_mode = "join"
 

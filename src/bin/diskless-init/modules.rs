@@ -215,6 +215,23 @@ mod tests {
     }
 
     #[test]
+    fn closure_takes_prerequisites_in_image_order() {
+        let mods = vec![
+            m("crc32c", &[]),
+            m("loop", &[]),
+            m("libcrc32c", &["crc32c"]),
+            m("overlay", &[]),
+            m("squashfs", &["libcrc32c", "crc32c"]),
+            m("bridge", &[]),
+        ];
+        let names: Vec<String> = closure(&mods, &["squashfs", "overlay", "absent"])
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(names, ["crc32c", "libcrc32c", "overlay", "squashfs"]);
+    }
+
+    #[test]
     fn failures_are_reported_by_name() {
         let mods = vec![m("ok", &[]), m("bad", &["ok"])];
         let e = load_with(&mods, 2, |p| {
