@@ -34,16 +34,16 @@ fn missing_tools() -> Option<String> {
 
 /// Builds the reference image into cargo's scratch directory for tests (reused, so no
 /// temporary directories pile up; the builder's cache keeps rebuilds quick).
-fn build(kubelet: Option<&str>) -> PathBuf {
-    let name = if kubelet.is_some() {
-        "boot-kubelet"
-    } else {
-        "boot-reference"
+fn build(kubelet: Option<&str>, packing: &str) -> PathBuf {
+    let name = match kubelet {
+        Some(_) => format!("boot-kubelet-{packing}"),
+        None => format!("boot-reference-{packing}"),
     };
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     let mut cmd = Command::new(DISKLESS);
-    cmd.args(["build", "--host", "--out"]).arg(&dir);
+    cmd.args(["build", "--host", "--packing", packing, "--out"])
+        .arg(&dir);
     match kubelet {
         Some(k) => cmd.env("KUBELET", k),
         None => cmd.env_remove("KUBELET"),
@@ -57,15 +57,24 @@ fn build(kubelet: Option<&str>) -> PathBuf {
     dir
 }
 
+/// The reference worker as built by default (containerd squashfs-packed).
 fn reference_image() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| build(None))
+    DIR.get_or_init(|| build(None, "squashfs"))
+}
+
+/// The reference worker with every file unpacked by the kernel (`--packing cpio`): the init's
+/// other root-switch path (plain read-only bind of /usr), and big enough to overflow the
+/// kernel's initramfs on a small machine.
+fn cpio_image() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build(None, "cpio"))
 }
 
 /// The reference image with `$KUBELET`, built once for every test that needs it.
 fn kubelet_image(kubelet: &str) -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| build(Some(kubelet)))
+    DIR.get_or_init(|| build(Some(kubelet), "squashfs"))
 }
 
 /// Join material for an inventory in `lab`: a throwaway self-signed CA (real PEM, because the
@@ -134,17 +143,26 @@ fn check(out: &Path, extra: &[&str]) -> (bool, Value) {
     let output = Command::new(DISKLESS)
         .arg("check")
         .arg(out)
-        .args(["--json", "--timeout", "400"])
+        .args(["--json", "--verbose", "--timeout", "400"])
         .args(extra)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let console = String::from_utf8_lossy(&output.stderr);
     let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
         panic!(
             "diskless check printed no JSON report ({e}):\n{stdout}\n{}",
             String::from_utf8_lossy(&output.stderr)
         )
     });
+    if report["ok"] != true {
+        // The guest's console (from --verbose) is what explains a failure: its last lines.
+        let lines: Vec<&str> = console.lines().collect();
+        eprintln!(
+            "--- console (last 120 lines) ---\n{}\n---",
+            lines[lines.len().saturating_sub(120)..].join("\n")
+        );
+    }
     // The numbers a benchmark report needs, in the test log.
     eprintln!(
         "check {extra:?}: ok={} timeline={} memory={}",
@@ -220,7 +238,8 @@ fn too_little_ram_stops_with_a_clear_message() {
         eprintln!("skipped: {why}");
         return;
     }
-    let out = reference_image();
+    // The squashfs-packed image boots in 176 MiB; the cpio one does not fit.
+    let out = cpio_image();
     // With RAM about the image's unpacked size, the kernel's initramfs (half of RAM) overflows.
     let memory = unpacked_mib(out).max(176).to_string();
     let (ok, r) = check(out, &["--memory", &memory]);
@@ -245,9 +264,10 @@ fn killed_containerd_is_restarted_by_the_init() {
         eprintln!("skipped: {why}");
         return;
     }
-    // Also exercises the command line's static address and hostname instead of DHCP.
+    // Also exercises the command line's static address and hostname instead of DHCP, and the
+    // cpio-packed image's root switch.
     let (ok, r) = check(
-        reference_image(),
+        cpio_image(),
         &[
             "--memory",
             "512",
