@@ -109,12 +109,8 @@ const S2_HOST: &str =
 /// Asserts the node lines of a boot of host s2 (`S2_HOST`): the init's stage line, and the check
 /// hook's view of the running node (hostname set, secrets still 0600 after the root switch).
 fn assert_s2_node(r: &Value) {
-    let stage = r["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "node")
-        .unwrap_or_else(|| panic!("no node stage: {:#}", r["stages"]));
+    let stage =
+        named(r, "stages", "node").unwrap_or_else(|| panic!("no node stage: {:#}", r["stages"]));
     eprintln!("stage node {} {}", stage["status"], stage["detail"]);
     assert_eq!(stage["status"], "ok", "{stage}");
     let detail = stage["detail"].as_str().unwrap();
@@ -122,12 +118,8 @@ fn assert_s2_node(r: &Value) {
         detail.starts_with("hostname=s2 mode=join labels=2 taints=1"),
         "{detail}"
     );
-    let check = r["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "node")
-        .unwrap_or_else(|| panic!("no node check: {:#}", r["checks"]));
+    let check =
+        named(r, "checks", "node").unwrap_or_else(|| panic!("no node check: {:#}", r["checks"]));
     eprintln!("check node {} {}", check["status"], check["detail"]);
     assert_eq!(check["status"], "ok", "{check}");
     assert_eq!(
@@ -171,12 +163,13 @@ fn check(out: &Path, extra: &[&str]) -> (bool, Value) {
     (output.status.success(), report)
 }
 
+/// The entry named `name` in a report's `stages` or `checks` list.
+fn named<'a>(report: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
+    report[list].as_array()?.iter().find(|c| c["name"] == name)
+}
+
 fn check_status<'a>(report: &'a Value, name: &str) -> Option<&'a str> {
-    report["checks"]
-        .as_array()?
-        .iter()
-        .find(|c| c["name"] == name)
-        .and_then(|c| c["status"].as_str())
+    named(report, "checks", name).and_then(|c| c["status"].as_str())
 }
 
 fn unpacked_mib(out: &Path) -> u64 {
@@ -209,11 +202,7 @@ fn reference_worker_passes_check_in_512_mib() {
         "containerd",
         "boot",
     ] {
-        let s = r["stages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == stage);
+        let s = named(&r, "stages", stage);
         assert_eq!(s.map(|s| &s["status"]), Some(&Value::from("ok")), "{stage}");
     }
     for c in ["root-tmpfs", "network", "containerd", "container-runc"] {
@@ -416,11 +405,7 @@ fn published_server_boots_the_entry_for_each_mac() {
         !checks.contains("hostname=s2") && checks.contains("hostname=worker-525400aabb02"),
         "{checks}"
     );
-    let node = r["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "node");
+    let node = named(&r, "stages", "node");
     assert_eq!(
         node.map(|s| &s["status"]),
         Some(&Value::from("skipped")),
@@ -500,12 +485,7 @@ fn join_node_runs_the_kubelet_with_its_flags() {
     assert_eq!(check_status(&r, "kubelet-healthz"), Some("ok"));
     assert_eq!(check_status(&r, "static-pod"), Some("ok"));
     assert_s2_node(&r);
-    let stage = r["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "node")
-        .unwrap();
+    let stage = named(&r, "stages", "node").unwrap();
     assert!(
         stage["detail"]
             .as_str()
@@ -513,11 +493,7 @@ fn join_node_runs_the_kubelet_with_its_flags() {
             .ends_with("the image's kubelet is standalone, the node's mode wins"),
         "{stage}"
     );
-    let args = r["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "kubelet-args")
+    let args = named(&r, "checks", "kubelet-args")
         .unwrap_or_else(|| panic!("no kubelet-args check: {:#}", r["checks"]));
     eprintln!("check kubelet-args {} {}", args["status"], args["detail"]);
     assert_eq!(args["status"], "ok", "{args}");

@@ -80,6 +80,24 @@ fn build_host(out: &Path, cwd: &Path, env: &[(&str, &str)], umask: &str, jobs: &
     run(&mut cmd)
 }
 
+/// Unpacks every segment of a build's index into `dir` with GNU cpio, in boot order.
+fn unpack_segments(out: &Path, index: &serde_json::Value, dir: &Path) {
+    for seg in index["segments"].as_array().unwrap() {
+        let bytes =
+            std::fs::read(out.join("objects").join(seg["sha256"].as_str().unwrap())).unwrap();
+        let data = diskless::inspect::decompress(&bytes).unwrap();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("umask 0 && cpio -idm --quiet --no-absolute-filenames")
+            .current_dir(dir)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &data).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+}
+
 fn host_prereqs() -> bool {
     let ok = Path::new("/usr/bin/containerd").exists() && Path::new("/bin/busybox").exists();
     if !ok {
@@ -196,20 +214,7 @@ fn gnu_cpio_unpacks_exactly_the_planned_tree() {
     let unpacked = t.path().join("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
     // The single concatenated initrd, decompressed member by member, must hold the same.
-    for seg in index["segments"].as_array().unwrap() {
-        let bytes =
-            std::fs::read(out.join("objects").join(seg["sha256"].as_str().unwrap())).unwrap();
-        let data = diskless::inspect::decompress(&bytes).unwrap();
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg("umask 0 && cpio -idm --quiet --no-absolute-filenames")
-            .current_dir(&unpacked)
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &data).unwrap();
-        assert!(child.wait().unwrap().success());
-    }
+    unpack_segments(&out, &index, &unpacked);
     let snap = snapshot(&unpacked);
     let get = |p: &str| {
         snap.get(p)
@@ -673,20 +678,7 @@ fn squashfs_packing_holds_the_read_only_files() {
         serde_json::from_slice(&std::fs::read(out.join("sq.json")).unwrap()).unwrap();
     let unpacked = c.path("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
-    for seg in index["segments"].as_array().unwrap() {
-        let bytes =
-            std::fs::read(out.join("objects").join(seg["sha256"].as_str().unwrap())).unwrap();
-        let data = diskless::inspect::decompress(&bytes).unwrap();
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg("umask 0 && cpio -idm --quiet --no-absolute-filenames")
-            .current_dir(&unpacked)
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &data).unwrap();
-        assert!(child.wait().unwrap().success());
-    }
+    unpack_segments(&out, &index, &unpacked);
     let cpio = snapshot(&unpacked);
     assert!(
         !cpio.keys().any(|p| p.starts_with("usr")),
