@@ -657,27 +657,7 @@ fn verify_remote_objects(
         problems: Vec::new(),
     };
     for h in dest.hash_objects(files)? {
-        let name = &h.name;
-        if name.starts_with(".tmp-") {
-            report.problems.push(format!(
-                "objects/{name}: leftover temporary file from an interrupted write"
-            ));
-            continue;
-        }
-        match h.digest {
-            Ok(digest) => {
-                report.objects += 1;
-                report.bytes += h.size;
-                if &digest != name {
-                    report
-                        .problems
-                        .push(format!("objects/{name}: content hashes to {digest}"));
-                }
-            }
-            Err(err) => report
-                .problems
-                .push(format!("objects/{name}: cannot read: {err}")),
-        }
+        report.object(&h.name, || h.digest.map(|d| (d, h.size)));
     }
     Ok(report)
 }

@@ -38,6 +38,30 @@ impl VerifyReport {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
+
+    /// Records the check of `objects/<name>`: a leftover temporary file is a problem (and is
+    /// not hashed), else `hash` gives (sha256, size), which must match the name.
+    pub fn object(&mut self, name: &str, hash: impl FnOnce() -> Result<(String, u64), String>) {
+        if name.starts_with(".tmp-") {
+            self.problems.push(format!(
+                "objects/{name}: leftover temporary file from an interrupted write"
+            ));
+            return;
+        }
+        match hash() {
+            Ok((digest, size)) => {
+                self.objects += 1;
+                self.bytes += size;
+                if digest != name {
+                    self.problems
+                        .push(format!("objects/{name}: content hashes to {digest}"));
+                }
+            }
+            Err(err) => self
+                .problems
+                .push(format!("objects/{name}: cannot read: {err}")),
+        }
+    }
 }
 
 use crate::store::hash_file;
@@ -64,26 +88,7 @@ pub fn verify_objects(dir: &Path) -> anyhow::Result<VerifyReport> {
     names.sort_by_key(|e| e.file_name());
     for e in names {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".tmp-") {
-            report.problems.push(format!(
-                "objects/{name}: leftover temporary file from an interrupted write"
-            ));
-            continue;
-        }
-        match hash_file(&e.path()) {
-            Ok((digest, size)) => {
-                report.objects += 1;
-                report.bytes += size;
-                if digest != name {
-                    report
-                        .problems
-                        .push(format!("objects/{name}: content hashes to {digest}"));
-                }
-            }
-            Err(err) => report
-                .problems
-                .push(format!("objects/{name}: cannot read: {err}")),
-        }
+        report.object(&name, || hash_file(&e.path()).map_err(|e| e.to_string()));
     }
     Ok(report)
 }

@@ -196,24 +196,7 @@ fn concurrent_publishes_queue_on_the_lock() {
         .map(|name| lab.build(name, name, name))
         .collect();
     let dest = lab.p("srv");
-    let children: Vec<_> = outs
-        .iter()
-        .map(|out| {
-            lab.cmd()
-                .arg("publish")
-                .arg(out)
-                .arg("--to")
-                .arg(&dest)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for c in children {
-        let o = c.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
+    lab.publish_concurrently(&outs, dest.to_str().unwrap());
     let gens = diskless::publish::generations(&dest).unwrap();
     assert_eq!(
         gens.iter().map(|g| g.number).collect::<Vec<_>>(),

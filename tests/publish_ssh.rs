@@ -144,23 +144,7 @@ fn concurrent_publishes_over_ssh_queue_on_the_lock() {
         .collect();
     let remote = lab.p("remote");
     let url = sshd.url(&remote);
-    let children: Vec<_> = outs
-        .iter()
-        .map(|out| {
-            lab.cmd()
-                .arg("publish")
-                .arg(out)
-                .args(["--to", &url])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for c in children {
-        let o = c.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
+    lab.publish_concurrently(&outs, &url);
     let gens = diskless::publish::generations(&remote).unwrap();
     assert_eq!(
         gens.iter().map(|g| g.number).collect::<Vec<_>>(),

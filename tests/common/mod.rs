@@ -87,6 +87,27 @@ impl Lab {
         cmd
     }
 
+    /// Publishes every build output in `outs` to `to` at once; asserts that each succeeded.
+    pub fn publish_concurrently(&self, outs: &[PathBuf], to: &str) {
+        let children: Vec<_> = outs
+            .iter()
+            .map(|out| {
+                self.cmd()
+                    .arg("publish")
+                    .arg(out)
+                    .args(["--to", to])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+
     pub fn p(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
