@@ -127,12 +127,6 @@ fn from_initramfs() -> ! {
 fn from_tmpfs_root() -> ! {
     let cmdline = Cmdline::read().unwrap_or_else(|e| fatal("cmdline", &e.0));
     let contract = Contract::load().unwrap_or_else(|e| fatal("contract", &e));
-    if contract.segments.iter().any(|s| s.squashfs.is_some()) {
-        prefetch::spawn(prefetch::targets(
-            &contract.services,
-            !contract.images.is_empty(),
-        ));
-    }
     // Per-node identity, never baked into the image. Not fatal.
     if let Err(e) = machineid::ensure() {
         log::failed("machine-id", &e);
@@ -152,27 +146,24 @@ fn from_tmpfs_root() -> ! {
         Err(e) => log::failed("node", &format!("{e}; the kubelet will not be started")),
     }
 
-    // 4–5. Modules, sysctls, cgroup controllers, then the network, in one background thread:
-    // containerd needs only overlayfs (loaded first, here) to start and import the images, so
-    // its start overlaps the rest; every other service (kubelet: bridge netfilter, the node's
-    // address and hostname) and the check hook wait for the thread. Not fatal.
+    // 4–5. Modules, sysctls, cgroup controllers, then the network, in one background thread
+    // started once containerd answers: containerd needs only overlayfs (loaded first, here) to
+    // start and import the images. Its start is mostly paging its 48 MB binary in, and with
+    // the modules loading beside it on an emulated machine's one host CPU it answered 2–3 s
+    // later. The thread then overlaps the image import; every other service (kubelet: bridge
+    // netfilter, the node's address and hostname) and the check hook wait for it. Not fatal.
     let early = modules::closure(&contract.modules, &["overlay"]);
     if let Err(e) = modules::load_all(&early) {
         log::warn(&format!("overlay for containerd: {e}"));
     }
-    let system = {
-        let c = contract.clone();
-        let cmdline = cmdline.clone();
-        std::thread::spawn(move || system(&c, &cmdline))
-    };
-    let mut system = Some(system);
+    let mut system = System::new(&contract, &cmdline);
 
     // 6. Services in order, each ready before the next; images once containerd is. Not fatal:
     // the supervisor keeps restarting what fails.
     let mut sup = Supervisor::default();
-    for svc in &contract.services {
+    for (i, svc) in contract.services.iter().enumerate() {
         if svc.name != "containerd" {
-            wait_system(&mut system);
+            system.wait();
         }
         if svc.name == "kubelet" {
             match node::kubelet_service(svc, &node) {
@@ -182,10 +173,16 @@ fn from_tmpfs_root() -> ! {
         } else {
             start_service(&mut sup, svc);
         }
-        if svc.name == "containerd" && !contract.images.is_empty() {
-            match images::import_all(&contract.images) {
-                Ok(s) => log::ok("images", &s),
-                Err(e) => log::failed("images", &e),
+        if svc.name == "containerd" {
+            system.start();
+            if contract.segments.iter().any(|s| s.squashfs.is_some()) {
+                prefetch::spawn(prefetch::targets(&contract.services[i + 1..]));
+            }
+            if !contract.images.is_empty() {
+                match images::import_all(&contract.images) {
+                    Ok(s) => log::ok("images", &s),
+                    Err(e) => log::failed("images", &e),
+                }
             }
         }
     }
@@ -195,7 +192,7 @@ fn from_tmpfs_root() -> ! {
             "the image has preloaded images but no service named containerd",
         );
     }
-    wait_system(&mut system);
+    system.wait();
     log::ok("boot", &format!("{} ready", contract.name));
     if let Some(mode) = &cmdline.check {
         let check = internal_service("check", vec!["/init".into(), "check".into(), mode.clone()]);
@@ -262,11 +259,34 @@ fn system(contract: &Contract, cmdline: &Cmdline) {
     }
 }
 
-/// Joins the modules/sysctls/network thread if it still runs (its steps log themselves).
-fn wait_system(system: &mut Option<std::thread::JoinHandle<()>>) {
-    if let Some(h) = system.take() {
-        if h.join().is_err() {
-            log::failed("network", "the modules and network step panicked");
+/// The thread of steps 4–5: started once, joined once (its steps log themselves).
+struct System {
+    args: Option<(Contract, Cmdline)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl System {
+    fn new(contract: &Contract, cmdline: &Cmdline) -> Self {
+        System {
+            args: Some((contract.clone(), cmdline.clone())),
+            thread: None,
+        }
+    }
+
+    /// Starts the thread unless it already ran.
+    fn start(&mut self) {
+        if let Some((c, cmdline)) = self.args.take() {
+            self.thread = Some(std::thread::spawn(move || system(&c, &cmdline)));
+        }
+    }
+
+    /// Starts the thread if needed and waits for it.
+    fn wait(&mut self) {
+        self.start();
+        if let Some(h) = self.thread.take() {
+            if h.join().is_err() {
+                log::failed("network", "the modules and network step panicked");
+            }
         }
     }
 }

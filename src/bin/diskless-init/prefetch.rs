@@ -1,22 +1,17 @@
-//! Step 3b: warm the page cache with the programs the next steps run, when they come from
+//! Step 6b: warm the page cache with the programs the later steps run, when they come from
 //! squashfs. A page fault on a squashfs file decompresses its whole block while the faulting
-//! program waits; containerd (48 MB) faulted in that way took 2–3 s longer to start under TCG
-//! than from cpio. Reading the files sequentially in a background thread, while modules load
-//! and DHCP runs, decompresses them with readahead instead, and the pages stay reclaimable.
+//! program waits. Reading the files sequentially in a background thread while the images
+//! import decompresses them with readahead instead, and the pages stay reclaimable.
 
 use std::io::Read;
 
-/// Executables to warm, in the order they will run: each service's program, then `ctr`, which
-/// imports the preloaded images. Only paths on a read-only squashfs-backed mount matter, but
-/// reading a tmpfs file is cheap, so no filtering.
-pub fn targets(services: &[crate::contract::Service], images: bool) -> Vec<String> {
-    let mut out: Vec<String> = services
-        .iter()
-        .filter_map(|s| s.command.first().cloned())
-        .collect();
-    if images {
-        out.insert(1.min(out.len()), "ctr".into());
-    }
+/// Executables to warm once containerd answers, in the order they will run: the shim and runc
+/// (the first container), then the later services' programs (kubelet). Not containerd, whose
+/// own start is best left the CPU, nor `ctr`, which runs at once and pages itself in. Missing
+/// programs are skipped.
+pub fn targets(later: &[crate::contract::Service]) -> Vec<String> {
+    let mut out = vec!["containerd-shim-runc-v2".to_string(), "runc".to_string()];
+    out.extend(later.iter().filter_map(|s| s.command.first().cloned()));
     out
 }
 
