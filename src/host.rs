@@ -376,21 +376,22 @@ pub fn host_plan(args: &HostArgs) -> anyhow::Result<(Plan, Vec<String>)> {
         bin("/usr/sbin/runc", None),
         bin("/usr/sbin/xtables-legacy-multi", None),
     ];
+    // The plugins stay in /usr/lib/cni, inside the squashfs with the rest of /usr, and the
+    // CNI bin_dir, /opt/cni/bin, holds links to them: it stays writable for the plugins a
+    // cluster's CNI DaemonSet installs there, and 10 MB less is unpacked into the tmpfs.
+    let mut links = Vec::new();
     for p in CNI_PLUGINS {
         let src = format!("/usr/lib/cni/{p}");
-        runtime_bins.push(BinaryEntry {
-            source: src.into(),
-            dest: Some(format!("/opt/cni/bin/{p}")),
-        });
+        links.push(link(&format!("/opt/cni/bin/{p}"), &src));
+        runtime_bins.push(bin(&src, None));
     }
-    let mut iptables_links = Vec::new();
     for family in ["iptables", "ip6tables"] {
         for suffix in ["", "-save", "-restore"] {
-            iptables_links.push(link(
+            links.push(link(
                 &format!("/usr/sbin/{family}{suffix}"),
                 "xtables-legacy-multi",
             ));
-            iptables_links.push(link(
+            links.push(link(
                 &format!("/usr/sbin/{family}-legacy{suffix}"),
                 "xtables-legacy-multi",
             ));
@@ -404,7 +405,7 @@ pub fn host_plan(args: &HostArgs) -> anyhow::Result<(Plan, Vec<String>)> {
             source: "/usr/lib/x86_64-linux-gnu/xtables".into(),
             dest: None,
         }],
-        symlinks: iptables_links,
+        symlinks: links,
         packing: args.packing.into(),
         ..Default::default()
     };

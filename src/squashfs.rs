@@ -7,12 +7,17 @@
 //! decompressed pages of a squashfs are page cache the kernel may drop and re-read, so only the
 //! compressed image counts as used memory. NixOS's netboot ships its store the same way.
 //!
+//! Blocks are LZ4 at high compression, not zstd: every page a program touches on the node is
+//! decompressed when it is first read, and under TCG containerd (48 MB) started 0.5 s sooner
+//! from LZ4-HC than from zstd-7 (2.0–2.55 s vs 2.55–2.98 s cold); the image is 22 % larger.
+//!
 //! Reproducible: entries go in sorted order with the segment mtime and uid/gid 0, and
 //! backhand's parallel compression keeps block order.
 
 use crate::resolve::{Content, Entry, EntryKind, Tree};
-use backhand::compression::Compressor;
-use backhand::{FilesystemCompressor, FilesystemWriter, NodeHeader};
+use backhand::compression::{CompressionAction, CompressionOptions, Compressor, DefaultCompressor};
+use backhand::kind::Kind;
+use backhand::{BackhandError, FilesystemCompressor, FilesystemWriter, NodeHeader, SuperBlock};
 use std::io::Cursor;
 
 /// Image directories that may be squashfs-packed: the init mounts them read-only.
@@ -21,7 +26,55 @@ pub const READ_ONLY_DIRS: [&str; 2] = ["/usr", "/nix/store"];
 /// Squashfs block size: 256 KiB decompresses little on each page fault yet compresses almost
 /// as well as 1 MiB (measured on the containerd tree: 35.6 MB vs 34.4 MB).
 const BLOCK_SIZE: u32 = 256 << 10;
-const ZSTD_LEVEL: u32 = 7;
+/// LZ4-HC's default level, as `mksquashfs -comp lz4 -Xhc` uses.
+const LZ4HC_LEVEL: i32 = 9;
+
+/// Squashfs's LZ4 options: the "legacy" LZ4 format (the only one the kernel reads), HC flag.
+const LZ4_OPTIONS: backhand::compression::Lz4 = backhand::compression::Lz4 {
+    version: 1,
+    flags: 1,
+};
+
+/// LZ4-HC block compression, which backhand's own LZ4 (lz4_flex, fast mode only: 23 % larger
+/// images) lacks; the blocks are plain LZ4 to any reader. backhand's LZ4 still writes the
+/// few-byte options block and reads.
+struct Lz4Hc;
+static LZ4HC: Lz4Hc = Lz4Hc;
+
+impl CompressionAction for Lz4Hc {
+    type Error = BackhandError;
+    type Compressor = Compressor;
+    type FilesystemCompressor = FilesystemCompressor;
+    type SuperBlock = SuperBlock;
+
+    fn decompress(
+        &self,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+        c: Compressor,
+    ) -> Result<(), Self::Error> {
+        DefaultCompressor.decompress(bytes, out, c)
+    }
+
+    fn compress(
+        &self,
+        bytes: &[u8],
+        _: FilesystemCompressor,
+        _: u32,
+    ) -> Result<Vec<u8>, Self::Error> {
+        let mode = lz4::block::CompressionMode::HIGHCOMPRESSION(LZ4HC_LEVEL);
+        Ok(lz4::block::compress(bytes, Some(mode), false)?)
+    }
+
+    fn compression_options(
+        &self,
+        superblock: &mut SuperBlock,
+        kind: &Kind,
+        fs_compressor: FilesystemCompressor,
+    ) -> Result<Option<Vec<u8>>, Self::Error> {
+        DefaultCompressor.compression_options(superblock, kind, fs_compressor)
+    }
+}
 
 /// Where the squashfs image of segment `name` sits in the image (and the contract says so).
 pub fn image_path(name: &str) -> String {
@@ -48,7 +101,7 @@ pub fn split(tree: &Tree) -> (Tree, Tree) {
 
 /// A label for the segment cache key: changes whenever the bytes would.
 pub fn label() -> String {
-    format!("squashfs-zstd{ZSTD_LEVEL}-b{BLOCK_SIZE}-backhand0.25")
+    format!("squashfs-lz4hc{LZ4HC_LEVEL}-b{BLOCK_SIZE}-backhand0.25")
 }
 
 /// Packs `tree` (absolute image paths) into a squashfs image rooted at the image's `/`.
@@ -59,13 +112,10 @@ pub fn pack(name: &str, tree: &Tree, mtime: u32) -> anyhow::Result<Vec<u8>> {
     fs.set_root_mode(0o755);
     fs.set_root_uid(0);
     fs.set_root_gid(0);
+    fs.set_kind(Kind::new_v4(&LZ4HC));
     fs.set_compressor(FilesystemCompressor::new(
-        Compressor::Zstd,
-        Some(backhand::compression::CompressionOptions::Zstd(
-            backhand::compression::Zstd {
-                compression_level: ZSTD_LEVEL,
-            },
-        )),
+        Compressor::Lz4,
+        Some(CompressionOptions::Lz4(LZ4_OPTIONS)),
     )?);
     let header = |mode: u32| NodeHeader::new((mode & 0o7777) as u16, 0, 0, mtime);
     let mut tree = tree.clone();
