@@ -21,6 +21,10 @@ pub enum Accel {
     Auto,
     Kvm,
     Tcg,
+    /// TCG with a virtual clock that counts instructions (1 ns each), for benchmarks: guest
+    /// times then measure the guest's work, not the host's speed or load (single-threaded
+    /// TCG here varied by ±30 % between identical boots).
+    Icount,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,6 +75,14 @@ impl Machine {
             // created) livelocked a vCPU in 3 of ≈ 30 boots here (RCU stall, RIP on the patched
             // NOP in kmem_cache_alloc), and the check never finished. The guest still has
             // `-smp` CPUs; boot times were within the same range.
+            Accel::Icount => cmd.args([
+                "-accel",
+                "tcg",
+                "-icount",
+                "shift=0,sleep=on",
+                "-cpu",
+                "max",
+            ]),
             _ => cmd.args(["-accel", "tcg,thread=single", "-cpu", "max"]),
         };
         cmd.args(["-m", &self.memory_mib.to_string()])
@@ -118,6 +130,11 @@ pub fn resolve_accel(wanted: Accel, kernel: &Path) -> (Accel, String) {
     match wanted {
         Accel::Tcg => (Accel::Tcg, "tcg,thread=single (asked for)".into()),
         Accel::Kvm => (Accel::Kvm, "kvm (asked for)".into()),
+        Accel::Icount => (
+            Accel::Icount,
+            "tcg -icount shift=0,sleep=on (asked for; guest times count instructions, 1 ns each)"
+                .into(),
+        ),
         Accel::Auto => match probe_kvm(kernel) {
             Ok(()) => (Accel::Kvm, "kvm (probe boot worked)".into()),
             Err(why) => (
