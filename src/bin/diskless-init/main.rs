@@ -19,6 +19,7 @@ mod network;
 mod node;
 mod prefetch;
 mod services;
+mod servingcert;
 mod squashfs;
 mod supervisor;
 mod switchroot;
@@ -167,7 +168,16 @@ fn from_tmpfs_root() -> ! {
         }
         if svc.name == "kubelet" {
             match node::kubelet_service(svc, &node) {
-                Ok(k) => start_service(&mut sup, &k),
+                Ok(k) => {
+                    // Not fatal: without it the kubelet makes its own (slowly).
+                    let host =
+                        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                    match servingcert::ensure(&k.command, host.trim()) {
+                        Ok(s) => log::ok("kubelet-cert", &s),
+                        Err(e) => log::failed("kubelet-cert", &e),
+                    }
+                    start_service(&mut sup, &k)
+                }
                 Err(e) => log::failed("kubelet", &e),
             }
         } else {

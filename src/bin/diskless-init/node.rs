@@ -328,7 +328,7 @@ pub fn kubelet_service(
 }
 
 /// `--flag=value` or `--flag value`.
-fn flag_value(cmd: &[String], flag: &str) -> Option<String> {
+pub fn flag_value(cmd: &[String], flag: &str) -> Option<String> {
     cmd.iter().enumerate().find_map(|(i, a)| {
         if a == flag {
             cmd.get(i + 1).cloned()

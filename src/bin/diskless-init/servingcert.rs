@@ -1,0 +1,131 @@
+//! Step 6a: the kubelet's serving certificate (its HTTPS port, 10250), made before it starts.
+//!
+//! A kubelet with no `tlsCertFile` makes itself a self-signed certificate as it starts, with
+//! an RSA-2048 key. Under TCG that key was 5.0 s of the kubelet's start (its log went silent
+//! between its flags and its version line; prime search is random, so it varies run to run),
+//! while an ECDSA P-256 key takes milliseconds. The kubelet uses the pair it finds at
+//! `<cert-dir>/kubelet.{crt,key}`, so writing it first is enough; a kubelet configured with
+//! `tlsCertFile` or `serverTLSBootstrap` ignores it. The key is made at every boot and stays in
+//! the node's RAM, like the one the kubelet would have made.
+//!
+//! The certificate keeps rcgen's wide validity (1975–4096) rather than the kubelet's one year:
+//! a node whose clock is not set yet must not find it "not yet valid".
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Instant;
+
+/// The kubelet's `--cert-dir` default.
+const DEFAULT_CERT_DIR: &str = "/var/lib/kubelet/pki";
+
+/// Writes `<cert-dir>/kubelet.crt` and `kubelet.key` for `hostname` unless both exist;
+/// `<cert-dir>` comes from the kubelet's command line. Says what it did.
+pub fn ensure(kubelet_cmd: &[String], hostname: &str) -> Result<String, String> {
+    let dir = crate::node::flag_value(kubelet_cmd, "--cert-dir")
+        .unwrap_or_else(|| DEFAULT_CERT_DIR.into());
+    let dir = Path::new(&dir);
+    let (crt, key) = (dir.join("kubelet.crt"), dir.join("kubelet.key"));
+    if crt.exists() && key.exists() {
+        return Ok(format!("{} already present", crt.display()));
+    }
+    let t = Instant::now();
+    let (cert_pem, key_pem) = generate(hostname)?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    write(&key, key_pem.as_bytes(), 0o600)?;
+    write(&crt, cert_pem.as_bytes(), 0o644)?;
+    Ok(format!(
+        "{}: ECDSA P-256, self-signed for {hostname}, in {:.2} s",
+        crt.display(),
+        t.elapsed().as_secs_f64()
+    ))
+}
+
+/// A self-signed server certificate for `hostname` (a DNS name or an IP address) and its key,
+/// both PEM.
+fn generate(hostname: &str) -> Result<(String, String), String> {
+    let fail = |e: rcgen::Error| format!("serving certificate for {hostname}: {e}");
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(fail)?;
+    let mut params = rcgen::CertificateParams::new(vec![hostname.to_string()]).map_err(fail)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, hostname);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.self_signed(&key).map_err(fail)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+
+    /// The pair lands where `--cert-dir` says, the key private, and a second call keeps it.
+    /// openssl (scripts/install-deps installs it) reads the certificate back.
+    #[test]
+    fn writes_a_p256_pair_once_where_the_kubelet_looks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pki");
+        let cmd = vec![
+            "/usr/bin/kubelet".to_string(),
+            format!("--cert-dir={}", dir.display()),
+        ];
+        let said = ensure(&cmd, "node-7").unwrap();
+        assert!(said.contains("ECDSA P-256"), "{said}");
+        let mode = |p: &str| std::fs::metadata(dir.join(p)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("kubelet.key"), 0o600);
+        assert_eq!(mode("kubelet.crt"), 0o644);
+        let before = std::fs::read(dir.join("kubelet.key")).unwrap();
+        assert!(ensure(&cmd, "node-7").unwrap().contains("already present"));
+        assert_eq!(std::fs::read(dir.join("kubelet.key")).unwrap(), before);
+
+        if let Some(text) = openssl_text(&dir.join("kubelet.crt")) {
+            assert!(text.contains("prime256v1"), "{text}");
+            assert!(text.contains("DNS:node-7"), "{text}");
+            assert!(text.contains("TLS Web Server Authentication"), "{text}");
+            assert!(text.contains("CN = node-7"), "{text}");
+        }
+    }
+
+    /// `openssl x509 -text` of a PEM file, or None (with a `skipped:` line) without openssl.
+    fn openssl_text(pem: &Path) -> Option<String> {
+        match Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(pem)
+            .output()
+        {
+            Err(_) => {
+                println!("skipped: openssl not installed, certificate not read back");
+                None
+            }
+            Ok(o) => {
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                Some(String::from_utf8_lossy(&o.stdout).into_owned())
+            }
+        }
+    }
+
+    #[test]
+    fn an_ip_hostname_becomes_an_ip_san() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (pem, _) = generate("10.0.2.15").unwrap();
+        let path = tmp.path().join("c.pem");
+        std::fs::write(&path, pem).unwrap();
+        if let Some(text) = openssl_text(&path) {
+            assert!(text.contains("IP Address:10.0.2.15"), "{text}");
+        }
+    }
+}
