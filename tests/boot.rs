@@ -448,15 +448,18 @@ fn join_node_runs_the_kubelet_with_its_flags() {
         .replace("node.kubernetes.io/pool", "node-role.kubernetes.io/worker");
     std::fs::write(&inventory, format!("{join}\n{S2_HOST}\n{s3}")).unwrap();
     let dest = lab.join("srv");
-    let o = Command::new(DISKLESS)
-        .arg("publish")
-        .arg(out)
-        .arg("--to")
-        .arg(&dest)
-        .arg("--inventory")
-        .arg(&inventory)
-        .output()
-        .unwrap();
+    let publish = || {
+        Command::new(DISKLESS)
+            .arg("publish")
+            .arg(out)
+            .arg("--to")
+            .arg(&dest)
+            .arg("--inventory")
+            .arg(&inventory)
+            .output()
+            .unwrap()
+    };
+    let o = publish();
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && !dest.exists(), "{e}");
     assert!(
@@ -464,15 +467,7 @@ fn join_node_runs_the_kubelet_with_its_flags() {
         "{e}"
     );
     std::fs::write(&inventory, format!("{join}\n{S2_HOST}")).unwrap();
-    let o = Command::new(DISKLESS)
-        .arg("publish")
-        .arg(out)
-        .arg("--to")
-        .arg(&dest)
-        .arg("--inventory")
-        .arg(&inventory)
-        .output()
-        .unwrap();
+    let o = publish();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (ok, r) = check(
         &dest,

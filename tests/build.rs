@@ -641,6 +641,16 @@ fn mount_modules(c: &Case) -> PathBuf {
     dir
 }
 
+/// The entry named `name` in a document's `segments` (the index's or the contract's).
+fn segment<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no segment {name} in {doc}"))
+}
+
 /// Squashfs packing: the `/usr` part of a component travels as one squashfs image (read back
 /// with squashfs-tools' unsquashfs), the rest stays cpio, and the contract names the image.
 #[test]
@@ -688,23 +698,13 @@ fn squashfs_packing_holds_the_read_only_files() {
     let contract: serde_json::Value =
         serde_json::from_slice(&std::fs::read(unpacked.join(".diskless/image.json")).unwrap())
             .unwrap();
-    let rt = contract["segments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "rt")
-        .unwrap();
+    let rt = segment(&contract, "rt");
     assert_eq!(rt["squashfs"], "/.diskless/squashfs/rt.sqfs");
     let image = unpacked.join(".diskless/squashfs/rt.sqfs");
     assert_eq!(cpio[".diskless/squashfs/rt.sqfs"].1, 0o444);
     // The squashfs image is LZ4 (the kernel decompresses it on every first read) and the
     // segment around it is not compressed again.
-    let seg = index["segments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "rt")
-        .unwrap();
+    let seg = segment(&index, "rt");
     assert_eq!(seg["compression"], "none");
     let o = run(Command::new("unsquashfs").arg("-s").arg(&image));
     assert!(
