@@ -42,6 +42,21 @@ let
           default = true;
           description = "Restart with backoff when it exits.";
         };
+        role = mkOption {
+          type = types.nullOr (
+            types.enum [
+              "container-runtime"
+              "kubelet"
+            ]
+          );
+          default = null;
+          example = "container-runtime";
+          description = ''
+            What the init does around this service beyond starting it: `container-runtime`
+            (preloaded images are imported once it is ready) or `kubelet` (gets the node's labels,
+            taints, join mode and a serving certificate). At most one service per role.
+          '';
+        };
         plan = mkOption {
           type = types.attrs;
           internal = true;
@@ -58,7 +73,8 @@ let
         // config.environment;
         ready_path = config.readyPath;
         condition_path = config.conditionPath;
-      };
+      }
+      // lib.optionalAttrs (config.role != null) { inherit (config) role; };
     };
 
   path = lib.makeBinPath config.environment.path;

@@ -124,6 +124,7 @@ in
 
     services.containerd = {
       order = 100;
+      role = "container-runtime";
       command = [
         "${cfg.package}/bin/containerd"
         "--config"

@@ -206,6 +206,7 @@ in
 
     services.kubelet = {
       order = 200;
+      role = "kubelet";
       command = args;
       conditionPath = if cfg.mode == "join" then cfg.join.bootstrapKubeconfig else null;
     };

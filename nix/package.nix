@@ -1,8 +1,10 @@
-# The `diskless` builder and `diskless-init`, built from this repository with Cargo.lock's pins.
+# The workspace's binaries, built from this repository with Cargo.lock's pins: `diskless` (the
+# builder), `diskless-init` (the PID 1 of every image) and `diskless-check` (the check hook that
+# `diskless check` adds to the images it boots).
 { lib, rustPlatform }:
 rustPlatform.buildRustPackage {
   pname = "diskless";
-  version = (lib.importTOML ../Cargo.toml).package.version;
+  version = (lib.importTOML ../Cargo.toml).workspace.package.version;
 
   # Only what cargo reads, so that editing docs or Nix files does not rebuild the binaries.
   src = lib.fileset.toSource {
@@ -10,9 +12,7 @@ rustPlatform.buildRustPackage {
     fileset = lib.fileset.unions [
       ../Cargo.toml
       ../Cargo.lock
-      ../src
-      (lib.fileset.maybeMissing ../tests)
-      (lib.fileset.maybeMissing ../benches)
+      ../crates
     ];
   };
   cargoLock.lockFile = ../Cargo.lock;

@@ -1,0 +1,501 @@
+//! The reference worker, resolved from this machine's own packages (Debian 12): how the
+//! builder is built and tested without Nix. `diskless plan --host` prints this plan and
+//! `diskless build --host` builds it; the Nix modules produce the same shape from store paths.
+//!
+//! Components, in boot order: `base` (init, busybox, usr-merged layout, /etc), `kernel-modules`,
+//! `containerd` (containerd, shim, ctr, runc, iptables-legacy, CNI plugins), `kubelet` when a
+//! kubelet binary is given, and `config` last: the generated configuration is its own small segment
+//! so that changing it recompresses nothing else. Two preloaded images follow: a busybox-made
+//! `pause` under containerd's default sandbox reference, and a busybox test workload.
+
+use crate::plan::*;
+use anyhow::{bail, Context};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// containerd 1.6's default sandbox image, and the test workload, both preloaded (made from
+/// busybox by the `oci` crate's `host_reference_images`, which the caller passes in).
+pub const PAUSE_REF: &str = "registry.k8s.io/pause:3.6";
+pub const WORKLOAD_REF: &str = "docker.io/library/busybox:diskless";
+
+/// The modules a worker needs, from the field notes (Debian 6.1; load order is computed).
+/// `virtio_pci` is not a dependency of `virtio_net` and must be named. `loop` and `squashfs`
+/// mount squashfs-packed segments.
+pub const WORKER_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_net",
+    "overlay",
+    "loop",
+    "squashfs",
+    "br_netfilter",
+    "veth",
+    "nf_conntrack",
+    "iptable_nat",
+    "iptable_filter",
+    "xt_MASQUERADE",
+    "xt_conntrack",
+    "xt_comment",
+    "xt_mark",
+    "xt_addrtype",
+    "xt_multiport",
+    "nft_compat",
+    "vxlan",
+];
+
+/// CNI plugins the generated bridge network uses.
+const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback", "portmap"];
+
+#[derive(Debug, Clone, Default)]
+pub struct HostOptions {
+    /// kubelet binary to include (Debian packages none); without it the worker has no kubelet.
+    pub kubelet: Option<PathBuf>,
+    /// The node's init binary (default: `diskless-init` beside this executable).
+    pub init: Option<PathBuf>,
+    /// Kernel image (default: the newest /boot/vmlinuz-* with a matching /lib/modules tree).
+    pub kernel: Option<PathBuf>,
+    /// Image name.
+    pub name: String,
+    /// How the large components (containerd, kubelet) travel: `squashfs` (mounted read-only by
+    /// the init; less RAM, faster boot) or `cpio` (unpacked by the kernel).
+    pub packing: Packing,
+}
+
+/// Paths of the host packages the reference worker needs, with the package to install.
+const HOST_FILES: &[(&str, &str)] = &[
+    ("/bin/busybox", "busybox-static"),
+    ("/usr/bin/containerd", "containerd"),
+    ("/usr/bin/containerd-shim-runc-v2", "containerd"),
+    ("/usr/bin/ctr", "containerd"),
+    ("/usr/sbin/runc", "runc"),
+    ("/usr/sbin/xtables-legacy-multi", "iptables"),
+    ("/usr/lib/x86_64-linux-gnu/xtables", "iptables"),
+    ("/usr/lib/cni/bridge", "containernetworking-plugins"),
+];
+
+fn find_kernel() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let mut found = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/boot") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(version) = name.strip_prefix("vmlinuz-") {
+                let modules = PathBuf::from("/lib/modules").join(version);
+                if modules.join("modules.dep").exists() {
+                    found.push((e.path(), modules));
+                }
+            }
+        }
+    }
+    found.sort();
+    found.pop().context(
+        "no kernel found: need /boot/vmlinuz-<version> with /lib/modules/<version>/modules.dep; \
+         apt-get install linux-image-amd64, or pass --kernel",
+    )
+}
+
+fn default_init() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this executable's path")?;
+    let init = exe.with_file_name("diskless-init");
+    if !init.exists() {
+        bail!(
+            "{} not found: build it (`cargo build --bins`) or pass --init PATH",
+            init.display()
+        );
+    }
+    Ok(init)
+}
+
+/// Every busybox applet as a symlink in /usr/bin or /usr/sbin (the image is usr-merged).
+fn busybox_links() -> anyhow::Result<Vec<SymlinkEntry>> {
+    let out = std::process::Command::new("/bin/busybox")
+        .arg("--list-full")
+        .output()
+        .context("cannot run /bin/busybox --list-full")?;
+    let list = String::from_utf8_lossy(&out.stdout);
+    let mut links = BTreeMap::new();
+    for line in list.lines() {
+        let Some(applet) = line.rsplit('/').next().filter(|a| !a.is_empty()) else {
+            continue;
+        };
+        let sbin = line.starts_with("sbin/") || line.starts_with("usr/sbin/");
+        let (path, target) = if sbin {
+            (format!("/usr/sbin/{applet}"), "../bin/busybox")
+        } else {
+            (format!("/usr/bin/{applet}"), "busybox")
+        };
+        if applet != "busybox" {
+            links.insert(path, target.to_string());
+        }
+    }
+    Ok(links
+        .into_iter()
+        .map(|(path, target)| SymlinkEntry { path, target })
+        .collect())
+}
+
+fn gen(dest: &str, contents: impl Into<String>) -> GeneratedEntry {
+    GeneratedEntry {
+        dest: dest.into(),
+        contents: contents.into(),
+        mode: None,
+    }
+}
+
+fn dir(path: &str, mode: u32) -> DirEntry {
+    DirEntry {
+        path: path.into(),
+        mode: Some(Mode(mode)),
+    }
+}
+
+fn link(path: &str, target: &str) -> SymlinkEntry {
+    SymlinkEntry {
+        path: path.into(),
+        target: target.into(),
+    }
+}
+
+fn bin(source: &str, dest: Option<&str>) -> BinaryEntry {
+    BinaryEntry {
+        source: source.into(),
+        dest: dest.map(String::from),
+    }
+}
+
+pub fn containerd_config() -> String {
+    format!(
+        r#"# Generated by diskless: containerd 1.6, everything on the tmpfs root.
+version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = "/run/containerd/containerd.sock"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_REF}"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/opt/cni/bin"
+    conf_dir = "/etc/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "/etc/containerd/certs.d"
+"#
+    )
+}
+
+pub const CNI_CONFLIST: &str = r#"{
+  "cniVersion": "1.0.0",
+  "name": "diskless",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{ "subnet": "10.88.0.0/16" }]],
+        "routes": [{ "dst": "0.0.0.0/0" }]
+      }
+    },
+    { "type": "portmap", "capabilities": { "portMappings": true } }
+  ]
+}
+"#;
+
+/// Standalone kubelet: static pods only. Image GC is off (high threshold 100 %) and eviction
+/// thresholds are low, because on a RAM-only node the "disk" is memory and the preloaded images
+/// cannot be pulled again. FlexVolume plugins live under /var: the image's /usr is read-only.
+pub const KUBELET_CONFIG: &str = r#"apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+staticPodPath: /etc/kubernetes/manifests
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: false
+authorization:
+  mode: AlwaysAllow
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+readOnlyPort: 0
+failSwapOn: false
+resolvConf: /etc/resolv.conf
+volumePluginDir: /var/lib/kubelet/volumeplugins
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: "50Mi"
+  nodefs.available: "1%"
+  imagefs.available: "1%"
+"#;
+
+pub fn static_pod() -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hello
+  namespace: default
+spec:
+  containers:
+    - name: hello
+      image: {WORKLOAD_REF}
+      imagePullPolicy: Never
+      command: ["/bin/sh", "-c", "echo diskless static pod running; while true; do sleep 3600; done"]
+"#
+    )
+}
+
+/// The reference worker's plan, and warnings (e.g. no kubelet).
+/// The reference worker's plan; `images` are its preloaded images (the `oci` crate makes them
+/// from busybox: [`PAUSE_REF`] and [`WORKLOAD_REF`]).
+pub fn host_plan(
+    args: &HostOptions,
+    images: Vec<PreloadImage>,
+) -> anyhow::Result<(Plan, Vec<String>)> {
+    let mut warnings = Vec::new();
+    let missing: Vec<String> = HOST_FILES
+        .iter()
+        .filter(|(p, _)| !Path::new(p).exists())
+        .map(|(p, pkg)| format!("{p} (apt-get install {pkg})"))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the host reference worker needs Debian packages that are missing: {}",
+            missing.join(", ")
+        );
+    }
+    let (kernel, modules_dir) = match &args.kernel {
+        Some(k) => {
+            let version = k
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("vmlinuz-"))
+                .with_context(|| {
+                    format!(
+                        "--kernel {}: expected a file named vmlinuz-<version>",
+                        k.display()
+                    )
+                })?;
+            (k.clone(), PathBuf::from("/lib/modules").join(version))
+        }
+        None => find_kernel()?,
+    };
+    let init = match &args.init {
+        Some(p) => p.clone(),
+        None => default_init()?,
+    };
+
+    let base = Component {
+        name: "base".into(),
+        binaries: vec![BinaryEntry {
+            source: init,
+            dest: Some("/init".into()),
+        }],
+        files: vec![FileEntry {
+            source: "/bin/busybox".into(),
+            dest: "/usr/bin/busybox".into(),
+            mode: Some(Mode(0o755)),
+        }],
+        symlinks: [
+            vec![
+                link("/bin", "usr/bin"),
+                link("/sbin", "usr/sbin"),
+                link("/lib", "usr/lib"),
+                link("/lib64", "usr/lib64"),
+            ],
+            busybox_links()?,
+        ]
+        .concat(),
+        directories: vec![
+            dir("/dev", 0o755),
+            dir("/proc", 0o555),
+            dir("/sys", 0o555),
+            dir("/run", 0o755),
+            dir("/tmp", 0o1777),
+            dir("/root", 0o700),
+            dir("/mnt", 0o755),
+            dir("/var/log", 0o755),
+            dir("/var/lib", 0o755),
+            dir("/var/tmp", 0o1777),
+        ],
+        generated: vec![
+            gen(
+                "/etc/os-release",
+                format!(
+                    "NAME=\"diskless\"\nID=diskless\nID_LIKE=debian\nVERSION_ID=\"{v}\"\nPRETTY_NAME=\"diskless worker {v} (Debian packages)\"\n",
+                    v = env!("CARGO_PKG_VERSION")
+                ),
+            ),
+            gen("/etc/hosts", "127.0.0.1 localhost\n::1 localhost\n"),
+            gen("/etc/resolv.conf", ""),
+            gen("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+            gen("/etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+            gen("/etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n"),
+        ],
+        ..Default::default()
+    };
+
+    let modules = Component {
+        name: "kernel-modules".into(),
+        modules: WORKER_MODULES.iter().map(|m| m.to_string()).collect(),
+        ..Default::default()
+    };
+
+    let mut runtime_bins = vec![
+        bin("/usr/bin/containerd", None),
+        bin("/usr/bin/containerd-shim-runc-v2", None),
+        bin("/usr/bin/ctr", None),
+        bin("/usr/sbin/runc", None),
+        bin("/usr/sbin/xtables-legacy-multi", None),
+    ];
+    // The plugins stay in /usr/lib/cni, inside the squashfs with the rest of /usr, and the
+    // CNI bin_dir, /opt/cni/bin, holds links to them: it stays writable for the plugins a
+    // cluster's CNI DaemonSet installs there, and 10 MB less is unpacked into the tmpfs.
+    let mut links = Vec::new();
+    for p in CNI_PLUGINS {
+        let src = format!("/usr/lib/cni/{p}");
+        links.push(link(&format!("/opt/cni/bin/{p}"), &src));
+        runtime_bins.push(bin(&src, None));
+    }
+    for family in ["iptables", "ip6tables"] {
+        for suffix in ["", "-save", "-restore"] {
+            links.push(link(
+                &format!("/usr/sbin/{family}{suffix}"),
+                "xtables-legacy-multi",
+            ));
+            links.push(link(
+                &format!("/usr/sbin/{family}-legacy{suffix}"),
+                "xtables-legacy-multi",
+            ));
+        }
+    }
+    let runtime = Component {
+        name: "containerd".into(),
+        binaries: runtime_bins,
+        // iptables loads its match/target extensions with dlopen, so no ELF closure finds them.
+        trees: vec![TreeEntry {
+            source: "/usr/lib/x86_64-linux-gnu/xtables".into(),
+            dest: None,
+        }],
+        symlinks: links,
+        packing: args.packing,
+        ..Default::default()
+    };
+
+    let mut components = vec![base, modules, runtime];
+    let mut services = vec![Service {
+        name: "containerd".into(),
+        command: vec![
+            "/usr/bin/containerd".into(),
+            "--config".into(),
+            "/etc/containerd/config.toml".into(),
+        ],
+        env: BTreeMap::new(),
+        ready_path: Some("/run/containerd/containerd.sock".into()),
+        condition_path: None,
+        restart: true,
+        role: Some(Role::ContainerRuntime),
+    }];
+    let mut config = Component {
+        name: "config".into(),
+        generated: vec![
+            gen("/etc/containerd/config.toml", containerd_config()),
+            gen("/etc/cni/net.d/10-diskless.conflist", CNI_CONFLIST),
+            gen(
+                "/etc/crictl.yaml",
+                "runtime-endpoint: unix:///run/containerd/containerd.sock\nimage-endpoint: unix:///run/containerd/containerd.sock\n",
+            ),
+        ],
+        directories: vec![dir("/etc/containerd/certs.d", 0o755)],
+        ..Default::default()
+    };
+
+    match &args.kubelet {
+        Some(kubelet) => {
+            if !kubelet.is_file() {
+                bail!(
+                    "kubelet {} is not a file (from --kubelet or $KUBELET)",
+                    kubelet.display()
+                );
+            }
+            components.push(Component {
+                name: "kubelet".into(),
+                binaries: vec![BinaryEntry {
+                    source: kubelet.clone(),
+                    dest: Some("/usr/bin/kubelet".into()),
+                }],
+                directories: vec![dir("/var/lib/kubelet", 0o700)],
+                packing: args.packing,
+                ..Default::default()
+            });
+            config
+                .generated
+                .push(gen("/etc/kubernetes/kubelet.yaml", KUBELET_CONFIG));
+            config
+                .generated
+                .push(gen("/etc/kubernetes/manifests/hello.yaml", static_pod()));
+            services.push(Service {
+                name: "kubelet".into(),
+                command: vec![
+                    "/usr/bin/kubelet".into(),
+                    "--config=/etc/kubernetes/kubelet.yaml".into(),
+                    "--v=1".into(),
+                ],
+                env: BTreeMap::new(),
+                ready_path: None,
+                condition_path: None,
+                restart: true,
+                role: Some(Role::Kubelet),
+            });
+        }
+        None => warnings.push(
+            "no kubelet: pass --kubelet PATH or set $KUBELET (Debian packages none); \
+             the plan leaves kubelet out"
+                .into(),
+        ),
+    }
+    components.push(config);
+
+    let plan = Plan {
+        version: PLAN_VERSION,
+        name: args.name.clone(),
+        description: "reference worker from this host's Debian packages".into(),
+        kernel: Kernel {
+            image: kernel,
+            modules_dir: Some(modules_dir),
+            cmdline: "console=ttyS0,115200 panic=10".into(),
+        },
+        compression: Compression::default(),
+        components,
+        images,
+        node: Node {
+            sysctls: [
+                ("net.ipv4.ip_forward", "1"),
+                ("net.bridge.bridge-nf-call-iptables", "1"),
+                ("net.bridge.bridge-nf-call-ip6tables", "1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            cgroup_controllers: ["cpu", "memory", "pids", "io", "cpuset"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            network: Network::Dhcp { interface: None },
+            services,
+        },
+    };
+    Ok((plan, warnings))
+}

@@ -1,0 +1,374 @@
+//! The build plan, format v1: what the Nix modules (or `diskless plan --host`) write and the
+//! builder reads. This is the contract between the layers; `docs/plan.md` documents every field.
+//!
+//! These types mirror the JSON exactly (`deny_unknown_fields` everywhere) so that a typo in a
+//! plan is an error, not a silently ignored setting. Checks that need more than one field, or the
+//! filesystem, live in `resolve.rs`, which turns a `Plan` into a checked `ResolvedImage`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The only plan format this builder reads.
+pub const PLAN_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The file could not be read at all.
+    #[error("cannot read plan {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// serde_json's message already names the field and the line/column.
+    #[error("invalid plan {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "plan {path} has \"version\": {found}; this builder reads version {PLAN_VERSION} (see docs/plan.md)"
+    )]
+    Version { path: PathBuf, found: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Must be 1.
+    pub version: u32,
+    /// Image name: names `<name>.json`, `<name>.ipxe` and `<name>.initrd` in the output.
+    pub name: String,
+    /// One line for menus and `inspect`.
+    #[serde(default)]
+    pub description: String,
+    pub kernel: Kernel,
+    #[serde(default)]
+    pub compression: Compression,
+    /// Ordered: each becomes one cpio segment, in this order.
+    pub components: Vec<Component>,
+    /// Container images preloaded into containerd (each becomes its own segment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<PreloadImage>,
+    /// What the node's init does at boot; passed to it in `/.diskless/image.json`.
+    #[serde(default)]
+    pub node: Node,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    /// The kernel image (bzImage) to boot.
+    pub image: PathBuf,
+    /// The module tree of that kernel (`/lib/modules/<version>`), used to resolve
+    /// `components[].modules`. Required when any component names a module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modules_dir: Option<PathBuf>,
+    /// The kernel command line written into the iPXE entry and the index.
+    #[serde(default)]
+    pub cmdline: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    #[default]
+    Zstd,
+    Gzip,
+    /// Uncompressed cpio: for segments whose content is already compressed.
+    None,
+}
+
+/// How a component's files travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Packing {
+    /// Every file as a cpio entry the kernel unpacks into RAM.
+    #[default]
+    Cpio,
+    /// Files under `/usr` and `/nix/store` in one squashfs image the init mounts read-only
+    /// (needs the `loop`, `squashfs` and `overlay` modules); the rest stays cpio.
+    Squashfs,
+}
+
+impl Packing {
+    fn is_cpio(&self) -> bool {
+        *self == Packing::Cpio
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compression {
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// zstd 1..=19, gzip 0..=9; the default is chosen per algorithm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<i32>,
+    /// zstd only: window of 2^N bytes with long-distance matching (10..=27), or 0 for off.
+    /// The default (24, 16 MiB) finds repeats across binaries that share Go runtime code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_log: Option<u32>,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression {
+            algorithm: Algorithm::Zstd,
+            level: None,
+            window_log: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    /// Segment name: `[a-z0-9][a-z0-9._-]*`, unique in the plan.
+    pub name: String,
+    /// Overrides the plan-wide compression for this segment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
+    /// `cpio` (default) or `squashfs`: see [`Packing`].
+    #[serde(default, skip_serializing_if = "Packing::is_cpio")]
+    pub packing: Packing,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directories: Vec<DirEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub symlinks: Vec<SymlinkEntry>,
+    /// Files whose contents are given inline (generated configuration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generated: Vec<GeneratedEntry>,
+    /// Executables whose ELF shared-library closure is resolved and copied too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binaries: Vec<BinaryEntry>,
+    /// Directory trees copied recursively (e.g. a Nix store path, a CNI plugin dir).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trees: Vec<TreeEntry>,
+    /// Kernel modules by name or alias; dependencies and softdeps are added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub source: PathBuf,
+    pub dest: String,
+    /// Octal string such as "0644"; default: 0755 if the source is executable, else 0644.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirEntry {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymlinkEntry {
+    pub path: String,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratedEntry {
+    pub dest: String,
+    pub contents: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinaryEntry {
+    pub source: PathBuf,
+    /// Where the binary lands; default: the same path as `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeEntry {
+    pub source: PathBuf,
+    /// Where the tree lands; default: the same path as `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dest: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreloadImage {
+    /// Segment name (`image-<name>`), unique among images.
+    pub name: String,
+    /// docker-archive tar, OCI archive tar or OCI layout directory.
+    pub archive: PathBuf,
+    /// References the image carries inside containerd, e.g. `registry.k8s.io/pause:3.6`.
+    pub refs: Vec<String>,
+}
+
+/// What the init does at boot. The builder copies this into `/.diskless/image.json` after
+/// adding what only it knows (segments, module load order, unpacked size).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Written to `/proc/sys` after modules load, e.g. `"net.ipv4.ip_forward": "1"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// cgroup v2 controllers enabled in the root `cgroup.subtree_control`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroup_controllers: Vec<String>,
+    #[serde(default)]
+    pub network: Network,
+    /// Started in order, each after the previous one is ready; stopped in reverse order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<Service>,
+}
+
+/// The node's network and services are the contract's own types: the builder passes them to
+/// the init unchanged.
+pub use diskless_contract::image::{Network, Role, Service};
+
+/// A file mode written as an octal string ("0755") in JSON, since JSON has no octal numbers
+/// and Nix users write modes that way (`environment.etc.<name>.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mode(pub u32);
+
+impl Serialize for Mode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:04o}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bits = u32::from_str_radix(&s, 8).map_err(|_| {
+            serde::de::Error::custom(format!("mode {s:?} is not an octal string like \"0644\""))
+        })?;
+        if bits > 0o7777 {
+            return Err(serde::de::Error::custom(format!(
+                "mode {s:?} has bits beyond 07777; give permission bits only"
+            )));
+        }
+        Ok(Mode(bits))
+    }
+}
+
+impl Plan {
+    /// Reads and parses a plan file; errors carry the path and serde's line/column.
+    pub fn load(path: &Path) -> Result<Plan, PlanError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Plan::parse(&text, path)
+    }
+
+    /// Parses plan text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Plan, PlanError> {
+        // Check the version first so that a v2 plan gets "wrong version", not a confusing
+        // "unknown field" about whatever v2 added.
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| PlanError::Parse {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(v) if v == PLAN_VERSION as u64 => {}
+            Some(found) => {
+                return Err(PlanError::Version {
+                    path: path.to_owned(),
+                    found,
+                })
+            }
+            None => {
+                return Err(PlanError::Parse {
+                    path: path.to_owned(),
+                    message: "missing field `version` (a number; this builder reads 1)".into(),
+                })
+            }
+        }
+        // Parse from the text again (not the Value) so errors keep line and column.
+        serde_json::from_str(text).map_err(|e| PlanError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Canonical JSON of the plan: the input of the plan digest in the index.
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(self).expect("plan serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Plan, PlanError> {
+        Plan::parse(s, Path::new("test.json"))
+    }
+
+    const MINIMAL: &str = r#"{"version":1,"name":"t","kernel":{"image":"/k"},"components":[]}"#;
+
+    #[test]
+    fn minimal_plan_parses_with_defaults() {
+        let p = parse(MINIMAL).unwrap();
+        assert_eq!(p.compression.algorithm, Algorithm::Zstd);
+        assert_eq!(p.node.network, Network::Dhcp { interface: None });
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let e =
+            parse(r#"{"version":1,"name":"t","kernel":{"image":"/k"},"components":[],"colour":1}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_version_is_reported_as_such() {
+        let e = parse(r#"{"version":2,"whatever":true}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"version\": 2"), "{e}");
+    }
+
+    #[test]
+    fn malformed_json_has_line_and_column() {
+        let e = parse("{\"version\": 1,\n  \"name\": }")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn modes_are_octal_strings() {
+        let p = parse(
+            r#"{"version":1,"name":"t","kernel":{"image":"/k"},"components":[
+            {"name":"c","generated":[{"dest":"/a","contents":"x","mode":"0600"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.components[0].generated[0].mode, Some(Mode(0o600)));
+        let e = parse(
+            r#"{"version":1,"name":"t","kernel":{"image":"/k"},"components":[
+            {"name":"c","generated":[{"dest":"/a","contents":"x","mode":"rw"}]}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("octal"), "{e}");
+    }
+
+    #[test]
+    fn canonical_json_round_trips() {
+        let p = parse(MINIMAL).unwrap();
+        assert_eq!(parse(&p.canonical_json()).unwrap(), p);
+    }
+}

@@ -1,0 +1,239 @@
+//! The command line's argument types. The libraries take plain option structs; these clap
+//! types carry the flags, defaults and help, and convert into them.
+
+use clap::{Args, ValueEnum};
+use diskless_build::{host::HostOptions, inspect::InspectOptions, pipeline::BuildOptions};
+use diskless_harness::{Accel, BootOptions, CheckOptions, Transport};
+use diskless_publish::PublishOptions;
+use std::path::PathBuf;
+
+#[derive(Debug, Args, Clone)]
+pub struct HostArgs {
+    /// kubelet binary to include (Debian packages none); without it the worker has no kubelet.
+    #[arg(long, env = "KUBELET")]
+    pub kubelet: Option<PathBuf>,
+    /// The node's init binary (default: `diskless-init` beside this executable).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Kernel image (default: the newest /boot/vmlinuz-* with a matching /lib/modules tree).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Image name.
+    #[arg(long, default_value = "worker")]
+    pub name: String,
+    /// How the large components (containerd, kubelet) travel: `squashfs` (mounted read-only by
+    /// the init; less RAM, faster boot) or `cpio` (unpacked by the kernel).
+    #[arg(long, value_enum, default_value = "squashfs")]
+    pub packing: PackingArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PackingArg {
+    Squashfs,
+    Cpio,
+}
+
+impl From<HostArgs> for HostOptions {
+    fn from(a: HostArgs) -> Self {
+        HostOptions {
+            kubelet: a.kubelet,
+            init: a.init,
+            kernel: a.kernel,
+            name: a.name,
+            packing: match a.packing {
+                PackingArg::Squashfs => diskless_build::plan::Packing::Squashfs,
+                PackingArg::Cpio => diskless_build::plan::Packing::Cpio,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BuildArgs {
+    /// Output directory (created if missing); objects already there are reused.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Prefix for the URLs in `<name>.ipxe`: empty for URLs relative to the script, or e.g.
+    /// `http://boot.lab/images/` (must end with '/').
+    #[arg(long, default_value = "")]
+    pub base_url: String,
+    /// Also store the concatenated single-file initrd (each segment padded to 4 bytes), for boot
+    /// loaders that take one file.
+    #[arg(long)]
+    pub single_initrd: bool,
+    /// Allow an image over 2 GiB (iPXE's practical ceiling).
+    #[arg(long)]
+    pub allow_large: bool,
+    /// Threads for segment writing and compression (default: all cores). Never changes the output.
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Segment cache directory (default: $XDG_CACHE_HOME/diskless or ~/.cache/diskless).
+    #[arg(long, conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compress every segment afresh.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl From<BuildArgs> for BuildOptions {
+    fn from(a: BuildArgs) -> Self {
+        BuildOptions {
+            out: a.out,
+            base_url: a.base_url,
+            single_initrd: a.single_initrd,
+            allow_large: a.allow_large,
+            jobs: a.jobs,
+            cache_dir: a.cache_dir,
+            no_cache: a.no_cache,
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct InspectArgs {
+    /// Image name (`<name>.json` in the output directory).
+    #[arg(long, default_value = "worker")]
+    pub name: String,
+    /// How many files to list (largest first); 0 lists all.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+}
+
+impl From<InspectArgs> for InspectOptions {
+    fn from(a: InspectArgs) -> Self {
+        InspectOptions {
+            name: a.name,
+            top: a.top,
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PublishArgs {
+    /// Output directory of `diskless build` (every `<name>.json` in it is published).
+    pub out: PathBuf,
+    /// The boot server: a directory (TFTP/HTTP root, or a mounted share) or
+    /// `ssh://[user@]host[:port]/path` (ssh command from `DISKLESS_SSH`, default `ssh`).
+    #[arg(long)]
+    pub to: String,
+    /// Inventory of machines (TOML, docs/boot-server.md); default: keep the published one.
+    #[arg(long)]
+    pub inventory: Option<PathBuf>,
+}
+
+impl From<PublishArgs> for PublishOptions {
+    fn from(a: PublishArgs) -> Self {
+        PublishOptions {
+            out: a.out,
+            to: a.to,
+            inventory: a.inventory,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BootArgs {
+    /// Output directory of `diskless build` (or, with --server, a boot server directory).
+    pub out: PathBuf,
+    /// OUT is a boot server directory made by `diskless publish`: boot its `boot.ipxe`, which
+    /// picks `hosts/<mac>.ipxe`, the default image or the menu, as a lab machine would.
+    #[arg(long)]
+    pub server: bool,
+    /// Image name: boots `OUT/<name>.json`.
+    #[arg(long, default_value = "worker")]
+    pub name: String,
+    /// Guest RAM in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub memory: u32,
+    /// Guest CPUs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// MAC address of the guest's NIC.
+    #[arg(long, default_value = "52:54:00:12:34:56")]
+    pub mac: String,
+    /// Accelerator; `auto` probes KVM with a short kernel boot and falls back to TCG; `icount`
+    /// is TCG with a virtual clock counting instructions (1 ns each), for benchmarks that
+    /// repeat on a noisy host.
+    #[arg(long, value_enum, default_value = "auto", env = "DISKLESS_ACCEL")]
+    pub accel: AccelArg,
+    /// How iPXE fetches the script and objects.
+    #[arg(long, value_enum, default_value = "http")]
+    pub transport: TransportArg,
+    /// Extra kernel command-line arguments (e.g. `diskless.debug`), appended to the image's.
+    #[arg(long = "append", value_name = "ARG")]
+    pub append: Vec<String>,
+    /// Kill QEMU after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
+    Icount,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportArg {
+    /// HTTP from a server on 127.0.0.1 via slirp guestfwd (faster).
+    Http,
+    /// slirp's built-in TFTP server.
+    Tftp,
+}
+
+impl From<BootArgs> for BootOptions {
+    fn from(a: BootArgs) -> Self {
+        BootOptions {
+            out: a.out,
+            server: a.server,
+            name: a.name,
+            memory: a.memory,
+            cpus: a.cpus,
+            mac: a.mac,
+            accel: match a.accel {
+                AccelArg::Auto => Accel::Auto,
+                AccelArg::Kvm => Accel::Kvm,
+                AccelArg::Tcg => Accel::Tcg,
+                AccelArg::Icount => Accel::Icount,
+            },
+            transport: match a.transport {
+                TransportArg::Http => Transport::Http,
+                TransportArg::Tftp => Transport::Tftp,
+            },
+            append: a.append,
+            timeout: a.timeout,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub boot: BootArgs,
+    /// Also kill containerd in the guest and require that the init restarts it.
+    #[arg(long)]
+    pub kill_containerd: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Copy the guest console to standard error as it arrives.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// The check hook binary the guest runs (default: `diskless-check` beside this executable).
+    #[arg(long, value_name = "PATH")]
+    pub hook: Option<PathBuf>,
+}
+
+impl From<CheckArgs> for CheckOptions {
+    fn from(a: CheckArgs) -> Self {
+        CheckOptions {
+            boot: a.boot.into(),
+            kill_containerd: a.kill_containerd,
+            json: a.json,
+            verbose: a.verbose,
+            hook: a.hook,
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The `diskless` command line: parses arguments, calls the library, maps errors to exit codes.
+//! Exit codes: 0 success, 1 failure (bad input, failed check, I/O error), 2 usage (clap).
+
+mod args;
+mod oci;
+
+use args::{BootArgs, BuildArgs, CheckArgs, HostArgs, InspectArgs, PublishArgs};
+use clap::{Parser, Subcommand};
+use diskless_build::{host, inspect, pipeline, plan::Plan, verify};
+use diskless_publish as publish;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "diskless", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a build plan (JSON) for the reference worker made from this machine's packages.
+    Plan {
+        /// Resolve the plan from the host's own (Debian) packages.
+        #[arg(long, required = true)]
+        host: bool,
+        #[command(flatten)]
+        host_args: HostArgs,
+        /// Write the plan here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Build an image: kernel, content-addressed initramfs segments, index and iPXE entry.
+    Build {
+        /// The build plan to read.
+        #[arg(long, conflicts_with = "host", required_unless_present = "host")]
+        plan: Option<PathBuf>,
+        /// Build the plan `diskless plan --host` prints.
+        #[arg(long)]
+        host: bool,
+        #[command(flatten)]
+        host_args: HostArgs,
+        #[command(flatten)]
+        options: BuildArgs,
+        /// Print the build report as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what an image contains: segments and files, largest first.
+    Inspect {
+        /// Output directory of `diskless build`.
+        out: PathBuf,
+        #[command(flatten)]
+        args: InspectArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that every stored artifact hashes to its name and every entry points at one.
+    Verify {
+        /// Output directory of `diskless build`.
+        #[arg(required_unless_present = "to", conflicts_with = "to")]
+        out: Option<PathBuf>,
+        /// Verify a boot server instead (a directory or ssh://[user@]host[:port]/path; also
+        /// checks that no secret is in a shared entry).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish built images to a boot server directory, with host entries from an inventory.
+    Publish {
+        #[command(flatten)]
+        args: PublishArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore the previous version of an image on a boot server.
+    Rollback {
+        /// The boot server: a directory or ssh://[user@]host[:port]/path.
+        #[arg(long)]
+        to: String,
+        /// Image name.
+        image: String,
+    },
+    /// Delete objects that no kept generation references.
+    Gc {
+        /// The boot server: a directory or ssh://[user@]host[:port]/path.
+        #[arg(long)]
+        to: String,
+        /// Generations to keep (the newest).
+        #[arg(long, default_value_t = 3)]
+        keep: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Network-boot an image in QEMU with the console on standard output.
+    Run(BootArgs),
+    /// Network-boot an image in QEMU and check that the node comes up.
+    Check(CheckArgs),
+    /// Container images for preloading.
+    #[command(subcommand)]
+    Oci(oci::OciCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// The reference worker's plan from this machine's packages, with its busybox-made images.
+fn host_plan(args: HostArgs) -> anyhow::Result<Plan> {
+    let images = diskless_oci::host_reference_images(
+        &diskless_oci::default_cache_dir()?.with_file_name("reference-images"),
+    )?;
+    let (plan, warnings) = host::host_plan(&args.into(), images)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(plan)
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Plan {
+            host: _,
+            host_args,
+            output,
+        } => {
+            let plan = host_plan(host_args)?;
+            let mut text = serde_json::to_string_pretty(&plan)?;
+            text.push('\n');
+            match output {
+                Some(path) => pipeline::write_atomic(&path, text.as_bytes())?,
+                None => std::io::stdout().write_all(text.as_bytes())?,
+            }
+            Ok(())
+        }
+        Command::Build {
+            plan,
+            host: _,
+            host_args,
+            options,
+            json,
+        } => {
+            let plan = match plan {
+                Some(path) => Plan::load(&path)?,
+                None => host_plan(host_args)?,
+            };
+            let report = pipeline::build(&plan, &options.into(), &diskless_oci::Preload)?;
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
+            if json {
+                print_json(&report)?;
+            } else {
+                report.print_summary();
+            }
+            Ok(())
+        }
+        Command::Inspect { out, args, json } => {
+            let report = inspect::inspect(&out, &args.into())?;
+            if json {
+                print_json(&report)
+            } else {
+                report.print();
+                Ok(())
+            }
+        }
+        Command::Verify { out, to, json } => {
+            let (report, what) = match (&out, &to) {
+                (Some(out), _) => (verify::verify(out)?, out.display().to_string()),
+                (None, Some(to)) => (publish::verify_dest(to)?, to.clone()),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            if json {
+                print_json(&report)?;
+            } else {
+                report.print();
+            }
+            if report.ok() {
+                Ok(())
+            } else {
+                anyhow::bail!("{} problem(s) in {what}", report.problems.len())
+            }
+        }
+        Command::Publish { args, json } => {
+            let r = publish::publish(&args.into())?;
+            if json {
+                print_json(&r)?;
+            } else {
+                match r.generation {
+                    Some(g) => println!(
+                        "published {} to {} as generation {g}: {} objects ({} bytes) copied, {} host entries",
+                        r.images.join(", "),
+                        r.dest,
+                        r.objects_copied,
+                        r.bytes_copied,
+                        r.hosts
+                    ),
+                    None => println!("{} is up to date: nothing to publish", r.dest),
+                }
+            }
+            Ok(())
+        }
+        Command::Rollback { to, image } => {
+            let g = publish::rollback(&to, &image)?;
+            println!("rolled back {image} on {to}: generation {g}");
+            Ok(())
+        }
+        Command::Gc { to, keep, json } => {
+            let r = publish::gc(&to, keep)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "kept generations {:?}; removed {} generation(s), {} object(s), {} bytes",
+                    r.kept_generations,
+                    r.removed_generations.len(),
+                    r.removed_objects,
+                    r.freed_bytes
+                );
+            }
+            Ok(())
+        }
+        Command::Run(args) => diskless_harness::run(&args.into()),
+        Command::Check(args) => diskless_harness::check(&args.into()),
+        Command::Oci(cmd) => oci::main(&cmd),
+    }
+}

@@ -1,0 +1,738 @@
+//! The Nix layer, evaluated for real: `modules/` and `images/*.nix` under nixpkgs' `lib` with the
+//! stand-in `pkgs` of `nix/fake-pkgs.nix`, whose packages are directories this test assembles from
+//! host files. The plan the modules write must be one `diskless build` accepts, and must say what
+//! the modules promise (closure, services, static pod from a preloaded image).
+//!
+//! The flake itself is then checked and built with `--override-input nixpkgs` pointing at
+//! `nix/stub-nixpkgs.nix`: real derivations made of the same fixtures, since nixpkgs cannot be
+//! fetched here. That runs flake.nix, `nix flake check`, closureInfo and nix/mk-image.nix for real.
+//!
+//! Needs `nix-instantiate` and `nix` (Debian's nix-bin), and `$NIXPKGS_LIB`: a checkout of nixpkgs
+//! or of nix-community/nixpkgs.lib. Without them each test prints `skipped: …` and returns.
+
+use diskless_build::index::{object_path, Index};
+use diskless_build::plan::Plan;
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A binary of another workspace crate (the init), built beside `diskless` by
+/// `cargo build --workspace --bins` (scripts/test does; Cargo builds only this crate's own).
+fn sibling_binary(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_diskless")).with_file_name(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn have_nix_instantiate() -> bool {
+    Command::new("nix-instantiate")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `$NIXPKGS_LIB` and nix-instantiate, or the reason this machine cannot evaluate the modules.
+fn nix_env() -> Result<PathBuf, String> {
+    if !have_nix_instantiate() {
+        return Err("nix-instantiate not found (Debian: apt-get install nix-bin)".into());
+    }
+    match std::env::var_os("NIXPKGS_LIB") {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ => Err("NIXPKGS_LIB unset (a nixpkgs or nix-community/nixpkgs.lib checkout)".into()),
+    }
+}
+
+/// Returns early from a test with `skipped: <why>` when `$e` is an `Err`.
+macro_rules! or_skip {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(why) => {
+                println!("skipped: {why}");
+                return;
+            }
+        }
+    };
+}
+
+/// The packages the fake pkgs name, made of host files. Where the host lacks a program (no kubelet
+/// on Debian), a stand-in script takes its place: the build copies bytes, it runs nothing.
+/// (path in the package, host files to copy there, first found wins)
+type PackageFiles = &'static [(&'static str, &'static [&'static str])];
+
+const PACKAGES: &[(&str, PackageFiles)] = &[
+    (
+        "busybox",
+        &[("bin/busybox", &["/bin/busybox", "/usr/bin/busybox"])],
+    ),
+    (
+        "containerd",
+        &[
+            ("bin/containerd", &["/usr/bin/containerd"]),
+            ("bin/ctr", &["/usr/bin/ctr"]),
+            (
+                "bin/containerd-shim-runc-v2",
+                &["/usr/bin/containerd-shim-runc-v2"],
+            ),
+        ],
+    ),
+    (
+        "runc",
+        &[("bin/runc", &["/usr/sbin/runc", "/usr/bin/runc"])],
+    ),
+    (
+        "cni-plugins",
+        &[
+            ("bin/bridge", &["/usr/lib/cni/bridge"]),
+            ("bin/host-local", &["/usr/lib/cni/host-local"]),
+            ("bin/loopback", &["/usr/lib/cni/loopback"]),
+            ("bin/portmap", &["/usr/lib/cni/portmap"]),
+        ],
+    ),
+    (
+        "iptables-legacy",
+        &[("bin/iptables", &["/usr/sbin/xtables-legacy-multi"])],
+    ),
+    (
+        "util-linux",
+        &[("bin/mount", &["/usr/bin/mount", "/bin/mount"])],
+    ),
+    (
+        "iproute2",
+        &[("bin/ip", &["/usr/bin/ip", "/bin/ip", "/sbin/ip"])],
+    ),
+    ("dropbear", &[("bin/dropbear", &["/usr/sbin/dropbear"])]),
+];
+
+/// A temporary directory holding the fake packages, the kernel and the image archives.
+struct Fixtures {
+    dir: tempfile::TempDir,
+    kernel_version: String,
+}
+
+impl Fixtures {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Builds the fixtures, or says why this machine cannot (no kernel with modules).
+    fn new() -> Result<Fixtures, String> {
+        let kernel_version = host_kernel()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+
+        let kernel = root.join("kernel");
+        fs::create_dir_all(kernel.join("lib/modules")).unwrap();
+        std::os::unix::fs::symlink(
+            format!("/boot/vmlinuz-{kernel_version}"),
+            kernel.join("bzImage"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            format!("/lib/modules/{kernel_version}"),
+            kernel.join("lib/modules").join(&kernel_version),
+        )
+        .unwrap();
+
+        let init = sibling_binary("diskless-init");
+        place(
+            &root.join("diskless/bin/diskless-init"),
+            &[init.to_str().unwrap()],
+        );
+        place(
+            &root.join("diskless/bin/diskless"),
+            &[env!("CARGO_BIN_EXE_diskless")],
+        );
+        for (name, files) in PACKAGES {
+            for (dest, candidates) in *files {
+                place(&root.join(name).join(dest), candidates);
+            }
+        }
+        std::os::unix::fs::symlink("busybox", root.join("busybox/bin/sh")).unwrap();
+        let kubelet = std::env::var("KUBELET").unwrap_or_default();
+        place(&root.join("kubernetes/bin/kubelet"), &[kubelet.as_str()]);
+
+        // The archive names are what fake pkgs' pullImage derives from name and tag.
+        let images = root.join("images");
+        fs::create_dir_all(&images).unwrap();
+        docker_archive(
+            &images.join("registry.k8s.io-pause-3.9.tar"),
+            "registry.k8s.io/pause:3.9",
+        );
+        docker_archive(
+            &images.join("quay.io-k0sproject-kube-router-v2.2.1-iptables1.8.9-1.tar"),
+            "quay.io/k0sproject/kube-router:v2.2.1-iptables1.8.9-1",
+        );
+        Ok(Fixtures {
+            dir,
+            kernel_version,
+        })
+    }
+
+    /// Evaluates `nix/eval-plan.nix` for `image` with `extra` (a Nix list of modules).
+    fn eval(&self, lib: &Path, image: &str, extra: &str) -> Output {
+        Command::new("nix-instantiate")
+            .args(["--eval", "--strict", "--json"])
+            .arg(repo().join("nix/eval-plan.nix"))
+            .arg("--argstr")
+            .arg("nixpkgsLib")
+            .arg(lib)
+            .arg("--argstr")
+            .arg("fixtures")
+            .arg(self.path())
+            .args(["--argstr", "kernelVersion", &self.kernel_version])
+            .args(["--argstr", "image", image])
+            .args(["--arg", "extraModules", extra])
+            .output()
+            .expect("run nix-instantiate")
+    }
+
+    /// The plan of `image`, written to a file and loaded with the builder's own parser.
+    fn plan(&self, lib: &Path, image: &str, extra: &str) -> (PathBuf, Plan) {
+        let out = self.eval(lib, image, extra);
+        assert!(
+            out.status.success(),
+            "evaluating images/{image}.nix failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = self.path().join(format!("{image}.plan.json"));
+        fs::write(&path, &out.stdout).unwrap();
+        let plan =
+            Plan::load(&path).unwrap_or_else(|e| panic!("the builder rejects the plan: {e}"));
+        (path, plan)
+    }
+}
+
+/// A kernel with its module tree, the newest first.
+fn host_kernel() -> Result<String, String> {
+    let mut versions: Vec<String> = fs::read_dir("/lib/modules")
+        .map_err(|e| format!("no /lib/modules ({e}): the fixtures need a kernel"))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|v| Path::new(&format!("/boot/vmlinuz-{v}")).exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .ok_or_else(|| "no /boot/vmlinuz-V with /lib/modules/V: the fixtures need a kernel".into())
+}
+
+/// Copies the first existing candidate to `dest`, or writes a stand-in script there.
+fn place(dest: &Path, candidates: &[&str]) {
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let found = candidates
+        .iter()
+        .find(|c| !c.is_empty() && Path::new(c).is_file());
+    match found {
+        // A copy, not a hard link: linking changes the host file's ctime, and tar (or a
+        // concurrent test reading it) then reports "file changed as we read it".
+        Some(src) => {
+            fs::copy(src, dest).unwrap_or_else(|e| panic!("copy {src} to {dest:?}: {e}"));
+        }
+        None => {
+            let text = format!(
+                "#!/bin/sh\necho 'test fixture: {} is not on the build machine' >&2\nexit 1\n",
+                dest.display()
+            );
+            fs::write(dest, text).unwrap();
+            fs::set_permissions(dest, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes a one-layer docker-archive (what `dockerTools.pullImage` produces) tagged `tag`.
+fn docker_archive(dest: &Path, tag: &str) {
+    let stage = tempfile::tempdir().unwrap();
+    let rootfs = stage.path().join("rootfs");
+    place(&rootfs.join("pause"), &["/bin/busybox", "/usr/bin/busybox"]);
+    let archive = stage.path().join("archive");
+    fs::create_dir_all(&archive).unwrap();
+
+    let layer = stage.path().join("layer.tar");
+    tar(&rootfs, &layer);
+    let layer_bytes = fs::read(&layer).unwrap();
+    let layer_id = sha256_hex(&layer_bytes);
+    fs::create_dir_all(archive.join(&layer_id)).unwrap();
+    fs::write(archive.join(&layer_id).join("layer.tar"), &layer_bytes).unwrap();
+
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": { "Entrypoint": ["/pause"] },
+        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{layer_id}")] },
+    })
+    .to_string();
+    let config_name = format!("{}.json", sha256_hex(config.as_bytes()));
+    fs::write(archive.join(&config_name), &config).unwrap();
+    let manifest = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": [tag],
+        "Layers": [format!("{layer_id}/layer.tar")],
+    }]);
+    fs::write(archive.join("manifest.json"), manifest.to_string()).unwrap();
+    tar(&archive, dest);
+}
+
+fn tar(dir: &Path, dest: &Path) {
+    let status = Command::new("tar")
+        .args(["--sort=name", "--owner=0", "--group=0", "--numeric-owner"])
+        .args(["--mtime=@0", "-cf"])
+        .arg(dest)
+        .arg("-C")
+        .arg(dir)
+        .arg(".")
+        .status()
+        .expect("run tar");
+    assert!(status.success(), "tar {dir:?}");
+}
+
+/// Runs `diskless build` on the plan and checks the output against it.
+fn build(plan_path: &Path, plan: &Plan, out: &Path) {
+    let run = Command::new(env!("CARGO_BIN_EXE_diskless"))
+        .args(["build", "--no-cache", "--plan"])
+        .arg(plan_path)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "diskless build --plan {plan_path:?} failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    check_output(out, plan);
+}
+
+/// The index names the plan's segments in order, every object it names is there with its
+/// digest, and the iPXE entry loads them.
+fn check_output(out: &Path, plan: &Plan) {
+    let index = Index::load(&out.join(format!("{}.json", plan.name))).unwrap();
+    let expected: Vec<String> = std::iter::once("manifest".to_string())
+        .chain(plan.components.iter().map(|c| c.name.clone()))
+        .chain(plan.images.iter().map(|i| format!("image-{}", i.name)))
+        .collect();
+    let names: Vec<&String> = index.segments.iter().map(|s| &s.name).collect();
+    assert_eq!(names, expected.iter().collect::<Vec<_>>());
+    let ipxe = fs::read_to_string(out.join(format!("{}.ipxe", plan.name))).unwrap();
+    let objects = std::iter::once((index.kernel.sha256.clone(), index.kernel.size))
+        .chain(index.segments.iter().map(|s| (s.sha256.clone(), s.size)));
+    for (sha256, size) in objects {
+        let bytes = fs::read(out.join(object_path(&sha256))).unwrap();
+        assert_eq!(bytes.len() as u64, size, "size of {sha256}");
+        assert_eq!(
+            sha256_hex(&bytes),
+            sha256,
+            "object {sha256} does not hash to its name"
+        );
+        assert!(
+            ipxe.contains(&sha256),
+            "{sha256} not loaded by the iPXE entry:\n{ipxe}"
+        );
+    }
+}
+
+/// Every fixture ("store") path a command or symlink refers to lies inside a tree the image
+/// copies: what the closure promises.
+fn assert_closed(plan: &Plan, fixtures: &Path) {
+    let trees: Vec<&Path> = plan
+        .components
+        .iter()
+        .flat_map(|c| c.trees.iter().map(|t| t.source.as_path()))
+        .collect();
+    let referenced = plan
+        .node
+        .services
+        .iter()
+        .map(|s| s.command[0].clone())
+        .chain(
+            plan.components
+                .iter()
+                .flat_map(|c| c.symlinks.iter().map(|l| l.target.clone())),
+        )
+        .filter(|p| Path::new(p).starts_with(fixtures));
+    for path in referenced {
+        assert!(
+            trees.iter().any(|t| Path::new(&path).starts_with(t)),
+            "{path} is used but no tree in the plan copies it (trees: {trees:?})"
+        );
+    }
+}
+
+fn component<'a>(plan: &'a Plan, name: &str) -> &'a diskless_build::plan::Component {
+    plan.components
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no component {name} in the plan"))
+}
+
+fn generated<'a>(plan: &'a Plan, component_name: &str, dest: &str) -> &'a str {
+    component(plan, component_name)
+        .generated
+        .iter()
+        .find(|g| g.dest == dest)
+        .unwrap_or_else(|| panic!("{component_name} does not generate {dest}"))
+        .contents
+        .as_str()
+}
+
+#[test]
+fn every_nix_file_parses() {
+    if !have_nix_instantiate() {
+        println!("skipped: nix-instantiate not found (Debian: apt-get install nix-bin)");
+        return;
+    }
+    let mut files = vec![repo().join("flake.nix")];
+    for dir in ["modules", "images", "nix"] {
+        for entry in walkdir::WalkDir::new(repo().join(dir)).sort_by_file_name() {
+            let entry = entry.unwrap();
+            if entry.path().extension().is_some_and(|e| e == "nix") {
+                files.push(entry.into_path());
+            }
+        }
+    }
+    assert!(files.len() > 10, "found only {files:?}");
+    for file in files {
+        let out = Command::new("nix-instantiate")
+            .arg("--parse")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file:?} does not parse:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn worker_plan_is_what_the_modules_promise_and_builds() {
+    let lib = or_skip!(nix_env());
+    let fx = or_skip!(Fixtures::new());
+    let root = fx.path();
+    // zstd -1: this test is about what goes in, and level 10 on ~150 MB takes minutes here.
+    let (path, plan) = fx.plan(
+        &lib,
+        "worker",
+        "[ ({ lib, ... }: { compression.level = lib.mkForce 1; }) ]",
+    );
+
+    assert_eq!(plan.name, "worker");
+    assert_eq!(plan.kernel.image, root.join("kernel/bzImage"));
+    let names: Vec<&str> = plan.components.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "base",
+            "kernel-modules",
+            "nix-store",
+            "containerd",
+            "kubelet"
+        ]
+    );
+    let modules = &component(&plan, "kernel-modules").modules;
+    for m in ["virtio_pci", "virtio_net", "overlay", "br_netfilter"] {
+        assert!(modules.iter().any(|x| x == m), "{m} not in {modules:?}");
+    }
+    assert_eq!(
+        component(&plan, "base").files[0].source,
+        root.join("diskless/bin/diskless-init")
+    );
+
+    // containerd first and ready before the kubelet, which is standalone (no join material).
+    let services: Vec<&str> = plan.node.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(services, ["containerd", "kubelet"]);
+    let containerd = &plan.node.services[0];
+    assert_eq!(
+        containerd.ready_path.as_deref(),
+        Some("/run/containerd/containerd.sock")
+    );
+    let kubelet = &plan.node.services[1];
+    assert_eq!(
+        Path::new(&kubelet.command[0]),
+        root.join("kubernetes/bin/kubelet")
+    );
+    assert_eq!(kubelet.condition_path, None);
+    assert!(kubelet.env["PATH"].contains(&format!("{}/iptables-legacy/bin", root.display())));
+
+    // The static pod's image is preloaded under the same reference, and never pulled.
+    let pod: serde_json::Value = serde_json::from_str(generated(
+        &plan,
+        "kubelet",
+        "/etc/kubernetes/manifests/hello.json",
+    ))
+    .unwrap();
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(container["imagePullPolicy"], "Never");
+    let image = container["image"].as_str().unwrap();
+    assert!(
+        plan.images
+            .iter()
+            .any(|i| i.refs.iter().any(|r| r == image)),
+        "static pod image {image} is not preloaded"
+    );
+    let config = generated(&plan, "containerd", "/etc/containerd/config.toml");
+    assert!(
+        config.contains(&format!("sandbox_image = \"{image}\"")),
+        "{config}"
+    );
+    assert!(
+        config.contains(&format!(
+            "BinaryName = \"{}/runc/bin/runc\"",
+            root.display()
+        )),
+        "{config}"
+    );
+    let kubelet_config: serde_json::Value =
+        serde_json::from_str(generated(&plan, "kubelet", "/etc/kubernetes/kubelet.json")).unwrap();
+    assert_eq!(kubelet_config["cgroupDriver"], "cgroupfs");
+    assert_eq!(kubelet_config["staticPodPath"], "/etc/kubernetes/manifests");
+
+    assert_closed(&plan, root);
+    build(&path, &plan, &root.join("out-worker"));
+}
+
+#[test]
+fn containerd_only_image_composes_without_the_kubelet() {
+    let lib = or_skip!(nix_env());
+    let fx = or_skip!(Fixtures::new());
+    let root = fx.path();
+    let (path, plan) = fx.plan(&lib, "containerd-only", "[ ]");
+
+    let names: Vec<&str> = plan.components.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["base", "kernel-modules", "nix-store", "containerd"]);
+    let trees: Vec<&Path> = component(&plan, "nix-store")
+        .trees
+        .iter()
+        .map(|t| t.source.as_path())
+        .collect();
+    assert!(
+        !trees.contains(&root.join("kubernetes").as_path()),
+        "{trees:?}"
+    );
+    assert_eq!(plan.node.services.len(), 1);
+    assert_eq!(plan.compression.level, Some(3));
+    let network = serde_json::to_value(&plan.node.network).unwrap();
+    assert_eq!(network["mode"], "static");
+    assert_eq!(network["address"], "10.0.2.15/24");
+    assert_eq!(plan.images.len(), 1);
+
+    assert_closed(&plan, root);
+    build(&path, &plan, &root.join("out-containerd-only"));
+}
+
+#[test]
+fn configuration_mistakes_are_named() {
+    let lib = or_skip!(nix_env());
+    let fx = or_skip!(Fixtures::new());
+    let cases = [
+        // A typo in an option name: the module system names it.
+        ("{ kubelet.staticPod = { }; }", "kubelet.staticPod"),
+        // Cross-option checks (modules' assertions) say what to do.
+        (
+            r#"{ network.mode = "static"; }"#,
+            "network.address is not set",
+        ),
+        (
+            "({ lib, ... }: { kubelet.staticPods = lib.mkForce { }; })",
+            "kubelet.staticPods is empty",
+        ),
+        (
+            "({ lib, ... }: { containerd.enable = lib.mkForce false; })",
+            "set containerd.enable = true",
+        ),
+        ("{ compression.level = 42; }", "out of range for zstd"),
+        // Types are checked: modes are octal strings.
+        (
+            r#"{ components.base.generated."/etc/x" = { text = "x"; mode = "rw"; }; }"#,
+            "components.base.generated.\"/etc/x\".mode",
+        ),
+    ];
+    for (module, expected) in cases {
+        let out = fx.eval(&lib, "worker", &format!("[ {module} ]"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{module} evaluated without error");
+        assert!(
+            stderr.contains(expected),
+            "{module}: expected {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn options_doc_is_current() {
+    let lib = or_skip!(nix_env());
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(repo().join("nix/options-doc.nix"))
+        .arg("--argstr")
+        .arg("nixpkgsLib")
+        .arg(&lib)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated: String = serde_json::from_slice(&out.stdout).unwrap();
+    let committed = fs::read_to_string(repo().join("docs/options.md")).unwrap();
+    assert!(
+        generated == committed,
+        "docs/options.md is stale: regenerate it as docs/nix.md says"
+    );
+}
+
+/// `nix` with flakes enabled, as the flake's users run it.
+fn nix() -> Command {
+    let mut cmd = Command::new("nix");
+    cmd.args(["--extra-experimental-features", "nix-command flakes"]);
+    cmd
+}
+
+/// Why the flake cannot be evaluated here, if it cannot: it is read from git, so flake.nix
+/// must be tracked, and `nix` must be able to build into its store.
+fn flake_env() -> Result<PathBuf, String> {
+    let lib = nix_env()?;
+    if !nix()
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Err("`nix` not found (Debian: apt-get install nix-bin)".into());
+    }
+    let tracked = Command::new("git")
+        .args(["ls-files", "--error-unmatch", "flake.nix", "flake.lock"])
+        .current_dir(repo())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !tracked {
+        return Err("flake.nix is not tracked by git here (nix reads flakes from git)".into());
+    }
+    Ok(lib)
+}
+
+/// A flake whose `legacyPackages` is nix/stub-nixpkgs.nix over these fixtures.
+fn stub_nixpkgs(lib: &Path, fx: &Fixtures) -> PathBuf {
+    let dir = fx.path().join("stub-nixpkgs");
+    fs::create_dir_all(&dir).unwrap();
+    let lib_dir = if lib.join("lib/default.nix").exists() {
+        lib.join("lib")
+    } else {
+        lib.to_owned()
+    };
+    let flake = format!(
+        r#"{{
+  outputs = _: let
+    lib = import {lib};
+    stub = system: import {stub} {{
+      inherit lib system;
+      fixtures = "{fixtures}";
+      kernelVersion = "{version}";
+    }};
+  in {{
+    inherit lib;
+    legacyPackages.x86_64-linux = stub "x86_64-linux";
+    legacyPackages.aarch64-linux = stub "aarch64-linux";
+  }};
+}}
+"#,
+        lib = lib_dir.display(),
+        stub = repo().join("nix/stub-nixpkgs.nix").display(),
+        fixtures = fx.path().display(),
+        version = fx.kernel_version,
+    );
+    fs::write(dir.join("flake.nix"), flake).unwrap();
+    dir
+}
+
+/// Runs a flake command against this repository with nixpkgs replaced by the stub.
+fn with_stub(stub: &Path, args: &[&str]) -> Output {
+    nix()
+        .args(args)
+        // No binary cache is reachable, and nothing here is in one.
+        .args(["--option", "substitute", "false"])
+        .args(["--impure", "--override-input", "nixpkgs"])
+        .arg(format!("path:{}", stub.display()))
+        .output()
+        .expect("run nix")
+}
+
+/// Builds `attr` of this flake and returns its output path.
+fn flake_build(stub: &Path, attr: &str) -> Result<PathBuf, String> {
+    let installable = format!("{}#{attr}", repo().display());
+    let out = with_stub(stub, &["build", "--no-link", "--json", &installable]);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let built: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    Ok(PathBuf::from(
+        built[0]["outputs"]["out"].as_str().expect("out path"),
+    ))
+}
+
+#[test]
+fn flake_checks_and_builds_with_stub_nixpkgs() {
+    let lib = or_skip!(flake_env());
+    let fx = or_skip!(Fixtures::new());
+    let stub = stub_nixpkgs(&lib, &fx);
+
+    // Every output of every system evaluates, and has the shape `nix flake check` expects.
+    let repo_arg = repo().display().to_string();
+    let check = with_stub(&stub, &["flake", "check", "--no-build", &repo_arg]);
+    assert!(
+        check.status.success(),
+        "nix flake check:\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // The plan as `nix build .#worker-image` makes it: store paths, closure expanded.
+    let plan_path = flake_build(&stub, "packages.x86_64-linux.worker-image.plan")
+        .unwrap_or_else(|e| panic!("building the worker plan:\n{e}"));
+    let plan = Plan::load(&plan_path).unwrap_or_else(|e| panic!("{e}"));
+    let trees: Vec<String> = component(&plan, "nix-store")
+        .trees
+        .iter()
+        .map(|t| t.source.display().to_string())
+        .collect();
+    assert!(
+        trees.iter().any(|t| t.ends_with("-libc-stub")),
+        "the closure's dependencies are missing, only roots: {trees:?}"
+    );
+    let in_tree = |p: &str| trees.iter().any(|t| Path::new(p).starts_with(t));
+    let kubelet = &plan.node.services[1].command[0];
+    assert!(
+        in_tree(kubelet) && kubelet.contains("-kubelet-"),
+        "kubelet {kubelet} should be the slimmed copy, inside the closure"
+    );
+    let init = component(&plan, "base").files[0]
+        .source
+        .display()
+        .to_string();
+    assert!(in_tree(&init), "/init source {init} is not in the closure");
+    assert!(plan.kernel.image.is_file(), "{:?}", plan.kernel.image);
+    for image in &plan.images {
+        assert!(image.archive.is_file(), "{:?}", image.archive);
+    }
+
+    // And an image itself: `diskless build` inside a Nix build (the smaller one, for time).
+    let plan_path = flake_build(&stub, "packages.x86_64-linux.containerd-only-image.plan")
+        .unwrap_or_else(|e| panic!("building the containerd-only plan:\n{e}"));
+    let plan = Plan::load(&plan_path).unwrap_or_else(|e| panic!("{e}"));
+    let out = flake_build(&stub, "packages.x86_64-linux.containerd-only-image")
+        .unwrap_or_else(|e| panic!("nix build .#containerd-only-image:\n{e}"));
+    check_output(&out, &plan);
+}

@@ -1,0 +1,480 @@
+//! Ingesting image archives into segments: every accepted format, every rejected archive
+//! class (with an error naming the image, its archive and the entry/blob at fault), dedupe
+//! across images, and reproducibility.
+
+mod oci_fixtures;
+
+use diskless_build::plan::PreloadImage;
+use diskless_build::tree::{Content, EntryKind};
+use diskless_oci::{image_segments_with_cache, ImageSegment, LayerCompression, BLOB_POOL, OCI_DIR};
+use oci_fixtures::*;
+use std::path::Path;
+
+const REF: &str = "docker.io/library/test:1";
+
+fn segments(images: &[PreloadImage], cache: &Path) -> anyhow::Result<Vec<ImageSegment>> {
+    image_segments_with_cache(images, cache)
+}
+
+fn one(archive: &Path, cache: &Path) -> anyhow::Result<ImageSegment> {
+    Ok(segments(&[image("test", archive, REF)], cache)?.remove(0))
+}
+
+fn content_bytes(c: &Content) -> Vec<u8> {
+    match c {
+        Content::Path { path, .. } => std::fs::read(path).unwrap(),
+        Content::Bytes(b) => b.to_vec(),
+    }
+}
+
+/// The image's index file, parsed.
+fn index_of(seg: &ImageSegment) -> serde_json::Value {
+    let e = &seg.tree.entries[&seg.contract.index];
+    let EntryKind::File(c) = &e.kind else {
+        panic!("index is a file")
+    };
+    serde_json::from_slice(&content_bytes(c)).unwrap()
+}
+
+/// Every blob the segment stores hashes to its name, and the index points at a stored manifest.
+fn assert_consistent(seg: &ImageSegment) {
+    for (path, e) in &seg.tree.entries {
+        let EntryKind::File(c) = &e.kind else {
+            panic!("{path} is not a file")
+        };
+        if let Some(hex) = path.strip_prefix(&format!("{BLOB_POOL}/")) {
+            assert_eq!(sha(&content_bytes(c)), hex, "{path}");
+        }
+    }
+    let index = index_of(seg);
+    let m = &index["manifests"][0];
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(m["platform"]["architecture"], "amd64");
+    assert_eq!(
+        m["annotations"]["io.containerd.image.name"],
+        seg.contract.refs[0]
+    );
+    assert_eq!(
+        m["annotations"]["org.opencontainers.image.ref.name"],
+        seg.contract.refs[0]
+    );
+    assert_eq!(seg.contract.blobs[0], m["digest"].as_str().unwrap());
+}
+
+fn err(archive: &Path, cache: &Path) -> String {
+    let e = one(archive, cache).err().expect("archive must be rejected");
+    let msg = format!("{e:#}");
+    assert!(msg.contains("image \"test\""), "names the image: {msg}");
+    assert!(
+        msg.contains(&archive.display().to_string()),
+        "names the archive: {msg}"
+    );
+    msg
+}
+
+#[test]
+fn oci_archive_from_oci_build_gzip_and_plain() {
+    let t = tempfile::tempdir().unwrap();
+    busybox_root(&t.path().join("root"));
+    for layer in [LayerCompression::Gzip, LayerCompression::None] {
+        let out = oci_build(
+            &t.path().join("root"),
+            REF,
+            layer,
+            &t.path().join("img.tar"),
+        );
+        let seg = one(&out, &t.path().join("cache")).unwrap();
+        assert_eq!(seg.segment_name, "image-test");
+        assert_eq!(seg.contract.index, format!("{OCI_DIR}/test.index.json"));
+        assert_eq!(seg.contract.blobs.len(), 3, "manifest, config, one layer");
+        assert_eq!(seg.tree.entries.len(), 4, "three blobs and the index");
+        assert_consistent(&seg);
+    }
+}
+
+#[test]
+fn oci_layout_directory_is_read_in_place() {
+    let t = tempfile::tempdir().unwrap();
+    busybox_root(&t.path().join("root"));
+    let out = oci_build(
+        &t.path().join("root"),
+        REF,
+        LayerCompression::Gzip,
+        &t.path().join("img.tar"),
+    );
+    let dir = t.path().join("layout");
+    untar(&out, &dir);
+    let seg = one(&dir, &t.path().join("cache")).unwrap();
+    assert_consistent(&seg);
+    // Blobs point into the layout directory itself: nothing copied.
+    for e in seg.tree.entries.values() {
+        if let EntryKind::File(Content::Path { path, .. }) = &e.kind {
+            assert!(path.starts_with(&dir), "{}", path.display());
+        }
+    }
+    assert!(
+        !t.path().join("cache").exists(),
+        "a directory needs no cache"
+    );
+}
+
+#[test]
+fn docker_archive_layers_in_every_compression() {
+    let t = tempfile::tempdir().unwrap();
+    for (i, z) in [Z::None, Z::Gzip, Z::Zstd].into_iter().enumerate() {
+        let base = Layer::new(&[("etc/base", b"base")], z);
+        let top = Layer::new(&[("app", b"app")], Z::None);
+        let archive = write(
+            &t.path().join(format!("d{i}.tar")),
+            &tar_bytes(&docker_members(&[&base, &top], "test:1")),
+        );
+        let seg = one(&archive, &t.path().join("cache")).unwrap();
+        assert_consistent(&seg);
+        // The manifest was written by the converter: check the media type follows the bytes.
+        let manifest =
+            seg.tree.entries[&format!("{BLOB_POOL}/{}", &seg.contract.blobs[0][7..])].clone();
+        let EntryKind::File(c) = manifest.kind else {
+            panic!()
+        };
+        let m: serde_json::Value = serde_json::from_slice(&content_bytes(&c)).unwrap();
+        assert_eq!(m["layers"][0]["mediaType"], base.media_type(), "{z:?}");
+        assert_eq!(m["layers"][0]["digest"], base.digest());
+        assert_eq!(m["layers"][1]["mediaType"], top.media_type());
+    }
+}
+
+#[test]
+fn docker_archive_compressed_as_a_whole_with_linked_layers() {
+    // nixpkgs dockerTools writes .tar.gz (or .tar.zst); docker save links a repeated layer.
+    let t = tempfile::tempdir().unwrap();
+    let l = Layer::new(&[("x", b"x")], Z::None);
+    let mut members = docker_members(&[&l, &l], "test:1");
+    members.retain(|m| !matches!(m, Member::File(n, _) if n == "layer1/layer.tar"));
+    members.push(Member::Symlink(
+        "layer1/layer.tar".into(),
+        "../layer0/layer.tar".into(),
+    ));
+    let plain = tar_bytes(&members);
+    for (z, ext) in [(Z::Gzip, "tar.gz"), (Z::Zstd, "tar.zst")] {
+        let archive = write(&t.path().join(format!("img.{ext}")), &compress(&plain, z));
+        let seg = one(&archive, &t.path().join("cache")).unwrap();
+        assert_consistent(&seg);
+        assert_eq!(
+            seg.contract.blobs.len(),
+            3,
+            "manifest, config, the layer once"
+        );
+    }
+}
+
+#[test]
+fn multi_platform_index_picks_linux_amd64() {
+    let t = tempfile::tempdir().unwrap();
+    let arm = Layer::new(&[("arm", b"arm")], Z::Gzip);
+    let amd = Layer::new(&[("amd", b"amd")], Z::Gzip);
+    let members = oci_members(&[
+        OciImage {
+            layers: vec![&arm],
+            arch: "arm64",
+            name: None,
+        },
+        OciImage {
+            layers: vec![&amd],
+            arch: "amd64",
+            name: None,
+        },
+    ]);
+    let archive = write(&t.path().join("multi.tar"), &tar_bytes(&members));
+    let seg = one(&archive, &t.path().join("cache")).unwrap();
+    assert_consistent(&seg);
+    assert!(seg.contract.blobs.contains(&amd.digest()));
+    assert!(!seg.contract.blobs.contains(&arm.digest()));
+}
+
+#[test]
+fn rejects_other_platform_and_says_which_exist() {
+    let t = tempfile::tempdir().unwrap();
+    let arm = Layer::new(&[("arm", b"arm")], Z::Gzip);
+    let members = oci_members(&[OciImage {
+        layers: vec![&arm],
+        arch: "arm64",
+        name: None,
+    }]);
+    let archive = write(&t.path().join("arm.tar"), &tar_bytes(&members));
+    let msg = err(&archive, &t.path().join("cache"));
+    assert!(
+        msg.contains("no linux/amd64 manifest") && msg.contains("linux/arm64"),
+        "{msg}"
+    );
+}
+
+/// An OCI archive of one small amd64 image, as members, and its layer.
+fn good_members() -> (Vec<Member>, Layer) {
+    let l = Layer::new(&[("f", b"data")], Z::Gzip);
+    let m = oci_members(&[OciImage {
+        layers: vec![&l],
+        arch: "amd64",
+        name: None,
+    }]);
+    (m, l)
+}
+
+fn rejected_with(members: Vec<Member>, needles: &[&str]) {
+    let t = tempfile::tempdir().unwrap();
+    let archive = write(&t.path().join("bad.tar"), &tar_bytes(&members));
+    let msg = err(&archive, &t.path().join("cache"));
+    for n in needles {
+        assert!(msg.contains(n), "expected {n:?} in: {msg}");
+    }
+}
+
+#[test]
+fn rejects_path_traversal() {
+    let (mut m, _) = good_members();
+    m.push(Member::File("blobs/../../evil".into(), b"x".to_vec()));
+    rejected_with(m, &["path traversal", "blobs/../../evil"]);
+}
+
+#[test]
+fn rejects_absolute_paths() {
+    let (mut m, _) = good_members();
+    m.push(Member::File("/etc/evil".into(), b"x".to_vec()));
+    rejected_with(m, &["absolute path", "/etc/evil"]);
+}
+
+#[test]
+fn rejects_links_leaving_the_archive() {
+    let (mut m, _) = good_members();
+    m.push(Member::Symlink(
+        "blobs/sha256/up".into(),
+        "../../../etc/shadow".into(),
+    ));
+    rejected_with(m, &["link leaving the archive", "blobs/sha256/up"]);
+    let (mut m, _) = good_members();
+    m.push(Member::Symlink("abs".into(), "/etc/shadow".into()));
+    rejected_with(m, &["link leaving the archive", "abs"]);
+    let (mut m, _) = good_members();
+    m.push(Member::HardLink("hard".into(), "../outside".into()));
+    rejected_with(m, &["link leaving the archive", "hard"]);
+}
+
+#[test]
+fn rejects_device_nodes() {
+    let (mut m, _) = good_members();
+    m.push(Member::CharDevice("dev/null".into()));
+    rejected_with(m, &["device node", "dev/null"]);
+}
+
+#[test]
+fn rejects_duplicate_blobs() {
+    let (mut m, l) = good_members();
+    m.push(Member::File(
+        format!("blobs/sha256/{}", sha(&l.stored)),
+        l.stored.clone(),
+    ));
+    rejected_with(m, &["duplicate entry", &sha(&l.stored)]);
+}
+
+#[test]
+fn rejects_missing_blobs() {
+    let (mut m, l) = good_members();
+    let name = format!("blobs/sha256/{}", sha(&l.stored));
+    m.retain(|x| !matches!(x, Member::File(n, _) if *n == name));
+    rejected_with(m, &["layers[0] blob", &l.digest(), "missing"]);
+}
+
+#[test]
+fn rejects_corrupt_blobs() {
+    let (mut m, l) = good_members();
+    let name = format!("blobs/sha256/{}", sha(&l.stored));
+    for x in m.iter_mut() {
+        if let Member::File(n, data) = x {
+            if *n == name {
+                let last = data.len() - 1;
+                data[last] ^= 1;
+            }
+        }
+    }
+    rejected_with(m, &["layers[0] blob", &l.digest(), "corrupt"]);
+}
+
+#[test]
+fn rejects_docker_layer_not_matching_diff_id() {
+    let l = Layer::new(&[("f", b"data")], Z::Gzip);
+    let mut m = docker_members(&[&l], "test:1");
+    for x in m.iter_mut() {
+        if let Member::File(n, data) = x {
+            if n == "layer0/layer.tar" {
+                *data = compress(&Layer::new(&[("f", b"other")], Z::None).tar, Z::Gzip);
+            }
+        }
+    }
+    rejected_with(m, &["layers[0] (layer0/layer.tar)", "diff_id"]);
+}
+
+#[test]
+fn rejects_what_is_not_an_image() {
+    rejected_with(
+        vec![Member::File("hello".into(), b"x".to_vec())],
+        &["not an image archive"],
+    );
+}
+
+#[test]
+fn shared_layers_are_stored_once() {
+    let t = tempfile::tempdir().unwrap();
+    // A ~1 MiB incompressible base layer shared by a docker-archive and an OCI archive.
+    let noise: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let base = Layer::new(&[("base.bin", &noise)], Z::Gzip);
+    let a = Layer::new(&[("a", b"a")], Z::Gzip);
+    let b = Layer::new(&[("b", b"b")], Z::Gzip);
+    let first = write(
+        &t.path().join("a.tar"),
+        &tar_bytes(&docker_members(&[&base, &a], "a:1")),
+    );
+    let second = write(
+        &t.path().join("b.tar"),
+        &tar_bytes(&oci_members(&[OciImage {
+            layers: vec![&base, &b],
+            arch: "amd64",
+            name: None,
+        }])),
+    );
+    let images = [
+        image("a", &first, "docker.io/library/a:1"),
+        image("b", &second, "docker.io/library/b:1"),
+    ];
+    let segs = segments(&images, &t.path().join("cache")).unwrap();
+    let base_path = format!("{BLOB_POOL}/{}", sha(&base.stored));
+    assert!(segs[0].tree.entries.contains_key(&base_path));
+    assert!(
+        !segs[1].tree.entries.contains_key(&base_path),
+        "stored once, in the first image"
+    );
+    assert!(
+        segs[1].contract.blobs.contains(&base.digest()),
+        "still listed as needed"
+    );
+    let stored = |s: &ImageSegment| -> u64 {
+        s.tree
+            .entries
+            .values()
+            .map(|e| match &e.kind {
+                EntryKind::File(c) => c.size(),
+                _ => 0,
+            })
+            .sum()
+    };
+    let archives =
+        std::fs::metadata(&first).unwrap().len() + std::fs::metadata(&second).unwrap().len();
+    let total = stored(&segs[0]) + stored(&segs[1]);
+    println!(
+        "dedupe: archives {archives} bytes, segment a {} + segment b {} = {total} bytes stored, shared layer {} bytes",
+        stored(&segs[0]),
+        stored(&segs[1]),
+        base.stored.len()
+    );
+    assert!(
+        stored(&segs[1]) < 4096,
+        "b stores only its small layer, config, manifest and index"
+    );
+    assert!(total < archives - base.stored.len() as u64);
+}
+
+#[test]
+fn segments_depend_only_on_archive_bytes_and_plan() {
+    let t = tempfile::tempdir().unwrap();
+    let l = Layer::new(&[("f", b"data")], Z::None);
+    let bytes = tar_bytes(&docker_members(&[&l], "test:1"));
+    let render = |dir: &str| -> Vec<(String, u32, Vec<u8>)> {
+        let d = t.path().join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        let archive = write(&d.join("img.tar"), &bytes);
+        let seg = one(&archive, &d.join("cache")).unwrap();
+        seg.tree
+            .entries
+            .iter()
+            .map(|(p, e)| {
+                let EntryKind::File(c) = &e.kind else {
+                    panic!()
+                };
+                (p.clone(), e.mode, content_bytes(c))
+            })
+            .collect()
+    };
+    assert_eq!(render("one"), render("two/elsewhere"));
+}
+
+#[test]
+fn plan_entries_are_checked() {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("x.tar");
+    let e = segments(&[image("test", &a, "busybox:1")], t.path())
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
+    assert!(
+        e.contains("images[0]") && e.contains("docker.io/library/busybox:1"),
+        "{e}"
+    );
+    let e = segments(&[image("Bad", &a, REF)], t.path())
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
+    assert!(e.contains("[a-z0-9]"), "{e}");
+    let e = segments(&[image("x", &a, REF), image("x", &a, REF)], t.path())
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap();
+    assert!(e.contains("unique"), "{e}");
+}
+
+#[test]
+fn one_image_under_two_names_is_one_image() {
+    let t = tempfile::tempdir().unwrap();
+    let l = Layer::new(&[("f", b"data")], Z::Gzip);
+    let img = |name| OciImage {
+        layers: vec![&l],
+        arch: "amd64",
+        name: Some(name),
+    };
+    let members = oci_members(&[
+        img("docker.io/library/x:1"),
+        img("docker.io/library/x:latest"),
+    ]);
+    let archive = write(&t.path().join("two-tags.tar"), &tar_bytes(&members));
+    assert_consistent(&one(&archive, &t.path().join("cache")).unwrap());
+}
+
+#[test]
+fn several_images_in_one_archive_are_told_apart_by_ref() {
+    let t = tempfile::tempdir().unwrap();
+    let a = Layer::new(&[("a", b"a")], Z::Gzip);
+    let b = Layer::new(&[("b", b"b")], Z::Gzip);
+    let members = oci_members(&[
+        OciImage {
+            layers: vec![&a],
+            arch: "amd64",
+            name: Some("docker.io/library/a:1"),
+        },
+        OciImage {
+            layers: vec![&b],
+            arch: "amd64",
+            name: Some(REF),
+        },
+    ]);
+    let archive = write(&t.path().join("two.tar"), &tar_bytes(&members));
+    let seg = one(&archive, &t.path().join("cache")).unwrap();
+    assert!(seg.contract.blobs.contains(&b.digest()));
+    let other = segments(
+        &[image("test", &archive, "docker.io/library/c:1")],
+        &t.path().join("cache"),
+    );
+    let msg = format!("{:#}", other.err().unwrap());
+    assert!(
+        msg.contains("2 linux/amd64 images") && msg.contains("docker.io/library/a:1"),
+        "{msg}"
+    );
+}

@@ -1,0 +1,240 @@
+//! The boot server: publish (idempotent, atomic), host entries and per-node segments from an
+//! inventory, rollback, gc, crash safety at every step, and bad input that leaves DEST untouched.
+//! These use small images; the QEMU proof that a published directory boots is in the boot tests.
+
+mod common;
+
+use common::{diskless, fails, objects_of, ok, snapshot, Lab, INVENTORY};
+
+#[test]
+fn publish_twice_is_a_no_op_and_hosts_get_their_own_segment() {
+    let lab = Lab::new();
+    let out = lab.build("out", "worker", "1");
+    let dest = lab.p("srv");
+    let inv = lab.inventory(INVENTORY);
+    let first = lab.publish(&out, &dest, Some(&inv));
+    assert_eq!(first["generation"], 1);
+    assert!(first["objects_copied"].as_u64().unwrap() >= 4);
+    let before = snapshot(&dest);
+    let second = lab.publish(&out, &dest, Some(&inv));
+    assert!(second["generation"].is_null(), "{second}");
+    assert_eq!(second["objects_copied"], 0);
+    assert_eq!(
+        before,
+        snapshot(&dest),
+        "a second identical publish changed files"
+    );
+    lab.verify(&dest);
+
+    let boot = std::fs::read_to_string(dest.join("boot.ipxe")).unwrap();
+    assert!(
+        boot.contains("hosts/${mac:hexhyp}.ipxe") && boot.contains("worker.ipxe"),
+        "{boot}"
+    );
+    let menu = std::fs::read_to_string(dest.join("menu.ipxe")).unwrap();
+    assert!(
+        menu.contains("item worker worker  test image 1") && menu.contains("--timeout 3000"),
+        "{menu}"
+    );
+
+    let shared = std::fs::read_to_string(dest.join("worker.ipxe")).unwrap();
+    let host = std::fs::read_to_string(dest.join("hosts/52-54-00-12-34-56.ipxe")).unwrap();
+    // The host's own kernel arguments; its identity travels only in the node segment's node.json.
+    assert!(
+        host.contains(" diskless.debug\n") && !host.contains("diskless.hostname"),
+        "{host}"
+    );
+    let shared_objs = objects_of(&shared);
+    let host_objs = objects_of(&host);
+    assert_eq!(
+        host_objs.len(),
+        shared_objs.len() + 1,
+        "host entry = image + node segment"
+    );
+    let node = host_objs.last().unwrap();
+    assert!(!shared_objs.contains(node) && !menu.contains(node.as_str()));
+    let other = std::fs::read_to_string(dest.join("hosts/52-54-00-12-34-57.ipxe")).unwrap();
+    assert_ne!(
+        objects_of(&other).last().unwrap(),
+        node,
+        "each host has its own segment"
+    );
+
+    // Inside the node segment: identity and join material, secrets mode 0600.
+    let bytes = std::fs::read(dest.join("objects").join(node)).unwrap();
+    let files =
+        diskless_build::inspect::list_cpio(&diskless_build::inspect::decompress(&bytes).unwrap())
+            .unwrap();
+    let mode = |name: &str| {
+        files
+            .iter()
+            .find(|f| f.0 == name)
+            .unwrap_or_else(|| panic!("{name} not in {files:?}"))
+            .1
+            & 0o7777
+    };
+    assert_eq!(mode(".diskless/node/kubelet/bootstrap-kubeconfig"), 0o600);
+    assert_eq!(mode(".diskless/node/kubelet/ca.crt"), 0o600);
+    assert_eq!(mode(".diskless/node/node.json"), 0o600);
+    assert!(
+        !files.iter().any(|f| f.0 == "etc/hostname"),
+        "the hostname has one channel, node.json: {files:?}"
+    );
+}
+
+#[test]
+fn publish_a_then_b_then_roll_back_and_gc() {
+    let lab = Lab::new();
+    let a = lab.build("a", "worker", "A");
+    let b = lab.build("b", "worker", "B");
+    let dest = lab.p("srv");
+    lab.publish(&a, &dest, None);
+    let entry_a = std::fs::read_to_string(dest.join("worker.ipxe")).unwrap();
+    assert_eq!(lab.publish(&b, &dest, None)["generation"], 2);
+    let entry_b = std::fs::read_to_string(dest.join("worker.ipxe")).unwrap();
+    assert_ne!(entry_a, entry_b);
+    // Shared segments were not copied twice: only config, manifest and index are new.
+    ok(diskless()
+        .args(["rollback", "--to"])
+        .arg(&dest)
+        .arg("worker"));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("worker.ipxe")).unwrap(),
+        entry_a
+    );
+    lab.verify(&dest);
+
+    // Keep the last generation only: B's own objects go, A's (current) stay.
+    let r: serde_json::Value = serde_json::from_str(&ok(diskless()
+        .args(["gc", "--keep", "1", "--json", "--to"])
+        .arg(&dest)))
+    .unwrap();
+    assert_eq!(r["kept_generations"], serde_json::json!([3]));
+    assert!(r["removed_objects"].as_u64().unwrap() >= 3, "{r}");
+    for o in objects_of(&entry_a) {
+        assert!(dest.join("objects").join(&o).exists());
+    }
+    for o in objects_of(&entry_b)
+        .into_iter()
+        .filter(|o| !objects_of(&entry_a).contains(o))
+    {
+        assert!(
+            !dest.join("objects").join(&o).exists(),
+            "{o} should be collected"
+        );
+    }
+    lab.verify(&dest);
+    let e = fails(
+        diskless()
+            .args(["rollback", "--to"])
+            .arg(&dest)
+            .arg("worker"),
+    );
+    assert!(e.contains("no earlier version"), "{e}");
+}
+
+#[test]
+fn a_publish_killed_at_any_step_leaves_a_bootable_server() {
+    for step in [
+        "objects-copied",
+        "generation-recorded",
+        "images-rendered",
+        "hosts-rendered",
+    ] {
+        let lab = Lab::new();
+        let a = lab.build("a", "worker", "A");
+        let b = lab.build("b", "worker", "B");
+        let dest = lab.p("srv");
+        let inv = lab.inventory(INVENTORY);
+        lab.publish(&a, &dest, Some(&inv));
+        let o = diskless()
+            .arg("publish")
+            .arg(&b)
+            .arg("--to")
+            .arg(&dest)
+            .env("DISKLESS_FAILPOINT", step)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{step}: the failpoint did not fire");
+        // Every entry still refers to complete objects.
+        lab.verify(&dest);
+        for entry in ["worker.ipxe", "hosts/52-54-00-12-34-56.ipxe"] {
+            let text = std::fs::read_to_string(dest.join(entry)).unwrap();
+            for obj in objects_of(&text) {
+                assert!(dest.join("objects").join(obj).exists(), "{step}: {entry}");
+            }
+        }
+        // And publishing again completes the job.
+        lab.publish(&b, &dest, None);
+        lab.verify(&dest);
+        assert!(std::fs::read_to_string(dest.join("menu.ipxe"))
+            .unwrap()
+            .contains("test image B"));
+    }
+}
+
+#[test]
+fn bad_inventories_and_destinations_leave_dest_untouched() {
+    let lab = Lab::new();
+    let out = lab.build("out", "worker", "1");
+    let dest = lab.p("srv");
+    lab.publish(&out, &dest, Some(&lab.inventory(INVENTORY)));
+    let before = snapshot(&dest);
+    let host = |mac: &str, name: &str, image: &str| {
+        format!("[[hosts]]\nmac = \"{mac}\"\nhostname = \"{name}\"\nimage = \"{image}\"\n")
+    };
+    let cases = [
+        (
+            host("52:54:00:00:00:01", "a", "worker") + &host("52:54:00:00:00:01", "b", "worker"),
+            "twice",
+        ),
+        (
+            host("52:54:00:00:00:01", "a", "worker") + &host("52:54:00:00:00:02", "a", "worker"),
+            "two hosts",
+        ),
+        (host("52:54:00:00:01", "a", "worker"), "not a MAC"),
+        (host("52:54:00:00:00:01", "a", "nosuch"), "\"nosuch\""),
+    ];
+    for (text, why) in cases {
+        let inv = lab.inventory(&text);
+        let e = fails(
+            diskless()
+                .arg("publish")
+                .arg(&out)
+                .arg("--to")
+                .arg(&dest)
+                .arg("--inventory")
+                .arg(&inv),
+        );
+        assert!(e.contains("inventory") && e.contains(why), "{e}");
+        assert_eq!(before, snapshot(&dest));
+    }
+    // An ssh URL without a path is refused before anything is contacted.
+    let e = fails(
+        diskless()
+            .arg("publish")
+            .arg(&out)
+            .args(["--to", "ssh://lab-server"]),
+    );
+    assert!(
+        e.contains("ssh://lab-server") && e.contains("no path"),
+        "{e}"
+    );
+    let e = fails(
+        diskless()
+            .arg("publish")
+            .arg(&out)
+            .args(["--to", "/proc/diskless-dest"]),
+    );
+    assert!(e.contains("/proc/diskless-dest"), "{e}");
+    // A read-only destination (as non-root; root writes anywhere, so use a file as the parent).
+    let e = fails(
+        diskless()
+            .arg("publish")
+            .arg(&out)
+            .arg("--to")
+            .arg(lab.p("kernel").join("srv")),
+    );
+    assert!(e.contains("cannot create boot server directory"), "{e}");
+    assert_eq!(before, snapshot(&dest));
+}

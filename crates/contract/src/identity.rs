@@ -1,0 +1,232 @@
+//! A node's identity as Kubernetes and iPXE see it: hostname, MAC, labels, taints. One rule
+//! each, checked by the inventory at publish time and by the init when it reads `node.json`
+//! (and `diskless.hostname=`), so a value the kubelet would refuse at boot fails at publish.
+//! Errors are sentences without the field name: callers prefix the field they checked.
+
+/// The kubelet's own rule (`--node-labels` help of v1.36): labels in the kubernetes.io and
+/// k8s.io namespaces are refused at startup unless under these prefixes or in this set.
+const KUBELET_LABEL_PREFIXES: &[&str] = &["kubelet.kubernetes.io", "node.kubernetes.io"];
+const KUBELET_LABELS: &[&str] = &[
+    "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/instance-type",
+    "beta.kubernetes.io/os",
+    "failure-domain.beta.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "kubernetes.io/arch",
+    "kubernetes.io/hostname",
+    "kubernetes.io/os",
+    "node.kubernetes.io/instance-type",
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+];
+pub const TAINT_EFFECTS: &[&str] = &["NoSchedule", "PreferNoSchedule", "NoExecute"];
+
+/// A node name: an RFC 1123 subdomain of lowercase labels, at most 63 characters in all (the
+/// kernel's hostname holds 64 bytes with its NUL).
+pub fn hostname(h: &str) -> Result<(), String> {
+    if h.len() <= 63 && h.split('.').all(dns_label) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{h:?} is not a valid node name (lowercase letters, digits, '-' and '.', at most 63)"
+        ))
+    }
+}
+
+/// One DNS label: 1–63 of `[a-z0-9-]`, not starting or ending with '-'.
+fn dns_label(l: &str) -> bool {
+    (1..=63).contains(&l.len())
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+        && l.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// `52:54:00:AB:cd:ef` or `52-54-00-ab-cd-ef` → `52-54-00-ab-cd-ef`, the form of iPXE's
+/// `${mac:hexhyp}`, which names the host entry.
+pub fn mac(m: &str) -> Result<String, String> {
+    let parts: Vec<&str> = m.split([':', '-']).collect();
+    if parts.len() != 6
+        || parts
+            .iter()
+            .any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(format!("{m:?} is not a MAC address like 52:54:00:12:34:56"));
+    }
+    Ok(parts.join("-").to_ascii_lowercase())
+}
+
+/// A label the kubelet accepts in `--node-labels`: `[prefix/]name` and an empty or name-shaped
+/// value, and in the kubernetes.io/k8s.io namespaces only what the kubelet may set on itself.
+pub fn label(key: &str, value: &str) -> Result<(), String> {
+    let name = label_key(key)?;
+    label_value(value)?;
+    if !kubelet_may_set(key) {
+        return Err(format!(
+            "the kubelet refuses to start with this label: in the kubernetes.io/k8s.io \
+             namespaces it may only set {}/…, {}/… and {}; use e.g. \
+             node.kubernetes.io/{name} or set the label with kubectl once the node has joined",
+            KUBELET_LABEL_PREFIXES[0],
+            KUBELET_LABEL_PREFIXES[1],
+            KUBELET_LABELS.join(", "),
+        ));
+    }
+    Ok(())
+}
+
+/// A taint as `--register-with-taints` takes it: `key[=value]:Effect`.
+pub fn taint(t: &str) -> Result<(), String> {
+    let check = || {
+        let (kv, effect) = t
+            .rsplit_once(':')
+            .ok_or("expected key=value:Effect or key:Effect")?;
+        if !TAINT_EFFECTS.contains(&effect) {
+            return Err(format!(
+                "effect {effect:?} is not one of {}",
+                TAINT_EFFECTS.join(", ")
+            ));
+        }
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        label_key(k)?;
+        label_value(v)
+    };
+    check().map_err(|why| format!("{t:?}: {why}"))
+}
+
+/// `[prefix/]name`; returns the name. Also keeps ',' and '=' out, which would split the
+/// kubelet's `--node-labels` flag elsewhere.
+fn label_key(key: &str) -> Result<&str, String> {
+    let (prefix, name) = key
+        .split_once('/')
+        .map_or((None, key), |(p, n)| (Some(p), n));
+    if let Some(p) = prefix {
+        if p.len() > 253 || !p.split('.').all(dns_label) {
+            return Err(format!(
+                "prefix {p:?} is not a DNS subdomain (lowercase letters, digits, '-', '.'): {key:?} is not a label key"
+            ));
+        }
+    }
+    if !label_name(name) {
+        return Err(format!(
+            "name {name:?} must be 1–63 of letters, digits, '-', '_', '.', starting and ending \
+             alphanumeric: {key:?} is not a label key"
+        ));
+    }
+    Ok(name)
+}
+
+fn label_value(v: &str) -> Result<(), String> {
+    if v.is_empty() || label_name(v) {
+        Ok(())
+    } else {
+        Err(format!(
+            "value {v:?} must be empty or 1–63 of letters, digits, '-', '_', '.', starting and ending alphanumeric"
+        ))
+    }
+}
+
+/// Kubernetes' label-name syntax: 1–63 of `[A-Za-z0-9_.-]`, alphanumeric at both ends.
+fn label_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=63).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+}
+
+fn kubelet_may_set(key: &str) -> bool {
+    let Some((ns, _)) = key.split_once('/') else {
+        return true;
+    };
+    let in_ns = |suffix: &str| ns == suffix || ns.ends_with(&format!(".{suffix}"));
+    if !in_ns("kubernetes.io") && !in_ns("k8s.io") {
+        return true;
+    }
+    KUBELET_LABEL_PREFIXES.iter().any(|p| in_ns(p)) || KUBELET_LABELS.contains(&key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        for ok in ["s2", "node-7", "a.lab", &"a".repeat(63)] {
+            hostname(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "S2",
+            "a_b",
+            "-a",
+            "a-",
+            "a..b",
+            &"a".repeat(64),
+            "node 7",
+        ] {
+            assert!(hostname(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn macs_normalize_to_ipxe_hexhyp() {
+        assert_eq!(mac("52:54:00:AB:cd:0F").unwrap(), "52-54-00-ab-cd-0f");
+        assert!(mac("52:54:00:ab:cd").is_err());
+        assert!(mac("52:54:00:ab:cd:zz").unwrap_err().contains("not a MAC"));
+    }
+
+    #[test]
+    fn kubelet_label_namespaces_follow_the_kubelet() {
+        for ok in [
+            "zone",
+            "example.com/rack",
+            "node.kubernetes.io/pool",
+            "x.kubelet.kubernetes.io/a",
+            "topology.kubernetes.io/zone",
+        ] {
+            assert!(kubelet_may_set(ok), "{ok}");
+            label(ok, "v").unwrap();
+        }
+        for refused in [
+            "node-role.kubernetes.io/worker",
+            "kubernetes.io/role",
+            "foo.k8s.io/x",
+        ] {
+            assert!(!kubelet_may_set(refused), "{refused}");
+            assert!(label(refused, "").unwrap_err().contains("refuses"));
+        }
+    }
+
+    #[test]
+    fn label_syntax() {
+        assert!(label("bad key", "x")
+            .unwrap_err()
+            .starts_with("name \"bad key\""));
+        assert!(label("Bad_Prefix/x", "")
+            .unwrap_err()
+            .contains("not a label key"));
+        assert!(label("zone", "a,b")
+            .unwrap_err()
+            .starts_with("value \"a,b\""));
+        label("zone", "").unwrap();
+    }
+
+    #[test]
+    fn taints() {
+        taint("dedicated=ci:NoSchedule").unwrap();
+        taint("node-role.kubernetes.io/control-plane:NoSchedule").unwrap();
+        for (bad, why) in [
+            ("dedicated=ci:NoSchedul", "effect"),
+            ("dedicated=ci", "expected key=value:Effect"),
+            ("a b:NoSchedule", "not a label key"),
+            ("k=a,b:NoExecute", "value"),
+        ] {
+            let e = taint(bad).unwrap_err();
+            assert!(
+                e.starts_with(&format!("{bad:?}: ")) && e.contains(why),
+                "{e}"
+            );
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The builder → init contract: one versioned JSON document written at a fixed path inside the
+//! image, `/.diskless/image.json`, by the builder and read by the init through these types
+//! (`docs/image-contract.md` is the reference). It carries what only the builder knows
+//! (segments and their sentinels, the module load order, the unpacked size) plus the plan's
+//! `node` section, unchanged. Unknown fields are refused on both sides, so a newer builder's
+//! additions are not silently ignored by an older init.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// 2: services carry a `role`; the init no longer recognises containerd and the kubelet by name.
+pub const CONTRACT_VERSION: u32 = 2;
+/// Where the contract lives inside the image.
+pub const CONTRACT_PATH: &str = "/.diskless/image.json";
+/// Directory of the per-segment sentinel files.
+pub const SENTINEL_DIR: &str = "/.diskless/segments";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageContract {
+    pub version: u32,
+    pub name: String,
+    /// Sum of file sizes over all segments: the init sizes its tmpfs root from this.
+    pub unpacked_bytes: u64,
+    /// Every segment after the manifest segment, in boot order.
+    pub segments: Vec<SegmentRef>,
+    /// Kernel modules in load order (dependencies first).
+    pub modules: Vec<ModuleRef>,
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cgroup_controllers: Vec<String>,
+    #[serde(default)]
+    pub network: Network,
+    #[serde(default)]
+    pub services: Vec<Service>,
+    /// Preloaded container images, imported into the container runtime (the service with
+    /// `role = "container-runtime"`) once it is ready, before the services after it.
+    #[serde(default)]
+    pub images: Vec<ImageRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentRef {
+    pub name: String,
+    /// Absolute path of the sentinel file this segment ends with.
+    pub sentinel: String,
+    /// The sentinel's expected contents: sha256 of the segment's entries before the sentinel.
+    pub content: String,
+    /// The squashfs image holding this segment's `/usr` and `/nix/store` files, which the init
+    /// loop-mounts read-only (absent for plain cpio segments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub squashfs: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleRef {
+    pub name: String,
+    /// Absolute path of the `.ko` inside the image.
+    pub path: String,
+    /// True for modules pulled in through a softdep alias (e.g. `crc32c_intel`), which may
+    /// legitimately fail on a CPU without the feature: the init warns and goes on.
+    #[serde(default)]
+    pub optional: bool,
+    /// Names of earlier modules that must be loaded first; modules whose `after` sets are
+    /// loaded may load in parallel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+}
+
+/// One preloaded image. Blobs live once in a shared pool (`/var/lib/diskless/oci/blobs/sha256/`),
+/// so layers shared by several images are stored and transferred once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageRef {
+    pub name: String,
+    /// Absolute path of this image's OCI `index.json` inside the image.
+    pub index: String,
+    /// Every blob digest (`sha256:<hex>`) the image needs from the pool.
+    pub blobs: Vec<String>,
+    /// References it carries in containerd's `k8s.io` namespace.
+    pub refs: Vec<String>,
+}
+
+/// How the node's network comes up (plan `node.network`, passed through unchanged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Network {
+    /// DHCP on the first interface with link (or `interface`).
+    Dhcp {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interface: Option<String>,
+    },
+    /// A fixed address (`"10.0.0.5/24"`), optional gateway and DNS servers.
+    Static {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interface: Option<String>,
+        address: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        dns: Vec<String>,
+    },
+    /// Loopback only.
+    None,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network::Dhcp { interface: None }
+    }
+}
+
+/// A long-running program the init supervises (plan `node.services`, passed through unchanged).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub name: String,
+    /// argv; `command[0]` is an absolute path inside the image.
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The service counts as ready once this path exists (e.g. a unix socket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_path: Option<String>,
+    /// Start only when this path exists in the image (e.g. a per-node join config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition_path: Option<String>,
+    /// Restart with backoff when it exits (default true).
+    #[serde(default = "yes")]
+    pub restart: bool,
+    /// What the init does around this service beyond starting it; `None` for a plain service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The parts a worker's boot sequence treats specially. At most one service has each role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// containerd: started first, alone; the preloaded images are imported once it is ready,
+    /// and the modules/network step starts then (it only needs overlayfs to start).
+    ContainerRuntime,
+    /// The kubelet: gets the node's labels, taints and mode (node.json) and a serving
+    /// certificate before it starts.
+    Kubelet,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ContainerRuntime => "container-runtime",
+            Role::Kubelet => "kubelet",
+        }
+    }
+}
+
+impl ImageContract {
+    /// The service with `role`, if any.
+    pub fn service(&self, role: Role) -> Option<&Service> {
+        self.services.iter().find(|s| s.role == Some(role))
+    }
+
+    /// Reads the contract from [`CONTRACT_PATH`] (on the node).
+    pub fn load() -> Result<ImageContract, String> {
+        let text = std::fs::read_to_string(CONTRACT_PATH).map_err(|e| {
+            format!(
+                "cannot read {CONTRACT_PATH}: {e}; the manifest segment (the first `initrd` line of the iPXE entry) is missing"
+            )
+        })?;
+        ImageContract::parse(&text)
+    }
+
+    /// Parses and checks a contract; errors start with [`CONTRACT_PATH`].
+    pub fn parse(text: &str) -> Result<ImageContract, String> {
+        // Version first, so a v3 document gets "unknown version", not an unknown-field error.
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("{CONTRACT_PATH}: {e}"))?;
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(CONTRACT_VERSION) => {}
+            other => {
+                return Err(format!(
+                    "{CONTRACT_PATH} has version {other:?}; this init reads version {CONTRACT_VERSION}: rebuild the image with a matching builder"
+                ))
+            }
+        }
+        let c: ImageContract =
+            serde_json::from_value(value).map_err(|e| format!("{CONTRACT_PATH}: {e}"))?;
+        c.check().map_err(|e| format!("{CONTRACT_PATH}: {e}"))?;
+        Ok(c)
+    }
+
+    /// The rules serde cannot express; the builder checks the plan with the same ones.
+    pub fn check(&self) -> Result<(), String> {
+        check_services(&self.services)
+    }
+}
+
+/// Every service has a command whose first word is an absolute path, and each role is held by
+/// at most one service.
+pub fn check_services(services: &[Service]) -> Result<(), String> {
+    for s in services {
+        if s.command.is_empty() || !s.command[0].starts_with('/') {
+            return Err(format!(
+                "service {:?} needs a command whose first word is an absolute path",
+                s.name
+            ));
+        }
+    }
+    for role in [Role::ContainerRuntime, Role::Kubelet] {
+        let holders: Vec<&str> = services
+            .iter()
+            .filter(|s| s.role == Some(role))
+            .map(|s| s.name.as_str())
+            .collect();
+        if holders.len() > 1 {
+            return Err(format!(
+                "services {holders:?} all have role {:?}; at most one service may",
+                role.as_str()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = r#"{
+      "version": 2, "name": "worker", "unpacked_bytes": 1000,
+      "segments": [{"name": "base", "sentinel": "/.diskless/segments/base", "content": "ab"}],
+      "modules": [{"name": "virtio_net", "path": "/lib/modules/x/virtio_net.ko", "optional": false}],
+      "sysctls": {"net.ipv4.ip_forward": "1"},
+      "cgroup_controllers": ["cpu", "memory"],
+      "network": {"mode": "static", "address": "10.0.0.5/24", "dns": ["10.0.0.1"]},
+      "services": [{"name": "containerd", "command": ["/usr/bin/containerd"], "env": {},
+                    "ready_path": "/run/containerd/containerd.sock", "condition_path": null,
+                    "restart": true, "role": "container-runtime"}],
+      "images": [{"name": "pause", "index": "/var/lib/diskless/oci/pause.index.json",
+                  "blobs": ["sha256:00"], "refs": ["registry.k8s.io/pause:3.6"]}]
+    }"#;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let c = ImageContract::parse(DOC).unwrap();
+        assert_eq!(c.segments[0].name, "base");
+        assert_eq!(
+            c.network,
+            Network::Static {
+                interface: None,
+                address: "10.0.0.5/24".into(),
+                gateway: None,
+                dns: vec!["10.0.0.1".into()]
+            }
+        );
+        assert!(c.services[0].restart);
+        assert_eq!(
+            c.service(Role::ContainerRuntime).map(|s| s.name.as_str()),
+            Some("containerd")
+        );
+        assert!(c.service(Role::Kubelet).is_none());
+        assert_eq!(c.images[0].refs, ["registry.k8s.io/pause:3.6"]);
+    }
+
+    /// What the builder writes is what the init reads: every field survives the round trip.
+    #[test]
+    fn round_trips() {
+        let c = ImageContract::parse(DOC).unwrap();
+        let text = serde_json::to_string_pretty(&c).unwrap();
+        assert_eq!(ImageContract::parse(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn other_versions_are_refused() {
+        let e = ImageContract::parse(r#"{"version": 3, "new": 1}"#).unwrap_err();
+        assert!(e.contains("version Some(3)"), "{e}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let doc = DOC.replacen("\"name\": \"worker\"", "\"name\": \"worker\", \"x\": 1", 1);
+        assert!(ImageContract::parse(&doc)
+            .unwrap_err()
+            .contains("unknown field `x`"));
+    }
+
+    #[test]
+    fn relative_service_command_is_refused() {
+        let doc = DOC.replace("[\"/usr/bin/containerd\"]", "[\"containerd\"]");
+        assert!(ImageContract::parse(&doc)
+            .unwrap_err()
+            .contains("absolute path"));
+        let doc = DOC.replace("[\"/usr/bin/containerd\"]", "[]");
+        assert!(ImageContract::parse(&doc)
+            .unwrap_err()
+            .contains("absolute path"));
+    }
+
+    #[test]
+    fn a_role_is_held_once() {
+        let svc = |name: &str| Service {
+            name: name.into(),
+            command: vec!["/usr/bin/x".into()],
+            env: BTreeMap::new(),
+            ready_path: None,
+            condition_path: None,
+            restart: true,
+            role: Some(Role::ContainerRuntime),
+        };
+        let e = check_services(&[svc("containerd"), svc("crio")]).unwrap_err();
+        assert!(e.contains("container-runtime") && e.contains("crio"), "{e}");
+    }
+}

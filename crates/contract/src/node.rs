@@ -1,0 +1,188 @@
+//! One machine's configuration, `/.diskless/node/node.json`, in the node's own last segment:
+//! written by `diskless publish` from the inventory and read by the init, both through
+//! [`NodeConfig`]. The image is shared by many machines; what differs between them is here.
+//!
+//! Parsing is strict (unknown fields, a bad hostname, label or taint are errors naming the
+//! field): a kubelet started with half a configuration registers a wrong node, which is worse
+//! than none.
+
+use crate::identity;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const NODE_JSON: &str = "/.diskless/node/node.json";
+/// Join material written by `diskless publish` (where the Nix kubelet module looks for it).
+pub const BOOTSTRAP_KUBECONFIG: &str = "/.diskless/node/kubelet/bootstrap-kubeconfig";
+pub const CLIENT_CA: &str = "/.diskless/node/kubelet/ca.crt";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubeletMode {
+    /// Static pods only, no API server.
+    #[default]
+    Standalone,
+    /// Registers with a cluster through the bootstrap kubeconfig.
+    Join,
+}
+
+impl KubeletMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KubeletMode::Standalone => "standalone",
+            KubeletMode::Join => "join",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's one identity: its hostname and Kubernetes node name.
+    pub hostname: String,
+    /// Normalized, `52-54-00-12-34-56`.
+    pub mac: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `key=value:Effect` or `key:Effect`, in the inventory's order.
+    #[serde(default)]
+    pub taints: Vec<String>,
+    pub kubelet_mode: KubeletMode,
+}
+
+impl NodeConfig {
+    /// Parses and checks `node.json`; errors start with [`NODE_JSON`] and name the field.
+    pub fn parse(text: &str) -> Result<NodeConfig, String> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let node: NodeConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            // "." or "?" when the error is about the document itself (a missing field, bad JSON).
+            let field = match path.as_str() {
+                "." | "?" => String::new(),
+                p => format!("{p}: "),
+            };
+            format!("{NODE_JSON}: {field}{}", e.inner())
+        })?;
+        node.check()
+            .map_err(|(field, why)| format!("{NODE_JSON}: {field}: {why}"))?;
+        Ok(node)
+    }
+
+    /// Every field by the rules of [`identity`]: `Err((field, why))`.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        identity::hostname(&self.hostname).map_err(|why| ("hostname".to_string(), why))?;
+        identity::mac(&self.mac).map_err(|why| ("mac".to_string(), why))?;
+        for (k, v) in &self.labels {
+            identity::label(k, v).map_err(|why| (format!("labels.{k:?}"), why))?;
+        }
+        for (i, t) in self.taints.iter().enumerate() {
+            identity::taint(t).map_err(|why| (format!("taints[{i}]"), why))?;
+        }
+        Ok(())
+    }
+
+    /// The bytes publish writes (pretty JSON, newline-terminated).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("a NodeConfig always serializes");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// `hostname=s2 mode=join labels=2 taints=1`: the node stage's and the check hook's summary.
+    pub fn summary(&self) -> String {
+        format!(
+            "hostname={} mode={} labels={} taints={}",
+            self.hostname,
+            self.kubelet_mode.as_str(),
+            self.labels.len(),
+            self.taints.len()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S2: &str = r#"{
+  "hostname": "s2",
+  "mac": "52-54-00-aa-bb-01",
+  "labels": { "zone": "lab-a", "node.kubernetes.io/pool": "ci" },
+  "taints": ["dedicated=ci:NoSchedule"],
+  "kubelet_mode": "join"
+}"#;
+
+    #[test]
+    fn publish_output_parses() {
+        let n = NodeConfig::parse(S2).unwrap();
+        assert_eq!(n.hostname, "s2");
+        assert_eq!(n.kubelet_mode, KubeletMode::Join);
+        assert_eq!(n.summary(), "hostname=s2 mode=join labels=2 taints=1");
+        // Labels and taints are optional; the rest is not.
+        let n = NodeConfig::parse(
+            r#"{"hostname":"a","mac":"52:54:00:00:00:01","kubelet_mode":"standalone"}"#,
+        )
+        .unwrap();
+        assert!(n.labels.is_empty() && n.taints.is_empty());
+    }
+
+    /// What publish writes is what the init reads.
+    #[test]
+    fn round_trips() {
+        let n = NodeConfig::parse(S2).unwrap();
+        let bytes = n.to_json();
+        assert_eq!(
+            NodeConfig::parse(std::str::from_utf8(&bytes).unwrap()).unwrap(),
+            n
+        );
+    }
+
+    #[test]
+    fn malformed_files_name_the_field() {
+        let cases = [
+            (
+                S2.replace("\"join\"", "\"joined\""),
+                "kubelet_mode: unknown variant",
+            ),
+            (S2.replace("\"mac\"", "\"macc\""), "unknown field `macc`"),
+            (S2.replace("\"s2\"", "\"S_2\""), "hostname: \"S_2\""),
+            (S2.replace("52-54-00-aa-bb-01", "52-54-00"), "mac: "),
+            (
+                S2.replace("\"zone\"", "\"zo ne\""),
+                "labels.\"zo ne\": name",
+            ),
+            (
+                S2.replace("lab-a", "a,b=c"),
+                "labels.\"zone\": value \"a,b=c\"",
+            ),
+            (
+                S2.replace("ci:NoSchedule", "ci:NoSchedul"),
+                "taints[0]: \"dedicated=ci:NoSchedul\": effect",
+            ),
+            (
+                S2.replace("dedicated=ci:NoSchedule", "dedicated"),
+                "taints[0]",
+            ),
+            (
+                S2.replace("[\"dedicated", "[1, \"dedicated"),
+                "taints[0]: invalid type",
+            ),
+            (
+                S2.replace(
+                    "\"node.kubernetes.io/pool\"",
+                    "\"node-role.kubernetes.io/worker\"",
+                ),
+                "labels.\"node-role.kubernetes.io/worker\": the kubelet refuses",
+            ),
+            (
+                S2.replace("\"hostname\": \"s2\",", ""),
+                "missing field `hostname`",
+            ),
+            ("{".to_string(), "EOF"),
+        ];
+        for (text, want) in cases {
+            let e = NodeConfig::parse(&text).unwrap_err();
+            assert!(e.starts_with(NODE_JSON), "{e}");
+            assert!(e.contains(want), "want {want:?} in {e}");
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! Boots built images in QEMU the way a lab machine does: the NIC's iPXE ROM gets DHCP from
+//! slirp, fetches the iPXE script and the objects over HTTP (or TFTP), and boots the kernel
+//! with its initrd segments. `diskless run` puts the console on the terminal; `diskless check`
+//! adds `diskless.check=1` to the kernel command line, reads the console, and asserts that
+//! every init stage and every in-guest check passed (see `console.rs`, and the init's
+//! `checkhook.rs` for what the guest checks). README.md says more.
+
+mod console;
+mod hook;
+mod qemu;
+pub use qemu::{Accel, Transport};
+mod serve;
+
+use anyhow::{bail, Context};
+use console::Console;
+use diskless_build::index::{object_path, Index};
+use diskless_build::ipxe::Extra;
+use diskless_publish::Additions;
+use qemu::{Machine, Source};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct BootOptions {
+    /// Output directory of `diskless build` (or, with --server, a boot server directory).
+    pub out: PathBuf,
+    /// OUT is a boot server directory made by `diskless publish`: boot its `boot.ipxe`, which
+    /// picks `hosts/<mac>.ipxe`, the default image or the menu, as a lab machine would.
+    pub server: bool,
+    /// Image name: boots `OUT/<name>.json`.
+    pub name: String,
+    /// Guest RAM in MiB.
+    pub memory: u32,
+    /// Guest CPUs.
+    pub cpus: u32,
+    /// MAC address of the guest's NIC.
+    pub mac: String,
+    /// Accelerator; `auto` probes KVM with a short kernel boot and falls back to TCG.
+    pub accel: Accel,
+    /// How iPXE fetches the script and objects.
+    pub transport: Transport,
+    /// Extra kernel command-line arguments (e.g. `diskless.debug`), appended to the image's.
+    pub append: Vec<String>,
+    /// Kill QEMU after this many seconds.
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub boot: BootOptions,
+    /// Also kill containerd in the guest and require that the init restarts it.
+    pub kill_containerd: bool,
+    /// Print the report as one JSON object.
+    pub json: bool,
+    /// Copy the guest console to standard error as it arrives.
+    pub verbose: bool,
+    /// The check hook binary (default: `diskless-check` beside this executable).
+    pub hook: Option<PathBuf>,
+}
+
+/// What a boot needs: the files of the boot directory (`boot.ipxe`, what DHCP names, among
+/// them), the kernel, the image name.
+struct Prepared {
+    files: Vec<(String, Vec<u8>)>,
+    kernel: PathBuf,
+    image: String,
+}
+
+/// A published boot server: every entry as served, or with `add` (the check hook) rendered
+/// into every image and host entry, and a kernel for the KVM probe.
+fn prepare_server(args: &BootOptions, add: &Additions) -> anyhow::Result<Prepared> {
+    let dest = &args.out;
+    let generation = diskless_publish::generations(dest)?
+        .pop()
+        .with_context(|| {
+            format!(
+                "{} has no generations/: publish to it first",
+                dest.display()
+            )
+        })?;
+    let (name, image) = generation
+        .images
+        .iter()
+        .next()
+        .context("the newest generation publishes no image")?;
+    let index = Index::load(&dest.join(object_path(&image.index)))?;
+    if !dest.join("boot.ipxe").is_file() {
+        bail!(
+            "{} has no boot.ipxe: is it a published boot server directory?",
+            dest.display()
+        );
+    }
+    let scripts = if add.cmdline.is_empty() && add.initrds.is_empty() {
+        // Exactly what the lab's boot server serves.
+        published_entries(dest)?
+    } else {
+        diskless_publish::local_entries(dest, add)?
+    };
+    Ok(Prepared {
+        files: scripts
+            .into_iter()
+            .map(|(rel, text)| (rel, text.into_bytes()))
+            .collect(),
+        kernel: dest.join(index.kernel.object_path()),
+        image: name.clone(),
+    })
+}
+
+/// The `.ipxe` files of a boot server directory and its `hosts/`, as they are.
+fn published_entries(dest: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let mut scripts = Vec::new();
+    for dir in ["", "hosts"] {
+        let Ok(rd) = std::fs::read_dir(dest.join(dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let file = e.file_name().to_string_lossy().into_owned();
+            if !file.ends_with(".ipxe") {
+                continue;
+            }
+            let rel = if dir.is_empty() {
+                file
+            } else {
+                format!("{dir}/{file}")
+            };
+            scripts.push((rel, std::fs::read_to_string(e.path())?));
+        }
+    }
+    scripts.sort();
+    Ok(scripts)
+}
+
+/// `add` holds the check hook's kernel argument and initrd; `hook` the segment's bytes.
+fn prepare(args: &BootOptions, add: &Additions, hook: Option<Vec<u8>>) -> anyhow::Result<Prepared> {
+    let mut prepared = if args.server {
+        prepare_server(args, add)?
+    } else {
+        prepare_build(args, add)?
+    };
+    if let Some(bytes) = hook {
+        prepared.files.push((hook::SEGMENT.to_string(), bytes));
+    }
+    Ok(prepared)
+}
+
+/// A build output directory: its image's entry, or with `add` rendered in.
+fn prepare_build(args: &BootOptions, add: &Additions) -> anyhow::Result<Prepared> {
+    let index_path = args.out.join(format!("{}.json", args.name));
+    let index_bytes = std::fs::read(&index_path).with_context(|| {
+        format!(
+            "cannot read {}: is {} the output of `diskless build` (and --name right)?",
+            index_path.display(),
+            args.out.display()
+        )
+    })?;
+    let index = Index::load(&index_path)?;
+    let kernel = args.out.join(index.kernel.object_path());
+    for path in std::iter::once(kernel.clone()).chain(
+        index
+            .segments
+            .iter()
+            .map(|s| args.out.join(s.object_path())),
+    ) {
+        if !path.is_file() {
+            bail!(
+                "{} is missing: the output directory is incomplete; rebuild it",
+                path.display()
+            );
+        }
+    }
+    let sha = diskless_build::store::sha256_hex(&index_bytes);
+    let script = if add.cmdline.is_empty() && add.initrds.is_empty() {
+        // Exactly what a lab's boot server would serve.
+        let p = args.out.join(format!("{}.ipxe", args.name));
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?
+    } else {
+        let extra = Extra {
+            comment: None,
+            cmdline: add.cmdline.clone(),
+            initrds: add.initrds.clone(),
+        };
+        diskless_build::ipxe::script(&index, &sha, "", &extra)
+    };
+    Ok(Prepared {
+        files: vec![("boot.ipxe".into(), script.into_bytes())],
+        kernel,
+        image: index.name,
+    })
+}
+
+/// A running guest with its boot server; dropping it removes the boot directory.
+struct Guest {
+    child: std::process::Child,
+    _boot: serve::BootDir,
+    http: Option<serve::HttpServer>,
+    accel_note: String,
+    started: Instant,
+}
+
+/// Starts QEMU and the boot server. `interactive`: the console on this terminal with QEMU's
+/// Ctrl-A escapes; otherwise it is piped to the harness.
+fn start(args: &BootOptions, prepared: &Prepared, interactive: bool) -> anyhow::Result<Guest> {
+    let boot = serve::BootDir::new(&args.out, &prepared.files)?;
+    let http = match args.transport {
+        Transport::Http => Some(serve::HttpServer::start(boot.dir.path())?),
+        Transport::Tftp => None,
+    };
+    let source = match &http {
+        Some(h) => Source::Http { port: h.port },
+        None => Source::Tftp {
+            dir: boot.dir.path(),
+        },
+    };
+    let (accel, accel_note) = qemu::resolve_accel(args.accel, &prepared.kernel);
+    let machine = Machine {
+        memory_mib: args.memory,
+        cpus: args.cpus,
+        mac: args.mac.clone(),
+        accel,
+    };
+    let mut cmd = machine.command(&source)?;
+    if interactive {
+        eprintln!(
+            "diskless run: {} with {} MiB, accel {accel_note}; QEMU escapes: Ctrl-A x quits, Ctrl-A c monitor",
+            prepared.image, args.memory
+        );
+        cmd.args(["-serial", "mon:stdio"]);
+    } else {
+        cmd.args(["-serial", "stdio", "-monitor", "none"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+    }
+    let started = Instant::now();
+    let child = cmd.spawn().with_context(|| {
+        format!(
+            "cannot start {} (apt-get install qemu-system-x86 ipxe-qemu)",
+            qemu::QEMU
+        )
+    })?;
+    Ok(Guest {
+        child,
+        _boot: boot,
+        http,
+        accel_note,
+        started,
+    })
+}
+
+/// `diskless run`: the console on this terminal until the guest powers off or the timeout.
+pub fn run(a: &BootOptions) -> anyhow::Result<()> {
+    let add = Additions {
+        cmdline: a.append.clone(),
+        initrds: Vec::new(),
+    };
+    let prepared = prepare(a, &add, None)?;
+    let mut guest = start(a, &prepared, true)?;
+    let status = wait_bounded(&mut guest.child, Duration::from_secs(a.timeout))?;
+    match status {
+        Some(s) if s.success() => Ok(()),
+        Some(s) => bail!("QEMU exited with {s}"),
+        None => bail!("timeout: killed QEMU after {} s (--timeout)", a.timeout),
+    }
+}
+
+fn wait_bounded(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> anyhow::Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(Some(s));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Timeline {
+    /// Host seconds since QEMU started. iPXE's banner, if it reaches the serial console
+    /// (Debian's build prints to VGA only: then its first HTTP request marks it).
+    pub ipxe_start: Option<f64>,
+    /// First and last byte served by the harness's HTTP server (not measured with TFTP).
+    pub download_start: Option<f64>,
+    pub download_done: Option<f64>,
+    pub kernel_start: Option<f64>,
+    pub check_done: Option<f64>,
+    pub qemu_exit: Option<f64>,
+    /// Guest seconds since kernel start.
+    pub root_switched: Option<f64>,
+    pub network_up: Option<f64>,
+    pub containerd_ready: Option<f64>,
+    pub images_imported: Option<f64>,
+    pub kubelet_started: Option<f64>,
+    /// First `/healthz` ok and static pod running, as seen by the check hook.
+    pub kubelet_healthy: Option<f64>,
+    pub static_pod_running: Option<f64>,
+    pub boot_done: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub ok: bool,
+    pub image: String,
+    pub memory_mib: u32,
+    pub accel: String,
+    pub failures: Vec<String>,
+    pub timeline: Timeline,
+    pub download_bytes: Option<u64>,
+    pub stages: Vec<console::Stage>,
+    pub checks: Vec<console::CheckResult>,
+    /// From the guest with containerd idle: mem_used_kb (MemTotal − MemAvailable),
+    /// rootfs_used_bytes, rss_containerd_kb, rss_kubelet_kb.
+    pub memory: Option<serde_json::Value>,
+    pub restarts: Vec<String>,
+}
+
+/// `diskless check`: boots with the check hook and judges the console. Err on any failure
+/// (after printing the report).
+pub fn check(args: &CheckOptions) -> anyhow::Result<()> {
+    let report = check_report(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    if report.ok {
+        Ok(())
+    } else {
+        bail!("check failed: {}", report.failures.join("; "))
+    }
+}
+
+pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
+    let a = &args.boot;
+    let mode = if args.kill_containerd { "restart" } else { "1" };
+    let add = Additions {
+        cmdline: std::iter::once(format!("diskless.check={mode}"))
+            .chain(a.append.iter().cloned())
+            .collect(),
+        initrds: vec![hook::SEGMENT.to_string()],
+    };
+    let binary = match &args.hook {
+        Some(p) => p.clone(),
+        None => hook::default_binary()?,
+    };
+    let prepared = prepare(a, &add, Some(hook::segment(&binary)?))?;
+    let Guest {
+        child,
+        _boot,
+        http,
+        accel_note,
+        started,
+    } = start(a, &prepared, false)?;
+    let (lines, mut child) = qemu::console_lines(child);
+    let mut console = Console::default();
+    let deadline = started + Duration::from_secs(a.timeout);
+    let mut timed_out = false;
+    let mut exited = None;
+    loop {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            timed_out = true;
+            break;
+        };
+        match lines.recv_timeout(left.min(Duration::from_millis(500))) {
+            Ok((t, line)) => {
+                if args.verbose {
+                    eprintln!("{line}");
+                }
+                console.feed(t.duration_since(started).as_secs_f64(), &line);
+                if console.stopped.is_some() {
+                    // Let the init finish its explanation, then stop the machine.
+                    std::thread::sleep(Duration::from_millis(500));
+                    while let Ok((t, line)) = lines.try_recv() {
+                        if args.verbose {
+                            eprintln!("{line}");
+                        }
+                        console.feed(t.duration_since(started).as_secs_f64(), &line);
+                    }
+                    let _ = child.kill();
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                exited = Some(started.elapsed().as_secs_f64());
+                break;
+            }
+        }
+        if child.try_wait()?.is_some() {
+            // Drain what is left of the console.
+            while let Ok((t, line)) = lines.recv_timeout(Duration::from_millis(200)) {
+                if args.verbose {
+                    eprintln!("{line}");
+                }
+                console.feed(t.duration_since(started).as_secs_f64(), &line);
+            }
+            exited = Some(started.elapsed().as_secs_f64());
+            break;
+        }
+    }
+    if timed_out || exited.is_none() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+
+    let mut failures = console.failures();
+    if timed_out {
+        failures.push(format!(
+            "timeout: QEMU killed after {} s (--timeout)",
+            a.timeout
+        ));
+    }
+    if console.stopped.is_none() && !console.check_done {
+        failures
+            .push("the check hook never finished (see the console above with --verbose)".into());
+    }
+    if console.check_done && console.landmarks.power_off.is_none() {
+        failures.push("the guest did not power off after the check".into());
+    }
+    if args.kill_containerd
+        && !console
+            .checks
+            .iter()
+            .any(|c| c.name == "containerd-restart")
+    {
+        failures.push("no containerd-restart result although --kill-containerd was given".into());
+    }
+    if console.landmarks.kernel_start.is_none() && console.stages.is_empty() {
+        failures.push(
+            "the kernel never started: did iPXE fetch the script? (run with --verbose)".into(),
+        );
+    }
+    let since = |i: Instant| i.saturating_duration_since(started).as_secs_f64();
+    let (download_bytes, download_start, download_done) = match &http {
+        Some(h) => {
+            let t = h.transfers.lock().unwrap();
+            let bytes = t.iter().map(|x| x.bytes).sum::<u64>();
+            let first = t.iter().map(|x| since(x.start)).reduce(f64::min);
+            let last = t.iter().map(|x| since(x.end)).reduce(f64::max);
+            (Some(bytes), first, last)
+        }
+        None => (None, None, None),
+    };
+    let g = |n: &str| console.stage(n).map(|s| s.guest_t);
+    let timeline = Timeline {
+        ipxe_start: console.landmarks.ipxe_start.or(download_start),
+        download_start,
+        download_done,
+        kernel_start: console.kernel_start(),
+        check_done: console.landmarks.check_done,
+        qemu_exit: exited,
+        root_switched: g("switchroot"),
+        network_up: g("network"),
+        containerd_ready: g("containerd"),
+        images_imported: g("images"),
+        kubelet_started: g("kubelet"),
+        kubelet_healthy: console.check_time("kubelet-healthz"),
+        static_pod_running: console.check_time("static-pod"),
+        boot_done: g("boot"),
+    };
+    if !failures.is_empty() && !args.verbose {
+        eprintln!("--- last console lines ---");
+        let n = console.lines.len();
+        for l in &console.lines[n.saturating_sub(40)..] {
+            eprintln!("{l}");
+        }
+        eprintln!("---");
+    }
+    Ok(CheckReport {
+        ok: failures.is_empty(),
+        image: prepared.image,
+        memory_mib: a.memory,
+        accel: accel_note,
+        failures,
+        timeline,
+        download_bytes,
+        stages: console.stages,
+        checks: console.checks,
+        memory: console.memory,
+        restarts: console.restarts,
+    })
+}
+
+fn print_report(r: &CheckReport) {
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+    println!(
+        "image {} · {} MiB · accel {}",
+        r.image, r.memory_mib, r.accel
+    );
+    let t = &r.timeline;
+    println!("timeline (host s since QEMU start): iPXE {} · download {}–{} · kernel {} · check done {} · QEMU exit {}",
+        f(t.ipxe_start), f(t.download_start), f(t.download_done), f(t.kernel_start), f(t.check_done), f(t.qemu_exit));
+    println!("timeline (guest s since kernel start):");
+    for s in &r.stages {
+        println!(
+            "  {:>8.3}  {:<12} {:<7} {}",
+            s.guest_t, s.name, s.status, s.detail
+        );
+    }
+    println!("checks:");
+    for c in &r.checks {
+        println!("  {:<20} {:<5} {}", c.name, c.status, c.detail);
+    }
+    if let Some(m) = &r.memory {
+        let kb = |k: &str| m.get(k).and_then(|v| v.as_u64());
+        println!(
+            "memory (containerd idle): used {} MB (MemTotal − MemAvailable) · rootfs {} MB · RSS containerd {} MB · kubelet {}",
+            kb("mem_used_kb").map_or("-".into(), |v| format!("{:.1}", v as f64 / 1024.0)),
+            kb("rootfs_used_bytes").map_or("-".into(), |v| format!("{:.1}", v as f64 / 1048576.0)),
+            kb("rss_containerd_kb").map_or("-".into(), |v| format!("{:.1}", v as f64 / 1024.0)),
+            kb("rss_kubelet_kb").map_or("-".into(), |v| format!("{:.1} MB", v as f64 / 1024.0)),
+        );
+        if let (Some(shmem), Some(anon), Some(slab)) =
+            (kb("shmem_kb"), kb("anon_kb"), kb("slab_kb"))
+        {
+            println!(
+                "memory by kind: shmem (tmpfs) {:.1} MB · anon {:.1} MB · slab {:.1} MB · kernel stacks + page tables {:.1} MB",
+                shmem as f64 / 1024.0,
+                anon as f64 / 1024.0,
+                slab as f64 / 1024.0,
+                (kb("kernel_stack_kb").unwrap_or(0) + kb("page_tables_kb").unwrap_or(0)) as f64 / 1024.0,
+            );
+        }
+    }
+    for x in &r.restarts {
+        println!("restart: {x}");
+    }
+    if r.ok {
+        println!("check: ok");
+    } else {
+        for x in &r.failures {
+            println!("FAIL: {x}");
+        }
+    }
+}

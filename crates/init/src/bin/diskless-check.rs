@@ -1,0 +1,524 @@
+//! `diskless-check`: the opt-in check hook. `diskless check` adds this binary to a boot (at
+//! `/.diskless/check/diskless-check`, in an extra initrd, so production images carry no test
+//! code) and sets `diskless.check=<mode>` on the kernel command line; once the boot sequence is
+//! done, PID 1 starts it as a child, and it inspects the running node from the inside, prints
+//! one `diskless-check: <name> ok|FAIL …` line per check and one `diskless-check-json: {…}`
+//! line of measurements, then asks PID 1 to power off. The harness reads these lines from the
+//! serial console. It is a separate process so that PID 1 keeps supervising (and restarting
+//! containerd, for `diskless.check=restart`) while the checks run.
+
+use diskless_contract::console::{CheckLine, CHECK_JSON_PREFIX};
+use diskless_contract::image::{ImageContract, Role, Service};
+use diskless_contract::node::{NodeConfig, BOOTSTRAP_KUBECONFIG, CLIENT_CA, NODE_JSON};
+use diskless_init::cmdline::Cmdline;
+use diskless_init::services::PID_DIR;
+use diskless_init::{log, network, node, sys};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "1".into());
+    std::process::exit(check(&mode));
+}
+
+struct Checker {
+    failures: usize,
+}
+
+impl Checker {
+    fn report(&mut self, name: &str, result: Result<String, String>) {
+        let (status, detail) = match result {
+            Ok(detail) => (CheckLine::OK, detail),
+            Err(why) => {
+                self.failures += 1;
+                (CheckLine::FAIL, why)
+            }
+        };
+        print_result(name, status, detail);
+    }
+
+    fn skipped(&self, name: &str, why: String) {
+        print_result(name, CheckLine::SKIPPED, why);
+    }
+}
+
+fn print_result(name: &str, status: &str, detail: String) {
+    let line = CheckLine::Result {
+        name: name.into(),
+        status: status.into(),
+        detail,
+    };
+    println!("{}", line.render());
+}
+
+/// [`diskless_init::run::run`] with the time limit every check needs: a hung containerd must
+/// fail a check, not the whole run.
+fn run(argv: &[&str], limit: Duration) -> Result<String, String> {
+    diskless_init::run::run(argv, Some(limit))
+}
+
+fn service_pid(name: &str) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(format!("{PID_DIR}/{name}.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    std::path::Path::new(&format!("/proc/{pid}"))
+        .exists()
+        .then_some(pid)
+}
+
+fn rss_kb(pid: Option<i32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    status.lines().find_map(|l| {
+        l.strip_prefix("VmRSS:")?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+fn retry<T>(limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+fn check(mode: &str) -> i32 {
+    let contract = match ImageContract::load() {
+        Ok(c) => c,
+        Err(e) => {
+            print_result("contract", CheckLine::FAIL, e);
+            return finish(1);
+        }
+    };
+    let runtime = contract.service(Role::ContainerRuntime);
+    let image_kubelet = contract.service(Role::Kubelet);
+    let mut c = Checker { failures: 0 };
+    // Memory first: containerd is idle now, before the checks start containers.
+    // The image's bytes: the tmpfs root plus what stayed on the initramfs (/usr, bound read-only).
+    let used = |p: &str| {
+        sys::statfs(p)
+            .map(|(_, bsize, blocks, bfree)| (blocks - bfree) * bsize)
+            .unwrap_or(0)
+    };
+    let dev = |p: &str| {
+        std::fs::metadata(p)
+            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+            .ok()
+    };
+    let initramfs = if dev("/usr").is_some() && dev("/usr") != dev("/") {
+        used("/usr")
+    } else {
+        0
+    };
+    let kb = sys::meminfo_kb;
+    let rss = |svc: Option<&Service>| rss_kb(svc.and_then(|s| service_pid(&s.name)));
+    let memory = json!({
+        "mem_total_kb": kb("MemTotal"),
+        "mem_used_kb": kb("MemTotal").zip(kb("MemAvailable")).map(|(t, a)| t - a),
+        "rootfs_used_bytes": used("/") + initramfs,
+        "initramfs_used_bytes": initramfs,
+        // Where the used memory is: tmpfs pages (image, containerd data), process memory, kernel.
+        "shmem_kb": kb("Shmem"),
+        "anon_kb": kb("AnonPages"),
+        "slab_kb": kb("Slab"),
+        "kernel_stack_kb": kb("KernelStack"),
+        "page_tables_kb": kb("PageTables"),
+        "rss_containerd_kb": rss(runtime),
+        "rss_kubelet_kb": rss(image_kubelet),
+    });
+    println!("{CHECK_JSON_PREFIX}{}", json!({ "memory": memory }));
+
+    c.report("root-tmpfs", check_root());
+    c.report("network", check_network());
+    if runtime.is_some() {
+        c.report(
+            "containerd",
+            retry(Duration::from_secs(10), || {
+                run(&["ctr", "version"], Duration::from_secs(10))
+            })
+            .map(|v| {
+                v.lines()
+                    .find(|l| l.contains("Version"))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            }),
+        );
+        c.report("container-runc", check_container());
+    }
+    let node = node::load();
+    match check_node(&node) {
+        Ok(None) => c.skipped("node", format!("no {NODE_JSON}")),
+        Ok(Some(detail)) => c.report("node", Ok(detail)),
+        Err(e) => c.report("node", Err(e)),
+    }
+    if let Some(image_kubelet) = image_kubelet {
+        // What the init started: the image's service with this node's flags.
+        match node::kubelet_service(image_kubelet, &node) {
+            Err(why) => c.skipped("kubelet", why),
+            Ok(kubelet) => match &kubelet.condition_path {
+                Some(p) if !std::path::Path::new(p).exists() => {
+                    c.skipped("kubelet", format!("condition_path {p} missing"))
+                }
+                _ => {
+                    c.report("kubelet-args", check_kubelet_args(&kubelet));
+                    c.report("kubelet-healthz", check_kubelet_healthz());
+                    c.report("static-pod", check_static_pod(&contract));
+                }
+            },
+        }
+    }
+    if !contract.images.is_empty() {
+        c.report("preloaded-refs", check_refs(&contract));
+        c.report(
+            "preloaded-run",
+            check_image_run(&contract.images[0].refs[0]),
+        );
+    }
+    if let Some(runtime) = runtime.filter(|_| mode == "restart") {
+        c.report("containerd-restart", check_restart(runtime));
+    }
+    finish(c.failures)
+}
+
+fn finish(failures: usize) -> i32 {
+    println!("{}", CheckLine::Done { failures }.render());
+    // Ask PID 1 for an orderly poweroff (busybox `poweroff` does the same), so QEMU exits;
+    // only when PID 1 started us (the hook), not when someone runs it by hand.
+    if std::os::unix::process::parent_id() == 1 {
+        // SAFETY: sending a signal to PID 1 has no memory-safety implications.
+        unsafe { libc::kill(1, libc::SIGUSR2) };
+    }
+    i32::from(failures > 0)
+}
+
+fn check_root() -> Result<String, String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| e.to_string())?;
+    let fstype = mounts
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&"/")).then(|| f.get(2).copied().unwrap_or("").to_string())
+        })
+        .unwrap_or_default();
+    let (magic, bsize, blocks, bfree) = sys::statfs("/").map_err(|e| e.to_string())?;
+    if fstype == "tmpfs" && magic == TMPFS_MAGIC {
+        Ok(format!(
+            "tmpfs size={}MiB used={}MiB",
+            (blocks * bsize) >> 20,
+            ((blocks - bfree) * bsize) >> 20
+        ))
+    } else {
+        Err(format!("/ is {fstype:?} (magic {magic:#x}), not a tmpfs"))
+    }
+}
+
+fn check_network() -> Result<String, String> {
+    let state = std::fs::read_to_string(network::STATE_FILE)
+        .map_err(|e| format!("no {}: {e}", network::STATE_FILE))?;
+    let get = |k: &str| {
+        state
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or("")
+    };
+    let (iface, address) = (get("interface"), get("address"));
+    let shown = run(
+        &["ip", "-4", "addr", "show", "dev", iface],
+        Duration::from_secs(5),
+    )?;
+    let ip = address.split('/').next().unwrap_or("");
+    if ip.is_empty() || !shown.contains(ip) {
+        return Err(format!(
+            "{iface} does not carry {address}: {}",
+            shown.trim()
+        ));
+    }
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    // busybox `ip route show default` lists every route: filter ourselves.
+    let routes = run(&["ip", "route"], Duration::from_secs(5)).unwrap_or_default();
+    let route = routes
+        .lines()
+        .find(|l| l.starts_with("default"))
+        .unwrap_or("none");
+    Ok(format!(
+        "{iface} {address} source={} hostname={} default-route={:?}",
+        get("source"),
+        hostname.trim(),
+        route.trim()
+    ))
+}
+
+/// A throwaway container from a one-binary rootfs (static busybox), without any image:
+/// proves runc can create namespaces and pivot_root from our root.
+fn check_container() -> Result<String, String> {
+    let root = "/tmp/diskless-check/rootfs";
+    for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+        std::fs::create_dir_all(format!("{root}/{d}")).map_err(|e| e.to_string())?;
+    }
+    std::fs::copy("/usr/bin/busybox", format!("{root}/bin/busybox"))
+        .map_err(|e| format!("copy /usr/bin/busybox into the check rootfs: {e}"))?;
+    let t = Instant::now();
+    let out = run(
+        &[
+            "ctr",
+            "run",
+            "--rm",
+            "--rootfs",
+            root,
+            "diskless-check",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo container-ok pid=$$",
+        ],
+        Duration::from_secs(60),
+    )?;
+    let _ = std::fs::remove_dir_all("/tmp/diskless-check");
+    if out.contains("container-ok pid=1") {
+        Ok(format!("ran in {:.2} s", t.elapsed().as_secs_f64()))
+    } else {
+        Err(format!("unexpected output {:?}", out.trim()))
+    }
+}
+
+/// The node configuration the init applied, as the running system shows it: the hostname
+/// (the command line's `diskless.hostname=` wins over the node's) and secret files still 0600
+/// after the root switch. `Ok(None)` without a per-node segment.
+fn check_node(node: &Result<Option<NodeConfig>, String>) -> Result<Option<String>, String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let n = match node {
+        Ok(None) => return Ok(None),
+        Ok(Some(n)) => n,
+        Err(e) => return Err(e.clone()),
+    };
+    let cmdline = Cmdline::read().ok().and_then(|c| c.hostname);
+    let wanted = node::fixed_hostname(cmdline.as_deref(), Some(n)).unwrap_or_default();
+    let actual = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    if actual.trim() != wanted {
+        return Err(format!(
+            "hostname is {:?}, the node configuration says {wanted:?}",
+            actual.trim()
+        ));
+    }
+    let mut modes = Vec::new();
+    for path in [NODE_JSON, BOOTSTRAP_KUBECONFIG, CLIENT_CA] {
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 || meta.uid() != 0 {
+            return Err(format!(
+                "{path} is mode {mode:04o} owned by uid {}: secrets must be 0600 root",
+                meta.uid()
+            ));
+        }
+        let name = path.rsplit('/').next().unwrap_or(path);
+        modes.push(format!("{name}:{mode:04o}"));
+    }
+    let n = NodeConfig {
+        hostname: actual.trim().to_string(),
+        ..n.clone()
+    };
+    Ok(Some(format!("{} files={}", n.summary(), modes.join(","))))
+}
+
+/// The running kubelet's command line (`/proc/<pid>/cmdline`) is exactly what the init means
+/// to start for this node; printed, so the per-node flags are in the console log.
+fn check_kubelet_args(kubelet: &Service) -> Result<String, String> {
+    let expected = &kubelet.command;
+    retry(Duration::from_secs(30), || {
+        let pid = service_pid(&kubelet.name).ok_or("kubelet is not running")?;
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map_err(|e| format!("read /proc/{pid}/cmdline: {e}"))?;
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args == *expected {
+            Ok(format!("pid={pid} {}", args.join(" ")))
+        } else {
+            Err(format!(
+                "kubelet (pid {pid}) runs {args:?}, expected {expected:?}"
+            ))
+        }
+    })
+}
+
+fn check_kubelet_healthz() -> Result<String, String> {
+    let t = Instant::now();
+    retry(Duration::from_secs(60), || {
+        run(
+            &["wget", "-q", "-O", "-", "http://127.0.0.1:10248/healthz"],
+            Duration::from_secs(5),
+        )
+        .and_then(|b| {
+            if b.trim() == "ok" {
+                Ok(())
+            } else {
+                Err(format!("healthz says {b:?}"))
+            }
+        })
+    })?;
+    // `t=` is guest uptime, like the init's stage lines: the harness puts it in the timeline.
+    Ok(format!(
+        "t={:.3} after {:.1} s of checking",
+        log::uptime(),
+        t.elapsed().as_secs_f64()
+    ))
+}
+
+/// A static pod is running when CRI has at least one running task besides sandboxes (sandbox +
+/// container ≥ 2). When the image preloads images, every running container, the pod sandbox
+/// included, must come from a preloaded reference: the guest has no route out, and this shows
+/// that the sandbox uses the preloaded pause image rather than anything else.
+fn check_static_pod(contract: &ImageContract) -> Result<String, String> {
+    let t = Instant::now();
+    let running = retry(Duration::from_secs(120), || {
+        let out = run(
+            &["ctr", "-n", "k8s.io", "tasks", "ls"],
+            Duration::from_secs(10),
+        )?;
+        let running: Vec<String> = out
+            .lines()
+            .filter(|l| l.contains("RUNNING"))
+            .filter_map(|l| l.split_whitespace().next().map(String::from))
+            .collect();
+        if running.len() >= 2 {
+            Ok(running)
+        } else {
+            Err(format!(
+                "{} running tasks in k8s.io: {}",
+                running.len(),
+                out.trim()
+            ))
+        }
+    })?;
+    // `ctr containers ls`: CONTAINER IMAGE RUNTIME
+    let out = run(
+        &["ctr", "-n", "k8s.io", "containers", "ls"],
+        Duration::from_secs(10),
+    )?;
+    let images: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (id, image) = (w.next()?, w.next()?);
+            running.iter().any(|r| r == id).then(|| image.to_string())
+        })
+        .collect();
+    let preloaded: Vec<&String> = contract.images.iter().flat_map(|i| &i.refs).collect();
+    if !preloaded.is_empty() {
+        if let Some(other) = images.iter().find(|i| !preloaded.contains(i)) {
+            return Err(format!(
+                "running container image {other} is not preloaded (running: {images:?})"
+            ));
+        }
+    }
+    Ok(format!(
+        "t={:.3} {} running tasks ({}) after {:.1} s of checking",
+        log::uptime(),
+        running.len(),
+        images.join(", "),
+        t.elapsed().as_secs_f64()
+    ))
+}
+
+fn check_refs(contract: &ImageContract) -> Result<String, String> {
+    let out = run(
+        &["ctr", "-n", "k8s.io", "images", "ls", "-q"],
+        Duration::from_secs(20),
+    )?;
+    let have: Vec<&str> = out.lines().collect();
+    let missing: Vec<&String> = contract
+        .images
+        .iter()
+        .flat_map(|i| &i.refs)
+        .filter(|r| !have.contains(&r.as_str()))
+        .collect();
+    if missing.is_empty() {
+        Ok(format!("{} refs", have.len()))
+    } else {
+        Err(format!("missing in k8s.io: {missing:?}; present: {have:?}"))
+    }
+}
+
+/// Starts the first preloaded ref as a container; ctr never pulls, and the guest has no route
+/// out, so this succeeds only from preloaded content.
+fn check_image_run(image: &str) -> Result<String, String> {
+    let id = "diskless-check-image";
+    let t = Instant::now();
+    let result = run(
+        &["ctr", "-n", "k8s.io", "run", "-d", image, id],
+        Duration::from_secs(60),
+    )
+    .and_then(|_| {
+        run(
+            &["ctr", "-n", "k8s.io", "tasks", "ls"],
+            Duration::from_secs(10),
+        )
+    })
+    .and_then(|ls| {
+        let line = ls
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or("")
+            .to_string();
+        if line.contains("RUNNING") || line.contains("STOPPED") {
+            Ok(format!(
+                "{image} started in {:.2} s",
+                t.elapsed().as_secs_f64()
+            ))
+        } else {
+            Err(format!("task of {image} not found: {}", ls.trim()))
+        }
+    });
+    let _ = run(
+        &["ctr", "-n", "k8s.io", "tasks", "kill", "-s", "KILL", id],
+        Duration::from_secs(10),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = run(
+        &["ctr", "-n", "k8s.io", "tasks", "rm", "-f", id],
+        Duration::from_secs(10),
+    );
+    let _ = run(
+        &["ctr", "-n", "k8s.io", "containers", "rm", id],
+        Duration::from_secs(10),
+    );
+    result
+}
+
+/// Kills containerd and waits for PID 1 to restart it and for the new one to answer.
+fn check_restart(runtime: &Service) -> Result<String, String> {
+    let old = service_pid(&runtime.name).ok_or("containerd is not running")?;
+    let t = Instant::now();
+    // SAFETY: signalling a process id we just read; no memory involved.
+    unsafe { libc::kill(old, libc::SIGKILL) };
+    let new = retry(Duration::from_secs(30), || {
+        match service_pid(&runtime.name) {
+            Some(p) if p != old => Ok(p),
+            _ => Err(format!("containerd (pid {old}) was not restarted")),
+        }
+    })?;
+    retry(Duration::from_secs(30), || {
+        run(&["ctr", "version"], Duration::from_secs(10))
+    })?;
+    Ok(format!(
+        "killed pid {old}, pid {new} answering after {:.1} s",
+        t.elapsed().as_secs_f64()
+    ))
+}

@@ -1,0 +1,258 @@
+//! Preloaded container images: once containerd is ready, the images are streamed as OCI
+//! archives into `ctr -n k8s.io images import -` (unpacked into the overlayfs snapshotter by
+//! ctr's default), then the pool blobs no later image needs are deleted so the RAM they hold
+//! is returned. Archives are built on the fly with `tar`, never written to the tmpfs.
+//!
+//! Batches: each `ctr import` costs ≈ 3 s of process start and unpack setup under TCG, so
+//! consecutive images share one archive until their blobs reach `BATCH_BYTES`; a large image
+//! still goes alone, so the pool and containerd's copy of it coexist for one batch at most.
+//!
+//! References: each image's `index.json` is rewritten so that each ref in the contract gets its
+//! own manifest descriptor with the `io.containerd.image.name` annotation, which ctr takes as
+//! the full image name. That works whatever names the archive originally carried.
+//!
+//! Pinning: containerd 1.6.20's CRI does not know the `io.cri-containerd.pinned` label (the
+//! string is not in its binary; pinning came with 1.7), so no label is set: it would cost a
+//! `ctr` run per ref at boot for nothing. kubelet's image GC is kept off preloaded images by the
+//! reference kubelet config's thresholds (imageGCHighThresholdPercent 100 / low 99). With
+//! containerd ≥ 1.7, labelling each ref here would pin it.
+
+use diskless_contract::image::ImageRef;
+use std::collections::HashSet;
+use std::io::Write;
+use std::ops::Range;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const POOL: &str = "/var/lib/diskless/oci/blobs/sha256";
+/// Blob bytes above which the next image starts a new `ctr import`.
+const BATCH_BYTES: u64 = 64 << 20;
+
+pub fn import_all(images: &[ImageRef]) -> Result<String, String> {
+    let t0 = Instant::now();
+    let sizes: Vec<u64> = images
+        .iter()
+        .map(|img| {
+            img.blobs
+                .iter()
+                .filter_map(|b| blob_path(b).ok())
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .collect();
+    let mut total = 0u64;
+    let mut refs = 0usize;
+    for range in batches(&sizes, BATCH_BYTES) {
+        let t = Instant::now();
+        let batch = &images[range.clone()];
+        let bytes = import(batch)?;
+        total += bytes;
+        let n_refs: usize = batch.iter().map(|i| i.refs.len()).sum();
+        refs += n_refs;
+        let names: Vec<&str> = batch.iter().map(|i| i.name.as_str()).collect();
+        crate::log::info(&format!(
+            "images {} imported ({n_refs} refs, {:.1} MB in {:.2} s)",
+            names.join(", "),
+            bytes as f64 / 1e6,
+            t.elapsed().as_secs_f64()
+        ));
+        let later: HashSet<&String> = images[range.end..].iter().flat_map(|l| &l.blobs).collect();
+        for blob in batch
+            .iter()
+            .flat_map(|i| &i.blobs)
+            .filter(|b| !later.contains(b))
+        {
+            let _ = std::fs::remove_file(blob_path(blob)?);
+        }
+    }
+    Ok(format!(
+        "{} images, {refs} refs, {:.1} MB in {:.2} s",
+        images.len(),
+        total as f64 / 1e6,
+        t0.elapsed().as_secs_f64()
+    ))
+}
+
+/// Groups consecutive images while their blob bytes stay within `limit` (an image larger than
+/// the limit is a batch of its own).
+pub fn batches(sizes: &[u64], limit: u64) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut sum) = (0, 0u64);
+    for (i, &size) in sizes.iter().enumerate() {
+        if i > start && sum + size > limit {
+            out.push(start..i);
+            (start, sum) = (i, 0);
+        }
+        sum += size;
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
+
+fn blob_path(digest: &str) -> Result<String, String> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(format!("{POOL}/{hex}"))
+        }
+        _ => Err(format!("blob {digest:?} is not a sha256:<64 hex> digest")),
+    }
+}
+
+/// The manifest descriptors for an image's refs, one per ref, each named by annotation.
+pub fn named_descriptors(index: &str, refs: &[String]) -> Result<Vec<serde_json::Value>, String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(index).map_err(|e| format!("not JSON: {e}"))?;
+    let first = doc
+        .get("manifests")
+        .and_then(|m| m.as_array())
+        .and_then(|m| m.first())
+        .cloned()
+        .ok_or("it lists no manifests")?;
+    let mut manifests = Vec::new();
+    for r in refs {
+        let mut d = first.clone();
+        let obj = d
+            .as_object_mut()
+            .ok_or("a manifest descriptor is not an object")?;
+        let ann = obj
+            .entry("annotations")
+            .or_insert_with(|| serde_json::json!({}))
+            .as_object_mut()
+            .ok_or("annotations is not an object")?;
+        // Only the full name: a bare tag would make ctr invent an `import-<date>` name too.
+        ann.remove("org.opencontainers.image.ref.name");
+        ann.insert("io.containerd.image.name".into(), r.clone().into());
+        manifests.push(d);
+    }
+    Ok(manifests)
+}
+
+fn import(batch: &[ImageRef]) -> Result<u64, String> {
+    let names: Vec<&str> = batch.iter().map(|i| i.name.as_str()).collect();
+    let ctx = |e: String| format!("images {}: {e}", names.join(", "));
+    let mut manifests = Vec::new();
+    let mut blobs = Vec::new();
+    let mut seen = HashSet::new();
+    for img in batch {
+        let text = std::fs::read_to_string(&img.index)
+            .map_err(|e| ctx(format!("cannot read {}: {e}", img.index)))?;
+        manifests.extend(
+            named_descriptors(&text, &img.refs).map_err(|e| ctx(format!("{}: {e}", img.index)))?,
+        );
+        blobs.extend(img.blobs.iter().filter(|b| seen.insert(*b)).cloned());
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .map_err(|e| ctx(e.to_string()))?;
+    let mut child = Command::new("ctr")
+        .args(["-n", "k8s.io", "images", "import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| ctx(format!("cannot run ctr: {e}")))?;
+    let stdin = child.stdin.take().expect("piped");
+    let written = write_archive(stdin, &index, &blobs);
+    let out = child
+        .wait_with_output()
+        .map_err(|e| ctx(format!("ctr: {e}")))?;
+    if !out.status.success() {
+        return Err(ctx(format!(
+            "`ctr -n k8s.io images import -` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    written.map_err(ctx)
+}
+
+/// Streams `oci-layout`, `index.json` and `blobs/sha256/<hex>` as a tar; returns the bytes of
+/// blobs sent.
+fn write_archive(out: impl Write, index: &[u8], blobs: &[String]) -> Result<u64, String> {
+    let mut tar = tar::Builder::new(out);
+    let add = |tar: &mut tar::Builder<_>, path: &str, size: u64, data: &mut dyn std::io::Read| {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_mtime(0);
+        tar.append_data(&mut h, path, data)
+            .map_err(|e| format!("streaming {path} to ctr: {e}"))
+    };
+    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    add(
+        &mut tar,
+        "oci-layout",
+        layout.len() as u64,
+        &mut &layout[..],
+    )?;
+    add(&mut tar, "index.json", index.len() as u64, &mut &index[..])?;
+    let mut total = 0;
+    for digest in blobs {
+        let path = blob_path(digest)?;
+        let f = std::fs::File::open(&path).map_err(|e| {
+            format!(
+                "missing blob {path}: {e} (was the image's segment left out of the iPXE entry?)"
+            )
+        })?;
+        let size = f.metadata().map_err(|e| format!("stat {path}: {e}"))?.len();
+        let name = format!("blobs/sha256/{}", &digest["sha256:".len()..]);
+        add(&mut tar, &name, size, &mut std::io::BufReader::new(f))?;
+        total += size;
+    }
+    tar.finish().map_err(|e| format!("streaming to ctr: {e}"))?;
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ref_gets_a_named_descriptor() {
+        let index = r#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "digest":"sha256:aa","size":1,"annotations":{"org.opencontainers.image.ref.name":"3.6"}}]}"#;
+        let m = named_descriptors(
+            index,
+            &["registry.k8s.io/pause:3.6".into(), "pause:local".into()],
+        )
+        .unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            m[0]["annotations"]["io.containerd.image.name"],
+            "registry.k8s.io/pause:3.6"
+        );
+        assert_eq!(
+            m[1]["annotations"]["io.containerd.image.name"],
+            "pause:local"
+        );
+        assert!(m[0]["annotations"]
+            .get("org.opencontainers.image.ref.name")
+            .is_none());
+        assert_eq!(m[1]["digest"], "sha256:aa");
+    }
+
+    #[test]
+    fn empty_index_is_an_error() {
+        assert!(named_descriptors(r#"{"manifests":[]}"#, &["a".into()]).is_err());
+    }
+
+    #[test]
+    fn small_images_share_a_batch_large_ones_go_alone() {
+        assert_eq!(batches(&[1, 2, 3], 10), vec![0..3]);
+        assert_eq!(batches(&[6, 6, 20, 1], 10), vec![0..1, 1..2, 2..3, 3..4]);
+        assert_eq!(batches(&[4, 6, 1], 10), vec![0..2, 2..3]);
+        assert!(batches(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn digests_are_checked() {
+        assert!(blob_path("sha256:../../etc/passwd").is_err());
+        assert!(blob_path(&format!("sha256:{}", "a".repeat(64))).is_ok());
+    }
+}

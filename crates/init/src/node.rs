@@ -1,0 +1,319 @@
+//! What the init does with the node's own configuration, `/.diskless/node/node.json` (parsed
+//! and checked by [`NodeConfig::parse`], written by `diskless publish`, see
+//! docs/boot-server.md): the node's name for this boot, and the kubelet's labels, taints and
+//! mode. The image is shared by many machines, so what differs between them reaches the
+//! kubelet as command-line flags, which override its config file. On any error in the file
+//! the kubelet is not started at all: a kubelet registering a wrong node is worse than none.
+
+use diskless_contract::image::Service;
+use diskless_contract::node::{
+    KubeletMode, NodeConfig, BOOTSTRAP_KUBECONFIG, CLIENT_CA, NODE_JSON,
+};
+
+/// Written by the kubelet once its bootstrap CSR is signed; RAM like everything else, so every
+/// boot bootstraps again.
+const KUBECONFIG: &str = "/var/lib/kubelet/kubeconfig";
+const CERT_DIR: &str = "/var/lib/kubelet/pki";
+
+/// `Ok(None)` when the machine booted a shared entry without a per-node segment.
+pub fn load() -> Result<Option<NodeConfig>, String> {
+    match std::fs::read_to_string(NODE_JSON) {
+        Ok(text) => NodeConfig::parse(&text).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {NODE_JSON}: {e}")),
+    }
+}
+
+/// The node's name as given for this boot: `diskless.hostname=` on the kernel command line (a
+/// per-boot override for hand-made entries), else `node.json`'s. `None` leaves the name to
+/// the network step: DHCP's offer, else `<image>-<mac>`.
+pub fn fixed_hostname(cmdline: Option<&str>, node: Option<&NodeConfig>) -> Option<String> {
+    cmdline
+        .map(String::from)
+        .or_else(|| node.map(|n| n.hostname.clone()))
+}
+
+/// What the init does to the image's kubelet service for this node.
+#[derive(Debug, Clone)]
+pub struct Kubelet {
+    pub service: Service,
+    /// The mode the image's kubelet was built for (join when its command line has
+    /// `--bootstrap-kubeconfig`, as the Nix module writes it).
+    pub image_mode: KubeletMode,
+    /// Files the kubelet needs from the node segment; missing ones keep it from starting.
+    pub needs: Vec<String>,
+}
+
+/// The kubelet service for this node: the image's, with the node's labels and taints, and the
+/// node's kubelet mode where it differs from the image's (the per-machine configuration wins).
+/// Pure, so every combination is unit-tested.
+pub fn kubelet_for(image: &Service, node: &NodeConfig) -> Kubelet {
+    let mut svc = image.clone();
+    let cmd = &mut svc.command;
+    let image_bootstrap = flag_value(cmd, "--bootstrap-kubeconfig");
+    let image_mode = if image_bootstrap.is_some() {
+        KubeletMode::Join
+    } else {
+        KubeletMode::Standalone
+    };
+    let mut needs = Vec::new();
+    match (image_mode, node.kubelet_mode) {
+        (KubeletMode::Join, KubeletMode::Join) => {
+            // The image's own flags and config (client CA, webhook authn/authz) already join.
+            needs.extend(image_bootstrap);
+        }
+        (KubeletMode::Standalone, KubeletMode::Join) => {
+            // A standalone config trusts every caller (AlwaysAllow, no client CA): on a cluster
+            // node the kubelet API must check callers against the cluster, like kubeadm's nodes.
+            cmd.extend([
+                format!("--bootstrap-kubeconfig={BOOTSTRAP_KUBECONFIG}"),
+                format!("--kubeconfig={KUBECONFIG}"),
+                format!("--cert-dir={CERT_DIR}"),
+                format!("--client-ca-file={CLIENT_CA}"),
+                "--anonymous-auth=false".into(),
+                "--authentication-token-webhook=true".into(),
+                "--authorization-mode=Webhook".into(),
+                // The bootstrap certificate expires; the node may stay up longer than that.
+                "--rotate-certificates=true".into(),
+            ]);
+            svc.condition_path = Some(BOOTSTRAP_KUBECONFIG.into());
+            needs.extend([BOOTSTRAP_KUBECONFIG.to_string(), CLIENT_CA.to_string()]);
+        }
+        (KubeletMode::Join, KubeletMode::Standalone) => {
+            for flag in ["--bootstrap-kubeconfig", "--kubeconfig", "--cert-dir"] {
+                remove_flag(cmd, flag);
+            }
+            // The join config points at a client CA and webhooks that need an API server.
+            cmd.extend(
+                [
+                    "--client-ca-file=",
+                    "--authentication-token-webhook=false",
+                    "--authorization-mode=AlwaysAllow",
+                ]
+                .map(String::from),
+            );
+            svc.condition_path = None;
+        }
+        (KubeletMode::Standalone, KubeletMode::Standalone) => {}
+    }
+    if !node.labels.is_empty() {
+        let labels: Vec<String> = node
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        cmd.push(format!("--node-labels={}", labels.join(",")));
+    }
+    if !node.taints.is_empty() {
+        cmd.push(format!("--register-with-taints={}", node.taints.join(",")));
+    }
+    Kubelet {
+        service: svc,
+        image_mode,
+        needs,
+    }
+}
+
+/// The kubelet service to run on this machine given the node configuration `load` returned, or
+/// why it must not run (a `FAILED` line, not a kubelet registering a wrong node).
+pub fn kubelet_service(
+    image: &Service,
+    node: &Result<Option<NodeConfig>, String>,
+) -> Result<Service, String> {
+    match node {
+        Err(_) => Err(format!(
+            "not started: {NODE_JSON} is invalid (see the node line)"
+        )),
+        Ok(None) => Ok(image.clone()),
+        Ok(Some(n)) => {
+            let k = kubelet_for(image, n);
+            match k.needs.iter().find(|p| !std::path::Path::new(p).exists()) {
+                Some(missing) => Err(format!(
+                    "not started: the node is in join mode but {missing} is missing \
+                     (publish the host with the inventory's [join] section)"
+                )),
+                None => Ok(k.service),
+            }
+        }
+    }
+}
+
+/// `--flag=value` or `--flag value`.
+pub fn flag_value(cmd: &[String], flag: &str) -> Option<String> {
+    cmd.iter().enumerate().find_map(|(i, a)| {
+        if a == flag {
+            cmd.get(i + 1).cloned()
+        } else {
+            a.strip_prefix(flag)?.strip_prefix('=').map(String::from)
+        }
+    })
+}
+
+fn remove_flag(cmd: &mut Vec<String>, flag: &str) {
+    let mut i = 0;
+    while i < cmd.len() {
+        if cmd[i] == flag {
+            cmd.drain(i..(i + 2).min(cmd.len()));
+        } else if cmd[i]
+            .strip_prefix(flag)
+            .is_some_and(|r| r.starts_with('='))
+        {
+            cmd.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diskless_contract::image::Role;
+    use std::collections::BTreeMap;
+
+    const S2: &str = r#"{
+  "hostname": "s2",
+  "mac": "52-54-00-aa-bb-01",
+  "labels": { "zone": "lab-a", "node.kubernetes.io/pool": "ci" },
+  "taints": ["dedicated=ci:NoSchedule"],
+  "kubelet_mode": "join"
+}"#;
+
+    fn service(command: &[&str], condition: Option<&str>) -> Service {
+        Service {
+            name: "kubelet".into(),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            env: BTreeMap::new(),
+            ready_path: None,
+            condition_path: condition.map(String::from),
+            restart: true,
+            role: Some(Role::Kubelet),
+        }
+    }
+
+    fn standalone_image() -> Service {
+        service(
+            &[
+                "/usr/bin/kubelet",
+                "--config=/etc/kubernetes/kubelet.yaml",
+                "--v=1",
+            ],
+            None,
+        )
+    }
+
+    /// As modules/kubelet.nix writes it for `mode = "join"`.
+    fn join_image() -> Service {
+        service(
+            &[
+                "/nix/store/x-kubelet/bin/kubelet",
+                "--config=/etc/kubernetes/kubelet.json",
+                "--bootstrap-kubeconfig=/.diskless/node/kubelet/bootstrap-kubeconfig",
+                "--kubeconfig=/var/lib/kubelet/kubeconfig",
+                "--cert-dir=/var/lib/kubelet/pki",
+                "--v=2",
+            ],
+            Some(BOOTSTRAP_KUBECONFIG),
+        )
+    }
+
+    fn node(mode: KubeletMode) -> NodeConfig {
+        NodeConfig {
+            kubelet_mode: mode,
+            ..NodeConfig::parse(S2).unwrap()
+        }
+    }
+
+    #[test]
+    fn the_command_line_names_the_node_over_node_json() {
+        let n = NodeConfig::parse(S2).unwrap();
+        assert_eq!(fixed_hostname(Some("s9"), Some(&n)).as_deref(), Some("s9"));
+        assert_eq!(fixed_hostname(None, Some(&n)).as_deref(), Some("s2"));
+        assert_eq!(fixed_hostname(None, None), None);
+    }
+
+    #[test]
+    fn standalone_image_joins_when_the_node_says_join() {
+        let k = kubelet_for(&standalone_image(), &node(KubeletMode::Join));
+        assert_eq!(k.image_mode, KubeletMode::Standalone);
+        assert_eq!(
+            k.service.command,
+            [
+                "/usr/bin/kubelet",
+                "--config=/etc/kubernetes/kubelet.yaml",
+                "--v=1",
+                "--bootstrap-kubeconfig=/.diskless/node/kubelet/bootstrap-kubeconfig",
+                "--kubeconfig=/var/lib/kubelet/kubeconfig",
+                "--cert-dir=/var/lib/kubelet/pki",
+                "--client-ca-file=/.diskless/node/kubelet/ca.crt",
+                "--anonymous-auth=false",
+                "--authentication-token-webhook=true",
+                "--authorization-mode=Webhook",
+                "--rotate-certificates=true",
+                // Sorted by key.
+                "--node-labels=node.kubernetes.io/pool=ci,zone=lab-a",
+                "--register-with-taints=dedicated=ci:NoSchedule",
+            ]
+        );
+        assert_eq!(
+            k.service.condition_path.as_deref(),
+            Some(BOOTSTRAP_KUBECONFIG)
+        );
+        assert_eq!(k.needs, [BOOTSTRAP_KUBECONFIG, CLIENT_CA]);
+    }
+
+    #[test]
+    fn join_image_keeps_its_own_join_flags() {
+        let image = join_image();
+        let k = kubelet_for(&image, &node(KubeletMode::Join));
+        assert_eq!(k.image_mode, KubeletMode::Join);
+        assert_eq!(k.service.command[..image.command.len()], image.command[..]);
+        assert_eq!(
+            k.service.command[image.command.len()..],
+            [
+                "--node-labels=node.kubernetes.io/pool=ci,zone=lab-a",
+                "--register-with-taints=dedicated=ci:NoSchedule"
+            ]
+        );
+        assert_eq!(k.service.condition_path, image.condition_path);
+        assert_eq!(k.needs, [BOOTSTRAP_KUBECONFIG]);
+    }
+
+    #[test]
+    fn join_image_runs_standalone_when_the_node_says_standalone() {
+        let mut image = join_image();
+        // The separate-argument form is removed too.
+        image.command.push("--kubeconfig".into());
+        image.command.push("/other".into());
+        let n = NodeConfig {
+            labels: BTreeMap::new(),
+            taints: vec![],
+            ..node(KubeletMode::Standalone)
+        };
+        let k = kubelet_for(&image, &n);
+        assert_eq!(k.image_mode, KubeletMode::Join);
+        assert_eq!(
+            k.service.command,
+            [
+                "/nix/store/x-kubelet/bin/kubelet",
+                "--config=/etc/kubernetes/kubelet.json",
+                "--v=2",
+                "--client-ca-file=",
+                "--authentication-token-webhook=false",
+                "--authorization-mode=AlwaysAllow",
+            ]
+        );
+        assert_eq!(k.service.condition_path, None);
+        assert!(k.needs.is_empty());
+    }
+
+    #[test]
+    fn standalone_everywhere_only_adds_labels_and_taints() {
+        let k = kubelet_for(&standalone_image(), &node(KubeletMode::Standalone));
+        assert_eq!(
+            k.service.command.len(),
+            standalone_image().command.len() + 2
+        );
+        assert_eq!(k.service.condition_path, None);
+    }
+}

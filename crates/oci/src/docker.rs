@@ -1,0 +1,182 @@
+//! docker-archive (`docker save`, nixpkgs `dockerTools.buildImage`/`buildLayeredImage`/
+//! `pullImage`) → an OCI manifest over the archive's own config and layer bytes.
+//!
+//! Docker's config JSON is a superset of the OCI image config, so it is kept byte for byte (its
+//! digest, the image ID, stays the same). Layers are kept as they are too; their media type
+//! follows their compression, read from magic bytes because docker-archive names say nothing
+//! (`layer.tar` is often uncompressed, skopeo writes gzip under `.tar`). The manifest is the only
+//! new document, written as canonical JSON so it is the same bytes on every build.
+
+use super::archive::{decompressed, sniff, Compression, Located, Source};
+use super::layout::check_platform;
+use super::verify::{canonical_json, hash_reader, sha256_digest, sha256_hex};
+use super::{Blob, Ingested};
+use anyhow::{bail, Context};
+use diskless_build::tree::Content;
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifestBuilder, MediaType};
+use serde::Deserialize;
+use std::io::{BufReader, Read};
+use std::sync::Arc;
+
+/// One entry of docker-archive's `manifest.json`. No crate models this format; these are the
+/// only fields that matter (`LayerSources` and friends are ignored).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// Whether a plan ref names a docker-archive tag: `busybox:latest` in `RepoTags` is
+/// `docker.io/library/busybox:latest` in a plan.
+fn ref_matches(reference: &str, tag: &str) -> bool {
+    reference == tag || reference.ends_with(&format!("/{tag}"))
+}
+
+pub fn ingest(src: &Source, refs: &[String]) -> anyhow::Result<Ingested> {
+    let (bytes, _) = src.read_small("manifest.json")?;
+    let entries: Vec<DockerEntry> =
+        serde_json::from_slice(&bytes).context("manifest.json is not a docker-archive manifest")?;
+    let entry = match entries.as_slice() {
+        [] => bail!("manifest.json lists no image"),
+        [one] => one,
+        many => {
+            let matching: Vec<&DockerEntry> = many
+                .iter()
+                .filter(|e| {
+                    e.repo_tags
+                        .iter()
+                        .flatten()
+                        .any(|t| refs.iter().any(|r| ref_matches(r, t)))
+                })
+                .collect();
+            match matching.as_slice() {
+                [one] => *one,
+                _ => {
+                    let tags: Vec<String> = many
+                        .iter()
+                        .map(|e| e.repo_tags.clone().unwrap_or_default().join(" "))
+                        .collect();
+                    bail!(
+                        "manifest.json holds {} images (tags: {}); list exactly one of their tags in refs, or give one image per archive",
+                        many.len(),
+                        tags.join("; ")
+                    )
+                }
+            }
+        }
+    };
+
+    let (config_bytes, config_loc) = src
+        .read_small(&entry.config)
+        .with_context(|| format!("config {}", entry.config))?;
+    check_name(&entry.config, &config_loc)?;
+    let what = format!("config {}", entry.config);
+    let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
+        .with_context(|| format!("{what} is not a valid image configuration"))?;
+    check_platform(&config, &what)?;
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != entry.layers.len() {
+        bail!(
+            "manifest.json lists {} layers but {what} has {} diff_ids",
+            entry.layers.len(),
+            diff_ids.len()
+        );
+    }
+
+    let config_desc = Descriptor::new(
+        MediaType::ImageConfig,
+        config_loc.size,
+        sha256_digest(&config_loc.hex),
+    );
+    let mut blobs = vec![Blob::at(config_loc, what)];
+    let mut layer_descs = Vec::new();
+    for (i, (path, diff_id)) in entry.layers.iter().zip(diff_ids).enumerate() {
+        let what = format!("layers[{i}] ({path})");
+        let loc = src
+            .locate(path)
+            .with_context(|| format!("{what} is missing"))?;
+        check_name(path, &loc)?;
+        let media_type = check_layer(&loc, diff_id).with_context(|| what.clone())?;
+        layer_descs.push(Descriptor::new(
+            media_type,
+            loc.size,
+            sha256_digest(&loc.hex),
+        ));
+        blobs.push(Blob::at(loc, what));
+    }
+
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config_desc)
+        .layers(layer_descs)
+        .build()
+        .context("cannot build the OCI manifest")?;
+    let bytes = canonical_json(&manifest);
+    let hex = sha256_hex(&bytes);
+    let mut manifest_desc = Descriptor::new(
+        MediaType::ImageManifest,
+        bytes.len() as u64,
+        sha256_digest(&hex),
+    );
+    manifest_desc.set_platform(Some(super::linux_amd64()));
+    blobs.insert(
+        0,
+        Blob {
+            hex,
+            content: Content::Bytes(Arc::new(bytes)),
+            what: "manifest (converted from manifest.json)".into(),
+        },
+    );
+    Ok(Ingested {
+        manifest: manifest_desc,
+        blobs,
+    })
+}
+
+/// Files named by their digest (`<hex>.json`, `blobs/sha256/<hex>`, `<hex>.tar`) must hash to
+/// that name: a mismatch is a corrupt or tampered archive.
+fn check_name(path: &str, loc: &Located) -> anyhow::Result<()> {
+    let stem = path.rsplit('/').next().unwrap_or(path);
+    let stem = stem.split('.').next().unwrap_or(stem);
+    if stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()) && stem != loc.hex {
+        bail!(
+            "{path} is corrupt: it is named by digest sha256:{stem} but its content hashes to sha256:{}",
+            loc.hex
+        );
+    }
+    Ok(())
+}
+
+/// A layer's media type from its magic bytes, after checking that its uncompressed content is
+/// the config's diff_id (the only digest a docker-archive gives for a layer).
+fn check_layer(loc: &Located, diff_id: &str) -> anyhow::Result<MediaType> {
+    let open = || {
+        std::fs::File::open(&loc.path)
+            .with_context(|| format!("cannot open {}", loc.path.display()))
+    };
+    let mut head = [0u8; 4];
+    let n = open()?.read(&mut head)?;
+    let (media_type, uncompressed_hex) = match sniff(&head[..n]) {
+        Compression::None => (MediaType::ImageLayer, loc.hex.clone()),
+        c => {
+            let reader = decompressed(BufReader::with_capacity(1 << 20, open()?))?;
+            let (hex, _) = hash_reader(reader).context("cannot decompress")?;
+            let mt = if c == Compression::Gzip {
+                MediaType::ImageLayerGzip
+            } else {
+                MediaType::ImageLayerZstd
+            };
+            (mt, hex)
+        }
+    };
+    if diff_id != format!("sha256:{uncompressed_hex}") {
+        bail!(
+            "content does not match the config: uncompressed it hashes to sha256:{uncompressed_hex}, the config's diff_id is {diff_id}"
+        );
+    }
+    Ok(media_type)
+}

@@ -1,0 +1,200 @@
+//! Plan `images[]` → one segment per image, blobs deduplicated across images.
+//!
+//! All images share one blob pool, `/var/lib/diskless/oci/blobs/sha256/<hex>`: a blob goes into
+//! the segment of the first image that needs it and into no later one, so a base layer shared
+//! by several images is stored, transferred and unpacked once. Each image's segment then holds
+//! only its own new blobs plus its index file, so changing one image recompresses only its
+//! segment. The contract lists every blob an image needs, including those placed earlier, so
+//! the init can assemble a complete OCI archive for `ctr images import`.
+
+use super::archive::Source;
+use super::layout::{ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME};
+use super::verify::canonical_json;
+use super::{docker, layout, ImageSegment, Ingested};
+use anyhow::{bail, Context};
+use diskless_build::plan::PreloadImage;
+use diskless_build::tree::{Content, Entry, EntryKind, Tree};
+use diskless_contract::image::ImageRef;
+use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Where images live in the node's root.
+pub const OCI_DIR: &str = "/var/lib/diskless/oci";
+/// The shared blob pool.
+pub const BLOB_POOL: &str = "/var/lib/diskless/oci/blobs/sha256";
+
+/// Like [`super::image_segments`], with an explicit blob cache for unpacked tar archives.
+pub fn image_segments_with_cache(
+    images: &[PreloadImage],
+    cache: &Path,
+) -> anyhow::Result<Vec<ImageSegment>> {
+    check_entries(images)?;
+    let mut placed = BTreeSet::new();
+    let mut segments = Vec::with_capacity(images.len());
+    for image in images {
+        let ingested = ingest(image, cache)
+            .with_context(|| format!("image {:?} ({})", image.name, image.archive.display()))?;
+        segments.push(segment(image, ingested, &mut placed));
+    }
+    Ok(segments)
+}
+
+fn ingest(image: &PreloadImage, cache: &Path) -> anyhow::Result<Ingested> {
+    let src = Source::open(&image.archive, cache)?;
+    // docker save (25+) writes both layouts into one archive; the OCI one is the exact one.
+    if src.contains("oci-layout") && src.contains("index.json") {
+        layout::ingest(&src, &image.refs)
+    } else if src.contains("manifest.json") {
+        docker::ingest(&src, &image.refs)
+    } else {
+        bail!("not an image archive: it has neither oci-layout + index.json (OCI layout) nor manifest.json (docker-archive)")
+    }
+}
+
+fn segment(
+    image: &PreloadImage,
+    ingested: Ingested,
+    placed: &mut BTreeSet<String>,
+) -> ImageSegment {
+    let mut tree = Tree::default();
+    let mut blobs: Vec<String> = Vec::new();
+    for blob in ingested.blobs {
+        let digest = format!("sha256:{}", blob.hex);
+        if !blobs.contains(&digest) {
+            blobs.push(digest);
+        }
+        if placed.insert(blob.hex.clone()) {
+            tree.entries.insert(
+                format!("{BLOB_POOL}/{}", blob.hex),
+                Entry {
+                    kind: EntryKind::File(blob.content),
+                    mode: 0o644,
+                    origin: format!("image {}: {}", image.name, blob.what),
+                },
+            );
+        }
+    }
+    let index_path = format!("{OCI_DIR}/{}.index.json", image.name);
+    tree.entries.insert(
+        index_path.clone(),
+        Entry {
+            kind: EntryKind::File(Content::Bytes(Arc::new(single_image_index(
+                &ingested.manifest,
+                &image.refs[0],
+            )))),
+            mode: 0o644,
+            origin: format!("image {}: index", image.name),
+        },
+    );
+    ImageSegment {
+        segment_name: format!("image-{}", image.name),
+        tree,
+        contract: ImageRef {
+            name: image.name.clone(),
+            index: index_path,
+            blobs,
+            refs: image.refs.clone(),
+        },
+    }
+}
+
+/// An OCI index with one manifest, named `reference` the two ways containerd's importer reads a
+/// name (`io.containerd.image.name` first, then `org.opencontainers.image.ref.name`).
+pub fn single_image_index(manifest: &Descriptor, reference: &str) -> Vec<u8> {
+    let mut desc = manifest.clone();
+    desc.set_annotations(Some(HashMap::from([
+        (ANNOTATION_CONTAINERD_NAME.to_owned(), reference.to_owned()),
+        (ANNOTATION_REF_NAME.to_owned(), reference.to_owned()),
+    ])));
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![desc])
+        .build()
+        .expect("all required index fields are set");
+    canonical_json(&index)
+}
+
+fn check_entries(images: &[PreloadImage]) -> anyhow::Result<()> {
+    let mut names = BTreeSet::new();
+    for (i, image) in images.iter().enumerate() {
+        let at = format!("images[{i}] ({:?})", image.name);
+        let valid_name = image
+            .name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && image
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        if !valid_name {
+            bail!("{at}: name must match [a-z0-9][a-z0-9._-]* (it names the segment image-<name>)");
+        }
+        if !names.insert(&image.name) {
+            bail!("{at}: another image already has this name; names must be unique");
+        }
+        if image.refs.is_empty() {
+            bail!("{at}: refs is empty; give the reference(s) the image carries, e.g. registry.k8s.io/pause:3.6");
+        }
+        for r in &image.refs {
+            check_ref(r).with_context(|| format!("{at}: ref {r:?}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refs must be what CRI looks images up by: fully qualified and tagged (kubelet asks for
+/// `docker.io/library/busybox:latest`, never `busybox`).
+pub fn check_ref(r: &str) -> anyhow::Result<()> {
+    if r.is_empty() || r.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("a reference cannot be empty or contain whitespace");
+    }
+    let (name, has_digest) = match r.split_once('@') {
+        Some((name, _)) => (name, true),
+        None => (r, false),
+    };
+    let (domain, path) = match name.split_once('/') {
+        Some((d, p)) if d.contains('.') || d.contains(':') || d == "localhost" => (d, p),
+        _ => {
+            let mut suggestion = if name.contains('/') {
+                format!("docker.io/{r}")
+            } else {
+                format!("docker.io/library/{r}")
+            };
+            if !has_digest && !name.rsplit('/').next().unwrap_or(name).contains(':') {
+                suggestion.push_str(":latest");
+            }
+            bail!("not fully qualified: write {suggestion} (containerd and kubelet know images by their full name)");
+        }
+    };
+    let repo = path.rsplit_once(':').map_or(path, |(repo, _)| repo);
+    if !has_digest && repo == path {
+        bail!("no tag: write {domain}/{path}:latest or the tag you mean");
+    }
+    if repo.is_empty() || repo.chars().any(|c| c.is_ascii_uppercase()) {
+        bail!("the repository part must be non-empty and lowercase");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refs_must_be_qualified_and_tagged() {
+        check_ref("registry.k8s.io/pause:3.6").unwrap();
+        check_ref("localhost:5000/a/b:1").unwrap();
+        check_ref("docker.io/library/busybox@sha256:abc").unwrap();
+        let e = check_ref("busybox:1").unwrap_err().to_string();
+        assert!(e.contains("docker.io/library/busybox:1"), "{e}");
+        let e = check_ref("docker.io/library/busybox")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no tag"), "{e}");
+        assert!(check_ref("docker.io/Library/x:1").is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! Every entry a boot server serves, rendered from a generation record alone: `<image>.ipxe`,
+//! `hosts/<mac>.ipxe` (the image's entry plus the host's kernel arguments and node segment),
+//! `menu.ipxe` and `boot.ipxe`. Pure, so publish, rollback and the harness render the same text.
+
+use crate::{format_utc, index_of, Generation, Indexes};
+use diskless_build::index::object_path;
+use diskless_build::ipxe::{script, Extra};
+
+/// Additions to every image and host entry (the harness's check hook): kernel arguments, and
+/// initrds named relative to the boot server's root.
+#[derive(Debug, Clone, Default)]
+pub struct Additions {
+    pub cmdline: Vec<String>,
+    pub initrds: Vec<String>,
+}
+
+/// A generation's entries as (path, text), in the groups publish writes in order.
+pub struct Entries {
+    pub images: Vec<(String, String)>,
+    pub hosts: Vec<(String, String)>,
+    pub shared: Vec<(String, String)>,
+}
+
+pub fn entries(g: &Generation, indexes: &Indexes, add: &Additions) -> anyhow::Result<Entries> {
+    let mut images = Vec::new();
+    for (name, img) in &g.images {
+        let extra = Extra {
+            comment: None,
+            cmdline: add.cmdline.clone(),
+            initrds: add.initrds.clone(),
+        };
+        let index = index_of(indexes, &img.index)?;
+        images.push((
+            format!("{name}.ipxe"),
+            script(index, &img.index, "", &extra),
+        ));
+    }
+    let mut hosts = Vec::new();
+    for (mac, h) in &g.hosts {
+        let img = &g.images[&h.image];
+        let index = index_of(indexes, &img.index)?;
+        // The hostname travels in the node segment's node.json only; the node segment comes
+        // after the image's own segments.
+        let extra = Extra {
+            comment: Some(format!("host {} ({mac})", h.hostname)),
+            cmdline: std::iter::once(h.kernel_args.clone())
+                .chain(add.cmdline.iter().cloned())
+                .collect(),
+            initrds: std::iter::once(object_path(&h.node_segment.sha256))
+                .chain(add.initrds.iter().cloned())
+                .map(|p| format!("../{p}"))
+                .collect(),
+        };
+        hosts.push((
+            format!("hosts/{mac}.ipxe"),
+            script(index, &img.index, "../", &extra),
+        ));
+    }
+    let shared = vec![
+        ("menu.ipxe".to_string(), menu(g)),
+        ("boot.ipxe".to_string(), boot(g.default_image.as_deref())),
+    ];
+    Ok(Entries {
+        images,
+        hosts,
+        shared,
+    })
+}
+
+/// `boot.ipxe`, the entry the DHCP server hands out: the machine's own entry when one exists,
+/// else the default image, else the menu. Uses only commands the old iPXE builds in NIC ROMs
+/// have (`chain`, `goto`, `${mac:hexhyp}`).
+pub fn boot(default_image: Option<&str>) -> String {
+    let fallback = match default_image {
+        Some(image) => format!("chain --autofree {image}.ipxe || chain --autofree menu.ipxe\n"),
+        None => "chain --autofree menu.ipxe\n".to_string(),
+    };
+    format!(
+        "#!ipxe\n# diskless boot entry: hosts/<mac>.ipxe for known machines, else the default.\n\
+         echo diskless: looking for hosts/${{mac:hexhyp}}.ipxe\n\
+         chain --autofree hosts/${{mac:hexhyp}}.ipxe || goto fallback\n\
+         :fallback\n{fallback}\
+         echo diskless: no entry could be loaded\nshell\n"
+    )
+}
+
+/// `menu.ipxe`: every published image with its description, publish date and id.
+pub fn menu(g: &Generation) -> String {
+    let mut s = String::from("#!ipxe\nmenu diskless images\nitem --gap Images:\n");
+    for (name, img) in &g.images {
+        s.push_str(&format!(
+            "item {name} {name}  {}  ({}, id {})\n",
+            img.description,
+            format_utc(img.published_at),
+            &img.index[..12]
+        ));
+    }
+    let default = g
+        .default_image
+        .clone()
+        .or_else(|| g.images.keys().next().cloned())
+        .unwrap_or_default();
+    s.push_str("item --gap Tools:\nitem shell iPXE shell\n");
+    s.push_str(&format!(
+        "choose --timeout {} --default {default} target || goto shell\n",
+        g.menu_timeout * 1000
+    ));
+    s.push_str("iseq ${target} shell && goto shell ||\nchain --autofree ${target}.ipxe || goto shell\n:shell\nshell\n");
+    s
+}

@@ -1,0 +1,279 @@
+//! The lab inventory (TOML): which machine boots which image, with what identity. Like matchbox's
+//! groups, matched by MAC, with a default for machines not listed. Documented in
+//! `docs/boot-server.md`. Secrets are referenced by file path, never written inline, so the
+//! inventory itself can live in version control.
+
+use diskless_contract::identity;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    /// Image booted by machines without a host entry; without it they get the menu.
+    #[serde(default)]
+    pub default_image: Option<String>,
+    /// Seconds the menu waits before booting its default.
+    #[serde(default = "default_timeout")]
+    pub menu_timeout: u32,
+    /// Cluster-wide join material for hosts in `join` mode.
+    #[serde(default)]
+    pub join: Option<Join>,
+    /// SSH public keys for every host (file with one key per line).
+    #[serde(default)]
+    pub ssh_authorized_keys_file: Option<PathBuf>,
+    #[serde(default)]
+    pub hosts: Vec<Host>,
+}
+
+fn default_timeout() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    /// `https://<address>:6443`
+    pub api_server: String,
+    /// PEM file of the cluster CA.
+    pub ca_file: PathBuf,
+    /// File holding a bootstrap token (`abcdef.0123456789abcdef`); keep it short-lived.
+    pub token_file: PathBuf,
+}
+
+pub use diskless_contract::node::KubeletMode;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// `52:54:00:12:34:56` (colons or dashes, any case).
+    pub mac: String,
+    pub hostname: String,
+    pub image: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<String>,
+    /// Appended to the image's kernel command line.
+    #[serde(default)]
+    pub kernel_args: String,
+    #[serde(default)]
+    pub kubelet_mode: KubeletMode,
+    /// Directory of SSH host keys (`ssh_host_*_key` and `.pub`) for this machine.
+    #[serde(default)]
+    pub ssh_host_keys_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("cannot read inventory {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid inventory {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("inventory {path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+impl Inventory {
+    pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut inv: Inventory = toml::from_str(&text).map_err(|e| InventoryError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        // Secret files are named relative to the inventory.
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(j) = &mut inv.join {
+            rebase(&mut j.ca_file);
+            rebase(&mut j.token_file);
+        }
+        if let Some(k) = &mut inv.ssh_authorized_keys_file {
+            rebase(k);
+        }
+        for h in &mut inv.hosts {
+            if let Some(d) = &mut h.ssh_host_keys_dir {
+                rebase(d);
+            }
+        }
+        inv.check(path)?;
+        Ok(inv)
+    }
+
+    /// Checks everything that does not need the published images.
+    pub fn check(&mut self, path: &Path) -> Result<(), InventoryError> {
+        let invalid = |field: String, message: String| InventoryError::Invalid {
+            path: path.to_owned(),
+            field,
+            message,
+        };
+        let mut macs = BTreeSet::new();
+        let mut names = BTreeSet::new();
+        for (i, h) in self.hosts.iter_mut().enumerate() {
+            let mac =
+                identity::mac(&h.mac).map_err(|why| invalid(format!("hosts[{i}].mac"), why))?;
+            if !macs.insert(mac.clone()) {
+                return Err(invalid(
+                    format!("hosts[{i}].mac"),
+                    format!("{} is listed twice; each machine has one entry", h.mac),
+                ));
+            }
+            h.mac = mac;
+            identity::hostname(&h.hostname)
+                .map_err(|why| invalid(format!("hosts[{i}].hostname"), why))?;
+            if !names.insert(h.hostname.clone()) {
+                return Err(invalid(
+                    format!("hosts[{i}].hostname"),
+                    format!("{} is used by two hosts", h.hostname),
+                ));
+            }
+            if h.kubelet_mode == KubeletMode::Join && self.join.is_none() {
+                return Err(invalid(
+                    format!("hosts[{i}].kubelet_mode"),
+                    "join mode needs a [join] section with api_server, ca_file and token_file"
+                        .into(),
+                ));
+            }
+            for (k, v) in &h.labels {
+                identity::label(k, v)
+                    .map_err(|why| invalid(format!("hosts[{i}].labels.{k:?}"), why))?;
+            }
+            for (j, t) in h.taints.iter().enumerate() {
+                identity::taint(t)
+                    .map_err(|why| invalid(format!("hosts[{i}].taints[{j}]"), why))?;
+            }
+            if h.kernel_args.contains('\n') {
+                return Err(invalid(
+                    format!("hosts[{i}].kernel_args"),
+                    "must be one line".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every host (and the default) names an image that will be published.
+    pub fn check_images(
+        &self,
+        path: &Path,
+        images: &BTreeSet<String>,
+    ) -> Result<(), InventoryError> {
+        let known = || images.iter().cloned().collect::<Vec<_>>().join(", ");
+        for (i, h) in self.hosts.iter().enumerate() {
+            if !images.contains(&h.image) {
+                return Err(InventoryError::Invalid {
+                    path: path.to_owned(),
+                    field: format!("hosts[{i}].image"),
+                    message: format!(
+                        "host {} boots image {:?}, which is neither being published nor already published (known: {})",
+                        h.hostname,
+                        h.image,
+                        known()
+                    ),
+                });
+            }
+        }
+        if let Some(d) = &self.default_image {
+            if !images.contains(d) {
+                return Err(InventoryError::Invalid {
+                    path: path.to_owned(),
+                    field: "default_image".into(),
+                    message: format!("{d:?} is not published (known: {})", known()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Inventory, InventoryError> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("inventory.toml");
+        std::fs::write(&p, text).unwrap();
+        Inventory::load(&p)
+    }
+
+    #[test]
+    fn duplicates_and_bad_macs_are_refused() {
+        let host = |mac: &str, name: &str| {
+            format!("[[hosts]]\nmac = \"{mac}\"\nhostname = \"{name}\"\nimage = \"worker\"\n")
+        };
+        let e = parse(&(host("52:54:00:00:00:01", "a") + &host("52-54-00-00-00-01", "b")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hosts[1].mac") && e.contains("twice"), "{e}");
+        let e = parse(&(host("52:54:00:00:00:01", "a") + &host("52:54:00:00:00:02", "a")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hosts[1].hostname"), "{e}");
+        let e = parse(&host("52:54:00:00:01", "a")).unwrap_err().to_string();
+        assert!(e.contains("hosts[0].mac") && e.contains("not a MAC"), "{e}");
+        let e = parse("hots = 1\n").unwrap_err().to_string();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+
+    /// Labels and taints the kubelet would refuse at boot are refused at publish.
+    #[test]
+    fn labels_and_taints_the_kubelet_refuses() {
+        let host = |extra: &str| {
+            format!("[[hosts]]\nmac = \"52:54:00:00:00:01\"\nhostname = \"a\"\nimage = \"w\"\n{extra}\n")
+        };
+        let ok = host(
+            "labels = { zone = \"lab-a\", \"node.kubernetes.io/pool\" = \"ci\", \"topology.kubernetes.io/zone\" = \"z1\" }\n\
+             taints = [\"dedicated=ci:NoSchedule\", \"node-role.kubernetes.io/control-plane:NoSchedule\"]",
+        );
+        parse(&ok).unwrap();
+        for (extra, field, why) in [
+            (
+                "labels = { \"node-role.kubernetes.io/worker\" = \"\" }",
+                "labels.\"node-role.kubernetes.io/worker\"",
+                "refuses",
+            ),
+            (
+                "labels = { \"bad key\" = \"x\" }",
+                "labels.\"bad key\"",
+                "not a label key",
+            ),
+            (
+                "labels = { zone = \"a,b\" }",
+                "labels.\"zone\"",
+                "value \"a,b\"",
+            ),
+            (
+                "taints = [\"dedicated=ci:NoSchedul\"]",
+                "taints[0]",
+                "effect",
+            ),
+            (
+                "taints = [\"dedicated=ci\"]",
+                "taints[0]",
+                "expected key=value:Effect",
+            ),
+        ] {
+            let e = parse(&host(extra)).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("hosts[0].{field}")) && e.contains(why),
+                "{extra}: {e}"
+            );
+        }
+    }
+}
