@@ -30,8 +30,9 @@ fn sibling_binary(name: &str) -> PathBuf {
     path
 }
 
+/// The repository root: this crate lives in `crates/cli`.
 fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
 fn have_nix_instantiate() -> bool {
