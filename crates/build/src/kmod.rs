@@ -8,6 +8,7 @@
 //! aliases that may name several modules (`crc32c` → `crc32c_intel`, `crc32c_generic`); those are
 //! marked optional, since `crc32c_intel` fails on a CPU without SSE4.2.
 
+use diskless_contract::image::ModuleRef;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,40 @@ pub struct Module {
     /// Modules of this list that must be loaded first (its `modules.dep` dependencies and
     /// softdep targets), so the init can load independent chains in parallel.
     pub after: Vec<String>,
+}
+
+/// One module file for the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleFile {
+    pub name: String,
+    /// In the module tree on the build host.
+    pub source: PathBuf,
+    /// `/lib/modules/<version>/<relpath>`, where modprobe and the init look.
+    pub dest: String,
+}
+
+/// What one component ships of the kernel's modules ([`ModuleTree::ship`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shipment {
+    /// Modules new to the image, in load order.
+    pub files: Vec<ModuleFile>,
+    /// `/lib/modules/<version>/modules.dep`.
+    pub dep_path: String,
+    /// A `modules.dep` covering every module in the image so far.
+    pub dep: String,
+}
+
+/// Of `names`, those the image lacks: neither shipped (`loaded`) nor built into the kernel.
+pub fn missing<'a>(
+    names: &[&'a str],
+    loaded: &[ModuleRef],
+    tree: Option<&ModuleTree>,
+) -> Vec<&'a str> {
+    names
+        .iter()
+        .copied()
+        .filter(|m| !loaded.iter().any(|l| l.name == *m) && !tree.is_some_and(|t| t.is_builtin(m)))
+        .collect()
 }
 
 /// The parsed index files of one module tree.
@@ -152,12 +187,12 @@ impl ModuleTree {
         })
     }
 
-    /// The kernel version this tree belongs to: the directory's name.
     /// Whether `name` is built into the kernel (`modules.builtin`).
     pub fn is_builtin(&self, name: &str) -> bool {
         self.builtin.contains(&name.replace('-', "_"))
     }
 
+    /// The kernel version this tree belongs to: the directory's name.
     pub fn version(&self) -> String {
         self.dir
             .file_name()
@@ -253,6 +288,55 @@ impl ModuleTree {
         }
     }
 
+    /// One component's modules: `names` (plan field `field`) with their dependencies and
+    /// softdeps, less those an earlier component ships already. The new ones are appended to
+    /// `loaded`, the image's load order, which the init follows.
+    pub fn ship(
+        &self,
+        field: &str,
+        names: &[String],
+        loaded: &mut Vec<ModuleRef>,
+    ) -> Result<Shipment, KmodError> {
+        let requests: Vec<(String, String)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("{field}[{i}]"), m.clone()))
+            .collect();
+        let base = format!("/lib/modules/{}", self.version());
+        let mut resolved = self.resolve(&requests)?;
+        // Modules an earlier component already ships are loaded from there.
+        resolved.retain(|m| !loaded.iter().any(|l| l.name == m.name));
+        let mut files = Vec::new();
+        for m in resolved {
+            let dest = format!("{base}/{}", m.relpath);
+            loaded.push(ModuleRef {
+                name: m.name.clone(),
+                path: dest.clone(),
+                optional: m.optional,
+                after: m.after,
+            });
+            files.push(ModuleFile {
+                name: m.name,
+                source: self.dir.join(&m.relpath),
+                dest,
+            });
+        }
+        let all: Vec<Module> = loaded
+            .iter()
+            .map(|l| Module {
+                name: l.name.clone(),
+                relpath: l.path[base.len() + 1..].to_string(),
+                optional: l.optional,
+                after: l.after.clone(),
+            })
+            .collect();
+        Ok(Shipment {
+            files,
+            dep_path: format!("{base}/modules.dep"),
+            dep: self.filtered_dep(&all),
+        })
+    }
+
     /// A `modules.dep` for exactly these modules, so `modprobe` works inside the image.
     pub fn filtered_dep(&self, modules: &[Module]) -> String {
         let mut names: Vec<&String> = modules.iter().map(|m| &m.name).collect();
@@ -344,6 +428,35 @@ mod tests {
         assert!(
             e.contains("components[1].modules[0]") && e.contains("\"nosuch\""),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_later_ship_skips_what_is_loaded_and_its_dep_covers_all() {
+        let (_d, t) = tree();
+        let mut loaded = Vec::new();
+        let first = t
+            .ship("a", &["nf_defrag_ipv6".into()], &mut loaded)
+            .unwrap();
+        assert_eq!(first.files.len(), 1);
+        let second = t.ship("b", &["nf_conntrack".into()], &mut loaded).unwrap();
+        let shipped: Vec<&str> = second.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            shipped,
+            [
+                "crc32c_intel",
+                "crc32c_generic",
+                "libcrc32c",
+                "nf_conntrack"
+            ]
+        );
+        assert_eq!(loaded.len(), 5);
+        assert!(
+            second.dep.contains("nf_defrag_ipv6.ko:") && second.dep.contains("nf_conntrack.ko:")
+        );
+        assert_eq!(
+            missing(&["libcrc32c", "tmpfs", "virtio_net"], &loaded, Some(&t)),
+            ["virtio_net"]
         );
     }
 
