@@ -1,9 +1,10 @@
 //! Boots built images in QEMU the way a lab machine does: the NIC's iPXE ROM gets DHCP from
 //! slirp, fetches the iPXE script and the objects over HTTP (or TFTP), and boots the kernel
 //! with its initrd segments. `diskless run` puts the console on the terminal; `diskless check`
-//! adds `diskless.check=1` to the kernel command line, reads the console, and asserts that
-//! every init stage and every in-guest check passed (see `console.rs`, and the init's
-//! `checkhook.rs` for what the guest checks). README.md says more.
+//! adds `diskless.check=1` to the kernel command line and the check hook as one more initrd
+//! (`hook.rs`), reads the console, and asserts that every init stage and every in-guest check
+//! passed (see `console.rs`, and the init crate's `bin/diskless-check.rs` for what the guest
+//! checks). README.md says more.
 
 mod console;
 mod hook;
