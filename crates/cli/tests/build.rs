@@ -695,9 +695,21 @@ fn squashfs_packing_holds_the_read_only_files() {
         "/usr travels in the squashfs image only: {cpio:#?}"
     );
     assert_eq!(cpio["etc/rt.conf"].1, 0o600, "the rest stays cpio");
-    let contract: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(unpacked.join(".diskless/image.json")).unwrap())
-            .unwrap();
+    let contract_text = std::fs::read_to_string(unpacked.join(".diskless/image.json")).unwrap();
+    // What the builder wrote parses with the type and version the init reads.
+    let typed = diskless_contract::image::ImageContract::parse(&contract_text).unwrap();
+    assert_eq!(typed.version, diskless_contract::image::CONTRACT_VERSION);
+    assert_eq!(
+        typed
+            .segments
+            .iter()
+            .find(|s| s.name == "rt")
+            .unwrap()
+            .squashfs
+            .as_deref(),
+        Some("/.diskless/squashfs/rt.sqfs")
+    );
+    let contract: serde_json::Value = serde_json::from_str(&contract_text).unwrap();
     let rt = segment(&contract, "rt");
     assert_eq!(rt["squashfs"], "/.diskless/squashfs/rt.sqfs");
     let image = unpacked.join(".diskless/squashfs/rt.sqfs");
