@@ -2,7 +2,7 @@
 //! `hosts/<mac>.ipxe` (the image's entry plus the host's kernel arguments and node segment),
 //! `menu.ipxe` and `boot.ipxe`. Pure, so publish, rollback and the harness render the same text.
 
-use crate::{format_utc, index_of, Generation, Indexes};
+use crate::generation::{format_utc, index_of, Generation, Indexes};
 use diskless_build::index::object_path;
 use diskless_build::ipxe::{script, Extra};
 

@@ -1,361 +1,20 @@
-//! Where `publish`, `rollback`, `gc` and `verify --to` work: a local directory or
-//! `ssh://[user@]host[:port]/abs/path`. Publish needs only a handful of operations (snapshot,
-//! read a batch, write entries atomically, put objects, remove, hash every object, lock); each
-//! is implemented twice here so `publish.rs` keeps its ordering (the crash-safety argument) in
-//! one place whatever the transport.
-//!
-//! Over ssh every operation is one remote `sh` script run through one shared connection
-//! (ControlMaster). A session still costs 0.15–1 s on a loaded machine, so operations are
-//! batched: a publish that changes nothing makes two (lock, snapshot).
+//! `ssh://[user@]host[:port]/abs/path`: every operation is one remote `sh` script run through
+//! one shared connection (ControlMaster). A session still costs 0.15–1 s on a loaded machine,
+//! so operations are batched: a publish that changes nothing makes two (lock, snapshot).
 //! The server needs `sh`, coreutils (`stat`, `sha256sum`, `sync`, `mv`), `flock` (util-linux)
-//! and `tar` (batched reads and writes). Temporary files live in `DEST/.staging/`, which every
-//! locked run empties first, so an interrupted copy never leaves a stray name in `objects/`.
+//! and `tar` (batched reads and writes). Temporary files live in this run's directory under
+//! `DEST/.staging/`, which every locked run empties first, so an interrupted copy never leaves
+//! a stray name in `objects/`.
 
+use super::{Snapshot, Source, DIRS};
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
-
-/// Subdirectories whose files publish reads or writes; the listing covers these and DEST itself.
-const DIRS: [&str; 3] = ["hosts", "objects", "generations"];
-
-pub enum Dest {
-    Local(PathBuf),
-    Ssh(Ssh),
-}
-
-/// Bytes for a new object: a file of the build output, or made in memory (node segments).
-#[derive(Clone, Copy)]
-pub enum Source<'a> {
-    File(&'a Path),
-    Bytes(&'a [u8]),
-}
-
-/// DEST as one run sees it: every file with its size, and the contents of the small files
-/// every command reads (generation records and entries), fetched in one round trip.
-pub struct Snapshot {
-    /// By path relative to DEST: the top level, `hosts/`, `objects/`, `generations/`.
-    pub files: BTreeMap<String, u64>,
-    /// `generations/*.json`, `*.ipxe`, `hosts/*.ipxe`.
-    pub texts: BTreeMap<String, Vec<u8>>,
-}
-
-/// Whether publish reads `rel` with the snapshot.
-fn is_text(rel: &str) -> bool {
-    match rel.split_once('/') {
-        None => rel.ends_with(".ipxe"),
-        Some(("hosts", name)) => name.ends_with(".ipxe") && !name.contains('/'),
-        Some(("generations", name)) => name.ends_with(".json") && !name.contains('/'),
-        _ => false,
-    }
-}
-
-/// One object's digest as `verify --to` sees it.
-pub struct ObjectHash {
-    pub name: String,
-    pub size: u64,
-    /// sha256 of the content, or why it could not be read.
-    pub digest: Result<String, String>,
-}
-
-impl Dest {
-    /// Parses `--to`; for ssh nothing is contacted yet (the first operation connects).
-    pub fn parse(to: &str) -> anyhow::Result<Dest> {
-        match to.strip_prefix("ssh://") {
-            Some(rest) => Ok(Dest::Ssh(Ssh::parse(to, rest)?)),
-            None => Ok(Dest::Local(PathBuf::from(to))),
-        }
-    }
-
-    /// For messages and reports: the path or URL as the user gave it.
-    pub fn name(&self) -> String {
-        match self {
-            Dest::Local(p) => p.display().to_string(),
-            Dest::Ssh(s) => s.url.clone(),
-        }
-    }
-
-    /// Takes the exclusive lock on DEST, first creating DEST (publish) or requiring it. Also
-    /// empties `.staging/`: whatever is there was left by a run that died.
-    pub fn lock(&self, create: bool) -> anyhow::Result<DestLock> {
-        match self {
-            Dest::Local(root) => {
-                if create {
-                    std::fs::create_dir_all(root.join("objects")).with_context(|| {
-                        format!("cannot create boot server directory {}", root.display())
-                    })?;
-                }
-                let lock = LocalLock::take(root)?;
-                let staging = root.join(".staging");
-                match std::fs::remove_dir_all(&staging) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => bail!("cannot clean {}: {e}", staging.display()),
-                }
-                std::fs::create_dir_all(&staging)
-                    .with_context(|| format!("cannot write to {}", root.display()))?;
-                Ok(DestLock::Local(lock))
-            }
-            Dest::Ssh(s) => s.lock(create).map(DestLock::Ssh),
-        }
-    }
-
-    /// Every regular file at the top of DEST and in `hosts/`, `objects/`, `generations/`, with
-    /// its size, by path relative to DEST. A missing DEST lists empty locally; over ssh it is an
-    /// error (it is the first thing `verify` does, and "cannot cd" is the clearer message).
-    fn list(&self) -> anyhow::Result<BTreeMap<String, u64>> {
-        match self {
-            Dest::Local(root) => {
-                let mut files = BTreeMap::new();
-                for dir in std::iter::once("").chain(DIRS) {
-                    let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
-                        continue;
-                    };
-                    for e in rd {
-                        let e = e.with_context(|| format!("cannot list {}", root.display()))?;
-                        let meta = e.metadata()?;
-                        if meta.is_file() {
-                            let name = e.file_name().to_string_lossy().into_owned();
-                            files.insert(join(dir, &name), meta.len());
-                        }
-                    }
-                }
-                Ok(files)
-            }
-            Dest::Ssh(s) => Ok(s.snapshot()?.files),
-        }
-    }
-
-    /// Lists DEST and reads its generation records and entries (one round trip over ssh).
-    pub fn snapshot(&self) -> anyhow::Result<Snapshot> {
-        match self {
-            Dest::Local(_) => {
-                let files = self.list()?;
-                let texts: Vec<String> = files.keys().filter(|f| is_text(f)).cloned().collect();
-                let texts = self.read(&texts)?;
-                Ok(Snapshot { files, texts })
-            }
-            Dest::Ssh(s) => s.snapshot(),
-        }
-    }
-
-    /// Reads the files among `rels` that exist, in one round trip over ssh.
-    pub fn read(&self, rels: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
-        match self {
-            Dest::Local(root) => {
-                let mut out = BTreeMap::new();
-                for rel in rels {
-                    match std::fs::read(root.join(rel)) {
-                        Ok(bytes) => {
-                            out.insert(rel.clone(), bytes);
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => bail!("cannot read {}: {e}", root.join(rel).display()),
-                    }
-                }
-                Ok(out)
-            }
-            Dest::Ssh(_) if rels.is_empty() => Ok(BTreeMap::new()),
-            Dest::Ssh(s) => s.read(rels),
-        }
-    }
-
-    /// Replaces `rel` atomically (temp in `.staging/`, fsync, rename). Call under the lock.
-    pub fn write(&self, rel: &str, bytes: &[u8]) -> anyhow::Result<()> {
-        self.write_batch(&[(rel.to_string(), bytes.to_vec())])
-    }
-
-    /// Replaces each file atomically, in order (one round trip over ssh).
-    pub fn write_batch(&self, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
-        match self {
-            Dest::Local(root) => {
-                for (rel, bytes) in files {
-                    let target = root.join(rel);
-                    if let Some(dir) = target.parent() {
-                        std::fs::create_dir_all(dir)
-                            .with_context(|| format!("cannot create {}", dir.display()))?;
-                    }
-                    write_local(root, &target, bytes)
-                        .with_context(|| format!("cannot write {}", target.display()))?;
-                }
-                Ok(())
-            }
-            Dest::Ssh(_) if files.is_empty() => Ok(()),
-            Dest::Ssh(s) => s.write_batch(files),
-        }
-    }
-
-    /// Stores each `objects/<sha>` from its source: the source is hashed first, the copy is
-    /// hashed again where it landed (on the server, over ssh: all in one session) before it is
-    /// renamed into place. Returns the bytes copied.
-    pub fn put_objects(&self, objects: &[(&str, Source)]) -> anyhow::Result<u64> {
-        let mut total = 0;
-        for (sha, src) in objects {
-            let (digest, size) = match src {
-                Source::File(p) => diskless_build::store::hash_file(p)
-                    .with_context(|| format!("cannot read {}", p.display()))?,
-                Source::Bytes(b) => (diskless_build::store::sha256_hex(b), b.len() as u64),
-            };
-            if digest != *sha {
-                let what = match src {
-                    Source::File(p) => p.display().to_string(),
-                    Source::Bytes(_) => "a generated object".into(),
-                };
-                bail!("{what} does not hash to its name: the build output is damaged; rebuild it");
-            }
-            total += size;
-        }
-        match self {
-            Dest::Local(root) => {
-                for (sha, src) in objects {
-                    put_local(root, sha, *src)?;
-                }
-            }
-            Dest::Ssh(_) if objects.is_empty() => {}
-            Dest::Ssh(s) => s.put_objects(objects)?,
-        }
-        Ok(total)
-    }
-
-    /// Removes files (missing ones are not an error), in the order given.
-    pub fn remove(&self, rels: &[String]) -> anyhow::Result<()> {
-        match self {
-            Dest::Local(root) => {
-                for rel in rels {
-                    match std::fs::remove_file(root.join(rel)) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => bail!("cannot remove {}: {e}", root.join(rel).display()),
-                    }
-                }
-                Ok(())
-            }
-            Dest::Ssh(_) if rels.is_empty() => Ok(()),
-            Dest::Ssh(s) => s.remove(rels),
-        }
-    }
-
-    /// Hashes every file in `objects/` (over ssh with `sha256sum` on the server: only digests
-    /// cross the network).
-    pub fn hash_objects(&self, listing: &BTreeMap<String, u64>) -> anyhow::Result<Vec<ObjectHash>> {
-        let objects: Vec<(&str, u64)> = listing
-            .iter()
-            .filter_map(|(rel, size)| Some((rel.strip_prefix("objects/")?, *size)))
-            .collect();
-        let digests: BTreeMap<String, Result<String, String>> = match self {
-            Dest::Local(root) => objects
-                .iter()
-                .map(|(name, _)| {
-                    let d = diskless_build::store::hash_file(&root.join("objects").join(name))
-                        .map(|(d, _)| d)
-                        .map_err(|e| e.to_string());
-                    (name.to_string(), d)
-                })
-                .collect(),
-            Dest::Ssh(s) => s.hash_objects()?,
-        };
-        Ok(objects
-            .into_iter()
-            .map(|(name, size)| ObjectHash {
-                name: name.to_string(),
-                size,
-                digest: digests
-                    .get(name)
-                    .cloned()
-                    .unwrap_or_else(|| Err("cannot read it".into())),
-            })
-            .collect())
-    }
-}
-
-fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_string()
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
-fn put_local(root: &Path, sha: &str, src: Source) -> anyhow::Result<()> {
-    let target = root.join(diskless_build::index::object_path(sha));
-    let bytes = match src {
-        Source::File(p) => {
-            std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?
-        }
-        Source::Bytes(b) => b.to_vec(),
-    };
-    write_local(root, &target, &bytes)
-        .with_context(|| format!("cannot write {}", target.display()))?;
-    let (copied, _) = diskless_build::store::hash_file(&target)?;
-    if copied != sha {
-        let _ = std::fs::remove_file(&target);
-        bail!(
-            "{} changed while being copied; publish again",
-            target.display()
-        );
-    }
-    Ok(())
-}
-
-/// `store::write_atomic`, but with the temporary file in `DEST/.staging/` so a write killed
-/// half-way leaves nothing beside the real names.
-fn write_local(root: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(root.join(".staging"))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    // Served by TFTP/HTTP: world-readable whatever the umask.
-    use std::os::unix::fs::PermissionsExt;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    tmp.persist(target).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// Held for the whole run; dropping it releases the lock.
-#[allow(dead_code)] // never read: it exists for its Drop
-pub enum DestLock {
-    Local(LocalLock),
-    Ssh(SshLock),
-}
-
-/// `flock` on `DEST/.lock`, released when dropped (or when the process dies).
-pub struct LocalLock(std::fs::File);
-
-impl LocalLock {
-    fn take(dest: &Path) -> anyhow::Result<LocalLock> {
-        use std::os::fd::AsRawFd;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dest.join(".lock"))
-            .with_context(|| format!("cannot write to {}: is it writable?", dest.display()))?;
-        // SAFETY: flock on a file descriptor we own; blocks until other publishers finish.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        if r != 0 {
-            bail!(
-                "cannot lock {}: {}",
-                dest.display(),
-                std::io::Error::last_os_error()
-            );
-        }
-        Ok(LocalLock(f))
-    }
-}
-
-impl Drop for LocalLock {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: unlocking our own descriptor; closing it would release the lock anyway.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-    }
-}
+use std::path::Path;
 
 /// An `ssh://` destination and the private ControlMaster socket all its commands share.
 pub struct Ssh {
-    url: String,
+    pub(super) url: String,
     /// The ssh command with every option, ending with the target host; the script follows.
     argv: Vec<String>,
     root: String,
@@ -371,7 +30,7 @@ fn q(s: &str) -> String {
 }
 
 impl Ssh {
-    fn parse(url: &str, rest: &str) -> anyhow::Result<Ssh> {
+    pub(super) fn parse(url: &str, rest: &str) -> anyhow::Result<Ssh> {
         let usage = "expected ssh://[user@]host[:port]/absolute/path";
         let slash = rest
             .find('/')
@@ -496,7 +155,7 @@ impl Ssh {
         }
     }
 
-    fn lock(&self, create: bool) -> anyhow::Result<SshLock> {
+    pub(super) fn lock(&self, create: bool) -> anyhow::Result<SshLock> {
         // flock holds the lock while `cat` waits for our stdin to close: when we finish, or
         // die, the session ends and the lock goes with it. If we are killed, the one command
         // we had in flight may still be running on the server after that; it writes only
@@ -537,7 +196,7 @@ impl Ssh {
         Ok(SshLock { child })
     }
 
-    fn snapshot(&self) -> anyhow::Result<Snapshot> {
+    pub(super) fn snapshot(&self) -> anyhow::Result<Snapshot> {
         const MARK: &[u8] = b"--diskless-tar--\n";
         let mut globs = vec!["./*".to_string(), "./.[!.]*".to_string()];
         for d in DIRS {
@@ -593,7 +252,7 @@ impl Ssh {
         Ok(files)
     }
 
-    fn read(&self, rels: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    pub(super) fn read(&self, rels: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
         // tar frames the files and reads each through one open descriptor, so a file renamed
         // over while we read arrives whole (old or new), never mixed.
         let names: Vec<String> = rels.iter().map(|r| q(r)).collect();
@@ -609,7 +268,7 @@ impl Ssh {
     /// One round trip for many entries: a tar of them is unpacked into this run's staging
     /// directory, every file is hash-checked (if we die mid-transfer, `tar` sees end-of-file
     /// early, and a truncated file must not replace an entry), then renamed in order.
-    fn write_batch(&self, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+    pub(super) fn write_batch(&self, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
         let mut archive = tar::Builder::new(Vec::new());
         let mut dirs = std::collections::BTreeSet::new();
         let (mut checks, mut moves) = (String::new(), String::new());
@@ -664,7 +323,7 @@ impl Ssh {
     /// All objects in one session: a tar streamed from the sources (never whole in memory) is
     /// unpacked into this run's staging directory; each file is hashed there and renamed into
     /// `objects/` only if it matches. A stream cut short fails `tar`, and nothing is renamed.
-    fn put_objects(&self, objects: &[(&str, Source)]) -> anyhow::Result<()> {
+    pub(super) fn put_objects(&self, objects: &[(&str, Source)]) -> anyhow::Result<()> {
         let mut script = format!(
             "tar -xmof - -C {} || exit 1\n\
              put() {{ h=$(sha256sum < \"$1\") || exit 1; h=${{h%% *}}; \
@@ -711,7 +370,7 @@ impl Ssh {
         })
     }
 
-    fn remove(&self, rels: &[String]) -> anyhow::Result<()> {
+    pub(super) fn remove(&self, rels: &[String]) -> anyhow::Result<()> {
         let names: Vec<String> = rels.iter().map(|r| q(r)).collect();
         self.run(
             "removing",
@@ -721,7 +380,7 @@ impl Ssh {
         Ok(())
     }
 
-    fn hash_objects(&self) -> anyhow::Result<BTreeMap<String, Result<String, String>>> {
+    pub(super) fn hash_objects(&self) -> anyhow::Result<BTreeMap<String, Result<String, String>>> {
         let script = "cd objects 2>/dev/null || exit 0\nsha256sum -- * 2>/dev/null\nexit 0";
         let out = self.run("hashing objects", script, Source::Bytes(b""))?;
         Ok(String::from_utf8_lossy(&out)
@@ -765,6 +424,7 @@ impl Drop for SshLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dest::Dest;
 
     #[test]
     fn ssh_urls() {

@@ -1,0 +1,178 @@
+//! The generation record: one JSON file per publish in `DEST/generations/`, from which every
+//! entry is rendered; reading records and the image indexes they name; what they reference.
+
+use crate::dest::{Dest, Snapshot};
+use crate::entries::{self, Additions};
+use anyhow::{bail, Context};
+use diskless_build::index::{Artifact, Index};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+pub(crate) const GENERATION_VERSION: u32 = 1;
+
+/// One publish: what the boot server serves, all of it derived from this record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generation {
+    pub version: u32,
+    pub number: u64,
+    /// Seconds since 1970 (publishing is an event; its time is not part of any image).
+    pub published_at: u64,
+    pub images: BTreeMap<String, PublishedImage>,
+    pub default_image: Option<String>,
+    pub menu_timeout: u32,
+    /// By normalized MAC (`52-54-00-12-34-56`).
+    pub hosts: BTreeMap<String, PublishedHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedImage {
+    /// sha256 of the image index.
+    pub index: String,
+    pub description: String,
+    /// When this index was first published.
+    pub published_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedHost {
+    pub hostname: String,
+    pub image: String,
+    pub kernel_args: String,
+    /// The per-node segment (identity and secrets), served only through this host's entry.
+    pub node_segment: Artifact,
+    /// sha256 of what went into the node segment, to reuse it when nothing changed.
+    pub inputs: String,
+}
+
+/// `2026-11-24 23:05 UTC` from seconds since 1970 (civil-from-days, Howard Hinnant).
+pub fn format_utc(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+/// Every entry of a local boot server directory's newest generation, rendered afresh with
+/// `add` (the harness's check hook): what `diskless check --server` serves.
+pub fn local_entries(dest: &Path, add: &Additions) -> anyhow::Result<Vec<(String, String)>> {
+    let d = Dest::Local(dest.to_owned());
+    let snap = d.snapshot()?;
+    let g = read_generations(&d, &snap)?.pop().with_context(|| {
+        format!(
+            "{} has no generations/: publish to it first",
+            dest.display()
+        )
+    })?;
+    let mut indexes = Indexes::new();
+    read_indexes(&d, &mut indexes, g.images.values().map(|i| i.index.clone()))?;
+    let e = entries::entries(&g, &indexes, add)?;
+    Ok(e.images
+        .into_iter()
+        .chain(e.hosts)
+        .chain(e.shared)
+        .collect())
+}
+
+/// The generation records of a local boot server directory, oldest first.
+pub fn generations(dest: &Path) -> anyhow::Result<Vec<Generation>> {
+    let dest = Dest::Local(dest.to_owned());
+    read_generations(&dest, &dest.snapshot()?)
+}
+
+/// Every record in `snap`, oldest first.
+pub(crate) fn read_generations(dest: &Dest, snap: &Snapshot) -> anyhow::Result<Vec<Generation>> {
+    let mut gens = Vec::new();
+    for (name, bytes) in &snap.texts {
+        if !name.starts_with("generations/") {
+            continue;
+        }
+        gens.push(
+            serde_json::from_slice::<Generation>(bytes)
+                .with_context(|| format!("{}/{name} is not a generation record", dest.name()))?,
+        );
+    }
+    gens.sort_by_key(|g| g.number);
+    Ok(gens)
+}
+
+/// Image indexes by digest, as read from DEST (an unreadable one keeps its error for later).
+pub(crate) type Indexes = BTreeMap<String, Result<Index, String>>;
+
+/// Reads the indexes `shas` from DEST's objects in one batch, adding them to `indexes`.
+pub(crate) fn read_indexes(
+    dest: &Dest,
+    indexes: &mut Indexes,
+    shas: impl IntoIterator<Item = String>,
+) -> anyhow::Result<()> {
+    let wanted: Vec<String> = shas
+        .into_iter()
+        .filter(|s| !indexes.contains_key(s))
+        .map(|s| diskless_build::index::object_path(&s))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for (rel, bytes) in dest.read(&wanted)? {
+        let sha = rel.trim_start_matches("objects/").to_string();
+        let index = serde_json::from_slice::<Index>(&bytes).map_err(|e| {
+            format!(
+                "{rel} is not an image index of version {}: {e}",
+                diskless_build::index::INDEX_VERSION
+            )
+        });
+        indexes.insert(sha, index);
+    }
+    Ok(())
+}
+
+pub(crate) fn index_of<'a>(indexes: &'a Indexes, sha: &str) -> anyhow::Result<&'a Index> {
+    match indexes.get(sha) {
+        Some(Ok(index)) => Ok(index),
+        Some(Err(e)) => bail!("{e}"),
+        None => bail!("image index objects/{sha} is missing"),
+    }
+}
+
+/// Every object a generation needs.
+pub(crate) fn referenced(indexes: &Indexes, g: &Generation) -> anyhow::Result<BTreeSet<String>> {
+    let mut set = BTreeSet::new();
+    for img in g.images.values() {
+        set.insert(img.index.clone());
+        let index = index_of(indexes, &img.index)?;
+        set.extend(index.objects().into_iter().map(|o| o.sha256.to_string()));
+    }
+    set.extend(g.hosts.values().map(|h| h.node_segment.sha256.clone()));
+    Ok(set)
+}
+
+/// Writes `g`'s record atomically; entries rendered from it may only follow.
+pub(crate) fn record(dest: &Dest, g: &Generation) -> anyhow::Result<()> {
+    let mut json = serde_json::to_vec_pretty(g)?;
+    json.push(b'\n');
+    dest.write(&format!("generations/{}.json", g.number), &json)
+        .with_context(|| format!("cannot record generation {} in {}", g.number, dest.name()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::format_utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::format_utc(1_795_999_500), "2026-11-30 00:45 UTC");
+    }
+}

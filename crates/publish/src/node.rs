@@ -1,0 +1,151 @@
+//! The per-node segment: one host's identity and secrets, packed as its own initrd segment and
+//! served only through that host's entry, so no shared entry or image index can reach it.
+
+use crate::generation::{Generation, PublishedHost};
+use crate::inventory::{Host, Inventory, KubeletMode};
+use anyhow::Context;
+use diskless_build::index::Artifact;
+use diskless_build::store::sha256_hex;
+use diskless_build::tree::{Content, Entry, EntryKind, Tree};
+use diskless_contract::node::{NodeConfig, BOOTSTRAP_KUBECONFIG, CLIENT_CA, NODE_JSON};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Node segments made by `hosts`, as (sha256, bytes), to be stored with the image objects.
+pub(crate) type NewSegments = Vec<(String, Vec<u8>)>;
+
+/// Every inventory host as published, reusing `current`'s node segment for a host whose inputs
+/// did not change (a new segment has a new nonce, so remaking it would make every publish
+/// a change).
+pub(crate) fn hosts(
+    inv: &Inventory,
+    current: Option<&Generation>,
+) -> anyhow::Result<(BTreeMap<String, PublishedHost>, NewSegments)> {
+    let mut node_segments = NewSegments::new();
+    let mut hosts = BTreeMap::new();
+    for h in &inv.hosts {
+        let files = node_files(inv, h)?;
+        let inputs = sha256_hex(&serde_json::to_vec(&(&files, &h.image, &h.kernel_args))?);
+        let previous = current
+            .and_then(|g| g.hosts.get(&h.mac))
+            .filter(|p| p.inputs == inputs);
+        let node_segment = match previous {
+            Some(p) => p.node_segment.clone(),
+            None => {
+                let bytes = node_segment(&files)?;
+                let sha = sha256_hex(&bytes);
+                let size = bytes.len() as u64;
+                node_segments.push((sha.clone(), bytes));
+                Artifact { sha256: sha, size }
+            }
+        };
+        hosts.insert(
+            h.mac.clone(),
+            PublishedHost {
+                hostname: h.hostname.clone(),
+                image: h.image.clone(),
+                kernel_args: h.kernel_args.clone(),
+                node_segment,
+                inputs,
+            },
+        );
+    }
+    Ok((hosts, node_segments))
+}
+
+fn read_secret(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("inventory: cannot read {what} {}", path.display()))
+}
+
+/// The files of one host's node segment: identity, join material, SSH keys; mode 0600 where secret.
+/// Join material goes where the Nix kubelet module's `join.*` options expect it by default.
+fn node_files(inv: &Inventory, host: &Host) -> anyhow::Result<BTreeMap<String, (Vec<u8>, u32)>> {
+    let mut files = BTreeMap::new();
+    // The node's one identity channel: the init reads this file with the same type.
+    let node = NodeConfig {
+        hostname: host.hostname.clone(),
+        mac: host.mac.clone(),
+        labels: host.labels.clone(),
+        taints: host.taints.clone(),
+        kubelet_mode: host.kubelet_mode,
+    };
+    files.insert(NODE_JSON.to_string(), (node.to_json(), 0o600));
+    if host.kubelet_mode == KubeletMode::Join {
+        let j = inv.join.as_ref().expect("checked by Inventory::check");
+        let token = String::from_utf8(read_secret(&j.token_file, "join.token_file")?)
+            .context("join.token_file is not text")?;
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: default\n  cluster:\n    server: {}\n    certificate-authority: /.diskless/node/kubelet/ca.crt\ncontexts:\n- name: default\n  context:\n    cluster: default\n    user: kubelet-bootstrap\ncurrent-context: default\nusers:\n- name: kubelet-bootstrap\n  user:\n    token: {}\n",
+            j.api_server,
+            token.trim()
+        );
+        files.insert(
+            BOOTSTRAP_KUBECONFIG.into(),
+            (kubeconfig.into_bytes(), 0o600),
+        );
+        files.insert(
+            CLIENT_CA.into(),
+            (read_secret(&j.ca_file, "join.ca_file")?, 0o600),
+        );
+    }
+    if let Some(k) = &inv.ssh_authorized_keys_file {
+        files.insert(
+            "/root/.ssh/authorized_keys".into(),
+            (read_secret(k, "ssh_authorized_keys_file")?, 0o600),
+        );
+    }
+    if let Some(dir) = &host.ssh_host_keys_dir {
+        let mut keys: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("inventory: cannot read ssh_host_keys_dir {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("ssh_host_"))
+            })
+            .collect();
+        keys.sort();
+        for k in keys {
+            let name = k.file_name().unwrap().to_string_lossy().into_owned();
+            let mode = if name.ends_with(".pub") { 0o644 } else { 0o600 };
+            files.insert(
+                format!("/etc/ssh/{name}"),
+                (read_secret(&k, "host key")?, mode),
+            );
+        }
+    }
+    Ok(files)
+}
+
+/// Builds a node segment. A random nonce inside makes its name unguessable even for someone
+/// who knows every non-secret input.
+fn node_segment(files: &BTreeMap<String, (Vec<u8>, u32)>) -> anyhow::Result<Vec<u8>> {
+    let mut tree = Tree::default();
+    for (path, (bytes, mode)) in files {
+        tree.entries.insert(
+            path.clone(),
+            Entry {
+                kind: EntryKind::File(Content::Bytes(Arc::new(bytes.clone()))),
+                mode: *mode,
+                origin: "inventory".into(),
+            },
+        );
+    }
+    let mut nonce = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut nonce)?;
+    tree.entries.insert(
+        "/.diskless/node/nonce".into(),
+        Entry {
+            kind: EntryKind::File(Content::Bytes(Arc::new(hex::encode(nonce).into_bytes()))),
+            mode: 0o600,
+            origin: "nonce".into(),
+        },
+    );
+    let seg = diskless_build::segment::write("node", &tree, 0)?;
+    let codec = diskless_build::compress::Codec {
+        algorithm: diskless_build::plan::Algorithm::Zstd,
+        level: 3,
+        window_log: 0,
+    };
+    Ok(codec.compress("node", &seg.cpio, 1)?)
+}
