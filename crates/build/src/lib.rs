@@ -22,6 +22,7 @@ pub mod preload;
 pub mod resolve;
 pub mod segment;
 pub mod squashfs;
+pub mod stack;
 pub mod store;
 pub mod tree;
 pub mod verify;

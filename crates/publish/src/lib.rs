@@ -36,6 +36,7 @@ mod dest;
 mod entries;
 mod generation;
 pub mod inventory;
+pub mod kubeconfig;
 mod node;
 mod verify;
 

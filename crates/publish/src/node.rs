@@ -3,6 +3,7 @@
 
 use crate::generation::{Generation, PublishedHost};
 use crate::inventory::{Host, Inventory, KubeletMode};
+use crate::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
 use anyhow::Context;
 use diskless_build::index::Artifact;
 use diskless_build::store::sha256_hex;
@@ -75,15 +76,16 @@ fn node_files(inv: &Inventory, host: &Host) -> anyhow::Result<BTreeMap<String, (
         let j = inv.join.as_ref().expect("checked by Inventory::check");
         let token = String::from_utf8(read_secret(&j.token_file, "join.token_file")?)
             .context("join.token_file is not text")?;
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: default\n  cluster:\n    server: {}\n    certificate-authority: /.diskless/node/kubelet/ca.crt\ncontexts:\n- name: default\n  context:\n    cluster: default\n    user: kubelet-bootstrap\ncurrent-context: default\nusers:\n- name: kubelet-bootstrap\n  user:\n    token: {}\n",
-            j.api_server,
-            token.trim()
+        let kubeconfig = Kubeconfig::single(
+            &j.api_server,
+            ClusterCa::File(CLIENT_CA.into()),
+            "kubelet-bootstrap",
+            Credentials {
+                token: Some(token.trim().to_string()),
+                ..Default::default()
+            },
         );
-        files.insert(
-            BOOTSTRAP_KUBECONFIG.into(),
-            (kubeconfig.into_bytes(), 0o600),
-        );
+        files.insert(BOOTSTRAP_KUBECONFIG.into(), (kubeconfig.to_bytes(), 0o600));
         files.insert(
             CLIENT_CA.into(),
             (read_secret(&j.ca_file, "join.ca_file")?, 0o600),
