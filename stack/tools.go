@@ -22,6 +22,7 @@ import (
 
 	// containerd and its runc shim
 	_ "github.com/containerd/containerd/v2/cmd/containerd"
+	_ "github.com/containerd/containerd/v2/cmd/ctr"
 	_ "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2"
 
 	// runc (cgo: libcontainer/nsenter, and libseccomp with the seccomp tag)

@@ -210,6 +210,10 @@ pub struct PreloadImage {
     pub archive: PathBuf,
     /// References the image carries inside containerd, e.g. `registry.k8s.io/pause:3.6`.
     pub refs: Vec<String>,
+    /// Labels each ref gets on import, e.g. `{"io.cri-containerd.pinned": "pinned"}` so the
+    /// kubelet's image GC never removes it (containerd ≥ 1.7).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What the init does at boot. The builder copies this into `/.diskless/image.json` after

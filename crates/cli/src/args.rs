@@ -2,16 +2,24 @@
 //! types carry the flags, defaults and help, and convert into them.
 
 use clap::{Args, ValueEnum};
-use diskless_build::{host::HostOptions, inspect::InspectOptions, pipeline::BuildOptions};
+use diskless_build::host::{HostOptions, Kubelet, Runtime};
+use diskless_build::{inspect::InspectOptions, pipeline::BuildOptions};
 use diskless_harness::{Accel, BootOptions, CheckOptions, Transport};
 use diskless_publish::PublishOptions;
 use std::path::PathBuf;
 
 #[derive(Debug, Args, Clone)]
 pub struct HostArgs {
-    /// kubelet binary to include (Debian packages none); without it the worker has no kubelet.
-    #[arg(long, env = "KUBELET")]
+    /// kubelet binary to include (default: the pinned stack's, from scripts/install-deps).
+    #[arg(long, env = "KUBELET", conflicts_with = "no_kubelet")]
     pub kubelet: Option<PathBuf>,
+    /// A containerd-only worker, without a kubelet.
+    #[arg(long)]
+    pub no_kubelet: bool,
+    /// Where containerd, runc and the CNI plugins come from: the pinned `stack` (containerd 2.x)
+    /// or `debian` (Debian 12's packages, containerd 1.6).
+    #[arg(long, value_enum, default_value = "stack")]
+    pub runtime: RuntimeArg,
     /// The node's init binary (default: `diskless-init` beside this executable).
     #[arg(long)]
     pub init: Option<PathBuf>,
@@ -28,6 +36,12 @@ pub struct HostArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeArg {
+    Stack,
+    Debian,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PackingArg {
     Squashfs,
     Cpio,
@@ -36,7 +50,15 @@ pub enum PackingArg {
 impl From<HostArgs> for HostOptions {
     fn from(a: HostArgs) -> Self {
         HostOptions {
-            kubelet: a.kubelet,
+            kubelet: match (a.kubelet, a.no_kubelet) {
+                (_, true) => Kubelet::None,
+                (Some(p), false) => Kubelet::Path(p),
+                (None, false) => Kubelet::Stack,
+            },
+            runtime: match a.runtime {
+                RuntimeArg::Stack => Runtime::Stack,
+                RuntimeArg::Debian => Runtime::Debian,
+            },
             init: a.init,
             kernel: a.kernel,
             name: a.name,
@@ -165,6 +187,12 @@ pub struct BootArgs {
     /// Kill QEMU after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// Join a real cluster: start a throwaway control plane (etcd, kube-apiserver,
+    /// controller-manager, scheduler from the pinned stack) on this machine's loopback, publish
+    /// OUT for one join host with --mac, and boot it through the boot server. `check` passes
+    /// when the node is Ready and a pod created through the API runs on it.
+    #[arg(long, conflicts_with = "server")]
+    pub join: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -204,6 +232,7 @@ impl From<BootArgs> for BootOptions {
             },
             append: a.append,
             timeout: a.timeout,
+            join: a.join,
         }
     }
 }

@@ -46,7 +46,7 @@ fn build(kubelet: Option<&str>, packing: &str) -> PathBuf {
         .arg(&dir);
     match kubelet {
         Some(k) => cmd.env("KUBELET", k),
-        None => cmd.env_remove("KUBELET"),
+        None => cmd.env_remove("KUBELET").arg("--no-kubelet"),
     };
     let out = cmd.output().unwrap();
     assert!(
@@ -71,7 +71,18 @@ fn cpio_image() -> &'static Path {
     DIR.get_or_init(|| build(None, "cpio"))
 }
 
-/// The reference image with `$KUBELET`, built once for every test that needs it.
+/// The kubelet the kubelet tests run: `$KUBELET`, else the pinned stack's (scripts/install-deps
+/// builds it; CI always has it).
+fn kubelet_binary() -> Result<String, String> {
+    if let Some(k) = std::env::var_os("KUBELET") {
+        return Ok(k.to_str().expect("$KUBELET is UTF-8").to_string());
+    }
+    diskless_build::stack::binary("kubelet")
+        .map(|p| p.display().to_string())
+        .map_err(|e| format!("no kubelet binary ($KUBELET unset, {e:#})"))
+}
+
+/// The reference image with that kubelet, built once for every test that needs it.
 fn kubelet_image(kubelet: &str) -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| build(Some(kubelet), "squashfs"))
@@ -287,15 +298,18 @@ fn killed_containerd_is_restarted_by_the_init() {
 
 #[test]
 fn kubelet_standalone_runs_a_static_pod() {
-    let Some(kubelet) = std::env::var_os("KUBELET") else {
-        eprintln!("skipped: no kubelet binary ($KUBELET unset)");
-        return;
+    let kubelet = match kubelet_binary() {
+        Ok(k) => k,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
     };
     if let Some(why) = missing_tools() {
         eprintln!("skipped: {why}");
         return;
     }
-    let out = kubelet_image(kubelet.to_str().expect("$KUBELET is UTF-8"));
+    let out = kubelet_image(&kubelet);
     let (ok, r) = check(out, &["--memory", "1024"]);
     assert!(ok && r["ok"] == true, "check failed: {:#}", r["failures"]);
     assert_eq!(check_status(&r, "kubelet-healthz"), Some("ok"));
@@ -350,7 +364,7 @@ fn published_server_boots_the_entry_for_each_mac() {
     // image entries were replaced but before the host entries were.
     let plan = lab.join("b.json");
     let o = Command::new(DISKLESS)
-        .args(["plan", "--host", "-o"])
+        .args(["plan", "--host", "--no-kubelet", "-o"])
         .arg(&plan)
         .env_remove("KUBELET")
         .output()
@@ -417,7 +431,8 @@ fn published_server_boots_the_entry_for_each_mac() {
 /// configuration wins, so the kubelet runs with the bootstrap kubeconfig, the cluster's client
 /// CA, webhook authentication/authorization, and the node's labels and taints. The API server
 /// is unreachable, so the kubelet never registers: this checks that it was started with the
-/// right flags (`/proc/<pid>/cmdline`), not that it joined.
+/// right flags (`/proc/<pid>/cmdline`), and that `check --server` fails on the join, naming why
+/// (the kubeconfig points nowhere). The real join is `join_node_becomes_ready_and_runs_an_api_pod`.
 #[test]
 fn join_node_runs_the_kubelet_with_its_flags() {
     if let Some(why) = missing_tools() {
@@ -434,11 +449,14 @@ fn join_node_runs_the_kubelet_with_its_flags() {
             return;
         }
     };
-    let Some(kubelet) = std::env::var_os("KUBELET") else {
-        eprintln!("skipped: no kubelet binary ($KUBELET unset)");
-        return;
+    let kubelet = match kubelet_binary() {
+        Ok(k) => k,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
     };
-    let out = kubelet_image(kubelet.to_str().expect("$KUBELET is UTF-8"));
+    let out = kubelet_image(&kubelet);
     let inventory = lab.join("lab.toml");
     // s3 asks for a label the kubelet refuses at startup: publish refuses the inventory,
     // naming it, and leaves DEST alone (the init refuses it too: node.rs unit tests).
@@ -475,8 +493,25 @@ fn join_node_runs_the_kubelet_with_its_flags() {
     );
     eprintln!("restarts: {}", r["restarts"]);
     // With --rotate-certificates the kubelet does not wait for its certificate: it serves
-    // healthz and runs the static pod while the API server is unreachable.
-    assert!(ok && r["ok"] == true, "check failed: {:#}", r["failures"]);
+    // healthz and runs the static pod while the API server is unreachable. But it never
+    // joins, and the check says so, naming why from the kubelet's log.
+    let join = named(&r, "checks", "kubelet-join")
+        .unwrap_or_else(|| panic!("no kubelet-join check: {:#}", r["checks"]));
+    eprintln!("check kubelet-join {} {}", join["status"], join["detail"]);
+    assert!(
+        !ok && r["ok"] == false,
+        "a join host that cannot join passed"
+    );
+    assert_eq!(join["status"], "FAIL", "{join}");
+    assert!(
+        join["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("not joined after"),
+        "{join}"
+    );
+    let failures = r["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "only the join fails: {failures:#?}");
     assert_eq!(check_status(&r, "kubelet-healthz"), Some("ok"));
     assert_eq!(check_status(&r, "static-pod"), Some("ok"));
     assert_s2_node(&r);
@@ -508,4 +543,50 @@ fn join_node_runs_the_kubelet_with_its_flags() {
             "{flag} missing: {detail}"
         );
     }
+}
+
+/// The join for real: `diskless check --join` starts a throwaway control plane (etcd,
+/// kube-apiserver, controller-manager, scheduler from the pinned stack) on the host, publishes
+/// the worker for one join host, network-boots it through the boot server, and passes only when
+/// the API server shows the node Ready and a pod created through the API (preloaded image,
+/// `imagePullPolicy: Never`, no registry reachable) Running on it with a pod IP.
+#[test]
+fn join_node_becomes_ready_and_runs_an_api_pod() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let kubelet = match kubelet_binary() {
+        Ok(k) => k,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let out = kubelet_image(&kubelet);
+    let (ok, r) = check(
+        out,
+        &["--join", "--mac", "52:54:00:aa:bb:09", "--memory", "1024"],
+    );
+    assert!(ok && r["ok"] == true, "check failed: {:#}", r["failures"]);
+    assert_eq!(check_status(&r, "kubelet-join"), Some("ok"));
+    let t = &r["timeline"];
+    let at = |k: &str| {
+        t[k].as_f64()
+            .unwrap_or_else(|| panic!("timeline has no {k}: {t:#}"))
+    };
+    let (kubelet, registered, ready, pod) = (
+        at("kubelet_started"),
+        at("node_registered"),
+        at("node_ready"),
+        at("api_pod_running"),
+    );
+    assert!(
+        kubelet < registered && registered <= ready && ready <= pod,
+        "kubelet started {kubelet}, node registered {registered}, Ready {ready}, API pod Running {pod}"
+    );
+    eprintln!(
+        "join timeline (guest s): containerd {} · kubelet {kubelet} · registered {registered} · Ready {ready} · API pod Running {pod}",
+        t["containerd_ready"]
+    );
 }

@@ -82,6 +82,10 @@ pub struct ImageRef {
     pub blobs: Vec<String>,
     /// References it carries in containerd's `k8s.io` namespace.
     pub refs: Vec<String>,
+    /// Labels the init attaches to each ref on import, e.g. `io.cri-containerd.pinned: pinned`
+    /// (containerd ≥ 1.7: the kubelet's image GC never removes a pinned image).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// How the node's network comes up (plan `node.network`, passed through unchanged).

@@ -7,7 +7,9 @@
 //! checks). README.md says more.
 
 mod console;
+pub mod controlplane;
 mod hook;
+pub mod join;
 mod qemu;
 pub use qemu::{Accel, Transport};
 mod serve;
@@ -16,6 +18,7 @@ use anyhow::{bail, Context};
 use console::Console;
 use diskless_build::index::{object_path, Index};
 use diskless_build::ipxe::Extra;
+use diskless_contract::console::CheckLine;
 use diskless_publish::Additions;
 use qemu::{Machine, Source};
 use serde::Serialize;
@@ -46,6 +49,9 @@ pub struct BootOptions {
     pub append: Vec<String>,
     /// Kill QEMU after this many seconds.
     pub timeout: u64,
+    /// Join a throwaway control plane on the host (`join.rs`): OUT is a build output, published
+    /// for one join host whose MAC is `mac`, booted through the boot server as a lab would.
+    pub join: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -202,7 +208,12 @@ struct Guest {
 
 /// Starts QEMU and the boot server. `interactive`: the console on this terminal with QEMU's
 /// Ctrl-A escapes; otherwise it is piped to the harness.
-fn start(args: &BootOptions, prepared: &Prepared, interactive: bool) -> anyhow::Result<Guest> {
+fn start(
+    args: &BootOptions,
+    prepared: &Prepared,
+    interactive: bool,
+    forwards: &[qemu::Forward],
+) -> anyhow::Result<Guest> {
     let boot = serve::BootDir::new(&args.out, &prepared.files)?;
     let http = match args.transport {
         Transport::Http => Some(serve::HttpServer::start(boot.dir.path())?),
@@ -220,6 +231,7 @@ fn start(args: &BootOptions, prepared: &Prepared, interactive: bool) -> anyhow::
         cpus: args.cpus,
         mac: args.mac.clone(),
         accel,
+        forwards: forwards.to_vec(),
     };
     let mut cmd = machine.command(&source)?;
     if interactive {
@@ -250,13 +262,39 @@ fn start(args: &BootOptions, prepared: &Prepared, interactive: bool) -> anyhow::
 }
 
 /// `diskless run`: the console on this terminal until the guest powers off or the timeout.
+/// With `join`, a throwaway cluster runs beside it until QEMU exits; its admin kubeconfig is
+/// printed for `kubectl`.
 pub fn run(a: &BootOptions) -> anyhow::Result<()> {
+    let lab = if a.join {
+        Some(join::Lab::start(&a.out, &a.name, &a.mac)?)
+    } else {
+        None
+    };
+    let joined;
+    let (a, forwards) = match &lab {
+        Some(lab) => {
+            joined = BootOptions {
+                out: lab.server.clone(),
+                server: true,
+                ..a.clone()
+            };
+            eprintln!(
+                "diskless run: cluster up; the machine joins as node {}. In another terminal:\n  \
+                 export KUBECONFIG={}\n  kubectl get nodes   # kubectl: {}",
+                join::HOSTNAME,
+                lab.cluster.admin_kubeconfig().display(),
+                lab.cluster.kubectl_path().display()
+            );
+            (&joined, lab.forwards()?)
+        }
+        None => (a, Vec::new()),
+    };
     let add = Additions {
         cmdline: a.append.clone(),
         initrds: Vec::new(),
     };
     let prepared = prepare(a, &add, None)?;
-    let mut guest = start(a, &prepared, true)?;
+    let mut guest = start(a, &prepared, true, &forwards)?;
     let status = wait_bounded(&mut guest.child, Duration::from_secs(a.timeout))?;
     match status {
         Some(s) if s.success() => Ok(()),
@@ -304,6 +342,11 @@ pub struct Timeline {
     pub kubelet_healthy: Option<f64>,
     pub static_pod_running: Option<f64>,
     pub boot_done: Option<f64>,
+    /// With --join, as the API server showed them (polled every 0.3 s): the Node object
+    /// exists, its Ready condition is True, the API-created pod is Running with a pod IP.
+    pub node_registered: Option<f64>,
+    pub node_ready: Option<f64>,
+    pub api_pod_running: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -340,8 +383,33 @@ pub fn check(args: &CheckOptions) -> anyhow::Result<()> {
 }
 
 pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
-    let a = &args.boot;
-    let mode = if args.kill_containerd { "restart" } else { "1" };
+    // With --join: the cluster and the boot server the machine boots from, kept until the end.
+    let lab = if args.boot.join {
+        Some(join::Lab::start(
+            &args.boot.out,
+            &args.boot.name,
+            &args.boot.mac,
+        )?)
+    } else {
+        None
+    };
+    let joined;
+    let a = match &lab {
+        Some(lab) => {
+            joined = BootOptions {
+                out: lab.server.clone(),
+                server: true,
+                ..args.boot.clone()
+            };
+            &joined
+        }
+        None => &args.boot,
+    };
+    let mode = match (args.kill_containerd, lab.is_some()) {
+        (true, _) => "restart",
+        (false, true) => "join",
+        (false, false) => "1",
+    };
     let add = Additions {
         cmdline: std::iter::once(format!("diskless.check={mode}"))
             .chain(a.append.iter().cloned())
@@ -353,18 +421,29 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
         None => hook::default_binary()?,
     };
     let prepared = prepare(a, &add, Some(hook::segment(&binary)?))?;
+    let forwards = match &lab {
+        Some(lab) => lab.forwards()?,
+        None => Vec::new(),
+    };
     let Guest {
         child,
         _boot,
         http,
         accel_note,
         started,
-    } = start(a, &prepared, false)?;
+    } = start(a, &prepared, false, &forwards)?;
+    let watch = lab.as_ref().map(|l| l.watch());
     let (lines, mut child) = qemu::console_lines(child);
     let mut console = Console::default();
     let deadline = started + Duration::from_secs(a.timeout);
     let mut timed_out = false;
     let mut exited = None;
+    let feed = |console: &mut Console, t: Instant, line: &str| {
+        if args.verbose {
+            eprintln!("{line}");
+        }
+        console.feed(t.duration_since(started).as_secs_f64(), line);
+    };
     loop {
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             timed_out = true;
@@ -372,18 +451,12 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
         };
         match lines.recv_timeout(left.min(Duration::from_millis(500))) {
             Ok((t, line)) => {
-                if args.verbose {
-                    eprintln!("{line}");
-                }
-                console.feed(t.duration_since(started).as_secs_f64(), &line);
+                feed(&mut console, t, &line);
                 if console.stopped.is_some() {
                     // Let the init finish its explanation, then stop the machine.
                     std::thread::sleep(Duration::from_millis(500));
                     while let Ok((t, line)) = lines.try_recv() {
-                        if args.verbose {
-                            eprintln!("{line}");
-                        }
-                        console.feed(t.duration_since(started).as_secs_f64(), &line);
+                        feed(&mut console, t, &line);
                     }
                     let _ = child.kill();
                     break;
@@ -395,13 +468,19 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
                 break;
             }
         }
+        // A joining machine stays up after its check hook: it is done once the API shows the
+        // pod running too (or the hook failed, when the API will show nothing more).
+        if let Some(w) = &watch {
+            let hook_failed = console.checks.iter().any(|c| c.status == CheckLine::FAIL);
+            if console.check_done && (w.done() || hook_failed) {
+                let _ = child.kill();
+                break;
+            }
+        }
         if child.try_wait()?.is_some() {
             // Drain what is left of the console.
             while let Ok((t, line)) = lines.recv_timeout(Duration::from_millis(200)) {
-                if args.verbose {
-                    eprintln!("{line}");
-                }
-                console.feed(t.duration_since(started).as_secs_f64(), &line);
+                feed(&mut console, t, &line);
             }
             exited = Some(started.elapsed().as_secs_f64());
             break;
@@ -411,6 +490,8 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
         let _ = child.kill();
     }
     let _ = child.wait();
+    let seen = watch.as_ref().map(|w| w.seen());
+    drop(watch);
 
     let mut failures = console.failures();
     if timed_out {
@@ -423,8 +504,11 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
         failures
             .push("the check hook never finished (see the console above with --verbose)".into());
     }
-    if console.check_done && console.landmarks.power_off.is_none() {
+    if console.check_done && console.landmarks.power_off.is_none() && lab.is_none() {
         failures.push("the guest did not power off after the check".into());
+    }
+    if let Some(seen) = &seen {
+        failures.extend(join::failures(seen));
     }
     if args.kill_containerd
         && !console
@@ -451,6 +535,9 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
         None => (None, None, None),
     };
     let g = |n: &str| console.stage(n).map(|s| s.guest_t);
+    // API observations in guest seconds: host time since QEMU start, less the kernel's start.
+    let guest = |i: Option<Instant>| Some(since(i?) - console.kernel_start()?);
+    let seen = seen.unwrap_or_default();
     let timeline = Timeline {
         ipxe_start: console.landmarks.ipxe_start.or(download_start),
         download_start,
@@ -466,6 +553,9 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
         kubelet_healthy: console.check_time("kubelet-healthz"),
         static_pod_running: console.check_time("static-pod"),
         boot_done: g("boot"),
+        node_registered: guest(seen.node_registered),
+        node_ready: guest(seen.node_ready),
+        api_pod_running: guest(seen.api_pod_running),
     };
     if !failures.is_empty() && !args.verbose {
         eprintln!("--- last console lines ---");

@@ -46,6 +46,18 @@ pub struct Machine {
     pub cpus: u32,
     pub mac: String,
     pub accel: Accel,
+    /// More ports between host loopback and guest (the join test's API server and kubelet).
+    pub forwards: Vec<Forward>,
+}
+
+/// A slirp port forward beside the boot server's.
+#[derive(Debug, Clone, Copy)]
+pub enum Forward {
+    /// The guest connects to `BOOT_SERVER:guest_port`; a `cmd:` forward per connection (a
+    /// plain tcp: one carries only one) reaches 127.0.0.1:`host_port`.
+    ToHost { guest_port: u16, host_port: u16 },
+    /// 127.0.0.1:`host_port` on the host reaches the guest's `guest_port`.
+    ToGuest { host_port: u16, guest_port: u16 },
 }
 
 impl Machine {
@@ -67,6 +79,22 @@ impl Machine {
                 format!("user,id=n0,restrict=on,tftp={dir},bootfile=boot.ipxe")
             }
         };
+        let mut net = net;
+        for f in &self.forwards {
+            match *f {
+                Forward::ToHost {
+                    guest_port,
+                    host_port,
+                } => net.push_str(&format!(
+                    ",guestfwd=tcp:{BOOT_SERVER}:{guest_port}-cmd:{} nc 127.0.0.1 {host_port}",
+                    find_busybox()?
+                )),
+                Forward::ToGuest {
+                    host_port,
+                    guest_port,
+                } => net.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}")),
+            }
+        }
         let mut cmd = Command::new(QEMU);
         match self.accel {
             Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host"]),

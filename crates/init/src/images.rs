@@ -11,11 +11,11 @@
 //! own manifest descriptor with the `io.containerd.image.name` annotation, which ctr takes as
 //! the full image name. That works whatever names the archive originally carried.
 //!
-//! Pinning: containerd 1.6.20's CRI does not know the `io.cri-containerd.pinned` label (the
-//! string is not in its binary; pinning came with 1.7), so no label is set: it would cost a
-//! `ctr` run per ref at boot for nothing. kubelet's image GC is kept off preloaded images by the
-//! reference kubelet config's thresholds (imageGCHighThresholdPercent 100 / low 99). With
-//! containerd ≥ 1.7, labelling each ref here would pin it.
+//! Labels: each image's `labels` (the builder sets `io.cri-containerd.pinned: pinned` for
+//! containerd ≥ 1.7, whose CRI then never lets the kubelet's image GC remove it) go on the
+//! `ctr import --label` of its batch, so they cost no extra `ctr` run; a batch never mixes
+//! images with different labels. Debian's containerd 1.6 has neither the flag nor pinning:
+//! images for it carry no labels.
 
 use diskless_contract::image::ImageRef;
 use std::collections::HashSet;
@@ -43,7 +43,10 @@ pub fn import_all(images: &[ImageRef]) -> Result<String, String> {
         .collect();
     let mut total = 0u64;
     let mut refs = 0usize;
-    for range in batches(&sizes, BATCH_BYTES) {
+    let ranges = batches(&sizes, BATCH_BYTES)
+        .into_iter()
+        .flat_map(|r| split_where_labels_change(images, r));
+    for range in ranges {
         let t = Instant::now();
         let batch = &images[range.clone()];
         let bytes = import(batch)?;
@@ -89,6 +92,21 @@ pub fn batches(sizes: &[u64], limit: u64) -> Vec<Range<usize>> {
     if start < sizes.len() {
         out.push(start..sizes.len());
     }
+    out
+}
+
+/// `range` cut wherever an image's labels differ from the one before it (one `--label` set
+/// per `ctr import`).
+fn split_where_labels_change(images: &[ImageRef], range: Range<usize>) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = range.start;
+    for i in range.start + 1..range.end {
+        if images[i].labels != images[i - 1].labels {
+            out.push(start..i);
+            start = i;
+        }
+    }
+    out.push(start..range.end);
     out
 }
 
@@ -150,8 +168,14 @@ fn import(batch: &[ImageRef]) -> Result<u64, String> {
         "manifests": manifests,
     }))
     .map_err(|e| ctx(e.to_string()))?;
+    let labels = batch[0]
+        .labels
+        .iter()
+        .flat_map(|(k, v)| ["--label".to_string(), format!("{k}={v}")]);
     let mut child = Command::new("ctr")
-        .args(["-n", "k8s.io", "images", "import", "-"])
+        .args(["-n", "k8s.io", "images", "import"])
+        .args(labels)
+        .arg("-")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -212,6 +236,27 @@ fn write_archive(out: impl Write, index: &[u8], blobs: &[String]) -> Result<u64,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_never_mixes_labels() {
+        let img = |pinned: bool| ImageRef {
+            name: "x".into(),
+            index: "/i".into(),
+            blobs: vec![],
+            refs: vec![],
+            labels: if pinned {
+                [("io.cri-containerd.pinned".to_string(), "pinned".to_string())].into()
+            } else {
+                Default::default()
+            },
+        };
+        let images = [img(true), img(true), img(false), img(true)];
+        assert_eq!(
+            split_where_labels_change(&images, 0..4),
+            vec![0..2, 2..3, 3..4]
+        );
+        assert_eq!(split_where_labels_change(&images, 0..2), vec![0..2]);
+    }
 
     #[test]
     fn every_ref_gets_a_named_descriptor() {

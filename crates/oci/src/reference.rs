@@ -77,6 +77,7 @@ pub fn host_reference_images(cache_dir: &Path) -> anyhow::Result<Vec<PreloadImag
             name: recipe.name.to_owned(),
             archive: out,
             refs: vec![recipe.reference.to_owned()],
+            labels: Default::default(),
         });
     }
     Ok(images)

@@ -96,6 +96,7 @@ fn segment(
             index: index_path,
             blobs,
             refs: image.refs.clone(),
+            labels: image.labels.clone(),
         },
     }
 }

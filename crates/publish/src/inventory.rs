@@ -1,14 +1,15 @@
 //! The lab inventory (TOML): which machine boots which image, with what identity. Like matchbox's
 //! groups, matched by MAC, with a default for machines not listed. Documented in
 //! `docs/boot-server.md`. Secrets are referenced by file path, never written inline, so the
-//! inventory itself can live in version control.
+//! inventory itself can live in version control. It serializes too, so tools (the harness's
+//! join check) write inventories through the type, not as TOML text.
 
 use diskless_contract::identity;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Inventory {
     /// Image booted by machines without a host entry; without it they get the menu.
@@ -31,7 +32,7 @@ fn default_timeout() -> u32 {
     5
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Join {
     /// `https://<address>:6443`
@@ -44,7 +45,7 @@ pub struct Join {
 
 pub use diskless_contract::node::KubeletMode;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
     /// `52:54:00:12:34:56` (colons or dashes, any case).
@@ -83,6 +84,11 @@ pub enum InventoryError {
 }
 
 impl Inventory {
+    /// The TOML an inventory file holds.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("an inventory always serializes")
+    }
+
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
         let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
             path: path.to_owned(),

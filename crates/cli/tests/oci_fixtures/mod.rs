@@ -220,6 +220,7 @@ pub fn image(name: &str, archive: &Path, r: &str) -> PreloadImage {
         name: name.into(),
         archive: archive.to_owned(),
         refs: vec![r.into()],
+        labels: Default::default(),
     }
 }
 

@@ -5,7 +5,9 @@
 //! one `diskless-check: <name> ok|FAIL …` line per check and one `diskless-check-json: {…}`
 //! line of measurements, then asks PID 1 to power off. The harness reads these lines from the
 //! serial console. It is a separate process so that PID 1 keeps supervising (and restarting
-//! containerd, for `diskless.check=restart`) while the checks run.
+//! containerd, for `diskless.check=restart`) while the checks run. With `diskless.check=join`
+//! the node stays up afterwards: the harness is still watching it join through the API server
+//! and stops the machine itself.
 
 use diskless_contract::console::{CheckLine, CHECK_JSON_PREFIX};
 use diskless_contract::image::{ImageContract, Role, Service};
@@ -98,7 +100,7 @@ fn check(mode: &str) -> i32 {
         Ok(c) => c,
         Err(e) => {
             print_result("contract", CheckLine::FAIL, e);
-            return finish(1);
+            return finish(1, mode);
         }
     };
     let runtime = contract.service(Role::ContainerRuntime);
@@ -174,6 +176,9 @@ fn check(mode: &str) -> i32 {
                 _ => {
                     c.report("kubelet-args", check_kubelet_args(&kubelet));
                     c.report("kubelet-healthz", check_kubelet_healthz());
+                    if let Some(kubeconfig) = joined_kubeconfig(&kubelet) {
+                        c.report("kubelet-join", check_kubelet_join(&kubeconfig));
+                    }
                     c.report("static-pod", check_static_pod(&contract));
                 }
             },
@@ -189,14 +194,14 @@ fn check(mode: &str) -> i32 {
     if let Some(runtime) = runtime.filter(|_| mode == "restart") {
         c.report("containerd-restart", check_restart(runtime));
     }
-    finish(c.failures)
+    finish(c.failures, mode)
 }
 
-fn finish(failures: usize) -> i32 {
+fn finish(failures: usize, mode: &str) -> i32 {
     println!("{}", CheckLine::Done { failures }.render());
     // Ask PID 1 for an orderly poweroff (busybox `poweroff` does the same), so QEMU exits;
     // only when PID 1 started us (the hook), not when someone runs it by hand.
-    if std::os::unix::process::parent_id() == 1 {
+    if std::os::unix::process::parent_id() == 1 && mode != "join" {
         // SAFETY: sending a signal to PID 1 has no memory-safety implications.
         unsafe { libc::kill(1, libc::SIGUSR2) };
     }
@@ -356,6 +361,79 @@ fn check_kubelet_args(kubelet: &Service) -> Result<String, String> {
             ))
         }
     })
+}
+
+/// In join mode, the kubeconfig the kubelet writes once the cluster signed its bootstrap CSR.
+fn joined_kubeconfig(kubelet: &Service) -> Option<String> {
+    node::flag_value(&kubelet.command, "--bootstrap-kubeconfig")?;
+    Some(
+        node::flag_value(&kubelet.command, "--kubeconfig")
+            .unwrap_or_else(|| "/var/lib/kubelet/kubeconfig".into()),
+    )
+}
+
+/// Why a join fails, from the kubelet's log: the first pattern found in its newest error lines.
+const JOIN_ERRORS: &[(&str, &str)] = &[
+    (
+        "certificate signed by unknown authority",
+        "the cluster CA in the node segment does not match the API server's certificate",
+    ),
+    (
+        "Unauthorized",
+        "the API server refuses the bootstrap token (expired, unknown or malformed)",
+    ),
+    (
+        "connection refused",
+        "nothing answers at the bootstrap kubeconfig's API server address",
+    ),
+    (
+        "no route to host",
+        "the bootstrap kubeconfig's API server address is unreachable",
+    ),
+    (
+        "i/o timeout",
+        "the bootstrap kubeconfig's API server address does not answer",
+    ),
+    (
+        "no such host",
+        "the bootstrap kubeconfig's API server name does not resolve",
+    ),
+];
+
+/// Joined: the kubelet's bootstrap CSR was signed and it wrote its own kubeconfig. A kubelet
+/// that cannot join still answers /healthz, so this is the check that can fail on the one thing
+/// join mode is for; the failure says why, from the kubelet's own log.
+fn check_kubelet_join(kubeconfig: &str) -> Result<String, String> {
+    let t = Instant::now();
+    let joined = retry(Duration::from_secs(90), || {
+        if std::path::Path::new(kubeconfig).exists() {
+            Ok(())
+        } else {
+            Err(format!("{kubeconfig} not written"))
+        }
+    });
+    match joined {
+        Ok(()) => Ok(format!(
+            "t={:.3} client certificate issued after {:.1} s of checking",
+            log::uptime(),
+            t.elapsed().as_secs_f64()
+        )),
+        Err(_) => {
+            let log = std::fs::read_to_string("/var/log/kubelet.log").unwrap_or_default();
+            let lines: Vec<&str> = log.lines().rev().take(400).collect();
+            let why = JOIN_ERRORS.iter().find_map(|(needle, why)| {
+                let line = lines.iter().find(|l| l.contains(needle))?;
+                Some(format!("{why} (kubelet: {})", line.trim()))
+            });
+            Err(format!(
+                "not joined after {:.0} s: {}",
+                t.elapsed().as_secs_f64(),
+                why.unwrap_or_else(|| format!(
+                    "{kubeconfig} never written; see /var/log/kubelet.log"
+                ))
+            ))
+        }
+    }
 }
 
 fn check_kubelet_healthz() -> Result<String, String> {

@@ -1,0 +1,332 @@
+//! `diskless check --join` and `run --join`: the image joins a real cluster, as a lab machine
+//! does. A throwaway control plane ([`crate::controlplane`]) runs on the host's loopback; the
+//! image is published to a boot server directory with one inventory host in join mode (its node
+//! segment carries the bootstrap kubeconfig and the cluster CA); the machine network-boots
+//! through `boot.ipxe` and its host entry and reaches the API server at
+//! 10.0.2.100:6443 through slirp. While it boots, [`Watch`] follows it through the API (not
+//! through the check hook): when the node registers, when it is Ready, and when a Pod created
+//! through the API with a preloaded image and `imagePullPolicy: Never` runs on it with a pod IP.
+
+use crate::controlplane::ControlPlane;
+use anyhow::Context;
+use diskless_build::host::WORKLOAD_REF;
+use diskless_publish::inventory::{Host, Inventory, Join, KubeletMode};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The node's name in the join inventory.
+pub const HOSTNAME: &str = "diskless-join";
+/// The API pod's name.
+const POD: &str = "diskless-check";
+
+/// A cluster and a boot server with the image published for one join host.
+pub struct Lab {
+    pub cluster: ControlPlane,
+    /// Holds the inventory, its secrets and the boot server directory.
+    pub dir: tempfile::TempDir,
+    /// The boot server directory (`diskless publish` output) to boot with `--server`.
+    pub server: PathBuf,
+}
+
+impl Lab {
+    /// Starts the control plane and publishes `out` (a build output) for a join host with `mac`.
+    pub fn start(out: &Path, image: &str, mac: &str) -> anyhow::Result<Lab> {
+        let cluster = ControlPlane::start(Default::default())
+            .context("cannot start the throwaway control plane")?;
+        let dir = tempfile::Builder::new()
+            .prefix("diskless-join-")
+            .tempdir()
+            .context("cannot create the join lab directory")?;
+        let ca = dir.path().join("ca.crt");
+        std::fs::write(&ca, cluster.ca_pem())?;
+        let token = dir.path().join("token");
+        std::fs::write(&token, format!("{}\n", cluster.token()))?;
+        let inventory = Inventory {
+            default_image: None,
+            menu_timeout: 5,
+            join: Some(Join {
+                api_server: cluster.guest_api_server(),
+                ca_file: ca,
+                token_file: token,
+            }),
+            ssh_authorized_keys_file: None,
+            hosts: vec![Host {
+                mac: mac.to_string(),
+                hostname: HOSTNAME.to_string(),
+                image: image.to_string(),
+                labels: Default::default(),
+                taints: Vec::new(),
+                kernel_args: String::new(),
+                kubelet_mode: KubeletMode::Join,
+                ssh_host_keys_dir: None,
+            }],
+        };
+        let inventory_path = dir.path().join("lab.toml");
+        std::fs::write(&inventory_path, inventory.to_toml())?;
+        let server = dir.path().join("server");
+        diskless_publish::publish(&diskless_publish::PublishOptions {
+            out: out.to_owned(),
+            to: server.display().to_string(),
+            inventory: Some(inventory_path),
+        })
+        .context("cannot publish the image for the join host")?;
+        Ok(Lab {
+            cluster,
+            dir,
+            server,
+        })
+    }
+}
+
+impl Lab {
+    /// The guest's way to the API server: 10.0.2.100:6443 → the host's loopback port.
+    pub fn forwards(&self) -> anyhow::Result<Vec<crate::qemu::Forward>> {
+        Ok(vec![crate::qemu::Forward::ToHost {
+            guest_port: crate::controlplane::GUEST_API_PORT,
+            host_port: self.cluster.api_port(),
+        }])
+    }
+
+    /// Starts following the join host through the API.
+    pub fn watch(&self) -> Watch {
+        Watch::start(
+            self.cluster.kubectl_path().to_owned(),
+            self.cluster.admin_kubeconfig().to_owned(),
+        )
+    }
+}
+
+/// What is wrong, in words, once the boot is over.
+pub fn failures(seen: &Seen) -> Vec<String> {
+    let why = || {
+        seen.last_error
+            .as_ref()
+            .map(|e| format!(" (last API error: {e})"))
+            .unwrap_or_default()
+    };
+    let mut f = Vec::new();
+    if seen.node_registered.is_none() {
+        f.push(format!(
+            "node {HOSTNAME} never registered with the API server{}",
+            why()
+        ));
+    } else if seen.node_ready.is_none() {
+        f.push(format!(
+            "node {HOSTNAME} registered but never became Ready{}",
+            why()
+        ));
+    } else if seen.api_pod_running.is_none() {
+        f.push(format!(
+            "the API-created pod {POD} never ran on {HOSTNAME}{}",
+            why()
+        ));
+    } else if seen.pod_ip.is_some() && seen.pod_ip == seen.node_ip {
+        f.push(format!(
+            "the API pod runs with the node's own IP {:?}, not a pod IP",
+            seen.pod_ip
+        ));
+    }
+    f
+}
+
+/// What the API showed, as host instants.
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    pub node_registered: Option<Instant>,
+    pub node_ready: Option<Instant>,
+    pub api_pod_running: Option<Instant>,
+    pub pod_ip: Option<String>,
+    pub node_ip: Option<String>,
+    pub pod_cidr: Option<String>,
+    /// The last error talking to the API server (for the report when something never came).
+    pub last_error: Option<String>,
+}
+
+/// Polls the API server from a thread until the API pod runs (or the watch is dropped).
+pub struct Watch {
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    pub fn start(kubectl: PathBuf, kubeconfig: PathBuf) -> Watch {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, st) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let api = Api {
+                kubectl,
+                kubeconfig,
+            };
+            follow(&api, &s, &st)
+        });
+        Watch {
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn seen(&self) -> Seen {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// The API pod runs: nothing more to watch.
+    pub fn done(&self) -> bool {
+        self.seen.lock().unwrap().api_pod_running.is_some()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Api {
+    kubectl: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Api {
+    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> {
+        use std::io::Write;
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--request-timeout=5s")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if stdin.is_some() {
+            cmd.stdin(std::process::Stdio::piped());
+        }
+        let mut child = cmd.spawn().map_err(|e| format!("kubectl: {e}"))?;
+        if let Some(bytes) = stdin {
+            let _ = child.stdin.take().expect("piped").write_all(bytes);
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("kubectl: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    fn get(&self, what: &[&str]) -> Result<Option<Value>, String> {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend(["-o", "json", "--ignore-not-found"]);
+        let text = self.run(&args, None)?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("kubectl get {}: not JSON: {e}", what.join(" ")))
+    }
+}
+
+/// The API pod: the reference worker's preloaded busybox, never pulled, on this node (the
+/// scheduler places it: a nodeSelector, not nodeName), tolerating whatever taints it has.
+pub fn api_pod() -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": POD, "namespace": "default"},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": HOSTNAME},
+            "tolerations": [{"operator": "Exists"}],
+            "terminationGracePeriodSeconds": 0,
+            "automountServiceAccountToken": false,
+            "containers": [{
+                "name": "main",
+                "image": WORKLOAD_REF,
+                "imagePullPolicy": "Never",
+                "command": ["/bin/sh", "-c", "echo diskless api pod running; while true; do sleep 3600; done"],
+            }],
+        },
+    })
+}
+
+fn follow(api: &Api, seen: &Mutex<Seen>, stop: &std::sync::atomic::AtomicBool) {
+    let mut pod_created = false;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut step = || -> Result<bool, String> {
+            let now = Instant::now();
+            let Some(node) = api.get(&["node", HOSTNAME])? else {
+                return Ok(false);
+            };
+            let mut s = seen.lock().unwrap();
+            s.node_registered.get_or_insert(now);
+            s.pod_cidr = node["spec"]["podCIDR"].as_str().map(String::from);
+            s.node_ip = node["status"]["addresses"]
+                .as_array()
+                .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+                .and_then(|x| x["address"].as_str())
+                .map(String::from);
+            let ready = node["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|x| x["type"] == "Ready" && x["status"] == "True")
+            });
+            if ready {
+                s.node_ready.get_or_insert(now);
+            }
+            drop(s);
+            if !ready {
+                return Ok(false);
+            }
+            if !pod_created {
+                let bytes = serde_json::to_vec(&api_pod()).expect("serializes");
+                api.run(&["apply", "-f", "-"], Some(&bytes))?;
+                pod_created = true;
+            }
+            let Some(pod) = api.get(&["pod", POD, "-n", "default"])? else {
+                return Ok(false);
+            };
+            let ip = pod["status"]["podIP"].as_str().unwrap_or("");
+            if pod["status"]["phase"] == "Running" && !ip.is_empty() {
+                let mut s = seen.lock().unwrap();
+                s.api_pod_running.get_or_insert(now);
+                s.pod_ip = Some(ip.to_string());
+                return Ok(true);
+            }
+            Ok(false)
+        };
+        match step() {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => seen.lock().unwrap().last_error = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_pod_uses_the_preloaded_image_and_never_pulls() {
+        let p = api_pod();
+        assert_eq!(p["spec"]["containers"][0]["image"], WORKLOAD_REF);
+        assert_eq!(p["spec"]["containers"][0]["imagePullPolicy"], "Never");
+        assert_eq!(
+            p["spec"]["nodeSelector"]["kubernetes.io/hostname"],
+            HOSTNAME
+        );
+    }
+}
