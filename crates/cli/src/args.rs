@@ -263,6 +263,7 @@ impl From<CheckArgs> for CheckOptions {
             json: a.json,
             verbose: a.verbose,
             hook: a.hook,
+            join_fault: None,
         }
     }
 }

@@ -31,19 +31,52 @@ pub struct Lab {
     pub server: PathBuf,
 }
 
+/// Bad join material, to prove that a node which cannot join says which and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The node segment's cluster CA is another CA than the one that signed the API server.
+    WrongCa,
+    /// A well-formed bootstrap token the cluster never issued.
+    UnknownToken,
+    /// The cluster's own token, expired (its TTL is a second) before the node boots.
+    ExpiredToken,
+}
+
 impl Lab {
     /// Starts the control plane and publishes `out` (a build output) for a join host with `mac`.
     pub fn start(out: &Path, image: &str, mac: &str) -> anyhow::Result<Lab> {
-        let cluster = ControlPlane::start(Default::default())
-            .context("cannot start the throwaway control plane")?;
+        Lab::start_with(out, image, mac, None)
+    }
+
+    /// [`Lab::start`], with the join material spoiled by `fault`.
+    pub fn start_with(
+        out: &Path,
+        image: &str,
+        mac: &str,
+        fault: Option<Fault>,
+    ) -> anyhow::Result<Lab> {
+        let mut opts = crate::controlplane::Options::default();
+        if fault == Some(Fault::ExpiredToken) {
+            opts.token_ttl = Duration::from_secs(1);
+        }
+        let cluster =
+            ControlPlane::start(opts).context("cannot start the throwaway control plane")?;
         let dir = tempfile::Builder::new()
             .prefix("diskless-join-")
             .tempdir()
             .context("cannot create the join lab directory")?;
         let ca = dir.path().join("ca.crt");
-        std::fs::write(&ca, cluster.ca_pem())?;
+        match fault {
+            Some(Fault::WrongCa) => std::fs::write(&ca, other_ca()?)?,
+            _ => std::fs::write(&ca, cluster.ca_pem())?,
+        }
         let token = dir.path().join("token");
-        std::fs::write(&token, format!("{}\n", cluster.token()))?;
+        let secret = match fault {
+            // Same form as a real one, so only the API server can tell.
+            Some(Fault::UnknownToken) => "abcdef.0123456789abcdef".to_string(),
+            _ => cluster.token().to_string(),
+        };
+        std::fs::write(&token, format!("{secret}\n"))?;
         let inventory = Inventory {
             default_image: None,
             menu_timeout: 5,
@@ -82,12 +115,20 @@ impl Lab {
 }
 
 impl Lab {
-    /// The guest's way to the API server: 10.0.2.100:6443 → the host's loopback port.
+    /// The guest's way to the API server (10.0.2.100:6443 → the host's loopback port), and the
+    /// API server's way back to the node's kubelet for logs and exec (a loopback port the
+    /// control plane routes the node's name to → the guest's 10250).
     pub fn forwards(&self) -> anyhow::Result<Vec<crate::qemu::Forward>> {
-        Ok(vec![crate::qemu::Forward::ToHost {
-            guest_port: crate::controlplane::GUEST_API_PORT,
-            host_port: self.cluster.api_port(),
-        }])
+        Ok(vec![
+            crate::qemu::Forward::ToHost {
+                guest_port: crate::controlplane::GUEST_API_PORT,
+                host_port: self.cluster.api_port(),
+            },
+            crate::qemu::Forward::ToGuest {
+                host_port: self.cluster.kubelet_port_for(HOSTNAME)?,
+                guest_port: crate::controlplane::KUBELET_PORT,
+            },
+        ])
     }
 
     /// Starts following the join host through the API.
@@ -132,12 +173,25 @@ pub fn failures(seen: &Seen) -> Vec<String> {
     f
 }
 
+/// A CA certificate no one signs with.
+fn other_ca() -> anyhow::Result<String> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "not-the-cluster-ca");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    Ok(params.self_signed(&key)?.pem())
+}
+
 /// What the API showed, as host instants.
 #[derive(Debug, Default, Clone)]
 pub struct Seen {
     pub node_registered: Option<Instant>,
     pub node_ready: Option<Instant>,
     pub api_pod_running: Option<Instant>,
+    /// `kubectl logs` and `kubectl exec` reached the pod: the API server → kubelet path works.
+    pub logs_and_exec: Option<Instant>,
     pub pod_ip: Option<String>,
     pub node_ip: Option<String>,
     pub pod_cidr: Option<String>,
@@ -175,9 +229,9 @@ impl Watch {
         self.seen.lock().unwrap().clone()
     }
 
-    /// The API pod runs: nothing more to watch.
+    /// The API pod runs and answered logs and exec: nothing more to watch.
     pub fn done(&self) -> bool {
-        self.seen.lock().unwrap().api_pod_running.is_some()
+        self.seen.lock().unwrap().logs_and_exec.is_some()
     }
 }
 
@@ -298,13 +352,27 @@ fn follow(api: &Api, seen: &Mutex<Seen>, stop: &std::sync::atomic::AtomicBool) {
                 return Ok(false);
             };
             let ip = pod["status"]["podIP"].as_str().unwrap_or("");
-            if pod["status"]["phase"] == "Running" && !ip.is_empty() {
+            if pod["status"]["phase"] != "Running" || ip.is_empty() {
+                return Ok(false);
+            }
+            {
                 let mut s = seen.lock().unwrap();
                 s.api_pod_running.get_or_insert(now);
                 s.pod_ip = Some(ip.to_string());
+            }
+            // The way back: the API server streams from the node's kubelet.
+            let logs = api.run(&["logs", POD, "-n", "default"], None)?;
+            let exec = api.run(
+                &["exec", POD, "-n", "default", "--", "echo", "exec-ok"],
+                None,
+            )?;
+            if logs.contains("diskless api pod running") && exec.trim() == "exec-ok" {
+                seen.lock().unwrap().logs_and_exec = Some(Instant::now());
                 return Ok(true);
             }
-            Ok(false)
+            Err(format!(
+                "kubectl logs said {logs:?}, kubectl exec said {exec:?}"
+            ))
         };
         match step() {
             Ok(true) => return,

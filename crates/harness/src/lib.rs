@@ -65,6 +65,8 @@ pub struct CheckOptions {
     pub verbose: bool,
     /// The check hook binary (default: `diskless-check` beside this executable).
     pub hook: Option<PathBuf>,
+    /// With `boot.join`: spoil the join material (tests of what a node says when it cannot join).
+    pub join_fault: Option<join::Fault>,
 }
 
 /// What a boot needs: the files of the boot directory (`boot.ipxe`, what DHCP names, among
@@ -385,10 +387,11 @@ pub fn check(args: &CheckOptions) -> anyhow::Result<()> {
 pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
     // With --join: the cluster and the boot server the machine boots from, kept until the end.
     let lab = if args.boot.join {
-        Some(join::Lab::start(
+        Some(join::Lab::start_with(
             &args.boot.out,
             &args.boot.name,
             &args.boot.mac,
+            args.join_fault,
         )?)
     } else {
         None

@@ -18,10 +18,11 @@ mod kubelet_proxy;
 mod pki;
 mod process;
 
-pub use bootstrap::{Token, BOOTSTRAP_GROUP};
+pub use bootstrap::BOOTSTRAP_GROUP;
 pub use pki::server_names;
 
 use anyhow::{bail, Context};
+use bootstrap::Token;
 use components::{Layout, Ports};
 use diskless_publish::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
 use kubelet_proxy::KubeletProxy;

@@ -405,7 +405,7 @@ const JOIN_ERRORS: &[(&str, &str)] = &[
 /// join mode is for; the failure says why, from the kubelet's own log.
 fn check_kubelet_join(kubeconfig: &str) -> Result<String, String> {
     let t = Instant::now();
-    let joined = retry(Duration::from_secs(90), || {
+    let joined = retry(Duration::from_secs(60), || {
         if std::path::Path::new(kubeconfig).exists() {
             Ok(())
         } else {
