@@ -253,6 +253,10 @@ pub struct CheckArgs {
     /// The check hook binary the guest runs (default: `diskless-check` beside this executable).
     #[arg(long, value_name = "PATH")]
     pub hook: Option<PathBuf>,
+    /// With --join, once the node is Ready: kill its kubelet, stop the API server for 30 s, and
+    /// power-cycle the machine; each time the node must come back.
+    #[arg(long, requires = "join")]
+    pub lifecycle: bool,
 }
 
 impl From<CheckArgs> for CheckOptions {
@@ -264,6 +268,7 @@ impl From<CheckArgs> for CheckOptions {
             verbose: a.verbose,
             hook: a.hook,
             join_fault: None,
+            lifecycle: a.lifecycle,
         }
     }
 }

@@ -493,8 +493,8 @@ fn join_node_runs_the_kubelet_with_its_flags() {
     );
     eprintln!("restarts: {}", r["restarts"]);
     // With --rotate-certificates the kubelet does not wait for its certificate: it serves
-    // healthz and runs the static pod while the API server is unreachable. But it never
-    // joins, and the check says so, naming why from the kubelet's log.
+    // healthz while the API server is unreachable. But it never joins, and the check says so,
+    // naming why from the kubelet's log.
     let join = named(&r, "checks", "kubelet-join")
         .unwrap_or_else(|| panic!("no kubelet-join check: {:#}", r["checks"]));
     eprintln!("check kubelet-join {} {}", join["status"], join["detail"]);
@@ -513,7 +513,8 @@ fn join_node_runs_the_kubelet_with_its_flags() {
     let failures = r["failures"].as_array().unwrap();
     assert_eq!(failures.len(), 1, "only the join fails: {failures:#?}");
     assert_eq!(check_status(&r, "kubelet-healthz"), Some("ok"));
-    assert_eq!(check_status(&r, "static-pod"), Some("ok"));
+    // A node that has not joined runs no pods worth waiting for.
+    assert_eq!(check_status(&r, "static-pod"), Some("skipped"));
     assert_s2_node(&r);
     let stage = named(&r, "stages", "node").unwrap();
     assert!(
@@ -589,4 +590,116 @@ fn join_node_becomes_ready_and_runs_an_api_pod() {
         "join timeline (guest s): containerd {} · kubelet {kubelet} · registered {registered} · Ready {ready} · API pod Running {pod}",
         t["containerd_ready"]
     );
+}
+
+/// Bad join material: the node cannot join, the boot says which and why (from the kubelet's
+/// own log), and the check fails naming it. The kubelet keeps retrying (the init restarts it
+/// with backoff if it exits), so the same node joins once the material is fixed.
+#[test]
+fn bad_join_material_is_named() {
+    use diskless_harness::join::Fault;
+    if let Some(why) = missing_tools() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let kubelet = match kubelet_binary() {
+        Ok(k) => k,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let out = kubelet_image(&kubelet);
+    let hook = Path::new(DISKLESS).with_file_name("diskless-check");
+    for (fault, why) in [
+        (
+            Fault::WrongCa,
+            "the cluster CA in the node segment does not match the API server's certificate",
+        ),
+        (Fault::UnknownToken, "the API server refuses the bootstrap token"),
+        (Fault::ExpiredToken, "the API server refuses the bootstrap token"),
+    ] {
+        let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
+        let opts = diskless_harness::CheckOptions {
+            boot: diskless_harness::BootOptions {
+                out: out.to_owned(),
+                server: false,
+                name: "worker".into(),
+                memory: 1024,
+                cpus: 2,
+                mac: "52:54:00:aa:bb:0a".into(),
+                accel: diskless_harness::Accel::Auto,
+                transport: diskless_harness::Transport::Http,
+                append: Vec::new(),
+                timeout: 400,
+                join: true,
+            },
+            kill_containerd: false,
+            json: true,
+            verbose: false,
+            hook: Some(hook.clone()),
+            join_fault: Some(fault),
+            lifecycle: false,
+        };
+        let r = diskless_harness::check_report(&opts).unwrap();
+        eprintln!("{fault:?}: ok={} failures={:#?}", r.ok, r.failures);
+        assert!(!r.ok, "{fault:?}: a node with bad join material passed");
+        let join = r
+            .checks
+            .iter()
+            .find(|c| c.name == "kubelet-join")
+            .unwrap_or_else(|| panic!("{fault:?}: no kubelet-join check: {:#?}", r.checks));
+        assert_eq!(join.status, "FAIL", "{fault:?}: {join:?}");
+        assert!(join.detail.contains(why), "{fault:?}: {}", join.detail);
+        assert!(
+            r.failures.iter().any(|f| f.contains(why)),
+            "{fault:?}: the failures do not name why: {:#?}",
+            r.failures
+        );
+        assert!(r.timeline.node_registered.is_none(), "{fault:?}: it registered");
+    }
+}
+
+/// A cluster member's life in RAM: joined (as above), then its kubelet killed (the init
+/// restarts it and the node renews its lease), the API server away for 30 s (the node comes
+/// back when it returns), and a power cycle (everything in RAM lost): the machine boots again
+/// through the boot server and is the same Node, Ready with a new boot ID, its API pod running.
+#[test]
+fn join_node_survives_kubelet_kill_api_outage_and_reboot() {
+    if let Some(why) = missing_tools() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let kubelet = match kubelet_binary() {
+        Ok(k) => k,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let out = kubelet_image(&kubelet);
+    let (ok, r) = check(
+        out,
+        &[
+            "--join",
+            "--lifecycle",
+            "--mac",
+            "52:54:00:aa:bb:0b",
+            "--memory",
+            "1024",
+        ],
+    );
+    eprintln!("lifecycle: {:#}", r["lifecycle"]);
+    assert!(ok && r["ok"] == true, "check failed: {:#}", r["failures"]);
+    let steps: Vec<&str> = r["lifecycle"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["ok"], true, "{s}");
+            s["name"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(steps, ["kubelet-killed", "api-server-away", "reboot-rejoin"]);
+    assert_eq!(check_status(&r, "kubelet-restart"), Some("ok"));
 }

@@ -244,13 +244,48 @@ impl Drop for Watch {
     }
 }
 
-struct Api {
-    kubectl: PathBuf,
-    kubeconfig: PathBuf,
+/// kubectl with the admin kubeconfig, bounded per call.
+pub(crate) struct Api {
+    pub(crate) kubectl: PathBuf,
+    pub(crate) kubeconfig: PathBuf,
 }
 
 impl Api {
-    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> {
+    pub(crate) fn for_lab(lab: &Lab) -> Api {
+        Api {
+            kubectl: lab.cluster.kubectl_path().to_owned(),
+            kubeconfig: lab.cluster.admin_kubeconfig().to_owned(),
+        }
+    }
+
+    /// The node's Lease version: it changes each time the kubelet renews (every 10 s).
+    pub(crate) fn lease_version(&self) -> Result<Option<String>, String> {
+        Ok(self
+            .get(&["lease", HOSTNAME, "-n", "kube-node-lease"])?
+            .and_then(|l| l["metadata"]["resourceVersion"].as_str().map(String::from)))
+    }
+
+    /// (boot ID, Ready) of the node as the API last heard from it.
+    pub(crate) fn node_boot(&self) -> Result<Option<(String, bool)>, String> {
+        Ok(self.get(&["node", HOSTNAME])?.map(|n| {
+            let ready = n["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|x| x["type"] == "Ready" && x["status"] == "True"));
+            let boot = n["status"]["nodeInfo"]["bootID"].as_str().unwrap_or("").to_string();
+            (boot, ready)
+        }))
+    }
+
+    /// The API pod's (restart count, Running with a pod IP).
+    pub(crate) fn pod_running(&self) -> Result<bool, String> {
+        Ok(self.get(&["pod", POD, "-n", "default"])?.is_some_and(|p| {
+            p["status"]["phase"] == "Running"
+                && p["status"]["podIP"].as_str().is_some_and(|ip| !ip.is_empty())
+                && p["status"]["containerStatuses"][0]["ready"] == true
+        }))
+    }
+
+    pub(crate) fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> {
         use std::io::Write;
         let mut cmd = Command::new(&self.kubectl);
         cmd.arg("--kubeconfig")
@@ -280,7 +315,7 @@ impl Api {
         }
     }
 
-    fn get(&self, what: &[&str]) -> Result<Option<Value>, String> {
+    pub(crate) fn get(&self, what: &[&str]) -> Result<Option<Value>, String> {
         let mut args = vec!["get"];
         args.extend_from_slice(what);
         args.extend(["-o", "json", "--ignore-not-found"]);

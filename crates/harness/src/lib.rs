@@ -10,6 +10,7 @@ mod console;
 pub mod controlplane;
 mod hook;
 pub mod join;
+pub mod lifecycle;
 mod qemu;
 pub use qemu::{Accel, Transport};
 mod serve;
@@ -67,6 +68,9 @@ pub struct CheckOptions {
     pub hook: Option<PathBuf>,
     /// With `boot.join`: spoil the join material (tests of what a node says when it cannot join).
     pub join_fault: Option<join::Fault>,
+    /// With `boot.join`: once joined, kill the kubelet, stop the API server for 30 s, and
+    /// power-cycle the machine; each time the node must come back (`lifecycle.rs`).
+    pub lifecycle: bool,
 }
 
 /// What a boot needs: the files of the boot directory (`boot.ipxe`, what DHCP names, among
@@ -366,6 +370,9 @@ pub struct CheckReport {
     /// rootfs_used_bytes, rss_containerd_kb, rss_kubelet_kb.
     pub memory: Option<serde_json::Value>,
     pub restarts: Vec<String>,
+    /// With --join --lifecycle: kubelet killed, API server away, reboot and rejoin.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle: Vec<lifecycle::Step>,
 }
 
 /// `diskless check`: boots with the check hook and judges the console. Err on any failure
@@ -386,7 +393,7 @@ pub fn check(args: &CheckOptions) -> anyhow::Result<()> {
 
 pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
     // With --join: the cluster and the boot server the machine boots from, kept until the end.
-    let lab = if args.boot.join {
+    let mut lab = if args.boot.join {
         Some(join::Lab::start_with(
             &args.boot.out,
             &args.boot.name,
@@ -408,12 +415,13 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
         }
         None => &args.boot,
     };
-    let mode = match (args.kill_containerd, lab.is_some()) {
-        (true, _) => "restart",
-        (false, true) => "join",
-        (false, false) => "1",
+    let mode = match (args.kill_containerd, lab.is_some(), args.lifecycle) {
+        (true, _, _) => "restart",
+        (false, true, true) => "lifecycle",
+        (false, true, false) => "join",
+        (false, false, _) => "1",
     };
-    let add = Additions {
+    let add = |mode: &str| Additions {
         cmdline: std::iter::once(format!("diskless.check={mode}"))
             .chain(a.append.iter().cloned())
             .collect(),
@@ -423,7 +431,8 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
         Some(p) => p.clone(),
         None => hook::default_binary()?,
     };
-    let prepared = prepare(a, &add, Some(hook::segment(&binary)?))?;
+    let hook_segment = hook::segment(&binary)?;
+    let prepared = prepare(a, &add(mode), Some(hook_segment.clone()))?;
     let forwards = match &lab {
         Some(lab) => lab.forwards()?,
         None => Vec::new(),
@@ -476,7 +485,6 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
         if let Some(w) = &watch {
             let hook_failed = console.checks.iter().any(|c| c.status == CheckLine::FAIL);
             if console.check_done && (w.done() || hook_failed) {
-                let _ = child.kill();
                 break;
             }
         }
@@ -489,12 +497,50 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
             break;
         }
     }
-    if timed_out || exited.is_none() {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
     let seen = watch.as_ref().map(|w| w.seen());
     drop(watch);
+    let joined_ok = seen.as_ref().is_some_and(|s| join::failures(s).is_empty())
+        && !console.checks.iter().any(|c| c.status == CheckLine::FAIL);
+    let mut steps = Vec::new();
+    if let Some(lab) = lab.as_mut().filter(|_| args.lifecycle && joined_ok) {
+        let api = join::Api::for_lab(lab);
+        let restarted = console
+            .checks
+            .iter()
+            .find(|c| c.name == "kubelet-restart" && c.status == CheckLine::OK)
+            .map(|c| c.detail.clone());
+        steps.push(lifecycle::kubelet_restarted(&api, restarted.as_deref()));
+        steps.push(lifecycle::api_server_away(lab, &api));
+        // A power cycle: the machine loses everything and boots again through the boot server.
+        let old_boot = api.node_boot().ok().flatten().unwrap_or_default().0;
+        let _ = child.kill();
+        let _ = child.wait();
+        let t = Instant::now();
+        let again = prepare(a, &add("join"), Some(hook_segment))?;
+        let guest = start(a, &again, false, &forwards)?;
+        let (lines, mut second) = qemu::console_lines(guest.child);
+        let mut console2 = Console::default();
+        let limit = Duration::from_secs(a.timeout.min(400));
+        let result = lifecycle::wait_for(limit, || {
+            while let Ok((t2, line)) = lines.try_recv() {
+                feed(&mut console2, t2, &line);
+            }
+            match &console2.stopped {
+                Some(why) => lifecycle::Poll::Failed(format!("the second boot stopped: {why}")),
+                None => lifecycle::rejoined(&api, &old_boot).into(),
+            }
+        });
+        let _ = second.kill();
+        let _ = second.wait();
+        steps.push(lifecycle::Step {
+            name: "reboot-rejoin".into(),
+            ok: result.is_ok(),
+            detail: result.unwrap_or_else(|e| e),
+            seconds: t.elapsed().as_secs_f64(),
+        });
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 
     let mut failures = console.failures();
     if timed_out {
@@ -512,6 +558,12 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
     }
     if let Some(seen) = &seen {
         failures.extend(join::failures(seen));
+    }
+    if args.lifecycle && lab.is_some() && steps.is_empty() && failures.is_empty() {
+        failures.push("--lifecycle: the node never joined, so nothing was tried".into());
+    }
+    for s in steps.iter().filter(|s| !s.ok) {
+        failures.push(format!("lifecycle {} FAILED: {}", s.name, s.detail));
     }
     if args.kill_containerd
         && !console
@@ -580,6 +632,7 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
         checks: console.checks,
         memory: console.memory,
         restarts: console.restarts,
+        lifecycle: steps,
     })
 }
 

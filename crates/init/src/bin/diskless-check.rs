@@ -6,7 +6,8 @@
 //! line of measurements, then asks PID 1 to power off. The harness reads these lines from the
 //! serial console. It is a separate process so that PID 1 keeps supervising (and restarting
 //! containerd, for `diskless.check=restart`) while the checks run. With `diskless.check=join`
-//! the node stays up afterwards: the harness is still watching it join through the API server
+//! (and `lifecycle`, which also kills the kubelet once joined and waits for the init to restart
+//! it) the node stays up afterwards: the harness is still watching it join through the API server
 //! and stops the machine itself.
 
 use diskless_contract::console::{CheckLine, CHECK_JSON_PREFIX};
@@ -30,7 +31,8 @@ struct Checker {
 }
 
 impl Checker {
-    fn report(&mut self, name: &str, result: Result<String, String>) {
+    /// Prints the result; true when it passed.
+    fn report(&mut self, name: &str, result: Result<String, String>) -> bool {
         let (status, detail) = match result {
             Ok(detail) => (CheckLine::OK, detail),
             Err(why) => {
@@ -39,6 +41,7 @@ impl Checker {
             }
         };
         print_result(name, status, detail);
+        status == CheckLine::OK
     }
 
     fn skipped(&self, name: &str, why: String) {
@@ -162,8 +165,8 @@ fn check(mode: &str) -> i32 {
     let node = node::load();
     match check_node(&node) {
         Ok(None) => c.skipped("node", format!("no {NODE_JSON}")),
-        Ok(Some(detail)) => c.report("node", Ok(detail)),
-        Err(e) => c.report("node", Err(e)),
+        Ok(Some(detail)) => _ = c.report("node", Ok(detail)),
+        Err(e) => _ = c.report("node", Err(e)),
     }
     if let Some(image_kubelet) = image_kubelet {
         // What the init started: the image's service with this node's flags.
@@ -176,10 +179,16 @@ fn check(mode: &str) -> i32 {
                 _ => {
                     c.report("kubelet-args", check_kubelet_args(&kubelet));
                     c.report("kubelet-healthz", check_kubelet_healthz());
-                    if let Some(kubeconfig) = joined_kubeconfig(&kubelet) {
-                        c.report("kubelet-join", check_kubelet_join(&kubeconfig));
+                    // A node that cannot join runs no pods worth waiting for.
+                    let joined = match joined_cert(&kubelet) {
+                        Some(cert) => c.report("kubelet-join", check_kubelet_join(&cert)),
+                        None => true,
+                    };
+                    if joined {
+                        c.report("static-pod", check_static_pod(&contract));
+                    } else {
+                        c.skipped("static-pod", "the kubelet has not joined".into());
                     }
-                    c.report("static-pod", check_static_pod(&contract));
                 }
             },
         }
@@ -191,6 +200,11 @@ fn check(mode: &str) -> i32 {
             check_image_run(&contract.images[0].refs[0]),
         );
     }
+    // `lifecycle` (`diskless check --join --lifecycle`): the kubelet is killed once joined, and
+    // must come back; the harness then sees the node renew its lease through the API.
+    if let Some(kubelet) = image_kubelet.filter(|_| mode == "lifecycle") {
+        c.report("kubelet-restart", check_kubelet_restart(kubelet));
+    }
     if let Some(runtime) = runtime.filter(|_| mode == "restart") {
         c.report("containerd-restart", check_restart(runtime));
     }
@@ -201,7 +215,7 @@ fn finish(failures: usize, mode: &str) -> i32 {
     println!("{}", CheckLine::Done { failures }.render());
     // Ask PID 1 for an orderly poweroff (busybox `poweroff` does the same), so QEMU exits;
     // only when PID 1 started us (the hook), not when someone runs it by hand.
-    if std::os::unix::process::parent_id() == 1 && mode != "join" {
+    if std::os::unix::process::parent_id() == 1 && !matches!(mode, "join" | "lifecycle") {
         // SAFETY: sending a signal to PID 1 has no memory-safety implications.
         unsafe { libc::kill(1, libc::SIGUSR2) };
     }
@@ -363,13 +377,14 @@ fn check_kubelet_args(kubelet: &Service) -> Result<String, String> {
     })
 }
 
-/// In join mode, the kubeconfig the kubelet writes once the cluster signed its bootstrap CSR.
-fn joined_kubeconfig(kubelet: &Service) -> Option<String> {
+/// In join mode, the client certificate the kubelet's certificate manager writes once the
+/// cluster signed its bootstrap CSR. (Not its kubeconfig: with certificate rotation the kubelet
+/// writes that, pointing at this file, before it has a certificate.)
+fn joined_cert(kubelet: &Service) -> Option<String> {
     node::flag_value(&kubelet.command, "--bootstrap-kubeconfig")?;
-    Some(
-        node::flag_value(&kubelet.command, "--kubeconfig")
-            .unwrap_or_else(|| "/var/lib/kubelet/kubeconfig".into()),
-    )
+    let dir = node::flag_value(&kubelet.command, "--cert-dir")
+        .unwrap_or_else(|| "/var/lib/kubelet/pki".into());
+    Some(format!("{dir}/kubelet-client-current.pem"))
 }
 
 /// Why a join fails, from the kubelet's log: the first pattern found in its newest error lines.
@@ -400,16 +415,16 @@ const JOIN_ERRORS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Joined: the kubelet's bootstrap CSR was signed and it wrote its own kubeconfig. A kubelet
+/// Joined: the kubelet's bootstrap CSR was signed and it holds its own certificate. A kubelet
 /// that cannot join still answers /healthz, so this is the check that can fail on the one thing
 /// join mode is for; the failure says why, from the kubelet's own log.
-fn check_kubelet_join(kubeconfig: &str) -> Result<String, String> {
+fn check_kubelet_join(cert: &str) -> Result<String, String> {
     let t = Instant::now();
     let joined = retry(Duration::from_secs(60), || {
-        if std::path::Path::new(kubeconfig).exists() {
+        if std::path::Path::new(cert).exists() {
             Ok(())
         } else {
-            Err(format!("{kubeconfig} not written"))
+            Err(format!("{cert} not written"))
         }
     });
     match joined {
@@ -429,7 +444,7 @@ fn check_kubelet_join(kubeconfig: &str) -> Result<String, String> {
                 "not joined after {:.0} s: {}",
                 t.elapsed().as_secs_f64(),
                 why.unwrap_or_else(|| format!(
-                    "{kubeconfig} never written; see /var/log/kubelet.log"
+                    "{cert} never written; see /var/log/kubelet.log"
                 ))
             ))
         }
@@ -581,6 +596,24 @@ fn check_image_run(image: &str) -> Result<String, String> {
 }
 
 /// Kills containerd and waits for PID 1 to restart it and for the new one to answer.
+/// Kills the kubelet and waits for PID 1 to restart it and for the new one's /healthz.
+fn check_kubelet_restart(kubelet: &Service) -> Result<String, String> {
+    let old = service_pid(&kubelet.name).ok_or("the kubelet is not running")?;
+    let t = Instant::now();
+    // SAFETY: signalling a process id we just read; no memory involved.
+    unsafe { libc::kill(old, libc::SIGKILL) };
+    let new = retry(Duration::from_secs(30), || match service_pid(&kubelet.name) {
+        Some(p) if p != old => Ok(p),
+        _ => Err(format!("the kubelet (pid {old}) was not restarted")),
+    })?;
+    check_kubelet_healthz()?;
+    Ok(format!(
+        "t={:.3} killed pid {old}, pid {new} healthy after {:.1} s",
+        log::uptime(),
+        t.elapsed().as_secs_f64()
+    ))
+}
+
 fn check_restart(runtime: &Service) -> Result<String, String> {
     let old = service_pid(&runtime.name).ok_or("containerd is not running")?;
     let t = Instant::now();

@@ -1,0 +1,134 @@
+//! `diskless check --join --lifecycle`: what a RAM-only cluster member lives through, proved on
+//! the machine once it has joined (and its API pod runs):
+//! 1. its kubelet is killed (by the check hook, in `diskless.check=lifecycle` mode): the init
+//!    restarts it, and the node renews its Lease again;
+//! 2. the API server is gone for 30 s: when it returns, the node renews its Lease and is Ready;
+//! 3. a reboot (a power cycle, so everything in RAM is gone): the machine boots again through
+//!    the boot server, bootstraps again with the same node segment, and is the same Node,
+//!    Ready, with a new boot ID, its API pod Running again.
+
+use crate::join::{Api, Lab};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// How long the API server stays away.
+pub const API_DOWN: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+    /// Host seconds the step took to prove (from the event to the evidence).
+    pub seconds: f64,
+}
+
+fn step(name: &str, t: Instant, result: Result<String, String>) -> Step {
+    let (ok, detail) = match result {
+        Ok(d) => (true, d),
+        Err(e) => (false, e),
+    };
+    Step {
+        name: name.into(),
+        ok,
+        detail,
+        seconds: t.elapsed().as_secs_f64(),
+    }
+}
+
+/// One look at what is being waited for.
+pub(crate) enum Poll {
+    Done(String),
+    /// Not yet; what stood in the way (an API error), if anything.
+    Pending(Option<String>),
+    /// It will not happen (e.g. the boot stopped).
+    Failed(String),
+}
+
+impl From<Result<Option<String>, String>> for Poll {
+    fn from(r: Result<Option<String>, String>) -> Poll {
+        match r {
+            Ok(Some(done)) => Poll::Done(done),
+            Ok(None) => Poll::Pending(None),
+            Err(e) => Poll::Pending(Some(e)),
+        }
+    }
+}
+
+/// Polls `f` every 0.5 s until it is done, fails, or `limit` passes; Err names the last
+/// thing seen.
+pub(crate) fn wait_for(limit: Duration, mut f: impl FnMut() -> Poll) -> Result<String, String> {
+    let deadline = Instant::now() + limit;
+    let mut last = String::from("nothing yet");
+    loop {
+        match f() {
+            Poll::Done(done) => return Ok(done),
+            Poll::Failed(why) => return Err(why),
+            Poll::Pending(why) => last = why.unwrap_or(last),
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not within {} s (last: {last})", limit.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The node renews its Lease (a version other than `before`) and is Ready.
+fn renews(api: &Api, before: Option<String>, limit: Duration) -> Result<String, String> {
+    let t = Instant::now();
+    wait_for(limit, || {
+        let seen = || -> Result<Option<String>, String> {
+            let now = api.lease_version()?;
+            let ready = api.node_boot()?.is_some_and(|(_, r)| r);
+            Ok((now != before && ready).then(|| {
+                format!(
+                    "lease renewed and node Ready {:.1} s later",
+                    t.elapsed().as_secs_f64()
+                )
+            }))
+        };
+        seen().into()
+    })
+}
+
+/// Step 1, after the check hook reported `kubelet-restart`: the new kubelet renews the lease.
+pub(crate) fn kubelet_restarted(api: &Api, hook: Option<&str>) -> Step {
+    let t = Instant::now();
+    let result = match hook {
+        None => Err("the check hook reported no kubelet-restart".to_string()),
+        Some(detail) => api
+            .lease_version()
+            .and_then(|v| renews(api, v, Duration::from_secs(60)))
+            .map(|r| format!("{detail}; {r}")),
+    };
+    step("kubelet-killed", t, result)
+}
+
+/// Step 2: the API server stopped for [`API_DOWN`], started again, and the node back.
+pub(crate) fn api_server_away(lab: &mut Lab, api: &Api) -> Step {
+    let t = Instant::now();
+    let before = api.lease_version().ok().flatten();
+    lab.cluster.stop_apiserver();
+    std::thread::sleep(API_DOWN);
+    let result = lab
+        .cluster
+        .start_apiserver()
+        .map_err(|e| format!("the API server did not come back: {e:#}"))
+        .and_then(|()| renews(api, before, Duration::from_secs(120)))
+        .map(|r| format!("API server away {} s; {r}", API_DOWN.as_secs()));
+    step("api-server-away", t, result)
+}
+
+/// Step 3's evidence, polled while the machine boots again: the same Node with another boot ID,
+/// Ready, its API pod Running again.
+pub(crate) fn rejoined(api: &Api, old_boot: &str) -> Result<Option<String>, String> {
+    let Some((boot, ready)) = api.node_boot()? else {
+        return Ok(None);
+    };
+    if boot.is_empty() || boot == old_boot || !ready {
+        return Ok(None);
+    }
+    Ok(api
+        .pod_running()?
+        .then(|| format!("the same node Ready with boot ID {boot}, its API pod Running again")))
+}
