@@ -77,7 +77,9 @@ let
       inherit name;
       archive = "${i.archive}";
       inherit (i) refs;
-    }) config.preload.images;
+    }
+    // optionalAttrs i.pinned { labels."io.cri-containerd.pinned" = "pinned"; }
+    ) config.preload.images;
     node = {
       inherit (config) sysctls;
       cgroup_controllers = config.cgroupControllers;

@@ -21,6 +21,15 @@ in
             description = "References the image gets in containerd's `k8s.io` namespace (what pod specs name).";
             example = [ "registry.k8s.io/pause:3.9" ];
           };
+          pinned = mkOption {
+            type = types.bool;
+            default = true;
+            description = ''
+              Label the image `io.cri-containerd.pinned=pinned` on import, so the kubelet's image
+              garbage collection never removes it: on a diskless node it cannot be pulled again.
+              Needs containerd ≥ 1.7 (nixpkgs ships 2.x).
+            '';
+          };
         };
       }
     );

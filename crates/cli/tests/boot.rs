@@ -616,8 +616,14 @@ fn bad_join_material_is_named() {
             Fault::WrongCa,
             "the cluster CA in the node segment does not match the API server's certificate",
         ),
-        (Fault::UnknownToken, "the API server refuses the bootstrap token"),
-        (Fault::ExpiredToken, "the API server refuses the bootstrap token"),
+        (
+            Fault::UnknownToken,
+            "the API server refuses the bootstrap token",
+        ),
+        (
+            Fault::ExpiredToken,
+            "the API server refuses the bootstrap token",
+        ),
     ] {
         let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
         let opts = diskless_harness::CheckOptions {
@@ -656,7 +662,10 @@ fn bad_join_material_is_named() {
             "{fault:?}: the failures do not name why: {:#?}",
             r.failures
         );
-        assert!(r.timeline.node_registered.is_none(), "{fault:?}: it registered");
+        assert!(
+            r.timeline.node_registered.is_none(),
+            "{fault:?}: it registered"
+        );
     }
 }
 
@@ -700,6 +709,9 @@ fn join_node_survives_kubelet_kill_api_outage_and_reboot() {
             s["name"].as_str().unwrap()
         })
         .collect();
-    assert_eq!(steps, ["kubelet-killed", "api-server-away", "reboot-rejoin"]);
+    assert_eq!(
+        steps,
+        ["kubelet-killed", "api-server-away", "reboot-rejoin"]
+    );
     assert_eq!(check_status(&r, "kubelet-restart"), Some("ok"));
 }

@@ -41,6 +41,8 @@ pub struct Console {
     pub stages: Vec<Stage>,
     pub checks: Vec<CheckResult>,
     pub memory: Option<serde_json::Value>,
+    /// The same, measured once the check hook's checks are done (pods running).
+    pub memory_after: Option<serde_json::Value>,
     pub landmarks: Landmarks,
     /// `service X … restart #n` and `service X restarted` lines.
     pub restarts: Vec<String>,
@@ -66,7 +68,12 @@ impl Console {
             self.landmarks.power_off = Some(host_t);
         }
         if let Some(json) = console::parse_check_json(line) {
-            self.memory = json.get("memory").cloned();
+            if let Some(m) = json.get("memory") {
+                self.memory = Some(m.clone());
+            }
+            if let Some(m) = json.get("memory_after") {
+                self.memory_after = Some(m.clone());
+            }
         } else if let Some(check) = CheckLine::parse(line) {
             match check {
                 CheckLine::Done { .. } => {

@@ -268,10 +268,14 @@ impl Api {
     /// (boot ID, Ready) of the node as the API last heard from it.
     pub(crate) fn node_boot(&self) -> Result<Option<(String, bool)>, String> {
         Ok(self.get(&["node", HOSTNAME])?.map(|n| {
-            let ready = n["status"]["conditions"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|x| x["type"] == "Ready" && x["status"] == "True"));
-            let boot = n["status"]["nodeInfo"]["bootID"].as_str().unwrap_or("").to_string();
+            let ready = n["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|x| x["type"] == "Ready" && x["status"] == "True")
+            });
+            let boot = n["status"]["nodeInfo"]["bootID"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             (boot, ready)
         }))
     }
@@ -280,7 +284,9 @@ impl Api {
     pub(crate) fn pod_running(&self) -> Result<bool, String> {
         Ok(self.get(&["pod", POD, "-n", "default"])?.is_some_and(|p| {
             p["status"]["phase"] == "Running"
-                && p["status"]["podIP"].as_str().is_some_and(|ip| !ip.is_empty())
+                && p["status"]["podIP"]
+                    .as_str()
+                    .is_some_and(|ip| !ip.is_empty())
                 && p["status"]["containerStatuses"][0]["ready"] == true
         }))
     }

@@ -369,6 +369,9 @@ pub struct CheckReport {
     /// From the guest with containerd idle: mem_used_kb (MemTotal − MemAvailable),
     /// rootfs_used_bytes, rss_containerd_kb, rss_kubelet_kb.
     pub memory: Option<serde_json::Value>,
+    /// The same once the checks are done: the kubelet's pods (static; with --join the API pod)
+    /// running.
+    pub memory_after: Option<serde_json::Value>,
     pub restarts: Vec<String>,
     /// With --join --lifecycle: kubelet killed, API server away, reboot and rejoin.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -631,6 +634,7 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
         stages: console.stages,
         checks: console.checks,
         memory: console.memory,
+        memory_after: console.memory_after,
         restarts: console.restarts,
         lifecycle: steps,
     })
@@ -656,26 +660,22 @@ fn print_report(r: &CheckReport) {
     for c in &r.checks {
         println!("  {:<20} {:<5} {}", c.name, c.status, c.detail);
     }
-    if let Some(m) = &r.memory {
-        let kb = |k: &str| m.get(k).and_then(|v| v.as_u64());
-        println!(
-            "memory (containerd idle): used {} MB (MemTotal − MemAvailable) · rootfs {} MB · RSS containerd {} MB · kubelet {}",
-            kb("mem_used_kb").map_or("-".into(), |v| format!("{:.1}", v as f64 / 1024.0)),
-            kb("rootfs_used_bytes").map_or("-".into(), |v| format!("{:.1}", v as f64 / 1048576.0)),
-            kb("rss_containerd_kb").map_or("-".into(), |v| format!("{:.1}", v as f64 / 1024.0)),
-            kb("rss_kubelet_kb").map_or("-".into(), |v| format!("{:.1} MB", v as f64 / 1024.0)),
-        );
-        if let (Some(shmem), Some(anon), Some(slab)) =
-            (kb("shmem_kb"), kb("anon_kb"), kb("slab_kb"))
-        {
-            println!(
-                "memory by kind: shmem (tmpfs) {:.1} MB · anon {:.1} MB · slab {:.1} MB · kernel stacks + page tables {:.1} MB",
-                shmem as f64 / 1024.0,
-                anon as f64 / 1024.0,
-                slab as f64 / 1024.0,
-                (kb("kernel_stack_kb").unwrap_or(0) + kb("page_tables_kb").unwrap_or(0)) as f64 / 1024.0,
-            );
+    for (when, m) in [
+        ("containerd idle", &r.memory),
+        ("checks done, pods running", &r.memory_after),
+    ] {
+        if let Some(m) = m {
+            print_memory(when, m);
         }
+    }
+    for s in &r.lifecycle {
+        println!(
+            "lifecycle {:<16} {:<5} {:.1} s  {}",
+            s.name,
+            if s.ok { "ok" } else { "FAIL" },
+            s.seconds,
+            s.detail
+        );
     }
     for x in &r.restarts {
         println!("restart: {x}");
@@ -686,5 +686,26 @@ fn print_report(r: &CheckReport) {
         for x in &r.failures {
             println!("FAIL: {x}");
         }
+    }
+}
+
+fn print_memory(when: &str, m: &serde_json::Value) {
+    let kb = |k: &str| m.get(k).and_then(|v| v.as_u64());
+    let mb = |v: Option<u64>, div: f64| v.map_or("-".into(), |v| format!("{:.1}", v as f64 / div));
+    println!(
+        "memory ({when}): used {} MB (MemTotal − MemAvailable) · rootfs {} MB · RSS containerd {} MB · kubelet {} MB",
+        mb(kb("mem_used_kb"), 1024.0),
+        mb(kb("rootfs_used_bytes"), 1048576.0),
+        mb(kb("rss_containerd_kb"), 1024.0),
+        mb(kb("rss_kubelet_kb"), 1024.0),
+    );
+    if let (Some(shmem), Some(anon), Some(slab)) = (kb("shmem_kb"), kb("anon_kb"), kb("slab_kb")) {
+        println!(
+            "memory by kind: shmem (tmpfs) {:.1} MB · anon {:.1} MB · slab {:.1} MB · kernel stacks + page tables {:.1} MB",
+            shmem as f64 / 1024.0,
+            anon as f64 / 1024.0,
+            slab as f64 / 1024.0,
+            (kb("kernel_stack_kb").unwrap_or(0) + kb("page_tables_kb").unwrap_or(0)) as f64 / 1024.0,
+        );
     }
 }

@@ -109,40 +109,10 @@ fn check(mode: &str) -> i32 {
     let runtime = contract.service(Role::ContainerRuntime);
     let image_kubelet = contract.service(Role::Kubelet);
     let mut c = Checker { failures: 0 };
-    // Memory first: containerd is idle now, before the checks start containers.
-    // The image's bytes: the tmpfs root plus what stayed on the initramfs (/usr, bound read-only).
-    let used = |p: &str| {
-        sys::statfs(p)
-            .map(|(_, bsize, blocks, bfree)| (blocks - bfree) * bsize)
-            .unwrap_or(0)
-    };
-    let dev = |p: &str| {
-        std::fs::metadata(p)
-            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
-            .ok()
-    };
-    let initramfs = if dev("/usr").is_some() && dev("/usr") != dev("/") {
-        used("/usr")
-    } else {
-        0
-    };
-    let kb = sys::meminfo_kb;
-    let rss = |svc: Option<&Service>| rss_kb(svc.and_then(|s| service_pid(&s.name)));
-    let memory = json!({
-        "mem_total_kb": kb("MemTotal"),
-        "mem_used_kb": kb("MemTotal").zip(kb("MemAvailable")).map(|(t, a)| t - a),
-        "rootfs_used_bytes": used("/") + initramfs,
-        "initramfs_used_bytes": initramfs,
-        // Where the used memory is: tmpfs pages (image, containerd data), process memory, kernel.
-        "shmem_kb": kb("Shmem"),
-        "anon_kb": kb("AnonPages"),
-        "slab_kb": kb("Slab"),
-        "kernel_stack_kb": kb("KernelStack"),
-        "page_tables_kb": kb("PageTables"),
-        "rss_containerd_kb": rss(runtime),
-        "rss_kubelet_kb": rss(image_kubelet),
-    });
-    println!("{CHECK_JSON_PREFIX}{}", json!({ "memory": memory }));
+    // Memory first: containerd is idle now, before the checks start containers; and again at
+    // the end, with the kubelet's pods (static, and with --join the API pod) running.
+    let memory = || memory(runtime, image_kubelet);
+    println!("{CHECK_JSON_PREFIX}{}", json!({ "memory": memory() }));
 
     c.report("root-tmpfs", check_root());
     c.report("network", check_network());
@@ -205,10 +175,47 @@ fn check(mode: &str) -> i32 {
     if let Some(kubelet) = image_kubelet.filter(|_| mode == "lifecycle") {
         c.report("kubelet-restart", check_kubelet_restart(kubelet));
     }
+    println!("{CHECK_JSON_PREFIX}{}", json!({ "memory_after": memory() }));
     if let Some(runtime) = runtime.filter(|_| mode == "restart") {
         c.report("containerd-restart", check_restart(runtime));
     }
     finish(c.failures, mode)
+}
+
+/// MemTotal − MemAvailable and where it is: tmpfs pages (image, containerd data), process
+/// memory, kernel; the image's bytes (the tmpfs root plus what stayed on the initramfs: /usr,
+/// bound read-only); the RSS of the runtime and the kubelet.
+fn memory(runtime: Option<&Service>, kubelet: Option<&Service>) -> serde_json::Value {
+    let used = |p: &str| {
+        sys::statfs(p)
+            .map(|(_, bsize, blocks, bfree)| (blocks - bfree) * bsize)
+            .unwrap_or(0)
+    };
+    let dev = |p: &str| {
+        std::fs::metadata(p)
+            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+            .ok()
+    };
+    let initramfs = if dev("/usr").is_some() && dev("/usr") != dev("/") {
+        used("/usr")
+    } else {
+        0
+    };
+    let kb = sys::meminfo_kb;
+    let rss = |svc: Option<&Service>| rss_kb(svc.and_then(|s| service_pid(&s.name)));
+    json!({
+        "mem_total_kb": kb("MemTotal"),
+        "mem_used_kb": kb("MemTotal").zip(kb("MemAvailable")).map(|(t, a)| t - a),
+        "rootfs_used_bytes": used("/") + initramfs,
+        "initramfs_used_bytes": initramfs,
+        "shmem_kb": kb("Shmem"),
+        "anon_kb": kb("AnonPages"),
+        "slab_kb": kb("Slab"),
+        "kernel_stack_kb": kb("KernelStack"),
+        "page_tables_kb": kb("PageTables"),
+        "rss_containerd_kb": rss(runtime),
+        "rss_kubelet_kb": rss(kubelet),
+    })
 }
 
 fn finish(failures: usize, mode: &str) -> i32 {
@@ -388,6 +395,8 @@ fn joined_cert(kubelet: &Service) -> Option<String> {
 }
 
 /// Why a join fails, from the kubelet's log: the first pattern found in its newest error lines.
+/// The first [`DEFINITIVE_JOIN_ERRORS`] do not heal by waiting.
+const DEFINITIVE_JOIN_ERRORS: usize = 2;
 const JOIN_ERRORS: &[(&str, &str)] = &[
     (
         "certificate signed by unknown authority",
@@ -420,35 +429,46 @@ const JOIN_ERRORS: &[(&str, &str)] = &[
 /// join mode is for; the failure says why, from the kubelet's own log.
 fn check_kubelet_join(cert: &str) -> Result<String, String> {
     let t = Instant::now();
-    let joined = retry(Duration::from_secs(60), || {
+    let deadline = t + Duration::from_secs(60);
+    loop {
         if std::path::Path::new(cert).exists() {
-            Ok(())
-        } else {
-            Err(format!("{cert} not written"))
+            return Ok(format!(
+                "t={:.3} client certificate issued after {:.1} s of checking",
+                log::uptime(),
+                t.elapsed().as_secs_f64()
+            ));
         }
-    });
-    match joined {
-        Ok(()) => Ok(format!(
-            "t={:.3} client certificate issued after {:.1} s of checking",
-            log::uptime(),
-            t.elapsed().as_secs_f64()
-        )),
-        Err(_) => {
-            let log = std::fs::read_to_string("/var/log/kubelet.log").unwrap_or_default();
-            let lines: Vec<&str> = log.lines().rev().take(400).collect();
-            let why = JOIN_ERRORS.iter().find_map(|(needle, why)| {
-                let line = lines.iter().find(|l| l.contains(needle))?;
-                Some(format!("{why} (kubelet: {})", line.trim()))
-            });
-            Err(format!(
+        // A CA that does not match, or a token the API server refuses, will not heal by
+        // waiting: say so at once. An API server that does not answer may yet come.
+        let why = join_error();
+        let definitive = why.as_ref().is_some_and(|(final_, _)| *final_);
+        if definitive || Instant::now() > deadline {
+            return Err(format!(
                 "not joined after {:.0} s: {}",
                 t.elapsed().as_secs_f64(),
-                why.unwrap_or_else(|| format!(
-                    "{cert} never written; see /var/log/kubelet.log"
-                ))
-            ))
+                why.map(|(_, w)| w)
+                    .unwrap_or_else(|| format!("{cert} never written; see /var/log/kubelet.log"))
+            ));
         }
+        std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The first of [`JOIN_ERRORS`] in the kubelet's newest log lines: (whether waiting cannot
+/// help, why in words with the line).
+fn join_error() -> Option<(bool, String)> {
+    let log = std::fs::read_to_string("/var/log/kubelet.log").unwrap_or_default();
+    let lines: Vec<&str> = log.lines().rev().take(400).collect();
+    JOIN_ERRORS
+        .iter()
+        .enumerate()
+        .find_map(|(i, (needle, why))| {
+            let line = lines.iter().find(|l| l.contains(needle))?;
+            Some((
+                i < DEFINITIVE_JOIN_ERRORS,
+                format!("{why} (kubelet: {})", line.trim()),
+            ))
+        })
 }
 
 fn check_kubelet_healthz() -> Result<String, String> {
@@ -602,9 +622,11 @@ fn check_kubelet_restart(kubelet: &Service) -> Result<String, String> {
     let t = Instant::now();
     // SAFETY: signalling a process id we just read; no memory involved.
     unsafe { libc::kill(old, libc::SIGKILL) };
-    let new = retry(Duration::from_secs(30), || match service_pid(&kubelet.name) {
-        Some(p) if p != old => Ok(p),
-        _ => Err(format!("the kubelet (pid {old}) was not restarted")),
+    let new = retry(Duration::from_secs(30), || {
+        match service_pid(&kubelet.name) {
+            Some(p) if p != old => Ok(p),
+            _ => Err(format!("the kubelet (pid {old}) was not restarted")),
+        }
     })?;
     check_kubelet_healthz()?;
     Ok(format!(
