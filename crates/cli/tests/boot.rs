@@ -82,6 +82,16 @@ fn kubelet_binary() -> Result<String, String> {
         .map_err(|e| format!("no kubelet binary ($KUBELET unset, {e:#})"))
 }
 
+/// The kubelet image, or None after printing why this machine cannot boot it.
+fn kubelet_image_or_skip() -> Option<&'static Path> {
+    let why = match (missing_tools(), kubelet_binary()) {
+        (Some(why), _) | (None, Err(why)) => why,
+        (None, Ok(kubelet)) => return Some(kubelet_image(&kubelet)),
+    };
+    eprintln!("skipped: {why}");
+    None
+}
+
 /// The reference image with that kubelet, built once for every test that needs it.
 fn kubelet_image(kubelet: &str) -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -298,18 +308,9 @@ fn killed_containerd_is_restarted_by_the_init() {
 
 #[test]
 fn kubelet_standalone_runs_a_static_pod() {
-    let kubelet = match kubelet_binary() {
-        Ok(k) => k,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
-    if let Some(why) = missing_tools() {
-        eprintln!("skipped: {why}");
+    let Some(out) = kubelet_image_or_skip() else {
         return;
-    }
-    let out = kubelet_image(&kubelet);
+    };
     let (ok, r) = check(out, &["--memory", "1024"]);
     assert!(ok && r["ok"] == true, "check failed: {:#}", r["failures"]);
     assert_eq!(check_status(&r, "kubelet-healthz"), Some("ok"));
@@ -449,14 +450,9 @@ fn join_node_runs_the_kubelet_with_its_flags() {
             return;
         }
     };
-    let kubelet = match kubelet_binary() {
-        Ok(k) => k,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
+    let Some(out) = kubelet_image_or_skip() else {
+        return;
     };
-    let out = kubelet_image(&kubelet);
     let inventory = lab.join("lab.toml");
     // s3 asks for a label the kubelet refuses at startup: publish refuses the inventory,
     // naming it, and leaves DEST alone (the init refuses it too: node.rs unit tests).
@@ -553,18 +549,9 @@ fn join_node_runs_the_kubelet_with_its_flags() {
 /// `imagePullPolicy: Never`, no registry reachable) Running on it with a pod IP.
 #[test]
 fn join_node_becomes_ready_and_runs_an_api_pod() {
-    if let Some(why) = missing_tools() {
-        eprintln!("skipped: {why}");
+    let Some(out) = kubelet_image_or_skip() else {
         return;
-    }
-    let kubelet = match kubelet_binary() {
-        Ok(k) => k,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
     };
-    let out = kubelet_image(&kubelet);
     let (ok, r) = check(
         out,
         &["--join", "--mac", "52:54:00:aa:bb:09", "--memory", "1024"],
@@ -598,18 +585,9 @@ fn join_node_becomes_ready_and_runs_an_api_pod() {
 #[test]
 fn bad_join_material_is_named() {
     use diskless_harness::join::Fault;
-    if let Some(why) = missing_tools() {
-        eprintln!("skipped: {why}");
+    let Some(out) = kubelet_image_or_skip() else {
         return;
-    }
-    let kubelet = match kubelet_binary() {
-        Ok(k) => k,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
     };
-    let out = kubelet_image(&kubelet);
     let hook = Path::new(DISKLESS).with_file_name("diskless-check");
     for (fault, why) in [
         (
@@ -675,18 +653,9 @@ fn bad_join_material_is_named() {
 /// through the boot server and is the same Node, Ready with a new boot ID, its API pod running.
 #[test]
 fn join_node_survives_kubelet_kill_api_outage_and_reboot() {
-    if let Some(why) = missing_tools() {
-        eprintln!("skipped: {why}");
+    let Some(out) = kubelet_image_or_skip() else {
         return;
-    }
-    let kubelet = match kubelet_binary() {
-        Ok(k) => k,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
     };
-    let out = kubelet_image(&kubelet);
     let (ok, r) = check(
         out,
         &[
