@@ -165,6 +165,13 @@ fn check(mode: &str) -> i32 {
     }
     if !contract.images.is_empty() {
         c.report("preloaded-refs", check_refs(&contract));
+        if contract
+            .images
+            .iter()
+            .any(|i| i.labels.contains_key(PINNED))
+        {
+            c.report("preloaded-pinned", check_pinned(&contract));
+        }
         c.report(
             "preloaded-run",
             check_image_run(&contract.images[0].refs[0]),
@@ -567,6 +574,32 @@ fn check_refs(contract: &ImageContract) -> Result<String, String> {
     } else {
         Err(format!("missing in k8s.io: {missing:?}; present: {have:?}"))
     }
+}
+
+/// The label containerd's CRI reads as "never garbage-collect this image".
+const PINNED: &str = "io.cri-containerd.pinned";
+
+/// Every ref of an image labelled pinned is pinned as the CRI reports it to the kubelet
+/// (`crictl inspecti`: `status.pinned`), which is what keeps the kubelet's image GC off it.
+fn check_pinned(contract: &ImageContract) -> Result<String, String> {
+    let refs: Vec<&String> = contract
+        .images
+        .iter()
+        .filter(|i| i.labels.contains_key(PINNED))
+        .flat_map(|i| &i.refs)
+        .collect();
+    for r in &refs {
+        let out = run(
+            &["crictl", "inspecti", "-o", "json", r],
+            Duration::from_secs(20),
+        )?;
+        let v: serde_json::Value =
+            serde_json::from_str(&out).map_err(|e| format!("crictl inspecti {r}: {e}"))?;
+        if v["status"]["pinned"] != true {
+            return Err(format!("{r} is not pinned for the CRI: {}", v["status"]));
+        }
+    }
+    Ok(format!("{} refs pinned", refs.len()))
 }
 
 /// Starts the first preloaded ref as a container; ctr never pulls, and the guest has no route
