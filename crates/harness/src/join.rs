@@ -131,6 +131,15 @@ impl Lab {
         ])
     }
 
+    /// `a`, booting the lab's boot server (as the join host, whose MAC `a` names) instead of OUT.
+    pub fn boot_options(&self, a: &crate::BootOptions) -> crate::BootOptions {
+        crate::BootOptions {
+            out: self.server.clone(),
+            server: true,
+            ..a.clone()
+        }
+    }
+
     /// Starts following the join host through the API.
     pub fn watch(&self) -> Watch {
         Watch::start(

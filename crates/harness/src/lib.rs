@@ -276,14 +276,9 @@ pub fn run(a: &BootOptions) -> anyhow::Result<()> {
     } else {
         None
     };
-    let joined;
-    let (a, forwards) = match &lab {
-        Some(lab) => {
-            joined = BootOptions {
-                out: lab.server.clone(),
-                server: true,
-                ..a.clone()
-            };
+    let joined = lab.as_ref().map(|l| l.boot_options(a));
+    let (a, forwards) = match (&lab, &joined) {
+        (Some(lab), Some(joined)) => {
             eprintln!(
                 "diskless run: cluster up; the machine joins as node {}. In another terminal:\n  \
                  export KUBECONFIG={}\n  kubectl get nodes   # kubectl: {}",
@@ -291,9 +286,9 @@ pub fn run(a: &BootOptions) -> anyhow::Result<()> {
                 lab.cluster.admin_kubeconfig().display(),
                 lab.cluster.kubectl_path().display()
             );
-            (&joined, lab.forwards()?)
+            (joined, lab.forwards()?)
         }
-        None => (a, Vec::new()),
+        _ => (a, Vec::new()),
     };
     let add = Additions {
         cmdline: a.append.clone(),
@@ -406,18 +401,8 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
     } else {
         None
     };
-    let joined;
-    let a = match &lab {
-        Some(lab) => {
-            joined = BootOptions {
-                out: lab.server.clone(),
-                server: true,
-                ..args.boot.clone()
-            };
-            &joined
-        }
-        None => &args.boot,
-    };
+    let joined = lab.as_ref().map(|l| l.boot_options(&args.boot));
+    let a = joined.as_ref().unwrap_or(&args.boot);
     let mode = match (args.kill_containerd, lab.is_some(), args.lifecycle) {
         (true, _, _) => "restart",
         (false, true, true) => "lifecycle",
