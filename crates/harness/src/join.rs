@@ -203,7 +203,6 @@ pub struct Seen {
     pub logs_and_exec: Option<Instant>,
     pub pod_ip: Option<String>,
     pub node_ip: Option<String>,
-    pub pod_cidr: Option<String>,
     /// The last error talking to the API server (for the report when something never came).
     pub last_error: Option<String>,
 }
@@ -289,7 +288,7 @@ impl Api {
         }))
     }
 
-    /// The API pod's (restart count, Running with a pod IP).
+    /// The API pod is Running, ready, with a pod IP.
     pub(crate) fn pod_running(&self) -> Result<bool, String> {
         Ok(self.get(&["pod", POD, "-n", "default"])?.is_some_and(|p| {
             p["status"]["phase"] == "Running"
@@ -376,7 +375,6 @@ fn follow(api: &Api, seen: &Mutex<Seen>, stop: &std::sync::atomic::AtomicBool) {
             };
             let mut s = seen.lock().unwrap();
             s.node_registered.get_or_insert(now);
-            s.pod_cidr = node["spec"]["podCIDR"].as_str().map(String::from);
             s.node_ip = node["status"]["addresses"]
                 .as_array()
                 .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
