@@ -166,10 +166,17 @@ in
       resolvConf = mkDefault "/etc/resolv.conf";
       # The node's /usr is read-only (the init binds it from the initramfs): FlexVolume plugins go under /var.
       volumePluginDir = mkDefault "/var/lib/kubelet/volumeplugins";
-      # The root filesystem is RAM: disk-pressure eviction and image GC would measure the tmpfs
-      # and could delete the preloaded images. Evict on memory only; 100 disables image GC.
-      evictionHard = mkDefault { "memory.available" = "100Mi"; };
-      imageGCHighThresholdPercent = mkDefault 100;
+      # The root filesystem is RAM and also the image filesystem. Preloaded images are pinned
+      # (preload.nix), so image GC and disk-pressure eviction keep the kubelet's defaults and
+      # still cannot delete them (`diskless check --image-pressure` proves it); only the memory
+      # threshold is lower, as a small machine has no RAM to spare.
+      evictionHard = mkDefault {
+        "memory.available" = "50Mi";
+        "nodefs.available" = "10%";
+        "imagefs.available" = "15%";
+      };
+      imageGCHighThresholdPercent = mkDefault 85;
+      imageGCLowThresholdPercent = mkDefault 80;
       authentication = {
         anonymous.enabled = mkDefault false;
         webhook.enabled = mkDefault (cfg.mode == "join");

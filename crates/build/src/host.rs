@@ -303,15 +303,18 @@ pub const CNI_CONFLIST: &str = r#"{
 }
 "#;
 
-/// Standalone kubelet: static pods only. Eviction thresholds are low, because on a RAM-only
-/// node the "disk" is memory. Preloaded images cannot be pulled again: with containerd 2.x they
-/// are pinned, so image GC keeps the kubelet's usual thresholds; Debian's containerd 1.6 cannot
-/// pin, so there image GC is off (high threshold 100 %). FlexVolume plugins live under /var:
-/// the image's /usr is read-only.
+/// Standalone kubelet: static pods only. On a RAM-only node the image and node filesystems are
+/// both the tmpfs root. Preloaded images cannot be pulled again: with containerd 2.x they are
+/// pinned, so image GC and disk eviction keep the kubelet's defaults (GC at 85/80 % used,
+/// images reclaimed below 15 % free, pods evicted below 10 %; `diskless check --image-pressure`
+/// proves the pinned images survive). Debian's containerd 1.6 cannot pin, so there image GC
+/// is off (high threshold 100 %) and disk eviction waits until 1 % is free. The memory
+/// threshold is half the kubelet's 100Mi: a 512 MiB machine has no RAM to spare. FlexVolume
+/// plugins live under /var: the image's /usr is read-only.
 pub fn kubelet_config(runtime: Runtime) -> String {
-    let (gc_high, gc_low) = match runtime {
-        Runtime::Stack => (85, 80),
-        Runtime::Debian => (100, 99),
+    let (gc_high, gc_low, imagefs, nodefs) = match runtime {
+        Runtime::Stack => (85, 80, 15, 10),
+        Runtime::Debian => (100, 99, 1, 1),
     };
     format!(
         r#"apiVersion: kubelet.config.k8s.io/v1beta1
@@ -336,8 +339,8 @@ imageGCHighThresholdPercent: {gc_high}
 imageGCLowThresholdPercent: {gc_low}
 evictionHard:
   memory.available: "50Mi"
-  nodefs.available: "1%"
-  imagefs.available: "1%"
+  nodefs.available: "{nodefs}%"
+  imagefs.available: "{imagefs}%"
 "#
     )
 }

@@ -257,6 +257,10 @@ pub struct CheckArgs {
     /// power-cycle the machine; each time the node must come back.
     #[arg(long, requires = "join")]
     pub lifecycle: bool,
+    /// Fill the node's RAM root to 95 % once it is up: the kubelet's image GC must delete the
+    /// image's unpinned preloaded images and keep every pinned one.
+    #[arg(long, conflicts_with_all = ["join", "kill_containerd"])]
+    pub image_pressure: bool,
 }
 
 impl From<CheckArgs> for CheckOptions {
@@ -269,6 +273,7 @@ impl From<CheckArgs> for CheckOptions {
             hook: a.hook,
             join_fault: None,
             lifecycle: a.lifecycle,
+            image_pressure: a.image_pressure,
         }
     }
 }

@@ -1,16 +1,15 @@
 //! Boots the host reference worker in QEMU through `diskless check`, the way a lab machine
 //! network-boots it (iPXE ROM, slirp DHCP, HTTP), and judges the node from its console.
-//! One image is built per test binary and shared; boots run one at a time (the machines
-//! running this suite are small). Each boot takes about a minute under TCG.
+//! One image is built per test binary and shared. Each boot takes about a minute under TCG,
+//! where a machine's CPUs run on one host thread: `scripts/test` runs these tests two at a
+//! time (`--test-threads=2`), one QEMU per core of the machines this suite runs on.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 const DISKLESS: &str = env!("CARGO_BIN_EXE_diskless");
-/// One QEMU at a time.
-static QEMU: Mutex<()> = Mutex::new(());
 
 /// Why this machine cannot boot images, if it cannot.
 fn missing_tools() -> Option<String> {
@@ -152,7 +151,6 @@ fn assert_s2_node(r: &Value) {
 
 /// Runs `diskless check --json`; returns (success, report).
 fn check(out: &Path, extra: &[&str]) -> (bool, Value) {
-    let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
     let output = Command::new(DISKLESS)
         .arg("check")
         .arg(out)
@@ -315,6 +313,104 @@ fn kubelet_standalone_runs_a_static_pod() {
     assert!(ok && r["ok"] == true, "check failed: {:#}", r["failures"]);
     assert_eq!(check_status(&r, "kubelet-healthz"), Some("ok"));
     assert_eq!(check_status(&r, "static-pod"), Some("ok"));
+}
+
+/// Preloaded images are pinned, so the kubelet's image GC cannot take them from a node that
+/// has no registry to get them back from. The image carries two more images no pod uses, one
+/// pinned and one not; the check hook fills the RAM root to 95 % (past the kubelet's
+/// `imagefs.available` threshold) and passes only when the kubelet has deleted the unpinned one
+/// and kept every pinned one.
+#[test]
+fn pinned_images_survive_image_pressure() {
+    let kubelet = match (missing_tools(), kubelet_binary()) {
+        (Some(why), _) | (None, Err(why)) => return eprintln!("skipped: {why}"),
+        (None, Ok(kubelet)) => kubelet,
+    };
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-image-pressure");
+    let _ = std::fs::remove_dir_all(&dir);
+    // Two images no pod uses: one pinned (must stay), one not (must go: the GC ran).
+    let (idle_ref, drop_ref) = ("docker.io/library/idle:1", "docker.io/library/unpinned:1");
+    let mut images = Vec::new();
+    for (name, reference, labels) in [
+        (
+            "idle",
+            idle_ref,
+            serde_json::json!({"io.cri-containerd.pinned": "pinned"}),
+        ),
+        ("unpinned", drop_ref, serde_json::json!({})),
+    ] {
+        let rootfs = dir.join(name);
+        std::fs::create_dir_all(&rootfs).unwrap();
+        std::fs::write(rootfs.join(name), format!("{reference}\n")).unwrap();
+        let archive = dir.join(format!("{name}.tar"));
+        run_ok(
+            Command::new(DISKLESS)
+                .args(["oci", "build", "--ref", reference, "--from"])
+                .arg(&rootfs)
+                .arg("--out")
+                .arg(&archive),
+        );
+        images.push(serde_json::json!({
+            "name": name, "archive": archive, "refs": [reference], "labels": labels,
+        }));
+    }
+    // The reference worker's plan, with the kubelet, plus those images.
+    let plan = run_ok(
+        Command::new(DISKLESS)
+            .args(["plan", "--host"])
+            .env("KUBELET", &kubelet),
+    );
+    let mut plan: Value = serde_json::from_str(&plan).unwrap();
+    // The kubelet deletes no image it first saw under imageMinimumGCAge (2 min) ago, counted
+    // from its own start for preloaded images: 1 s (0 means the default) lets the GC act at once.
+    let config = plan["components"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .filter_map(|c| c.get_mut("generated").and_then(Value::as_array_mut))
+        .flatten()
+        .find(|g| g["dest"] == "/etc/kubernetes/kubelet.yaml")
+        .expect("the plan generates /etc/kubernetes/kubelet.yaml");
+    let yaml = format!(
+        "{}imageMinimumGCAge: 1s\n",
+        config["contents"].as_str().unwrap()
+    );
+    config["contents"] = yaml.into();
+    plan["images"].as_array_mut().unwrap().extend(images);
+    std::fs::write(dir.join("plan.json"), plan.to_string()).unwrap();
+    let out = dir.join("out");
+    run_ok(
+        Command::new(DISKLESS)
+            .args(["build", "--plan"])
+            .arg(dir.join("plan.json"))
+            .arg("--out")
+            .arg(&out),
+    );
+
+    let (ok, r) = check(&out, &["--memory", "1024", "--image-pressure"]);
+    let pressure = named(&r, "checks", "image-pressure")
+        .unwrap_or_else(|| panic!("no image-pressure check: {:#}", r["checks"]));
+    eprintln!(
+        "image-pressure {} {}",
+        pressure["status"], pressure["detail"]
+    );
+    assert!(ok && r["ok"] == true, "check failed: {:#}", r["failures"]);
+    let detail = pressure["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("removed [\"{drop_ref}\"]")) && detail.contains("kept 3 pinned"),
+        "{detail}"
+    );
+}
+
+/// Runs a command that must succeed; its standard output.
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The lab path end to end: publish to a boot server directory with an inventory, then boot
@@ -603,7 +699,6 @@ fn bad_join_material_is_named() {
             "the API server refuses the bootstrap token",
         ),
     ] {
-        let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
         let opts = diskless_harness::CheckOptions {
             boot: diskless_harness::BootOptions {
                 out: out.to_owned(),
@@ -624,6 +719,7 @@ fn bad_join_material_is_named() {
             hook: Some(hook.clone()),
             join_fault: Some(fault),
             lifecycle: false,
+            image_pressure: false,
         };
         let r = diskless_harness::check_report(&opts).unwrap();
         eprintln!("{fault:?}: ok={} failures={:#?}", r.ok, r.failures);

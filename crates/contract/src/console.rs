@@ -17,6 +17,58 @@ pub const CHECK_JSON_PREFIX: &str = "diskless-check-json: ";
 /// a segment of its own, so production images carry no test code.
 pub const CHECK_HOOK: &str = "/.diskless/check/diskless-check";
 
+/// What the check hook does once the node is up, as `diskless check` asks for it on the
+/// kernel command line (`diskless.check=<mode>`); the init passes the word on unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckMode {
+    /// Check once, then power off.
+    Once,
+    /// Also kill containerd and require that the init restarts it.
+    Restart,
+    /// A join node: check, then stay up for the harness to watch through the API.
+    Join,
+    /// Join, then also kill the kubelet and require that it comes back.
+    Lifecycle,
+    /// Fill the RAM root past the kubelet's image-filesystem threshold and require that its
+    /// image GC deletes the unpinned preloaded images and keeps the pinned ones.
+    ImagePressure,
+}
+
+const MODES: &[(CheckMode, &str)] = &[
+    (CheckMode::Once, "1"),
+    (CheckMode::Restart, "restart"),
+    (CheckMode::Join, "join"),
+    (CheckMode::Lifecycle, "lifecycle"),
+    (CheckMode::ImagePressure, "image-pressure"),
+];
+
+impl CheckMode {
+    pub fn as_str(self) -> &'static str {
+        MODES
+            .iter()
+            .find(|(m, _)| *m == self)
+            .map(|(_, w)| *w)
+            .unwrap()
+    }
+
+    pub fn parse(word: &str) -> Result<Self, String> {
+        MODES
+            .iter()
+            .find(|(_, w)| *w == word)
+            .map(|(m, _)| *m)
+            .ok_or_else(|| {
+                let known: Vec<&str> = MODES.iter().map(|(_, w)| *w).collect();
+                format!("unknown check mode {word:?} (known: {})", known.join(", "))
+            })
+    }
+
+    /// Whether the hook leaves the machine running when done: the harness still watches a
+    /// join node through the API.
+    pub fn stays_up(self) -> bool {
+        matches!(self, CheckMode::Join | CheckMode::Lifecycle)
+    }
+}
+
 /// The init's boot steps, in boot order; services log under their own name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stage {
@@ -234,6 +286,19 @@ pub fn parse_check_json(line: &str) -> Option<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_modes_round_trip_and_unknown_ones_are_named() {
+        for (mode, word) in MODES {
+            assert_eq!(mode.as_str(), *word);
+            assert_eq!(CheckMode::parse(word), Ok(*mode));
+        }
+        let e = CheckMode::parse("pressure").unwrap_err();
+        assert!(
+            e.contains("\"pressure\"") && e.contains("image-pressure"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn stage_lines_round_trip() {

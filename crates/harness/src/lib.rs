@@ -3,7 +3,7 @@
 //! with its initrd segments. `diskless run` puts the console on the terminal; `diskless check`
 //! adds `diskless.check=1` to the kernel command line and the check hook as one more initrd
 //! (`hook.rs`), reads the console, and asserts that every init stage and every in-guest check
-//! passed (see `console.rs`, and the init crate's `bin/diskless-check.rs` for what the guest
+//! passed (see `console.rs`, and the init crate's `bin/diskless-check/` for what the guest
 //! checks). README.md says more.
 
 mod console;
@@ -19,7 +19,7 @@ use anyhow::{bail, Context};
 use console::Console;
 use diskless_build::index::{object_path, Index};
 use diskless_build::ipxe::Extra;
-use diskless_contract::console::CheckLine;
+use diskless_contract::console::{CheckLine, CheckMode};
 use diskless_publish::Additions;
 use qemu::{Machine, Source};
 use serde::Serialize;
@@ -71,6 +71,9 @@ pub struct CheckOptions {
     /// With `boot.join`: once joined, kill the kubelet, stop the API server for 30 s, and
     /// power-cycle the machine; each time the node must come back (`lifecycle.rs`).
     pub lifecycle: bool,
+    /// Fill the node's RAM root past the kubelet's image-filesystem threshold; its image GC
+    /// must delete the unpinned preloaded images and keep the pinned ones.
+    pub image_pressure: bool,
 }
 
 /// What a boot needs: the files of the boot directory (`boot.ipxe`, what DHCP names, among
@@ -404,13 +407,14 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
     let joined = lab.as_ref().map(|l| l.boot_options(&args.boot));
     let a = joined.as_ref().unwrap_or(&args.boot);
     let mode = match (args.kill_containerd, lab.is_some(), args.lifecycle) {
-        (true, _, _) => "restart",
-        (false, true, true) => "lifecycle",
-        (false, true, false) => "join",
-        (false, false, _) => "1",
+        (true, _, _) => CheckMode::Restart,
+        (false, true, true) => CheckMode::Lifecycle,
+        (false, true, false) => CheckMode::Join,
+        (false, false, _) if args.image_pressure => CheckMode::ImagePressure,
+        (false, false, _) => CheckMode::Once,
     };
-    let add = |mode: &str| Additions {
-        cmdline: std::iter::once(format!("diskless.check={mode}"))
+    let add = |mode: CheckMode| Additions {
+        cmdline: std::iter::once(format!("diskless.check={}", mode.as_str()))
             .chain(a.append.iter().cloned())
             .collect(),
         initrds: vec![hook::SEGMENT.to_string()],
@@ -504,7 +508,7 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
         let _ = child.kill();
         let _ = child.wait();
         let t = Instant::now();
-        let again = prepare(a, &add("join"), Some(hook_segment))?;
+        let again = prepare(a, &add(CheckMode::Join), Some(hook_segment))?;
         let guest = start(a, &again, false, &forwards)?;
         let (lines, mut second) = qemu::console_lines(guest.child);
         let mut console2 = Console::default();

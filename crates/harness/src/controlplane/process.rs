@@ -44,11 +44,21 @@ impl Process {
             args.join(" ")
         )?;
         let err = out.try_clone()?;
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
+        // A harness killed outright (SIGKILL, a test runner's timeout) runs no Drop: the
+        // kernel then stops the control plane, so no etcd or API server outlives it.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {name} ({})", program.display()))?;
         Ok(Process {

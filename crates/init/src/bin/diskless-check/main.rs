@@ -8,9 +8,11 @@
 //! containerd, for `diskless.check=restart`) while the checks run. With `diskless.check=join`
 //! (and `lifecycle`, which also kills the kubelet once joined and waits for the init to restart
 //! it) the node stays up afterwards: the harness is still watching it join through the API server
-//! and stops the machine itself.
+//! and stops the machine itself. `diskless.check=image-pressure` adds `pressure.rs`.
 
-use diskless_contract::console::{CheckLine, CHECK_JSON_PREFIX};
+mod pressure;
+
+use diskless_contract::console::{CheckLine, CheckMode, CHECK_JSON_PREFIX};
 use diskless_contract::image::{ImageContract, Role, Service};
 use diskless_contract::node::{NodeConfig, BOOTSTRAP_KUBECONFIG, CLIENT_CA, NODE_JSON};
 use diskless_init::cmdline::Cmdline;
@@ -22,8 +24,15 @@ use std::time::{Duration, Instant};
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 fn main() {
-    let mode = std::env::args().nth(1).unwrap_or_else(|| "1".into());
-    std::process::exit(check(&mode));
+    let word = std::env::args().nth(1).unwrap_or_else(|| "1".into());
+    let code = match CheckMode::parse(&word) {
+        Ok(mode) => check(mode),
+        Err(e) => {
+            print_result("mode", CheckLine::FAIL, e);
+            finish(1, CheckMode::Once)
+        }
+    };
+    std::process::exit(code);
 }
 
 struct Checker {
@@ -60,7 +69,7 @@ fn print_result(name: &str, status: &str, detail: String) {
 
 /// [`diskless_init::run::run`] with the time limit every check needs: a hung containerd must
 /// fail a check, not the whole run.
-fn run(argv: &[&str], limit: Duration) -> Result<String, String> {
+pub(crate) fn run(argv: &[&str], limit: Duration) -> Result<String, String> {
     diskless_init::run::run(argv, Some(limit))
 }
 
@@ -98,7 +107,7 @@ fn retry<T>(limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> Result
     }
 }
 
-fn check(mode: &str) -> i32 {
+fn check(mode: CheckMode) -> i32 {
     let contract = match ImageContract::load() {
         Ok(c) => c,
         Err(e) => {
@@ -179,11 +188,14 @@ fn check(mode: &str) -> i32 {
     }
     // `lifecycle` (`diskless check --join --lifecycle`): the kubelet is killed once joined, and
     // must come back; the harness then sees the node renew its lease through the API.
-    if let Some(kubelet) = image_kubelet.filter(|_| mode == "lifecycle") {
+    if let Some(kubelet) = image_kubelet.filter(|_| mode == CheckMode::Lifecycle) {
         c.report("kubelet-restart", check_kubelet_restart(kubelet));
     }
     println!("{CHECK_JSON_PREFIX}{}", json!({ "memory_after": memory() }));
-    if let Some(runtime) = runtime.filter(|_| mode == "restart") {
+    if mode == CheckMode::ImagePressure {
+        c.report("image-pressure", pressure::check(&contract));
+    }
+    if let Some(runtime) = runtime.filter(|_| mode == CheckMode::Restart) {
         c.report("containerd-restart", check_restart(runtime));
     }
     finish(c.failures, mode)
@@ -225,11 +237,11 @@ fn memory(runtime: Option<&Service>, kubelet: Option<&Service>) -> serde_json::V
     })
 }
 
-fn finish(failures: usize, mode: &str) -> i32 {
+fn finish(failures: usize, mode: CheckMode) -> i32 {
     println!("{}", CheckLine::Done { failures }.render());
     // Ask PID 1 for an orderly poweroff (busybox `poweroff` does the same), so QEMU exits;
     // only when PID 1 started us (the hook), not when someone runs it by hand.
-    if std::os::unix::process::parent_id() == 1 && !matches!(mode, "join" | "lifecycle") {
+    if std::os::unix::process::parent_id() == 1 && !mode.stays_up() {
         // SAFETY: sending a signal to PID 1 has no memory-safety implications.
         unsafe { libc::kill(1, libc::SIGUSR2) };
     }
@@ -577,7 +589,7 @@ fn check_refs(contract: &ImageContract) -> Result<String, String> {
 }
 
 /// The label containerd's CRI reads as "never garbage-collect this image".
-const PINNED: &str = "io.cri-containerd.pinned";
+pub(crate) const PINNED: &str = "io.cri-containerd.pinned";
 
 /// Every ref of an image labelled pinned is pinned as the CRI reports it to the kubelet
 /// (`crictl inspecti`: `status.pinned`), which is what keeps the kubelet's image GC off it.
