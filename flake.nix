@@ -22,12 +22,13 @@
         {
           pkgs,
           modules,
+          specialArgs ? { },
           diskless ? pkgs.callPackage ./nix/package.nix { },
         }:
         import ./nix/mk-image.nix {
           inherit pkgs diskless;
           evaluated = imageLib.evalImage {
-            inherit pkgs modules;
+            inherit pkgs modules specialArgs;
             initPackage = diskless;
           };
         };
@@ -46,19 +47,19 @@
             KUBELET = "${pkgs.kubernetes}/bin/kubelet";
           }
           ''
-            diskless check ${image} > $out 2>&1 || { cat $out; exit 1; }
+            diskless check ${image} --name ${image.config.name} > $out 2>&1 || { cat $out; exit 1; }
           '';
     in
     {
       lib = {
         inherit mkImage;
         inherit (imageLib) evalImage;
-      };
-
-      # Not NixOS modules: the option set `lib.mkImage` evaluates (see docs/options.md). Import it
-      # into your own lib.evalModules call to extend or reuse it.
-      nixosModules.default = {
-        imports = [ ./modules ];
+        # The option set `lib.mkImage` evaluates (see docs/options.md), for your own
+        # lib.evalModules call. Not NixOS modules: its `services`, `assertions` and paths would
+        # clash with a NixOS system's, so it is not offered as `nixosModules`.
+        modules = {
+          imports = [ ./modules ];
+        };
       };
 
       overlays.default = final: prev: { diskless = final.callPackage ./nix/package.nix { }; };
@@ -83,7 +84,6 @@
         // lib.optionalAttrs (pkgs.stdenv.hostPlatform.system == "x86_64-linux") {
           worker-image = image ./images/worker.nix;
           containerd-only-image = image ./images/containerd-only.nix;
-          default = image ./images/worker.nix;
         }
       );
 
@@ -111,6 +111,7 @@
         default = {
           type = "app";
           program = lib.getExe self.packages.${pkgs.stdenv.hostPlatform.system}.diskless;
+          meta.description = "Build, inspect, publish and boot-check diskless worker images";
         };
       });
 

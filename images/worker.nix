@@ -16,12 +16,11 @@ in
     "console=ttyS0"
     "panic=10"
   ];
-  # virtio_pci is not a dependency of virtio_net but without it there is no NIC; vxlan for
-  # overlay networks (kube-router, flannel).
+  # The NIC's drivers (virtio here: QEMU and most hypervisors); virtio_pci is not a dependency
+  # of virtio_net, but without it there is no NIC. The kubelet's modules come with kubelet.enable.
   kernel.modules = [
     "virtio_pci"
     "virtio_net"
-    "vxlan"
   ];
 
   containerd.enable = true;

@@ -108,12 +108,9 @@ in
       };
     };
 
-    # overlay for the snapshotter; loop and squashfs mount this segment (packing below).
-    kernel.modules = [
-      "overlay"
-      "loop"
-      "squashfs"
-    ];
+    # overlay for the snapshotter; loop and squashfs mount this segment (packing below). One
+    # list with the host plan's, and the reasons: crates/build/data/kernel-modules.json.
+    kernel.modules = (lib.importJSON ../crates/build/data/kernel-modules.json).container-runtime.modules;
     cgroupControllers = [
       "cpu"
       "memory"

@@ -187,21 +187,9 @@ in
       authorization.mode = mkDefault (if cfg.mode == "join" then "Webhook" else "AlwaysAllow");
     };
 
-    kernel.modules = [
-      "loop"
-      "squashfs"
-      "br_netfilter"
-      "bridge"
-      "veth"
-      "nf_conntrack"
-      "nf_nat"
-      "iptable_nat"
-      "iptable_filter"
-      "xt_MASQUERADE"
-      "xt_conntrack"
-      "xt_comment"
-      "xt_mark"
-    ];
+    # The bridge CNI, the iptables rules of the kubelet, CNI and kube-proxy, vxlan: one list
+    # with the host plan's, and the reasons, in crates/build/data/kernel-modules.json.
+    kernel.modules = (lib.importJSON ../crates/build/data/kernel-modules.json).kubelet.modules;
 
     sysctls = {
       "net.ipv4.ip_forward" = "1";

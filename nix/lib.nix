@@ -2,15 +2,18 @@
 # (nix/eval-plan.nix), so both run the same code path.
 { lib }:
 {
-  # evalImage { pkgs; modules; initPackage } → the lib.evalModules result; the plan is
-  # `.config.build.plan`.
+  # evalImage { pkgs; modules; initPackage; specialArgs } → the lib.evalModules result; the
+  # plan is `.config.build.plan`. `specialArgs` reach every module, as with nixosSystem (e.g.
+  # flake inputs, usable in `imports`).
   evalImage =
     {
       pkgs,
       modules,
       initPackage ? null,
+      specialArgs ? { },
     }:
     lib.evalModules {
+      inherit specialArgs;
       modules = [
         ../modules
         { _module.args.pkgs = pkgs; }

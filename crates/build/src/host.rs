@@ -18,29 +18,30 @@ use std::path::{Path, PathBuf};
 pub const PAUSE_REF: &str = "registry.k8s.io/pause:3.6";
 pub const WORKLOAD_REF: &str = "docker.io/library/busybox:diskless";
 
-/// The modules a worker needs, from the field notes (Debian 6.1; load order is computed).
-/// `virtio_pci` is not a dependency of `virtio_net` and must be named. `loop` and `squashfs`
-/// mount squashfs-packed segments.
-pub const WORKER_MODULES: &[&str] = &[
-    "virtio_pci",
-    "virtio_net",
-    "overlay",
-    "loop",
-    "squashfs",
-    "br_netfilter",
-    "veth",
-    "nf_conntrack",
-    "iptable_nat",
-    "iptable_filter",
-    "xt_MASQUERADE",
-    "xt_conntrack",
-    "xt_comment",
-    "xt_mark",
-    "xt_addrtype",
-    "xt_multiport",
-    "nft_compat",
-    "vxlan",
-];
+/// The kernel modules a worker needs, by what needs them, with the reason: one file that the
+/// Nix modules read too (`modules/containerd.nix`, `modules/kubelet.nix`, the images' NIC), so
+/// the two plans cannot drift. Load order is computed from the tree (`kmod.rs`).
+pub const KERNEL_MODULES_JSON: &str = include_str!("../data/kernel-modules.json");
+
+/// One group of [`KERNEL_MODULES_JSON`].
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleGroup {
+    pub why: String,
+    pub modules: Vec<String>,
+}
+
+/// Every module of [`KERNEL_MODULES_JSON`], network first, then the container runtime's, then
+/// the kubelet's.
+pub fn worker_modules() -> Vec<String> {
+    let groups: std::collections::BTreeMap<String, ModuleGroup> =
+        serde_json::from_str(KERNEL_MODULES_JSON).expect("data/kernel-modules.json is valid");
+    ["network", "container-runtime", "kubelet"]
+        .iter()
+        .flat_map(|g| &groups[*g].modules)
+        .cloned()
+        .collect()
+}
 
 /// CNI plugins the generated bridge network uses.
 const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback", "portmap"];
@@ -458,7 +459,7 @@ pub fn host_plan(
 
     let modules = Component {
         name: "kernel-modules".into(),
-        modules: WORKER_MODULES.iter().map(|m| m.to_string()).collect(),
+        modules: worker_modules(),
         ..Default::default()
     };
 
@@ -624,4 +625,26 @@ pub fn host_plan(
         },
     };
     Ok((plan, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_module_list_has_three_groups_with_reasons_and_no_repeats() {
+        let groups: std::collections::BTreeMap<String, ModuleGroup> =
+            serde_json::from_str(KERNEL_MODULES_JSON).unwrap();
+        let names: Vec<&str> = groups.keys().map(String::as_str).collect();
+        assert_eq!(names, ["container-runtime", "kubelet", "network"]);
+        assert!(groups
+            .values()
+            .all(|g| !g.why.is_empty() && !g.modules.is_empty()));
+        let all = worker_modules();
+        let mut unique = all.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), all.len(), "a module is listed twice: {all:?}");
+        assert_eq!(&all[..2], ["virtio_pci", "virtio_net"]);
+    }
 }

@@ -8,6 +8,7 @@
 //! aliases that may name several modules (`crc32c` → `crc32c_intel`, `crc32c_generic`); those are
 //! marked optional, since `crc32c_intel` fails on a CPU without SSE4.2.
 
+use crate::modfile::{stored_path, Compression};
 use diskless_contract::image::ModuleRef;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -45,7 +46,10 @@ pub struct ModuleFile {
     pub name: String,
     /// In the module tree on the build host.
     pub source: PathBuf,
-    /// `/lib/modules/<version>/<relpath>`, where modprobe and the init look.
+    /// How `source` is compressed; the image holds it decompressed (`modfile.rs`).
+    pub compression: Compression,
+    /// `/lib/modules/<version>/<relpath>` with a plain `.ko` name, where modprobe and the
+    /// init look.
     pub dest: String,
 }
 
@@ -308,7 +312,7 @@ impl ModuleTree {
         resolved.retain(|m| !loaded.iter().any(|l| l.name == m.name));
         let mut files = Vec::new();
         for m in resolved {
-            let dest = format!("{base}/{}", m.relpath);
+            let dest = format!("{base}/{}", stored_path(&m.relpath));
             loaded.push(ModuleRef {
                 name: m.name.clone(),
                 path: dest.clone(),
@@ -318,6 +322,7 @@ impl ModuleTree {
             files.push(ModuleFile {
                 name: m.name,
                 source: self.dir.join(&m.relpath),
+                compression: Compression::of(&m.relpath),
                 dest,
             });
         }
@@ -337,15 +342,23 @@ impl ModuleTree {
         })
     }
 
-    /// A `modules.dep` for exactly these modules, so `modprobe` works inside the image.
+    /// A `modules.dep` for exactly these modules, so `modprobe` works inside the image; paths
+    /// name the decompressed `.ko` files the image holds.
     pub fn filtered_dep(&self, modules: &[Module]) -> String {
         let mut names: Vec<&String> = modules.iter().map(|m| &m.name).collect();
         names.sort();
-        names
-            .into_iter()
-            .filter_map(|n| self.dep_lines.get(n))
-            .map(|l| format!("{l}\n"))
-            .collect()
+        let mut dep = String::new();
+        for line in names.into_iter().filter_map(|n| self.dep_lines.get(n)) {
+            let (module, deps) = line.split_once(':').unwrap_or((line, ""));
+            dep.push_str(&stored_path(module));
+            dep.push(':');
+            for d in deps.split_whitespace() {
+                dep.push(' ');
+                dep.push_str(&stored_path(d));
+            }
+            dep.push('\n');
+        }
+        dep
     }
 }
 
@@ -457,6 +470,41 @@ mod tests {
         assert_eq!(
             missing(&["libcrc32c", "tmpfs", "virtio_net"], &loaded, Some(&t)),
             ["virtio_net"]
+        );
+    }
+
+    #[test]
+    fn compressed_trees_ship_plain_ko_names_and_a_matching_dep() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("modules.dep"),
+            "kernel/net/core/failover.ko.xz:\n\
+             kernel/drivers/net/net_failover.ko.zst: kernel/net/core/failover.ko.xz\n",
+        )
+        .unwrap();
+        let t = ModuleTree::load(d.path()).unwrap();
+        let mut loaded = Vec::new();
+        let s = t.ship("m", &["net_failover".into()], &mut loaded).unwrap();
+        let files: Vec<(&str, Compression)> = s
+            .files
+            .iter()
+            .map(|f| (f.dest.rsplit('/').next().unwrap(), f.compression))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("failover.ko", Compression::Xz),
+                ("net_failover.ko", Compression::Zstd)
+            ]
+        );
+        assert!(s.files[0]
+            .source
+            .ends_with("kernel/net/core/failover.ko.xz"));
+        assert!(loaded.iter().all(|m| m.path.ends_with(".ko")));
+        assert_eq!(
+            s.dep,
+            "kernel/net/core/failover.ko:\n\
+             kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko\n"
         );
     }
 

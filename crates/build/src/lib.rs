@@ -16,6 +16,7 @@ pub mod index;
 pub mod inspect;
 pub mod ipxe;
 pub mod kmod;
+pub mod modfile;
 pub mod pipeline;
 pub mod plan;
 pub mod preload;

@@ -126,7 +126,7 @@ pub fn write(name: &str, tree: &Tree, mtime: u32) -> Result<Segment, SegmentErro
     let mut buf = cpio::newc::trailer(out.buf).expect("writing to a Vec cannot fail");
     // The kernel reads the next archive from the next 4-byte boundary; the trailer is padded
     // by the cpio crate already, this keeps it true even if that ever changes.
-    while buf.len() % 4 != 0 {
+    while !buf.len().is_multiple_of(4) {
         buf.push(0);
     }
     Ok(Segment {

@@ -402,6 +402,93 @@ fn pinned_images_survive_image_pressure() {
     );
 }
 
+/// Distributions compress their kernel modules (nixpkgs and Debian 13 `.ko.xz`, Ubuntu
+/// `.ko.zst`). A module tree like theirs, made from this machine's modules with the real `xz`
+/// and `zstd` and indexed by `depmod`, must build into an image that boots to containerd
+/// ready: the builder stores the modules decompressed and the init loads every one (a module
+/// the kernel refused would fail the `modules` stage; without virtio_net there is no network).
+#[test]
+fn compressed_module_trees_boot() {
+    if let Some(why) = missing_tools() {
+        return eprintln!("skipped: {why}");
+    }
+    for tool in ["xz", "zstd", "/usr/sbin/depmod"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            return eprintln!("skipped: {tool} not installed (apt-get install xz-utils zstd kmod)");
+        }
+    }
+    let plan = run_ok(Command::new(DISKLESS).args(["plan", "--host", "--no-kubelet"]));
+    let plan: Value = serde_json::from_str(&plan).unwrap();
+    let host_tree = PathBuf::from(plan["kernel"]["modules_dir"].as_str().unwrap());
+    let version = host_tree.file_name().unwrap().to_str().unwrap().to_string();
+    let requests: Vec<(String, String)> = plan["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.get("modules").and_then(Value::as_array))
+        .flatten()
+        .map(|m| ("plan".to_string(), m.as_str().unwrap().to_string()))
+        .collect();
+    let tree = diskless_build::kmod::ModuleTree::load(&host_tree).unwrap();
+    let modules = tree.resolve(&requests).unwrap();
+    // As the kernel's own `make modules_install` does (xz replaces its input; zstd is told to).
+    let tools: [(&str, &[&str]); 2] = [
+        ("xz", &["xz", "--check=crc32"]),
+        ("zst", &["zstd", "-q", "--rm"]),
+    ];
+    for (ext, compress) in tools {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("boot-modules-{ext}"));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("lib/modules").join(&version);
+        for m in &modules {
+            let dest = dir.join(&m.relpath);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(host_tree.join(&m.relpath), &dest).unwrap();
+            run_ok(Command::new(compress[0]).args(&compress[1..]).arg(&dest));
+        }
+        for index in [
+            "modules.builtin",
+            "modules.builtin.modinfo",
+            "modules.order",
+        ] {
+            if host_tree.join(index).exists() {
+                std::fs::copy(host_tree.join(index), dir.join(index)).unwrap();
+            }
+        }
+        run_ok(
+            Command::new("/usr/sbin/depmod")
+                .arg("-b")
+                .arg(&root)
+                .arg(&version),
+        );
+        let dep = std::fs::read_to_string(dir.join("modules.dep")).unwrap();
+        assert!(dep.contains(&format!("virtio_net.ko.{ext}:")), "{dep}");
+
+        let mut plan = plan.clone();
+        plan["kernel"]["modules_dir"] = dir.to_str().unwrap().into();
+        std::fs::write(root.join("plan.json"), plan.to_string()).unwrap();
+        let out = root.join("out");
+        run_ok(
+            Command::new(DISKLESS)
+                .args(["build", "--plan"])
+                .arg(root.join("plan.json"))
+                .arg("--out")
+                .arg(&out),
+        );
+        let (ok, r) = check(&out, &["--memory", "512"]);
+        let stage = named(&r, "stages", "modules")
+            .unwrap_or_else(|| panic!(".ko.{ext}: no modules stage: {:#}", r["stages"]));
+        eprintln!(".ko.{ext}: modules {} {}", stage["status"], stage["detail"]);
+        assert!(
+            ok && r["ok"] == true,
+            ".ko.{ext}: check failed: {:#}",
+            r["failures"]
+        );
+        assert_eq!(stage["status"], "ok", ".ko.{ext}: {stage}");
+        assert_eq!(check_status(&r, "containerd"), Some("ok"), ".ko.{ext}");
+    }
+}
+
 /// Runs a command that must succeed; its standard output.
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();

@@ -236,8 +236,11 @@ fn place(dest: &Path, candidates: &[&str]) {
     match found {
         // A copy, not a hard link: linking changes the host file's ctime, and tar (or a
         // concurrent test reading it) then reports "file changed as we read it".
+        // `fs::copy` keeps the mode, setuid included (`/usr/bin/mount`), which Nix's syscall
+        // filter refuses when it copies the fixture into the store: reset it to 0755.
         Some(src) => {
             fs::copy(src, dest).unwrap_or_else(|e| panic!("copy {src} to {dest:?}: {e}"));
+            fs::set_permissions(dest, fs::Permissions::from_mode(0o755)).unwrap();
         }
         None => {
             let text = format!(

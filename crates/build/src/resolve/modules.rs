@@ -4,6 +4,7 @@
 use super::checks::check_readable;
 use super::{invalid, Collector, ResolveError};
 use crate::kmod::ModuleTree;
+use crate::modfile::{self, Compression};
 use crate::tree::{Content, Entry, EntryKind};
 use diskless_contract::image::ModuleRef;
 use std::sync::Arc;
@@ -28,13 +29,20 @@ pub(super) fn add_modules(
     for m in shipment.files {
         let origin = col.origin(&format!("modules {}", m.name));
         let meta = check_readable(&origin, &m.source)?;
+        let content = match m.compression {
+            Compression::None => Content::Path {
+                path: m.source,
+                size: meta.len(),
+            },
+            // Decompressed here, once: the init loads plain ELF objects (`modfile.rs`).
+            _ => Content::Bytes(Arc::new(
+                modfile::read(&m.source).map_err(|why| invalid(col.field("modules"), why))?,
+            )),
+        };
         col.insert(
             m.dest,
             Entry {
-                kind: EntryKind::File(Content::Path {
-                    path: m.source,
-                    size: meta.len(),
-                }),
+                kind: EntryKind::File(content),
                 mode: 0o644,
                 origin,
             },
