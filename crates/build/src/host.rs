@@ -8,6 +8,7 @@
 //! so that changing it recompresses nothing else. Two preloaded images follow: a busybox-made
 //! `pause` under containerd's default sandbox reference, and a busybox test workload.
 
+use crate::ipxe::words::Words;
 use crate::plan::*;
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
@@ -444,7 +445,7 @@ pub fn host_plan(
             gen(
                 "/etc/os-release",
                 format!(
-                    "NAME=\"diskless\"\nID=diskless\nID_LIKE=debian\nVERSION_ID=\"{v}\"\nPRETTY_NAME=\"diskless worker {v} (Debian packages)\"\n",
+                    "NAME=\"diskless\"\nID=diskless\nID_LIKE=debian\nVERSION_ID=\"{v}\"\nPRETTY_NAME=\"diskless worker {v}\"\n",
                     v = env!("CARGO_PKG_VERSION")
                 ),
             ),
@@ -587,11 +588,15 @@ pub fn host_plan(
     let plan = Plan {
         version: PLAN_VERSION,
         name: args.name.clone(),
-        description: "reference worker from this host's Debian packages".into(),
+        description: Words::new(match args.runtime {
+            Runtime::Stack => "reference worker: host kernel and busybox, pinned Kubernetes stack",
+            Runtime::Debian => "reference worker: host kernel, busybox and Debian containerd",
+        })
+        .expect("a valid description"),
         kernel: Kernel {
             image: kernel,
             modules_dir: Some(modules_dir),
-            cmdline: "console=ttyS0,115200 panic=10".into(),
+            cmdline: Words::new("console=ttyS0,115200 panic=10").expect("a valid command line"),
         },
         compression: Compression::default(),
         components,

@@ -2,25 +2,48 @@
 //! command line, plan digest). It is itself stored content-addressed, and copied to the stable
 //! name `<name>.json` so people and tools can find the current build.
 
-use serde::{Deserialize, Serialize};
+use crate::ipxe::words::{Word, Words};
+use serde::{Deserialize, Deserializer, Serialize};
 
 pub const INDEX_VERSION: u32 = 1;
+
+/// A sha256 digest as 64 lowercase hex digits. Digests become paths (`objects/<hex>`) and words
+/// of iPXE scripts, so an index read from disk cannot smuggle `../` or a command through one.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `#[serde(deserialize_with = "sha256_hex")]`: a digest field that must be [`is_sha256_hex`].
+pub fn sha256_hex<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if is_sha256_hex(&s) {
+        Ok(s)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{s:?} is not a sha256 digest (64 lowercase hex digits)"
+        )))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Index {
     pub version: u32,
-    pub name: String,
-    pub description: String,
+    /// Image names and descriptions, like the command line, are written into iPXE scripts.
+    pub name: Word,
+    pub description: Words,
     pub kernel: Artifact,
     /// The kernel command line (without per-node additions).
-    pub cmdline: String,
+    pub cmdline: Words,
     /// In boot order: `manifest` first, then components, then images.
     pub segments: Vec<SegmentArtifact>,
     /// The single concatenated initrd (`--single-initrd`), each segment padded to 4 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initrd: Option<Artifact>,
     /// sha256 of the plan's canonical JSON.
+    #[serde(deserialize_with = "sha256_hex")]
     pub plan_sha256: String,
 }
 
@@ -28,6 +51,7 @@ pub struct Index {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Artifact {
+    #[serde(deserialize_with = "sha256_hex")]
     pub sha256: String,
     pub size: u64,
 }
@@ -36,6 +60,7 @@ pub struct Artifact {
 #[serde(deny_unknown_fields)]
 pub struct SegmentArtifact {
     pub name: String,
+    #[serde(deserialize_with = "sha256_hex")]
     pub sha256: String,
     /// Compressed size: what travels over the network.
     pub size: u64,

@@ -137,9 +137,9 @@ pub fn inspect(out: &Path, args: &InspectOptions) -> anyhow::Result<InspectRepor
         files.truncate(args.top);
     }
     Ok(InspectReport {
-        name: index.name,
-        description: index.description,
-        cmdline: index.cmdline,
+        name: index.name.into(),
+        description: index.description.into(),
+        cmdline: index.cmdline.into(),
         kernel_size: index.kernel.size,
         segments,
         files,

@@ -7,6 +7,7 @@
 
 use crate::compress::Codec;
 use crate::index::{Artifact, Index, SegmentArtifact, INDEX_VERSION};
+use crate::ipxe::words::{BaseUrl, Word};
 use crate::plan::{Packing, Plan};
 use crate::preload::Preloader;
 use crate::resolve::{Content, Entry, EntryKind, Tree};
@@ -30,7 +31,7 @@ pub struct BuildOptions {
     pub out: PathBuf,
     /// Prefix for the URLs in `<name>.ipxe`: empty for URLs relative to the script, or e.g.
     /// `http://boot.lab/images/` (must end with '/').
-    pub base_url: String,
+    pub base_url: BaseUrl,
     /// Also store the concatenated single-file initrd (each segment padded to 4 bytes), for boot
     /// loaders that take one file.
     pub single_initrd: bool,
@@ -48,7 +49,7 @@ impl BuildOptions {
     pub fn new(out: &Path) -> BuildOptions {
         BuildOptions {
             out: out.to_owned(),
-            base_url: String::new(),
+            base_url: BaseUrl::default(),
             single_initrd: false,
             allow_large: false,
             jobs: None,
@@ -197,7 +198,11 @@ fn run_jobs(
                     };
                     let seg = segment::write(&job.name, &tree, mtime)?;
                     let key = Cache::key(&crate::store::sha256_hex(&seg.cpio), &job.codec.label());
-                    if let Some(bytes) = cache.get(&key) {
+                    let hit = cache.get(&key).unwrap_or_else(|w| {
+                        warnings.lock().unwrap().push(w);
+                        None
+                    });
+                    if let Some(bytes) = hit {
                         return Ok(Done {
                             seg,
                             squashfs,
@@ -250,7 +255,11 @@ fn pack_squashfs(
         &crate::squashfs::label(),
     );
     drop(listing);
-    let image = match cache.get(&key) {
+    let hit = cache.get(&key).unwrap_or_else(|w| {
+        warnings.lock().unwrap().push(w);
+        None
+    });
+    let image = match hit {
         Some(bytes) => bytes,
         None => {
             let bytes = crate::squashfs::pack(&job.name, &ro, mtime)?;
@@ -279,7 +288,6 @@ pub fn build(
     preloader: &dyn Preloader,
 ) -> anyhow::Result<BuildReport> {
     let started = Instant::now();
-    crate::ipxe::check_base(&options.base_url).map_err(anyhow::Error::msg)?;
     let mtime = mtime()?;
     let threads = options
         .jobs
@@ -410,7 +418,7 @@ pub fn build(
     });
     let index = Index {
         version: INDEX_VERSION,
-        name: image.name.clone(),
+        name: Word::new(image.name.clone()).map_err(anyhow::Error::msg)?,
         description: image.description.clone(),
         kernel: kernel.clone(),
         cmdline: image.cmdline.clone(),

@@ -5,6 +5,7 @@
 //! plan is an error, not a silently ignored setting. Checks that need more than one field, or the
 //! filesystem, live in `resolve.rs`, which turns a `Plan` into a checked `ResolvedImage`.
 
+use crate::ipxe::words::Words;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,9 +37,9 @@ pub struct Plan {
     pub version: u32,
     /// Image name: names `<name>.json`, `<name>.ipxe` and `<name>.initrd` in the output.
     pub name: String,
-    /// One line for menus and `inspect`.
+    /// One line for menus and `inspect` (written into iPXE scripts: `ipxe/words.rs`).
     #[serde(default)]
-    pub description: String,
+    pub description: Words,
     pub kernel: Kernel,
     #[serde(default)]
     pub compression: Compression,
@@ -63,7 +64,7 @@ pub struct Kernel {
     pub modules_dir: Option<PathBuf>,
     /// The kernel command line written into the iPXE entry and the index.
     #[serde(default)]
-    pub cmdline: String,
+    pub cmdline: Words,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -298,10 +299,15 @@ impl Plan {
                 })
             }
         }
-        // Parse from the text again (not the Value) so errors keep line and column.
-        serde_json::from_str(text).map_err(|e| PlanError::Parse {
+        // Parse from the text again (not the Value) so errors keep line and column, and name
+        // the field (`kernel.cmdline: …`).
+        let mut de = serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| PlanError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: match e.path().to_string().as_str() {
+                "." => e.inner().to_string(),
+                field => format!("{field}: {}", e.inner()),
+            },
         })
     }
 

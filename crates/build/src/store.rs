@@ -5,7 +5,9 @@
 //!
 //! The segment cache lives outside the output (`$XDG_CACHE_HOME/diskless/segments`), keyed by
 //! the uncompressed segment's sha256 and the codec, so an unchanged component is never
-//! recompressed, whatever output directory it is built into.
+//! recompressed, whatever output directory it is built into. Cached bytes are verified, not
+//! trusted: each entry starts with the sha256 of the rest, checked on every hit, so a cache
+//! file that was overwritten, truncated or flipped is rebuilt (with a warning), never stored.
 
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -127,12 +129,30 @@ impl Cache {
         self.dir.as_ref().map(|d| d.join("segments").join(key))
     }
 
+    /// v2: entries carry their own digest (v1 entries, without one, are simply not found).
     pub fn key(cpio_sha256: &str, codec_label: &str) -> String {
-        sha256_hex(format!("diskless-segment-v1 {cpio_sha256} {codec_label}").as_bytes())
+        sha256_hex(format!("diskless-segment-v2 {cpio_sha256} {codec_label}").as_bytes())
     }
 
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.path(key)?).ok()
+    /// `Ok(None)` on a miss; `Err` (a warning: treat it as a miss) when the entry's bytes no
+    /// longer hash to the digest written with them.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let Some(path) = self.path(key) else {
+            return Ok(None);
+        };
+        let Ok(mut body) = std::fs::read(&path) else {
+            return Ok(None);
+        };
+        if body.len() >= 32 {
+            let digest = body.drain(..32).collect::<Vec<u8>>();
+            if Sha256::digest(&body).as_slice() == digest {
+                return Ok(Some(body));
+            }
+        }
+        Err(format!(
+            "segment cache entry {} is corrupt (its bytes do not match its digest): rebuilt",
+            path.display()
+        ))
     }
 
     /// Best effort: a cache that cannot be written only costs time, so failures are warnings.
@@ -141,8 +161,10 @@ impl Cache {
             return Ok(());
         };
         let dir = path.parent().expect("cache path has a parent");
+        let mut entry = Sha256::digest(bytes).to_vec();
+        entry.extend_from_slice(bytes);
         std::fs::create_dir_all(dir)
-            .and_then(|_| write_atomic(&path, bytes))
+            .and_then(|_| write_atomic(&path, &entry))
             .map_err(|e| format!("cannot write segment cache {}: {e}", path.display()))
     }
 }
@@ -150,6 +172,30 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_hits_are_verified_and_damaged_entries_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::new(Some(d.path().to_owned()));
+        let key = Cache::key(&sha256_hex(b"cpio"), "zstd-10");
+        assert_eq!(cache.get(&key), Ok(None));
+        cache.put(&key, b"compressed bytes").unwrap();
+        assert_eq!(cache.get(&key), Ok(Some(b"compressed bytes".to_vec())));
+        let file = d.path().join("segments").join(&key);
+        let good = std::fs::read(&file).unwrap();
+        let mut flipped = good.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        for damaged in [
+            b"garbage".to_vec(),
+            Vec::new(),
+            flipped,
+            good[..40].to_vec(),
+        ] {
+            std::fs::write(&file, &damaged).unwrap();
+            let e = cache.get(&key).unwrap_err();
+            assert!(e.contains("corrupt"), "{e}");
+        }
+    }
 
     #[test]
     fn objects_are_named_by_their_digest_and_roll_back() {

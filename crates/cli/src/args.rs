@@ -3,6 +3,7 @@
 
 use clap::{Args, ValueEnum};
 use diskless_build::host::{HostOptions, Kubelet, Runtime};
+use diskless_build::ipxe::words::{BaseUrl, Words};
 use diskless_build::{inspect::InspectOptions, pipeline::BuildOptions};
 use diskless_harness::{Accel, BootOptions, CheckOptions, Transport};
 use diskless_publish::PublishOptions;
@@ -77,8 +78,8 @@ pub struct BuildArgs {
     pub out: PathBuf,
     /// Prefix for the URLs in `<name>.ipxe`: empty for URLs relative to the script, or e.g.
     /// `http://boot.lab/images/` (must end with '/').
-    #[arg(long, default_value = "")]
-    pub base_url: String,
+    #[arg(long, default_value = "", value_parser = |s: &str| BaseUrl::new(s))]
+    pub base_url: BaseUrl,
     /// Also store the concatenated single-file initrd (each segment padded to 4 bytes), for boot
     /// loaders that take one file.
     #[arg(long)]
@@ -182,8 +183,8 @@ pub struct BootArgs {
     #[arg(long, value_enum, default_value = "http")]
     pub transport: TransportArg,
     /// Extra kernel command-line arguments (e.g. `diskless.debug`), appended to the image's.
-    #[arg(long = "append", value_name = "ARG")]
-    pub append: Vec<String>,
+    #[arg(long = "append", value_name = "ARG", value_parser = |s: &str| Words::new(s))]
+    pub append: Vec<Words>,
     /// Kill QEMU after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,

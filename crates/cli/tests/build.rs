@@ -337,6 +337,37 @@ fn unchanged_segments_come_from_the_cache() {
     let second = build();
     assert!(second["big"], "unchanged segment reused: {second:?}");
     assert!(!second["config"] && !second["manifest"], "{second:?}");
+
+    // Damaged cache entries are rebuilt, never stored: the same objects as before.
+    let index_before = std::fs::read(t.path().join("out/c.json")).unwrap();
+    for e in std::fs::read_dir(t.path().join("cache/segments")).unwrap() {
+        std::fs::write(e.unwrap().path(), b"garbage").unwrap();
+    }
+    let o = run(diskless()
+        .args(["build", "--json", "--plan"])
+        .arg(t.path().join("plan.json"))
+        .arg("--out")
+        .arg(t.path().join("out"))
+        .arg("--cache-dir")
+        .arg(t.path().join("cache")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is corrupt"), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        r["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["cached"] == false),
+        "{r}"
+    );
+    assert_eq!(
+        index_before,
+        std::fs::read(t.path().join("out/c.json")).unwrap()
+    );
+    assert!(run(diskless().arg("verify").arg(t.path().join("out")))
+        .status
+        .success());
 }
 
 // ---------------------------------------------------------------------------------------------

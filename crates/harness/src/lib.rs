@@ -18,6 +18,7 @@ mod serve;
 use anyhow::{bail, Context};
 use console::Console;
 use diskless_build::index::{object_path, Index};
+use diskless_build::ipxe::words::{BaseUrl, Word, Words};
 use diskless_build::ipxe::Extra;
 use diskless_contract::console::{CheckLine, CheckMode};
 use diskless_publish::Additions;
@@ -47,7 +48,7 @@ pub struct BootOptions {
     /// How iPXE fetches the script and objects.
     pub transport: Transport,
     /// Extra kernel command-line arguments (e.g. `diskless.debug`), appended to the image's.
-    pub append: Vec<String>,
+    pub append: Vec<Words>,
     /// Kill QEMU after this many seconds.
     pub timeout: u64,
     /// Join a throwaway control plane on the host (`join.rs`): OUT is a build output, published
@@ -120,7 +121,7 @@ fn prepare_server(args: &BootOptions, add: &Additions) -> anyhow::Result<Prepare
             .map(|(rel, text)| (rel, text.into_bytes()))
             .collect(),
         kernel: dest.join(index.kernel.object_path()),
-        image: name.clone(),
+        image: name.to_string(),
     })
 }
 
@@ -197,12 +198,12 @@ fn prepare_build(args: &BootOptions, add: &Additions) -> anyhow::Result<Prepared
             cmdline: add.cmdline.clone(),
             initrds: add.initrds.clone(),
         };
-        diskless_build::ipxe::script(&index, &sha, "", &extra)
+        diskless_build::ipxe::script(&index, &sha, &BaseUrl::default(), &extra)
     };
     Ok(Prepared {
         files: vec![("boot.ipxe".into(), script.into_bytes())],
         kernel,
-        image: index.name,
+        image: index.name.into(),
     })
 }
 
@@ -414,10 +415,12 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
         (false, false, _) => CheckMode::Once,
     };
     let add = |mode: CheckMode| Additions {
-        cmdline: std::iter::once(format!("diskless.check={}", mode.as_str()))
-            .chain(a.append.iter().cloned())
-            .collect(),
-        initrds: vec![hook::SEGMENT.to_string()],
+        cmdline: std::iter::once(
+            Words::new(format!("diskless.check={}", mode.as_str())).expect("a check mode word"),
+        )
+        .chain(a.append.iter().cloned())
+        .collect(),
+        initrds: vec![Word::new(hook::SEGMENT).expect("the hook segment's path")],
     };
     let binary = match &args.hook {
         Some(p) => p.clone(),

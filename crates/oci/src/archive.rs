@@ -278,11 +278,10 @@ fn store_in_cache(reader: &mut impl Read, cache: &Path) -> anyhow::Result<Locate
     let (buffered, hex, size) = writer.finish();
     let tmp = buffered.into_inner().map_err(|e| e.into_error())?;
     let path = cache.join(&hex);
-    // Same name means same content (it was hashed on the way in), so an existing file is reused.
-    if !std::fs::metadata(&path).is_ok_and(|m| m.len() == size) {
-        tmp.persist(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    // Always the copy just hashed, renamed over whatever has that name: a cache file of the
+    // right size but other bytes (damaged, or written by something else) is never trusted.
+    tmp.persist(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(Located { path, hex, size })
 }
 

@@ -3,15 +3,18 @@
 //! `menu.ipxe` and `boot.ipxe`. Pure, so publish, rollback and the harness render the same text.
 
 use crate::generation::{format_utc, index_of, Generation, Indexes};
+use anyhow::anyhow;
 use diskless_build::index::object_path;
+use diskless_build::ipxe::words::{BaseUrl, Word, Words};
 use diskless_build::ipxe::{script, Extra};
+use diskless_contract::identity;
 
 /// Additions to every image and host entry (the harness's check hook): kernel arguments, and
 /// initrds named relative to the boot server's root.
 #[derive(Debug, Clone, Default)]
 pub struct Additions {
-    pub cmdline: Vec<String>,
-    pub initrds: Vec<String>,
+    pub cmdline: Vec<Words>,
+    pub initrds: Vec<Word>,
 }
 
 /// A generation's entries as (path, text), in the groups publish writes in order.
@@ -32,33 +35,47 @@ pub fn entries(g: &Generation, indexes: &Indexes, add: &Additions) -> anyhow::Re
         let index = index_of(indexes, &img.index)?;
         images.push((
             format!("{name}.ipxe"),
-            script(index, &img.index, "", &extra),
+            script(index, &img.index, &BaseUrl::default(), &extra),
         ));
     }
     let mut hosts = Vec::new();
     for (mac, h) in &g.hosts {
-        let img = &g.images[&h.image];
+        // The key becomes a path: only the normalized form `mac` itself makes.
+        if identity::mac(mac).ok().as_deref() != Some(mac.as_str()) {
+            return Err(anyhow!(
+                "host {mac:?} is not a normalized MAC (52-54-00-12-34-56)"
+            ));
+        }
+        identity::hostname(&h.hostname).map_err(|e| anyhow!("host {mac}: {e}"))?;
+        let img = g
+            .images
+            .get(&h.image)
+            .ok_or_else(|| anyhow!("host {mac} boots image {}, which is not published", h.image))?;
         let index = index_of(indexes, &img.index)?;
         // The hostname travels in the node segment's node.json only; the node segment comes
         // after the image's own segments.
+        let initrds = std::iter::once(object_path(&h.node_segment.sha256))
+            .chain(add.initrds.iter().map(ToString::to_string))
+            .map(|p| Word::new(format!("../{p}")).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<_>>()?;
         let extra = Extra {
-            comment: Some(format!("host {} ({mac})", h.hostname)),
+            comment: Some(
+                Words::new(format!("host {} ({mac})", h.hostname)).map_err(anyhow::Error::msg)?,
+            ),
             cmdline: std::iter::once(h.kernel_args.clone())
                 .chain(add.cmdline.iter().cloned())
                 .collect(),
-            initrds: std::iter::once(object_path(&h.node_segment.sha256))
-                .chain(add.initrds.iter().cloned())
-                .map(|p| format!("../{p}"))
-                .collect(),
+            initrds,
         };
+        let base = BaseUrl::new("../").expect("a valid base");
         hosts.push((
             format!("hosts/{mac}.ipxe"),
-            script(index, &img.index, "../", &extra),
+            script(index, &img.index, &base, &extra),
         ));
     }
     let shared = vec![
         ("menu.ipxe".to_string(), menu(g)),
-        ("boot.ipxe".to_string(), boot(g.default_image.as_deref())),
+        ("boot.ipxe".to_string(), boot(g.default_image.as_ref())),
     ];
     Ok(Entries {
         images,
@@ -70,7 +87,7 @@ pub fn entries(g: &Generation, indexes: &Indexes, add: &Additions) -> anyhow::Re
 /// `boot.ipxe`, the entry the DHCP server hands out: the machine's own entry when one exists,
 /// else the default image, else the menu. Uses only commands the old iPXE builds in NIC ROMs
 /// have (`chain`, `goto`, `${mac:hexhyp}`).
-pub fn boot(default_image: Option<&str>) -> String {
+pub fn boot(default_image: Option<&Word>) -> String {
     let fallback = match default_image {
         Some(image) => format!("chain --autofree {image}.ipxe || chain --autofree menu.ipxe\n"),
         None => "chain --autofree menu.ipxe\n".to_string(),
@@ -99,11 +116,12 @@ pub fn menu(g: &Generation) -> String {
         .default_image
         .clone()
         .or_else(|| g.images.keys().next().cloned())
+        .map(|w| w.to_string())
         .unwrap_or_default();
     s.push_str("item --gap Tools:\nitem shell iPXE shell\n");
     s.push_str(&format!(
         "choose --timeout {} --default {default} target || goto shell\n",
-        g.menu_timeout * 1000
+        u64::from(g.menu_timeout) * 1000
     ));
     s.push_str("iseq ${target} shell && goto shell ||\nchain --autofree ${target}.ipxe || goto shell\n:shell\nshell\n");
     s

@@ -4,7 +4,8 @@
 use crate::dest::{Dest, Snapshot};
 use crate::entries::{self, Additions};
 use anyhow::{bail, Context};
-use diskless_build::index::{Artifact, Index};
+use diskless_build::index::{sha256_hex, Artifact, Index};
+use diskless_build::ipxe::words::{Word, Words};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -19,8 +20,10 @@ pub struct Generation {
     pub number: u64,
     /// Seconds since 1970 (publishing is an event; its time is not part of any image).
     pub published_at: u64,
-    pub images: BTreeMap<String, PublishedImage>,
-    pub default_image: Option<String>,
+    /// Image names, descriptions and kernel arguments are iPXE-safe by type (`Word`, `Words`):
+    /// a record edited by hand cannot put commands into the entries rendered from it.
+    pub images: BTreeMap<Word, PublishedImage>,
+    pub default_image: Option<Word>,
     pub menu_timeout: u32,
     /// By normalized MAC (`52-54-00-12-34-56`).
     pub hosts: BTreeMap<String, PublishedHost>,
@@ -30,8 +33,9 @@ pub struct Generation {
 #[serde(deny_unknown_fields)]
 pub struct PublishedImage {
     /// sha256 of the image index.
+    #[serde(deserialize_with = "sha256_hex")]
     pub index: String,
-    pub description: String,
+    pub description: Words,
     /// When this index was first published.
     pub published_at: u64,
 }
@@ -40,8 +44,8 @@ pub struct PublishedImage {
 #[serde(deny_unknown_fields)]
 pub struct PublishedHost {
     pub hostname: String,
-    pub image: String,
-    pub kernel_args: String,
+    pub image: Word,
+    pub kernel_args: Words,
     /// The per-node segment (identity and secrets), served only through this host's entry.
     pub node_segment: Artifact,
     /// sha256 of what went into the node segment, to reuse it when nothing changed.

@@ -4,6 +4,7 @@
 //! inventory itself can live in version control. It serializes too, so tools (the harness's
 //! join check) write inventories through the type, not as TOML text.
 
+use diskless_build::ipxe::words::Words;
 use diskless_contract::identity;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -163,12 +164,9 @@ impl Inventory {
                 identity::taint(t)
                     .map_err(|why| invalid(format!("hosts[{i}].taints[{j}]"), why))?;
             }
-            if h.kernel_args.contains('\n') {
-                return Err(invalid(
-                    format!("hosts[{i}].kernel_args"),
-                    "must be one line".into(),
-                ));
-            }
+            // Written into the host's iPXE entry: the iPXE rule (`ipxe/words.rs`).
+            Words::new(h.kernel_args.clone())
+                .map_err(|why| invalid(format!("hosts[{i}].kernel_args"), why))?;
         }
         Ok(())
     }

@@ -26,6 +26,7 @@ use crate::inventory::Inventory;
 use anyhow::{bail, Context};
 use dest::{Dest, Snapshot, Source};
 use diskless_build::index::Index;
+use diskless_build::ipxe::words::Word;
 use diskless_build::store::sha256_hex;
 use generation::{read_generations, read_indexes, record, referenced, Indexes, GENERATION_VERSION};
 use serde::Serialize;
@@ -94,7 +95,7 @@ fn now() -> u64 {
 
 /// Every image index in the build output `out`, by image name, with its sha256. Read
 /// completely before DEST is touched, so a bad build output fails before any write.
-fn read_build_output(out: &Path) -> anyhow::Result<BTreeMap<String, (String, Index)>> {
+fn read_build_output(out: &Path) -> anyhow::Result<BTreeMap<Word, (String, Index)>> {
     let mut new_images = BTreeMap::new();
     let mut entries: Vec<_> = std::fs::read_dir(out)
         .with_context(|| format!("cannot read build output {}", out.display()))?
@@ -105,7 +106,17 @@ fn read_build_output(out: &Path) -> anyhow::Result<BTreeMap<String, (String, Ind
         if let Some(image) = name.strip_suffix(".json") {
             let bytes = std::fs::read(e.path())?;
             let index = Index::load(&e.path())?;
-            new_images.insert(image.to_string(), (sha256_hex(&bytes), index));
+            // The name entries use is the index's own (checked when it was read), and a
+            // renamed index file would publish one image under two names.
+            if index.name.as_str() != image {
+                bail!(
+                    "{} holds the index of image {:?}: publish it as {}.json, as `diskless build` wrote it",
+                    e.path().display(),
+                    index.name.as_str(),
+                    index.name
+                );
+            }
+            new_images.insert(index.name.clone(), (sha256_hex(&bytes), index));
         }
     }
     if new_images.is_empty() {
@@ -153,14 +164,18 @@ pub fn publish(args: &PublishOptions) -> anyhow::Result<PublishReport> {
             },
         );
     }
-    let names: BTreeSet<String> = images.keys().cloned().collect();
+    let names: BTreeSet<String> = images.keys().map(Word::to_string).collect();
     // Node segments made now are stored with the image objects in step 1.
     let (default_image, menu_timeout, hosts, node_segments) = match &inventory {
         Some(inv) => {
             inv.check_images(args.inventory.as_ref().unwrap(), &names)?;
             let (hosts, node_segments) = node::hosts(inv, current.as_ref())?;
             (
-                inv.default_image.clone(),
+                inv.default_image
+                    .clone()
+                    .map(Word::new)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("inventory default_image: {e}"))?,
                 inv.menu_timeout,
                 hosts,
                 node_segments,
@@ -242,7 +257,7 @@ pub fn publish(args: &PublishOptions) -> anyhow::Result<PublishReport> {
         generation: (!unchanged).then_some(next.number),
         objects_copied: copied,
         bytes_copied: bytes,
-        images: new_images.keys().cloned().collect(),
+        images: new_images.keys().map(Word::to_string).collect(),
         hosts: next.hosts.len(),
     })
 }
@@ -256,9 +271,9 @@ pub fn rollback(to: &str, image: &str) -> anyhow::Result<u64> {
     let files = &snap.files;
     let gens = read_generations(&dest, &snap)?;
     let current = gens.last().context("nothing has been published here yet")?;
-    let now_index = current
+    let (key, now_index) = current
         .images
-        .get(image)
+        .get_key_value(image)
         .with_context(|| format!("image {image:?} is not published in {}", dest.name()))?;
     let previous = gens
         .iter()
@@ -269,7 +284,7 @@ pub fn rollback(to: &str, image: &str) -> anyhow::Result<u64> {
     let mut next = current.clone();
     next.number += 1;
     next.published_at = now();
-    next.images.insert(image.to_string(), previous.clone());
+    next.images.insert(key.clone(), previous.clone());
     let mut indexes = Indexes::new();
     read_indexes(
         &dest,

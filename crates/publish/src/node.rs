@@ -6,6 +6,7 @@ use crate::inventory::{Host, Inventory, KubeletMode};
 use crate::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
 use anyhow::Context;
 use diskless_build::index::Artifact;
+use diskless_build::ipxe::words::{Word, Words};
 use diskless_build::store::sha256_hex;
 use diskless_build::tree::{Content, Entry, EntryKind, Tree};
 use diskless_contract::node::{NodeConfig, BOOTSTRAP_KUBECONFIG, CLIENT_CA, NODE_JSON};
@@ -45,8 +46,11 @@ pub(crate) fn hosts(
             h.mac.clone(),
             PublishedHost {
                 hostname: h.hostname.clone(),
-                image: h.image.clone(),
-                kernel_args: h.kernel_args.clone(),
+                // Both checked by `Inventory::check` already; an error here names the host.
+                image: Word::new(h.image.clone())
+                    .map_err(|e| anyhow::anyhow!("host {}: image: {e}", h.mac))?,
+                kernel_args: Words::new(h.kernel_args.clone())
+                    .map_err(|e| anyhow::anyhow!("host {}: kernel_args: {e}", h.mac))?,
                 node_segment,
                 inputs,
             },

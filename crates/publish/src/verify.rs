@@ -28,7 +28,7 @@ pub fn verify_dest(to: &str) -> anyhow::Result<VerifyReport> {
             .push("no generation recorded: nothing published".into());
         return Ok(report);
     };
-    report.images = current.images.keys().cloned().collect();
+    report.images = current.images.keys().map(ToString::to_string).collect();
     let mut indexes = Indexes::new();
     read_indexes(
         &dest,

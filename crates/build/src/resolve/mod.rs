@@ -12,9 +12,11 @@ mod files;
 mod insert;
 mod links;
 mod modules;
+mod shape;
 mod trees;
 
 use crate::compress::{Codec, CompressError};
+use crate::ipxe::words::Words;
 use crate::kmod::{KmodError, ModuleTree};
 use crate::plan::{Algorithm, Component, Compression, Node, Packing, Plan, PreloadImage};
 pub use crate::tree::{Content, Entry, EntryKind, Tree};
@@ -67,9 +69,9 @@ pub enum ResolveError {
 #[derive(Debug, Clone)]
 pub struct ResolvedImage {
     pub name: String,
-    pub description: String,
+    pub description: Words,
     pub kernel: PathBuf,
-    pub cmdline: String,
+    pub cmdline: Words,
     pub codec: Codec,
     pub components: Vec<ResolvedComponent>,
     pub modules: Vec<ModuleRef>,
@@ -125,6 +127,7 @@ pub fn resolve(plan: &Plan) -> Result<ResolvedImage, ResolveError> {
     }
     check_squashfs_modules(plan, &loaded, modules.as_ref())?;
     links::merge_through_links(&mut components)?;
+    shape::check_shape(&components)?;
 
     Ok(ResolvedImage {
         name: plan.name.clone(),
