@@ -212,6 +212,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                         r.bytes_copied,
                         r.hosts
                     ),
+                    None if r.objects_repaired > 0 => println!(
+                        "{} is up to date; {} damaged objects copied again",
+                        r.dest, r.objects_repaired
+                    ),
                     None => println!("{} is up to date: nothing to publish", r.dest),
                 }
             }

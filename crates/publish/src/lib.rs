@@ -64,6 +64,8 @@ pub struct PublishReport {
     /// None when nothing changed.
     pub generation: Option<u64>,
     pub objects_copied: u64,
+    /// Of those, objects DEST had under their name with other bytes (copied again).
+    pub objects_repaired: u64,
     pub bytes_copied: u64,
     pub images: Vec<String>,
     pub hosts: usize,
@@ -192,26 +194,39 @@ pub fn publish(args: &PublishOptions) -> anyhow::Result<PublishReport> {
         },
     };
 
-    // 1. Objects first, each only when missing.
-    let mut present: BTreeSet<&str> = files
-        .keys()
-        .filter_map(|f| f.strip_prefix("objects/"))
-        .collect();
-    let mut missing: Vec<(&str, PathBuf)> = Vec::new();
+    // 1. Objects first, each only when missing, or present but no longer hashing to its name
+    //    (overwritten, truncated): those are copied again. Only what this publish needs is
+    //    hashed, on the server for ssh.
+    let mut needed: BTreeSet<&str> = BTreeSet::new();
     for (sha, index) in new_images.values() {
-        let objects = index.objects().into_iter().map(|o| o.sha256);
-        for o in std::iter::once(sha.as_str()).chain(objects) {
-            if present.insert(o) {
-                missing.push((o, args.out.join(diskless_build::index::object_path(o))));
-            }
-        }
+        needed.insert(sha.as_str());
+        needed.extend(index.objects().into_iter().map(|o| o.sha256));
     }
+    let present: BTreeMap<String, u64> = needed
+        .iter()
+        .map(|o| diskless_build::index::object_path(o))
+        .filter_map(|rel| files.get(&rel).map(|size| (rel, *size)))
+        .collect();
+    let damaged: BTreeSet<String> = dest
+        .hash_objects(&present)?
+        .into_iter()
+        .filter(|h| h.digest.as_deref() != Ok(h.name.as_str()))
+        .map(|h| h.name)
+        .collect();
+    let missing: Vec<(&str, PathBuf)> = needed
+        .iter()
+        .filter(|o| {
+            damaged.contains(**o) || !present.contains_key(&diskless_build::index::object_path(o))
+        })
+        .map(|o| (*o, args.out.join(diskless_build::index::object_path(o))))
+        .collect();
     let sources: Vec<(&str, Source)> = node_segments
         .iter()
         .map(|(sha, bytes)| (sha.as_str(), Source::Bytes(bytes)))
         .chain(missing.iter().map(|(sha, p)| (*sha, Source::File(p))))
         .collect();
     let copied = missing.len() as u64;
+    let repaired = damaged.len() as u64;
     let bytes = dest.put_objects(&sources)?
         - node_segments
             .iter()
@@ -256,6 +271,7 @@ pub fn publish(args: &PublishOptions) -> anyhow::Result<PublishReport> {
         dest: dest.name(),
         generation: (!unchanged).then_some(next.number),
         objects_copied: copied,
+        objects_repaired: repaired,
         bytes_copied: bytes,
         images: new_images.keys().map(Word::to_string).collect(),
         hosts: next.hosts.len(),

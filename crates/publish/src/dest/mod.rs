@@ -169,8 +169,8 @@ impl Dest {
         }
     }
 
-    /// Hashes every file in `objects/` (over ssh with `sha256sum` on the server: only digests
-    /// cross the network).
+    /// Hashes the `objects/` files of `listing` (over ssh with `sha256sum` on the server: only
+    /// digests cross the network).
     pub fn hash_objects(&self, listing: &BTreeMap<String, u64>) -> anyhow::Result<Vec<ObjectHash>> {
         let objects: Vec<(&str, u64)> = listing
             .iter()
@@ -178,7 +178,7 @@ impl Dest {
             .collect();
         let digests: BTreeMap<String, Result<String, String>> = match self {
             Dest::Local(root) => local::hash_objects(root, objects.iter().map(|(name, _)| *name)),
-            Dest::Ssh(s) => s.hash_objects()?,
+            Dest::Ssh(s) => s.hash_objects(&objects.iter().map(|(n, _)| *n).collect::<Vec<_>>())?,
         };
         Ok(objects
             .into_iter()

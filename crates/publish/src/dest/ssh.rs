@@ -380,9 +380,18 @@ impl Ssh {
         Ok(())
     }
 
-    pub(super) fn hash_objects(&self) -> anyhow::Result<BTreeMap<String, Result<String, String>>> {
-        let script = "cd objects 2>/dev/null || exit 0\nsha256sum -- * 2>/dev/null\nexit 0";
-        let out = self.run("hashing objects", script, Source::Bytes(b""))?;
+    /// `sha256sum` of the named objects on the server; names travel on standard input
+    /// (NUL-separated, for `xargs -0`), so no command line grows with the store.
+    pub(super) fn hash_objects(
+        &self,
+        names: &[&str],
+    ) -> anyhow::Result<BTreeMap<String, Result<String, String>>> {
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let script = "cd objects 2>/dev/null || exit 0\nxargs -0 sha256sum -- 2>/dev/null\nexit 0";
+        let stdin = names.join("\0").into_bytes();
+        let out = self.run("hashing objects", script, Source::Bytes(&stdin))?;
         Ok(String::from_utf8_lossy(&out)
             .lines()
             .filter_map(|l| l.split_once("  "))

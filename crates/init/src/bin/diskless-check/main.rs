@@ -660,19 +660,24 @@ fn check_image_run(image: &str) -> Result<String, String> {
     result
 }
 
-/// Kills containerd and waits for PID 1 to restart it and for the new one to answer.
-/// Kills the kubelet and waits for PID 1 to restart it and for the new one's /healthz.
-fn check_kubelet_restart(kubelet: &Service) -> Result<String, String> {
-    let old = service_pid(&kubelet.name).ok_or("the kubelet is not running")?;
-    let t = Instant::now();
+/// SIGKILLs a service and waits for PID 1 to start it again: (old pid, new pid).
+fn kill_and_await_restart(service: &Service, what: &str) -> Result<(i32, i32), String> {
+    let old = service_pid(&service.name).ok_or(format!("{what} is not running"))?;
     // SAFETY: signalling a process id we just read; no memory involved.
     unsafe { libc::kill(old, libc::SIGKILL) };
     let new = retry(Duration::from_secs(30), || {
-        match service_pid(&kubelet.name) {
+        match service_pid(&service.name) {
             Some(p) if p != old => Ok(p),
-            _ => Err(format!("the kubelet (pid {old}) was not restarted")),
+            _ => Err(format!("{what} (pid {old}) was not restarted")),
         }
     })?;
+    Ok((old, new))
+}
+
+/// Kills the kubelet and waits for PID 1 to restart it and for the new one's /healthz.
+fn check_kubelet_restart(kubelet: &Service) -> Result<String, String> {
+    let t = Instant::now();
+    let (old, new) = kill_and_await_restart(kubelet, "the kubelet")?;
     check_kubelet_healthz()?;
     Ok(format!(
         "t={:.3} killed pid {old}, pid {new} healthy after {:.1} s",
@@ -681,17 +686,10 @@ fn check_kubelet_restart(kubelet: &Service) -> Result<String, String> {
     ))
 }
 
+/// Kills containerd and waits for PID 1 to restart it and for the new one to answer.
 fn check_restart(runtime: &Service) -> Result<String, String> {
-    let old = service_pid(&runtime.name).ok_or("containerd is not running")?;
     let t = Instant::now();
-    // SAFETY: signalling a process id we just read; no memory involved.
-    unsafe { libc::kill(old, libc::SIGKILL) };
-    let new = retry(Duration::from_secs(30), || {
-        match service_pid(&runtime.name) {
-            Some(p) if p != old => Ok(p),
-            _ => Err(format!("containerd (pid {old}) was not restarted")),
-        }
-    })?;
+    let (old, new) = kill_and_await_restart(runtime, "containerd")?;
     retry(Duration::from_secs(30), || {
         run(&["ctr", "version"], Duration::from_secs(10))
     })?;
