@@ -447,6 +447,48 @@ fn missing_source_is_named() {
     );
 }
 
+/// What the node's init would refuse (or misconfigure) is refused at build time, by the same
+/// rules: addresses, prefixes, gateways, DNS servers and interface names of a static network.
+#[test]
+fn networks_the_node_would_refuse_do_not_build() {
+    let c = Case::new();
+    let network = |n: serde_json::Value| {
+        let mut plan: serde_json::Value =
+            serde_json::from_str(&c.plan(serde_json::json!([]))).unwrap();
+        plan["node"] = serde_json::json!({ "network": n });
+        plan.to_string()
+    };
+    for (n, why) in [
+        (
+            serde_json::json!({"mode": "static", "address": "999.1.1.1/24"}),
+            "not an IP address",
+        ),
+        (
+            serde_json::json!({"mode": "static", "address": "10.0.0.5/99"}),
+            "0-32",
+        ),
+        (
+            serde_json::json!({"mode": "static", "address": "10.0.0.5"}),
+            "prefix length",
+        ),
+        (
+            serde_json::json!({"mode": "static", "address": "10.0.0.5/24", "gateway": "router"}),
+            "gateway",
+        ),
+        (
+            serde_json::json!({"mode": "static", "address": "10.0.0.5/24", "dns": ["1.1.1"]}),
+            "dns server",
+        ),
+        (
+            serde_json::json!({"mode": "dhcp", "interface": "a-very-long-interface-name"}),
+            "interface",
+        ),
+    ] {
+        let e = c.fails(&network(n), &[]);
+        assert!(e.contains("node.network") && e.contains(why), "{e}");
+    }
+}
+
 #[test]
 fn bad_destinations_are_refused() {
     let c = Case::new();

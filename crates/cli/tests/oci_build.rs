@@ -139,6 +139,23 @@ fn oci_build_rejects_special_files() {
 }
 
 #[test]
+fn oci_build_refuses_env_that_is_not_key_value() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    for env in ["NOEQUALS", "=value", "A=b\0c"] {
+        let mut s = spec(LayerCompression::None);
+        s.env = vec![env.to_string()];
+        let e = build_from_dir(&root, &s, &t.path().join("o.tar")).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("is not KEY=VALUE"),
+            "{env:?}: {e:#}"
+        );
+        assert!(!t.path().join("o.tar").exists(), "no partial archive");
+    }
+}
+
+#[test]
 fn reference_images_are_built_once_and_reused() {
     if !Path::new("/bin/busybox").exists() {
         println!("skipped: /bin/busybox missing (Debian: busybox-static)");

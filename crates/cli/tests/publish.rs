@@ -221,6 +221,17 @@ fn bad_inventories_and_destinations_leave_dest_untouched() {
         ),
         (host("52:54:00:00:01", "a", "worker"), "not a MAC"),
         (host("52:54:00:00:00:01", "a", "nosuch"), "\"nosuch\""),
+        (
+            INVENTORY.replace(
+                "https://10.0.2.100:6443",
+                "https://10.0.2.100:6443\\nserver: x",
+            ),
+            "join.api_server",
+        ),
+        (
+            INVENTORY.replace("https://10.0.2.100:6443", "not a url"),
+            "join.api_server",
+        ),
     ];
     for (text, why) in cases {
         let inv = lab.inventory(&text);

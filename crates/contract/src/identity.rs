@@ -146,9 +146,75 @@ fn kubelet_may_set(key: &str) -> bool {
     KUBELET_LABEL_PREFIXES.iter().any(|p| in_ns(p)) || KUBELET_LABELS.contains(&key)
 }
 
+/// The API server a node joins, as it goes into the bootstrap kubeconfig: `https://` and a
+/// host (DNS name, IPv4, or `[IPv6]`) with an optional port 1-65535 and path; no user info,
+/// query, fragment, whitespace or control characters.
+pub fn api_server(url: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "api_server {url:?} {why}; write it as https://<host>:6443"
+        ))
+    };
+    let Some(rest) = url.strip_prefix("https://") else {
+        return bad("is not an https:// URL");
+    };
+    if url.chars().any(|c| !c.is_ascii_graphic()) || rest.contains(['@', '?', '#']) {
+        return bad("has whitespace, control characters, user info, a query or a fragment");
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, tail)) if ip.parse::<std::net::Ipv6Addr>().is_ok() => {
+                (ip, tail.strip_prefix(':'))
+            }
+            _ => return bad("has a malformed [IPv6] host"),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty()
+        || (!authority.starts_with('[')
+            && !host.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }))
+    {
+        return bad("has no valid host");
+    }
+    match port.map(str::parse::<u16>) {
+        None | Some(Ok(1..)) => Ok(()),
+        Some(_) => bad("has a port outside 1-65535"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_servers() {
+        for ok in [
+            "https://10.0.2.100:6443",
+            "https://api.lab",
+            "https://[fd00::1]:6443/base",
+        ] {
+            api_server(ok).unwrap();
+        }
+        for bad in [
+            "http://10.0.0.1:6443",
+            "not a url",
+            "https://10.0.0.1:6443\nserver: evil",
+            "https://user@host:6443",
+            "https://host:0",
+            "https://host:70000",
+            "https://",
+            "https://ho st",
+            "https://[zz]:6443",
+        ] {
+            assert!(api_server(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn hostnames() {

@@ -202,7 +202,60 @@ impl ImageContract {
 
     /// The rules serde cannot express; the builder checks the plan with the same ones.
     pub fn check(&self) -> Result<(), String> {
-        check_services(&self.services)
+        check_services(&self.services)?;
+        check_network(&self.network)
+    }
+}
+
+/// A static network the init can configure: `address` is an IP address with a prefix length
+/// valid for its family, the gateway and DNS servers are IP addresses, the interface a name
+/// the kernel accepts (1–15 bytes, no '/', whitespace or ':').
+pub fn check_network(network: &Network) -> Result<(), String> {
+    let interface_ok = |i: &Option<String>| {
+        match i {
+        Some(name) if name.is_empty()
+            || name.len() > 15
+            || name.chars().any(|c| c == '/' || c == ':' || !c.is_ascii_graphic()) =>
+        {
+            Err(format!("interface {name:?} is not a Linux interface name (1-15 characters, no '/', ':' or spaces)"))
+        }
+        _ => Ok(()),
+    }
+    };
+    match network {
+        Network::Dhcp { interface } => interface_ok(interface),
+        Network::None => Ok(()),
+        Network::Static {
+            interface,
+            address,
+            gateway,
+            dns,
+        } => {
+            interface_ok(interface)?;
+            let bad = |what: &str, v: &str| format!("{what} {v:?} is not an IP address");
+            let (ip, prefix) = address.split_once('/').ok_or_else(|| {
+                format!("address {address:?} needs a prefix length, e.g. 10.0.0.5/24")
+            })?;
+            let ip: std::net::IpAddr = ip.parse().map_err(|_| bad("address", address))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            match prefix.parse::<u8>() {
+                Ok(p) if p <= max => {}
+                _ => {
+                    return Err(format!(
+                        "address {address:?}: the prefix length must be 0-{max}"
+                    ))
+                }
+            }
+            if let Some(g) = gateway {
+                g.parse::<std::net::IpAddr>()
+                    .map_err(|_| bad("gateway", g))?;
+            }
+            for d in dns {
+                d.parse::<std::net::IpAddr>()
+                    .map_err(|_| bad("dns server", d))?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -236,6 +289,34 @@ pub fn check_services(services: &[Service]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn static_networks_are_checked() {
+        let net = |address: &str, gateway: Option<&str>, dns: &[&str]| Network::Static {
+            interface: None,
+            address: address.into(),
+            gateway: gateway.map(Into::into),
+            dns: dns.iter().map(|d| d.to_string()).collect(),
+        };
+        check_network(&net("10.0.0.5/24", Some("10.0.0.1"), &["10.0.0.1"])).unwrap();
+        check_network(&net("fd00::5/64", None, &[])).unwrap();
+        for (n, why) in [
+            (net("999.1.1.1/24", None, &[]), "not an IP address"),
+            (net("10.0.0.5/99", None, &[]), "0-32"),
+            (net("10.0.0.5", None, &[]), "prefix length"),
+            (net("fd00::5/129", None, &[]), "0-128"),
+            (net("10.0.0.5/24", Some("gw"), &[]), "gateway"),
+            (net("10.0.0.5/24", None, &["8.8.8"]), "dns server"),
+        ] {
+            let e = check_network(&n).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        let e = check_network(&Network::Dhcp {
+            interface: Some("eth0/x".into()),
+        })
+        .unwrap_err();
+        assert!(e.contains("interface"), "{e}");
+    }
 
     const DOC: &str = r#"{
       "version": 2, "name": "worker", "unpacked_bytes": 1000,

@@ -58,6 +58,12 @@ pub struct BuildSummary {
 /// Builds an OCI archive of `from` at `out` (temp name + rename: never a partial archive).
 pub fn build_from_dir(from: &Path, spec: &BuildSpec, out: &Path) -> anyhow::Result<BuildSummary> {
     check_ref(&spec.reference).with_context(|| format!("--ref {:?}", spec.reference))?;
+    for e in &spec.env {
+        // What a runtime's config parser expects: `KEY=VALUE`, a non-empty key without '='.
+        if e.split_once('=').is_none_or(|(k, _)| k.is_empty()) || e.contains('\0') {
+            bail!("--env {e:?} is not KEY=VALUE (a non-empty name, '=', then the value)");
+        }
+    }
     if !from.is_dir() {
         bail!("{} is not a directory", from.display());
     }

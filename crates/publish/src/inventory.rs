@@ -129,6 +129,10 @@ impl Inventory {
             field,
             message,
         };
+        if let Some(j) = &self.join {
+            identity::api_server(&j.api_server)
+                .map_err(|why| invalid("join.api_server".into(), why))?;
+        }
         let mut macs = BTreeSet::new();
         let mut names = BTreeSet::new();
         for (i, h) in self.hosts.iter_mut().enumerate() {

@@ -86,6 +86,8 @@ pub(super) fn check_segments_and_services(plan: &Plan) -> Result<(), ResolveErro
     // The init's rules for services, checked here so a plan the node would refuse never builds.
     diskless_contract::image::check_services(&plan.node.services)
         .map_err(|e| invalid("node.services", e))?;
+    diskless_contract::image::check_network(&plan.node.network)
+        .map_err(|e| invalid("node.network", e))?;
     let runtime = Some(crate::plan::Role::ContainerRuntime);
     if !plan.images.is_empty() && !plan.node.services.iter().any(|s| s.role == runtime) {
         return Err(invalid(
