@@ -232,6 +232,10 @@ fn bad_inventories_and_destinations_leave_dest_untouched() {
             INVENTORY.replace("https://10.0.2.100:6443", "not a url"),
             "join.api_server",
         ),
+        (
+            INVENTORY.replace("menu_timeout = 3", "menu_timeout = 4294968"),
+            "menu_timeout",
+        ),
     ];
     for (text, why) in cases {
         let inv = lab.inventory(&text);

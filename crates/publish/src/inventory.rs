@@ -129,6 +129,16 @@ impl Inventory {
             field,
             message,
         };
+        // iPXE's `choose --timeout` takes milliseconds in a 32-bit `unsigned long` on BIOS.
+        if self.menu_timeout > 86_400 {
+            return Err(invalid(
+                "menu_timeout".into(),
+                format!(
+                    "{} s is over a day (86400 s); iPXE cannot wait that long",
+                    self.menu_timeout
+                ),
+            ));
+        }
         if let Some(j) = &self.join {
             identity::api_server(&j.api_server)
                 .map_err(|why| invalid("join.api_server".into(), why))?;
