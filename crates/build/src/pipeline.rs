@@ -338,6 +338,21 @@ pub fn build(
         options.cache_dir.clone().or_else(Cache::default_dir)
     });
     let (done, mut warnings) = run_jobs(jobs, threads, mtime, &cache)?;
+    // The kernel runs /init from the initramfs; without one the node panics ("No working init
+    // found"). A plan may want that (a test image), so this is said, not refused.
+    let has_init = image.components.iter().any(|c| {
+        c.tree
+            .entries
+            .get("/init")
+            .is_some_and(|e| !matches!(e.kind, EntryKind::Dir))
+    });
+    if !has_init {
+        warnings.push(
+            "the image has no /init: the kernel will find nothing to run and panic; add the init \
+             binary at /init (the host plan and the Nix modules do)"
+                .into(),
+        );
+    }
 
     // The manifest segment, first in boot order, tells the init what the others are.
     let contract = ImageContract {

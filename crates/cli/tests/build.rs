@@ -118,6 +118,7 @@ fn host_image_is_reproducible_and_content_addressed() {
     std::fs::create_dir_all(&cwd_b).unwrap();
     let o = build_host(&a, &cwd_a, &[("TZ", "UTC"), ("LC_ALL", "C")], "022", "1");
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("no /init"), "{}", stderr(&o));
     let o = build_host(
         &b,
         &cwd_b,
@@ -331,10 +332,13 @@ fn unchanged_segments_come_from_the_cache() {
         (cached, stderr(&o))
     };
     write_plan("a=1\n");
+    let (first, warnings) = build();
     assert!(
-        build().0.values().all(|c| !c),
+        first.values().all(|c| !c),
         "first build compresses everything"
     );
+    // This plan has no /init: built, but said.
+    assert!(warnings.contains("the image has no /init"), "{warnings}");
     write_plan("a=2\n");
     let (second, _) = build();
     assert!(second["big"], "unchanged segment reused: {second:?}");

@@ -320,6 +320,18 @@ fn rejects_what_is_not_an_image() {
     );
 }
 
+/// A FIFO given as the archive would block the build for ever: refused before it is opened.
+#[test]
+fn rejects_an_archive_that_is_not_a_regular_file() {
+    let t = tempfile::tempdir().unwrap();
+    let fifo = t.path().join("image.tar");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let msg = err(&fifo, &t.path().join("cache"));
+    assert!(msg.contains("not a regular file"), "{msg}");
+}
+
 #[test]
 fn shared_layers_are_stored_once() {
     let t = tempfile::tempdir().unwrap();

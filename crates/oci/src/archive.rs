@@ -72,6 +72,13 @@ impl Source {
         if meta.is_dir() {
             return Ok(Source::Dir(archive.to_owned()));
         }
+        // A FIFO, socket or device would block or never end: only regular files are read.
+        if !meta.is_file() {
+            bail!(
+                "{} is not a regular file or an OCI layout directory: give the image archive itself",
+                archive.display()
+            );
+        }
         std::fs::create_dir_all(cache)
             .with_context(|| format!("cannot create blob cache {}", cache.display()))?;
         unpack(archive, cache).map(Source::Tar)

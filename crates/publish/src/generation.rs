@@ -107,8 +107,14 @@ pub(crate) fn read_generations(dest: &Dest, snap: &Snapshot) -> anyhow::Result<V
             continue;
         }
         gens.push(
-            serde_json::from_slice::<Generation>(bytes)
-                .with_context(|| format!("{}/{name} is not a generation record", dest.name()))?,
+            serde_json::from_slice::<Generation>(bytes).with_context(|| {
+                format!(
+                    "{}/{name} is not a generation record (damaged, edited, or written by a \
+                         version of diskless that allowed iPXE syntax in names and descriptions): \
+                         restore it, or move it away (it is needed only to roll back to it)",
+                    dest.name()
+                )
+            })?,
         );
     }
     gens.sort_by_key(|g| g.number);
