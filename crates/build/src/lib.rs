@@ -9,6 +9,7 @@
 //! `inspect` and `verify` read their output. The builder → init contract's types live in the
 //! `diskless-contract` crate, which the init shares.
 
+pub mod bzimage;
 pub mod compress;
 pub mod elf;
 pub mod host;

@@ -183,7 +183,11 @@ fn gnu_cpio_unpacks_exactly_the_planned_tree() {
     )
     .unwrap();
     std::os::unix::fs::symlink("sub/data", src.join("tree/link")).unwrap();
-    std::fs::write(src.join("kernel"), b"not really a kernel").unwrap();
+    std::fs::write(
+        src.join("kernel"),
+        diskless_build::bzimage::fake_for_tests(),
+    )
+    .unwrap();
     std::fs::write(src.join("secret"), b"s3cret").unwrap();
     let plan = serde_json::json!({
         "version": 1, "name": "tiny",
@@ -296,7 +300,11 @@ fn gnu_cpio_unpacks_exactly_the_planned_tree() {
 #[test]
 fn unchanged_segments_come_from_the_cache() {
     let t = tempfile::tempdir().unwrap();
-    std::fs::write(t.path().join("kernel"), b"k").unwrap();
+    std::fs::write(
+        t.path().join("kernel"),
+        diskless_build::bzimage::fake_for_tests(),
+    )
+    .unwrap();
     let write_plan = |contents: &str| {
         let plan = serde_json::json!({
             "version": 1, "name": "c", "kernel": {"image": t.path().join("kernel")},
@@ -371,7 +379,11 @@ struct Case {
 impl Case {
     fn new() -> Case {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("kernel"), b"k").unwrap();
+        std::fs::write(
+            dir.path().join("kernel"),
+            diskless_build::bzimage::fake_for_tests(),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("file"), b"contents").unwrap();
         Case { dir }
     }
@@ -449,6 +461,20 @@ fn missing_source_is_named() {
         e.contains("component a: files[0]") && e.contains("nope") && e.contains("No such file"),
         "{e}"
     );
+}
+
+/// A kernel image a boot loader cannot start would build, publish, and fail on every machine.
+#[test]
+fn a_file_that_is_not_a_kernel_is_refused() {
+    let c = Case::new();
+    for bytes in [&b"kernel bytes"[..], b"\x7fELF\x02\x01\x01", b""] {
+        std::fs::write(c.path("kernel"), bytes).unwrap();
+        let e = c.fails(&c.plan(serde_json::json!([])), &[]);
+        assert!(
+            e.contains("kernel.image") && e.contains("not a bootable kernel image"),
+            "{e}"
+        );
+    }
 }
 
 /// What the node's init would refuse (or misconfigure) is refused at build time, by the same

@@ -39,6 +39,7 @@ pub fn entries(g: &Generation, indexes: &Indexes, add: &Additions) -> anyhow::Re
         ));
     }
     let mut hosts = Vec::new();
+    let host_base = BaseUrl::new("../").expect("a valid base");
     for (mac, h) in &g.hosts {
         // The key becomes a path: only the normalized form `mac` itself makes.
         if identity::mac(mac).ok().as_deref() != Some(mac.as_str()) {
@@ -67,10 +68,9 @@ pub fn entries(g: &Generation, indexes: &Indexes, add: &Additions) -> anyhow::Re
                 .collect(),
             initrds,
         };
-        let base = BaseUrl::new("../").expect("a valid base");
         hosts.push((
             format!("hosts/{mac}.ipxe"),
-            script(index, &img.index, &base, &extra),
+            script(index, &img.index, &host_base, &extra),
         ));
     }
     let shared = vec![
@@ -114,10 +114,9 @@ pub fn menu(g: &Generation) -> String {
     }
     let default = g
         .default_image
-        .clone()
-        .or_else(|| g.images.keys().next().cloned())
-        .map(|w| w.to_string())
-        .unwrap_or_default();
+        .as_ref()
+        .or_else(|| g.images.keys().next())
+        .map_or("", Word::as_str);
     s.push_str("item --gap Tools:\nitem shell iPXE shell\n");
     s.push_str(&format!(
         "choose --timeout {} --default {default} target || goto shell\n",

@@ -106,6 +106,7 @@ pub fn resolve(plan: &Plan) -> Result<ResolvedImage, ResolveError> {
             format!("{} is not a file", plan.kernel.image.display()),
         ));
     }
+    crate::bzimage::check(&plan.kernel.image).map_err(|e| invalid("kernel.image", e))?;
     let modules = match &plan.kernel.modules_dir {
         Some(dir) => Some(ModuleTree::load(dir)?),
         None => None,

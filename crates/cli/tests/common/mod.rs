@@ -68,7 +68,11 @@ pub struct Lab {
 impl Lab {
     pub fn new() -> Lab {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("kernel"), b"kernel bytes").unwrap();
+        std::fs::write(
+            dir.path().join("kernel"),
+            diskless_build::bzimage::fake_for_tests(),
+        )
+        .unwrap();
         std::fs::write(
             dir.path().join("ca.crt"),
             b"-----BEGIN CERTIFICATE-----\nx\n",
