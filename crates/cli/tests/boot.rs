@@ -377,15 +377,7 @@ fn pinned_images_survive_image_pressure() {
     );
     config["contents"] = yaml.into();
     plan["images"].as_array_mut().unwrap().extend(images);
-    std::fs::write(dir.join("plan.json"), plan.to_string()).unwrap();
-    let out = dir.join("out");
-    run_ok(
-        Command::new(DISKLESS)
-            .args(["build", "--plan"])
-            .arg(dir.join("plan.json"))
-            .arg("--out")
-            .arg(&out),
-    );
+    let out = build_plan(&plan, &dir);
 
     let (ok, r) = check(&out, &["--memory", "1024", "--image-pressure"]);
     let pressure = named(&r, "checks", "image-pressure")
@@ -466,15 +458,7 @@ fn compressed_module_trees_boot() {
 
         let mut plan = plan.clone();
         plan["kernel"]["modules_dir"] = dir.to_str().unwrap().into();
-        std::fs::write(root.join("plan.json"), plan.to_string()).unwrap();
-        let out = root.join("out");
-        run_ok(
-            Command::new(DISKLESS)
-                .args(["build", "--plan"])
-                .arg(root.join("plan.json"))
-                .arg("--out")
-                .arg(&out),
-        );
+        let out = build_plan(&plan, &root);
         let (ok, r) = check(&out, &["--memory", "512"]);
         let stage = named(&r, "stages", "modules")
             .unwrap_or_else(|| panic!(".ko.{ext}: no modules stage: {:#}", r["stages"]));
@@ -487,6 +471,20 @@ fn compressed_module_trees_boot() {
         assert_eq!(stage["status"], "ok", ".ko.{ext}: {stage}");
         assert_eq!(check_status(&r, "containerd"), Some("ok"), ".ko.{ext}");
     }
+}
+
+/// Writes `plan` to `dir/plan.json` and builds it into `dir/out`, which it returns.
+fn build_plan(plan: &Value, dir: &Path) -> PathBuf {
+    let (path, out) = (dir.join("plan.json"), dir.join("out"));
+    std::fs::write(&path, plan.to_string()).unwrap();
+    run_ok(
+        Command::new(DISKLESS)
+            .args(["build", "--plan"])
+            .arg(&path)
+            .arg("--out")
+            .arg(&out),
+    );
+    out
 }
 
 /// Runs a command that must succeed; its standard output.
