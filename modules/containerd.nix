@@ -140,7 +140,12 @@ in
       order = 200;
       # ≈ 100 MB of binaries: mounted read-only from squashfs instead of unpacked into RAM.
       packing = lib.mkDefault "squashfs";
-      packages = [ cfg.cniPlugins ];
+      # Their closures, less what other components share, go into this squashfs segment.
+      packages = [
+        cfg.package
+        cfg.runc
+        cfg.cniPlugins
+      ];
       generated = {
         "/etc/containerd/config.toml".text = toml.toTOML cfg.settings;
       }

@@ -121,10 +121,10 @@ in
       type = types.listOf types.package;
       default = [
         pkgs.iptables-legacy
-        pkgs.util-linux
+        pkgs.util-linuxMinimal
         pkgs.iproute2
       ];
-      defaultText = lib.literalExpression "[ pkgs.iptables-legacy pkgs.util-linux pkgs.iproute2 ]";
+      defaultText = lib.literalExpression "[ pkgs.iptables-legacy pkgs.util-linuxMinimal pkgs.iproute2 ]";
       description = ''
         Tools the kubelet and CNI plugins call (iptables for service and masquerade rules,
         mount/nsenter, ip). Legacy iptables, because the kernel modules it needs are the
@@ -209,7 +209,7 @@ in
     components.kubelet = {
       order = 300;
       packing = lib.mkDefault "squashfs";
-      packages = [ finalPackage ];
+      packages = [ finalPackage ] ++ cfg.path;
       generated = {
         "/etc/kubernetes/kubelet.json".text = builtins.toJSON cfg.settings;
         # Same for every node booted from this image; the init may replace it per node.

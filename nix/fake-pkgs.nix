@@ -23,7 +23,7 @@ in
   cni-plugins = package "cni-plugins";
   kubernetes = package "kubernetes";
   iptables-legacy = package "iptables-legacy";
-  util-linux = package "util-linux";
+  util-linuxMinimal = package "util-linux";
   iproute2 = package "iproute2";
   dropbear = package "dropbear";
 

@@ -11,6 +11,8 @@
   system,
   fixtures,
   kernelVersion,
+  # The pinned nixpkgs' rustc (docs/nix.md); a test lowers it to see package.nix refuse.
+  rustcVersion ? "1.95.0",
 }:
 let
   hostPath = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
@@ -134,6 +136,10 @@ let
         }
       );
 
+    rustc = {
+      version = rustcVersion;
+    };
+
     rustPlatform.buildRustPackage =
       args:
       mkDerivation {
@@ -146,15 +152,17 @@ let
         '';
       };
 
+    # As nixpkgs' kernels: modules xz-compressed (`.ko.xz`, common-config.nix), indexed by
+    # depmod, under $out/lib/modules/<modDirVersion>. The fixture holds the few modules the
+    # images load, compressed from the host's.
     linuxPackages.kernel = mkDerivation {
       name = "linux-stub-${kernelVersion}";
       version = kernelVersion;
       modDirVersion = kernelVersion;
-      # The host's module tree is large and only read: link it rather than copy it.
       script = ''
         mkdir -p $out/lib/modules
         cp ${fixtures}/kernel/bzImage $out/bzImage
-        ln -s /lib/modules/${kernelVersion} $out/lib/modules/${kernelVersion}
+        cp -r ${fixtures}/kernel/lib/modules/${kernelVersion} $out/lib/modules/
       '';
     };
 
@@ -182,7 +190,7 @@ let
     cni-plugins = fromFixture "cni-plugins" { };
     kubernetes = fromFixture "kubernetes" { };
     iptables-legacy = fromFixture "iptables-legacy" { };
-    util-linux = fromFixture "util-linux" { };
+    util-linuxMinimal = fromFixture "util-linux" { };
     iproute2 = fromFixture "iproute2" { };
     dropbear = fromFixture "dropbear" { };
 
