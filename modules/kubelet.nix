@@ -156,7 +156,8 @@ in
     kubelet.settings = {
       apiVersion = mkDefault "kubelet.config.k8s.io/v1beta1";
       kind = mkDefault "KubeletConfiguration";
-      # No systemd on the node; containerd 1.6 cannot report its driver, so say it explicitly.
+      # No systemd on the node: cgroupfs, said explicitly (containerd 2.x reports its driver
+      # through the CRI, but another runtime may not).
       cgroupDriver = mkDefault "cgroupfs";
       containerRuntimeEndpoint = mkDefault "unix:///run/containerd/containerd.sock";
       staticPodPath = mkDefault manifests;

@@ -13,8 +13,10 @@ let
 in
 {
   stdenv.hostPlatform.linux-kernel.target = "bzImage";
+  # The modules in their own output, as nixpkgs' kernels have them.
   linuxPackages.kernel = package "kernel" // {
     modDirVersion = kernelVersion;
+    modules = package "kernel-modules";
   };
   diskless = package "diskless";
   busybox = package "busybox";

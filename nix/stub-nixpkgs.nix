@@ -152,19 +152,30 @@ let
         '';
       };
 
-    # As nixpkgs' kernels: modules xz-compressed (`.ko.xz`, common-config.nix), indexed by
-    # depmod, under $out/lib/modules/<modDirVersion>. The fixture holds the few modules the
+    # As nixpkgs' kernels (pkgs/os-specific/linux/kernel/build.nix, common-config.nix): the
+    # image in `out`, the modules in a `modules` output, xz-compressed (`.ko.xz`) and indexed
+    # by depmod under lib/modules/<modDirVersion>. The fixture holds the few modules the
     # images load, compressed from the host's.
-    linuxPackages.kernel = mkDerivation {
-      name = "linux-stub-${kernelVersion}";
-      version = kernelVersion;
-      modDirVersion = kernelVersion;
-      script = ''
-        mkdir -p $out/lib/modules
-        cp ${fixtures}/kernel/bzImage $out/bzImage
-        cp -r ${fixtures}/kernel/lib/modules/${kernelVersion} $out/lib/modules/
-      '';
-    };
+    linuxPackages.kernel =
+      let
+        drv = mkDerivation {
+          name = "linux-stub-${kernelVersion}";
+          version = kernelVersion;
+          outputs = [
+            "out"
+            "modules"
+          ];
+          script = ''
+            mkdir -p $out $modules/lib/modules
+            cp ${fixtures}/kernel/bzImage $out/bzImage
+            cp -r ${fixtures}/kernel-modules/lib/modules/${kernelVersion} $modules/lib/modules/
+          '';
+        };
+      in
+      drv
+      // {
+        modDirVersion = kernelVersion;
+      };
 
     dockerTools.pullImage =
       {
@@ -198,9 +209,11 @@ let
     qemu = hostTool "qemu-system-x86_64";
     cpio = hostTool "cpio";
     zstd = hostTool "zstd";
+    xz = hostTool "xz";
+    kmod = hostTool "depmod";
     clippy = hostTool "cargo-clippy";
     rustfmt = hostTool "rustfmt";
-    nixfmt-rfc-style = hostTool "nixfmt";
+    nixfmt = hostTool "nixfmt";
   };
 in
 pkgs

@@ -14,21 +14,38 @@ const DISKLESS: &str = env!("CARGO_BIN_EXE_diskless");
 /// Why this machine cannot boot images, if it cannot.
 fn missing_tools() -> Option<String> {
     let have = |p: &str| Path::new(p).exists();
-    let on_path = |b: &str| {
-        std::env::var_os("PATH")
-            .map(|ps| std::env::split_paths(&ps).any(|d| d.join(b).is_file()))
-            .unwrap_or(false)
-    };
-    if !on_path("qemu-system-x86_64") {
+    let Some(qemu) = which("qemu-system-x86_64") else {
         return Some("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)".into());
-    }
-    if !have("/usr/lib/ipxe/qemu/efi-virtio.rom") {
+    };
+    // QEMU loads the virtio NIC's iPXE ROM from its firmware path: Debian's includes
+    // ipxe-qemu's /usr/lib/ipxe/qemu, nixpkgs' QEMU carries the ROM in its own share/qemu.
+    let rom = "efi-virtio.rom";
+    let datadir = qemu
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("share/qemu"));
+    if !have(&format!("/usr/lib/ipxe/qemu/{rom}")) && !datadir.is_some_and(|d| d.join(rom).exists())
+    {
         return Some("iPXE ROM missing (apt-get install ipxe-qemu)".into());
     }
+    // The images these tests boot come from `plan --host`, which resolves Debian's packages.
+    // (Inside a Nix build there are none: the flake's vm-* checks boot the Nix-built images.)
     if !have("/usr/bin/containerd") || !have("/bin/busybox") {
-        return Some("containerd or busybox-static missing on the host".into());
+        return Some(
+            "the host plan needs Debian's containerd and busybox-static (/usr/bin/containerd, \
+             /bin/busybox); none here (in the Nix sandbox, `nix flake check`'s vm-* checks \
+             boot the Nix-built images instead)"
+                .into(),
+        );
     }
     None
+}
+
+/// A program's path on PATH.
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Builds the reference image into cargo's scratch directory for tests (reused, so no

@@ -139,9 +139,10 @@ impl Fixtures {
             kernel.join("bzImage"),
         )
         .unwrap();
+        // nixpkgs' kernels keep their modules in a `modules` output.
         xz_module_tree(
             Path::new("/lib/modules").join(&kernel_version).as_path(),
-            &kernel.join("lib/modules").join(&kernel_version),
+            &root.join("kernel-modules/lib/modules").join(&kernel_version),
         )?;
 
         let init = sibling_binary("diskless-init");
@@ -578,7 +579,7 @@ fn worker_plan_is_what_the_modules_promise_and_builds() {
     );
     let config = generated(&plan, "containerd", "/etc/containerd/config.toml");
     assert!(
-        config.contains(&format!("sandbox_image = \"{image}\"")),
+        config.contains(&format!("sandbox = \"{image}\"")),
         "{config}"
     );
     assert!(
