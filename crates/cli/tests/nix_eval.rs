@@ -142,7 +142,9 @@ impl Fixtures {
         // nixpkgs' kernels keep their modules in a `modules` output.
         xz_module_tree(
             Path::new("/lib/modules").join(&kernel_version).as_path(),
-            &root.join("kernel-modules/lib/modules").join(&kernel_version),
+            &root
+                .join("kernel-modules/lib/modules")
+                .join(&kernel_version),
         )?;
 
         let init = sibling_binary("diskless-init");
