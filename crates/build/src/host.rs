@@ -253,6 +253,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/opt/cni/bin"]
     conf_dir = "/etc/cni/net.d"
+    conf_template = "{CNI_TEMPLATE_PATH}"
 "#
         ),
         Runtime::Debian => format!(
@@ -277,6 +278,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/opt/cni/bin"
     conf_dir = "/etc/cni/net.d"
+    conf_template = "{CNI_TEMPLATE_PATH}"
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "/etc/containerd/certs.d"
 "#
@@ -284,7 +286,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     }
 }
 
-pub const CNI_CONFLIST: &str = r#"{
+/// Where containerd finds [`CNI_TEMPLATE`] (outside `/etc/cni/net.d`, which CNI reads).
+pub const CNI_TEMPLATE_PATH: &str = "/etc/cni/diskless-bridge.conflist.tmpl";
+
+/// The pod network, as a template containerd fills in with the node's pod range once the
+/// kubelet passes it (`UpdateRuntimeConfig`): the range the controller-manager allocated to
+/// the Node (or the inventory's `pod_cidr`), or on a standalone node the init's default
+/// (`STANDALONE_POD_CIDR`, through the kubelet's `podCIDR`). Nodes of one cluster so get
+/// ranges that do not collide; containerd writes `/etc/cni/net.d/10-containerd-net.conflist`.
+/// Go template syntax (containerd's `conf_template`), a constant: no value is pasted in here.
+pub const CNI_TEMPLATE: &str = r#"{
   "cniVersion": "1.0.0",
   "name": "diskless",
   "plugins": [
@@ -296,8 +307,8 @@ pub const CNI_CONFLIST: &str = r#"{
       "hairpinMode": true,
       "ipam": {
         "type": "host-local",
-        "ranges": [[{ "subnet": "10.88.0.0/16" }]],
-        "routes": [{ "dst": "0.0.0.0/0" }]
+        "ranges": [{{range $i, $r := .PodCIDRRanges}}{{if $i}}, {{end}}[{ "subnet": "{{$r}}" }]{{end}}],
+        "routes": [{{range $i, $r := .Routes}}{{if $i}}, {{end}}{ "dst": "{{$r}}" }{{end}}]
       }
     },
     { "type": "portmap", "capabilities": { "portMappings": true } }
@@ -525,7 +536,7 @@ pub fn host_plan(
         name: "config".into(),
         generated: vec![
             gen("/etc/containerd/config.toml", containerd_config(args.runtime)),
-            gen("/etc/cni/net.d/10-diskless.conflist", CNI_CONFLIST),
+            gen(CNI_TEMPLATE_PATH, CNI_TEMPLATE),
             gen(
                 "/etc/crictl.yaml",
                 "runtime-endpoint: unix:///run/containerd/containerd.sock\nimage-endpoint: unix:///run/containerd/containerd.sock\n",

@@ -5,11 +5,13 @@
 //! - [`image`]: `/.diskless/image.json`, the builder → init contract (versioned).
 //! - [`node`]: `/.diskless/node/node.json`, one machine's identity, written by publish.
 //! - [`identity`]: the rules for hostnames, MACs, labels and taints (the kubelet's), one each.
+//! - [`cluster`]: the rules for a node's pod range, cluster DNS servers and domain.
 //! - [`console`]: the `diskless: <stage> ok|FAILED|skipped t=…` lines the init prints and the
 //!   harness parses, and the check hook's `diskless-check: …` lines.
 //!
 //! `docs/image-contract.md` is the reference for humans.
 
+pub mod cluster;
 pub mod console;
 pub mod identity;
 pub mod image;
