@@ -10,6 +10,8 @@ let
   inherit (lib) mkOption types mkDefault;
   cfg = config.kubelet;
   manifests = "/etc/kubernetes/manifests";
+  # Outside /etc/cni/net.d, which CNI reads: containerd writes the filled-in copy there.
+  cniTemplate = "/etc/cni/diskless-bridge.conflist.tmpl";
   nodeDir = "/.diskless/node/kubelet";
 
   # Only bin/kubelet: the kubernetes package also holds the control plane (hundreds of MB) that
@@ -134,11 +136,13 @@ in
 
     cniBridge = mkOption {
       type = types.bool;
-      default = cfg.mode == "standalone";
-      defaultText = lib.literalExpression ''config.kubelet.mode == "standalone"'';
+      default = true;
       description = ''
-        Write a bridge + host-local CNI configuration (10.88.0.0/16) so pods get a network
-        without a cluster CNI. Joined nodes usually get theirs from a CNI DaemonSet.
+        Give pods a bridge + host-local network without a cluster CNI: a template containerd
+        fills with the node's pod range (the Node's `spec.podCIDR` when joined, `pod_cidr`
+        from the inventory, or 10.88.0.0/16 standalone), so the node is Ready without a CNI
+        DaemonSet and nodes never share a range. Turn it off when a cluster CNI (a DaemonSet)
+        writes its own configuration.
       '';
     };
 
@@ -200,6 +204,9 @@ in
 
     environment.path = cfg.path;
 
+    containerd.settings.plugins."io.containerd.cri.v1.runtime".cni.conf_template =
+      lib.mkIf cfg.cniBridge cniTemplate;
+
     services.kubelet = {
       order = 200;
       role = "kubelet";
@@ -229,27 +236,31 @@ in
         }
       ) cfg.staticPods
       // lib.optionalAttrs cfg.cniBridge {
-        "/etc/cni/net.d/10-diskless-bridge.conflist".text = builtins.toJSON {
-          cniVersion = "1.0.0";
-          name = "diskless";
-          plugins = [
-            {
-              type = "bridge";
-              bridge = "cni0";
-              isGateway = true;
-              ipMasq = true;
-              ipam = {
-                type = "host-local";
-                ranges = [ [ { subnet = "10.88.0.0/16"; } ] ];
-                routes = [ { dst = "0.0.0.0/0"; } ];
-              };
-            }
-            {
-              type = "portmap";
-              capabilities.portMappings = true;
-            }
-          ];
-        };
+        # A template containerd fills with the node's pod range (its `conf_template`), as the
+        # host plans do (crates/build/src/host.rs): the range the controller-manager allocated
+        # to the Node when joined, the init's standalone default otherwise. So the nodes of a
+        # cluster never share a range.
+        ${cniTemplate}.text = ''
+          {
+            "cniVersion": "1.0.0",
+            "name": "diskless",
+            "plugins": [
+              {
+                "type": "bridge",
+                "bridge": "cni0",
+                "isGateway": true,
+                "ipMasq": true,
+                "hairpinMode": true,
+                "ipam": {
+                  "type": "host-local",
+                  "ranges": [{{range $i, $r := .PodCIDRRanges}}{{if $i}}, {{end}}[{ "subnet": "{{$r}}" }]{{end}}],
+                  "routes": [{{range $i, $r := .Routes}}{{if $i}}, {{end}}{ "dst": "{{$r}}" }{{end}}]
+                }
+              },
+              { "type": "portmap", "capabilities": { "portMappings": true } }
+            ]
+          }
+        '';
       };
       directories = {
         "/var/lib/kubelet" = { };

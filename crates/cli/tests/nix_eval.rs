@@ -591,6 +591,16 @@ fn worker_plan_is_what_the_modules_promise_and_builds() {
         )),
         "{config}"
     );
+    // The pod network: a template containerd fills with the node's range.
+    assert!(
+        config.contains("conf_template = \"/etc/cni/diskless-bridge.conflist.tmpl\""),
+        "{config}"
+    );
+    let template = generated(&plan, "kubelet", "/etc/cni/diskless-bridge.conflist.tmpl");
+    assert!(
+        template.contains("{{range $i, $r := .PodCIDRRanges}}"),
+        "{template}"
+    );
     let kubelet_config: serde_json::Value =
         serde_json::from_str(generated(&plan, "kubelet", "/etc/kubernetes/kubelet.json")).unwrap();
     assert_eq!(kubelet_config["cgroupDriver"], "cgroupfs");
