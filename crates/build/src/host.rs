@@ -316,6 +316,22 @@ pub const CNI_TEMPLATE: &str = r#"{
 }
 "#;
 
+/// kube-proxy on a joined node: ClusterIP Services (the `kubernetes` one included) reachable
+/// from pods, through iptables rules (legacy iptables, whose modules the kubelet group of
+/// `kernel-modules.json` loads). It talks to the API server with the node's own credentials,
+/// the kubeconfig the kubelet writes once its bootstrap CSR is signed (until then kube-proxy
+/// exits and the init restarts it with backoff); the cluster grants nodes the
+/// `system:node-proxier` role (docs/boot-server.md). `maxPerCore: 0` leaves the kernel's
+/// conntrack table size alone: the node's RAM is its disk too. A constant: no value is pasted in.
+pub const KUBE_PROXY_CONFIG: &str = "apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: /var/lib/kubelet/kubeconfig
+mode: iptables
+conntrack:
+  maxPerCore: 0
+";
+
 /// Standalone kubelet: static pods only. On a RAM-only node the image and node filesystems are
 /// both the tmpfs root. Preloaded images cannot be pulled again: with containerd 2.x they are
 /// pinned, so image GC and disk eviction keep the kubelet's defaults (GC at 85/80 % used,
@@ -591,6 +607,35 @@ pub fn host_plan(
                 restart: true,
                 role: Some(Role::Kubelet),
             });
+            // kube-proxy from the same pinned build, started only where the node joins (its
+            // condition: the join material publish puts in the node segment).
+            match crate::stack::binary("kube-proxy") {
+                Ok(proxy) => {
+                    let kubelet_component = components.last_mut().expect("pushed above");
+                    kubelet_component.binaries.push(BinaryEntry {
+                        source: proxy,
+                        dest: Some("/usr/bin/kube-proxy".into()),
+                    });
+                    config
+                        .generated
+                        .push(gen("/etc/kubernetes/kube-proxy.yaml", KUBE_PROXY_CONFIG));
+                    services.push(Service {
+                        name: "kube-proxy".into(),
+                        command: vec![
+                            "/usr/bin/kube-proxy".into(),
+                            "--config=/etc/kubernetes/kube-proxy.yaml".into(),
+                        ],
+                        env: BTreeMap::new(),
+                        ready_path: None,
+                        condition_path: Some(diskless_contract::node::BOOTSTRAP_KUBECONFIG.into()),
+                        restart: true,
+                        role: None,
+                    });
+                }
+                Err(e) => warnings.push(format!(
+                    "no kube-proxy ({e:#}): joined nodes will not reach ClusterIP Services"
+                )),
+            }
         }
         None => warnings.push("no kubelet (--no-kubelet): a containerd-only worker".into()),
     }

@@ -7,7 +7,7 @@
 //! through the check hook): when the node registers, when it is Ready, and when a Pod created
 //! through the API with a preloaded image and `imagePullPolicy: Never` runs on it with a pod IP.
 
-use crate::controlplane::ControlPlane;
+use crate::controlplane::{ControlPlane, KUBERNETES_SERVICE_IP};
 use anyhow::Context;
 use diskless_build::host::WORKLOAD_REF;
 use diskless_publish::inventory::{Host, Inventory, Join, KubeletMode};
@@ -128,6 +128,12 @@ impl Lab {
                 guest_port: crate::controlplane::GUEST_API_PORT,
                 host_port: self.cluster.api_port(),
             },
+            // The `kubernetes` Service's endpoint is the advertised address with the API
+            // server's own port: pods reach it through kube-proxy's rules.
+            crate::qemu::Forward::ToHost {
+                guest_port: self.cluster.api_port(),
+                host_port: self.cluster.api_port(),
+            },
             crate::qemu::Forward::ToGuest {
                 host_port: self.cluster.kubelet_port_for(HOSTNAME)?,
                 guest_port: crate::controlplane::KUBELET_PORT,
@@ -182,14 +188,26 @@ pub fn failures(seen: &Seen) -> Vec<String> {
             "the API pod runs with the node's own IP {:?}, not a pod IP",
             seen.pod_ip
         ));
-    } else if let (Some(ip), Some(cidr)) = (&seen.pod_ip, &seen.node_pod_cidr) {
+    } else if seen.logs_and_exec.is_none() {
+        f.push(format!(
+            "kubectl logs and exec never reached the pod {POD}{}",
+            why()
+        ));
+    } else if seen.service_reached.is_none() {
+        f.push(format!(
+            "the kubernetes Service ({KUBERNETES_SERVICE_IP}:443) never answered from the pod \
+             (kube-proxy's rules){}",
+            why()
+        ));
+    }
+    if let (Some(ip), Some(cidr)) = (&seen.pod_ip, &seen.node_pod_cidr) {
         if !ipv4_in(ip, cidr) {
             f.push(format!(
                 "the API pod's IP {ip} is outside the node's pod range {cidr}: the CNI \
                  configuration did not come from the node's podCIDR"
             ));
         }
-    } else if seen.node_pod_cidr.is_none() {
+    } else if seen.node_registered.is_some() && seen.node_pod_cidr.is_none() {
         f.push(format!("node {HOSTNAME} has no spec.podCIDR"));
     }
     if !seen.other_pods.is_empty() {
@@ -236,6 +254,9 @@ pub struct Seen {
     pub api_pod_running: Option<Instant>,
     /// `kubectl logs` and `kubectl exec` reached the pod: the API server → kubelet path works.
     pub logs_and_exec: Option<Instant>,
+    /// From inside the API pod, the `kubernetes` Service's ClusterIP answered (kube-proxy's
+    /// rules on the node, the API server behind them).
+    pub service_reached: Option<Instant>,
     pub pod_ip: Option<String>,
     pub node_ip: Option<String>,
     /// The range the controller-manager allocated to the node (`spec.podCIDR`).
@@ -279,7 +300,7 @@ impl Watch {
 
     /// The API pod runs and answered logs and exec: nothing more to watch.
     pub fn done(&self) -> bool {
-        self.seen.lock().unwrap().logs_and_exec.is_some()
+        self.seen.lock().unwrap().service_reached.is_some()
     }
 }
 
@@ -465,12 +486,33 @@ fn follow(api: &Api, seen: &Mutex<Seen>, stop: &std::sync::atomic::AtomicBool) {
                 &["exec", POD, "-n", "default", "--", "echo", "exec-ok"],
                 None,
             )?;
-            if logs.contains("diskless api pod running") && exec.trim() == "exec-ok" {
-                seen.lock().unwrap().logs_and_exec = Some(Instant::now());
+            if !(logs.contains("diskless api pod running") && exec.trim() == "exec-ok") {
+                return Err(format!(
+                    "kubectl logs said {logs:?}, kubectl exec said {exec:?}"
+                ));
+            }
+            seen.lock()
+                .unwrap()
+                .logs_and_exec
+                .get_or_insert_with(Instant::now);
+            // A ClusterIP Service from the pod: plain HTTP to the API server's TLS port gets
+            // Go's "400 Bad Request", which only the API server, reached through kube-proxy's
+            // rules, can say. (busybox nc: the static busybox's wget crashes resolving.)
+            let request = format!(
+                "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {KUBERNETES_SERVICE_IP} 443"
+            );
+            let answer = match api.run(
+                &["exec", POD, "-n", "default", "--", "sh", "-c", &request],
+                None,
+            ) {
+                Ok(out) | Err(out) => out,
+            };
+            if answer.contains("400") {
+                seen.lock().unwrap().service_reached = Some(Instant::now());
                 return Ok(true);
             }
             Err(format!(
-                "kubectl logs said {logs:?}, kubectl exec said {exec:?}"
+                "the kubernetes Service ({KUBERNETES_SERVICE_IP}:443) from the pod: {answer}"
             ))
         };
         match step() {
