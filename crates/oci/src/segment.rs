@@ -44,13 +44,16 @@ pub fn image_segments_with_cache(
 fn ingest(image: &PreloadImage, cache: &Path) -> anyhow::Result<Ingested> {
     let src = Source::open(&image.archive, cache)?;
     // docker save (25+) writes both layouts into one archive; the OCI one is the exact one.
-    if src.contains("oci-layout") && src.contains("index.json") {
-        layout::ingest(&src, &image.refs)
+    let mut ingested = if src.contains("oci-layout") && src.contains("index.json") {
+        layout::ingest(&src, &image.refs)?
     } else if src.contains("manifest.json") {
-        docker::ingest(&src, &image.refs)
+        docker::ingest(&src, &image.refs)?
     } else {
         bail!("not an image archive: it has neither oci-layout + index.json (OCI layout) nor manifest.json (docker-archive)")
-    }
+    };
+    // Only the blobs the image uses stay in the cache.
+    src.keep(&mut ingested.blobs)?;
+    Ok(ingested)
 }
 
 fn segment(

@@ -5,19 +5,11 @@
 use anyhow::{bail, Context};
 use oci_spec::image::{Descriptor, Digest, DigestAlgorithm};
 use sha2::{Digest as _, Sha256};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::str::FromStr;
 
 pub use diskless_build::store::sha256_hex;
-
-/// sha256 and length of everything read from `reader`.
-pub fn hash_reader(mut reader: impl Read) -> io::Result<(String, u64)> {
-    let mut w = HashingWriter::new(io::sink());
-    io::copy(&mut reader, &mut w)?;
-    let (_, hex, n) = w.finish();
-    Ok((hex, n))
-}
 
 /// sha256 and length of a file.
 pub fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
