@@ -3,29 +3,12 @@
 //! name `<name>.json` so people and tools can find the current build.
 
 use crate::ipxe::words::{Word, Words};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 pub const INDEX_VERSION: u32 = 1;
 
-/// A sha256 digest as 64 lowercase hex digits. Digests become paths (`objects/<hex>`) and words
-/// of iPXE scripts, so an index read from disk cannot smuggle `../` or a command through one.
-pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// `#[serde(deserialize_with = "sha256_hex")]`: a digest field that must be [`is_sha256_hex`].
-pub fn sha256_hex<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let s = String::deserialize(d)?;
-    if is_sha256_hex(&s) {
-        Ok(s)
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "{s:?} is not a sha256 digest (64 lowercase hex digits)"
-        )))
-    }
-}
+/// Digests become paths (`objects/<hex>`) and words of iPXE scripts: one rule, the contract's.
+pub use diskless_contract::digest::{is_sha256_hex, sha256_hex};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

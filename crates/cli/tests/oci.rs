@@ -653,6 +653,45 @@ fn plan_entries_are_checked() {
     assert!(e.contains("unique"), "{e}");
 }
 
+/// Plan refs by the distribution grammar, each refused with the entry, the ref and the fault.
+#[test]
+fn plan_refs_follow_the_distribution_grammar() {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("x.tar");
+    let tag200 = format!("docker.io/library/t:{}", "a".repeat(200));
+    for (r, why) in [
+        ("docker.io/library/busybox@sha256:bad", "64 lowercase hex"),
+        ("docker.io/library/busybox:t#x", "not a valid tag"),
+        ("docker.io/library/busybox:-x", "not a valid tag"),
+        (tag200.as_str(), "not a valid tag"),
+        ("docker.io/Library/busybox:1", "lowercase"),
+        ("docker.io/library/a..b:1", "not valid"),
+        ("bad_host.io/x:1", "registry domain"),
+        ("docker.io/x@md5:00", "not sha256"),
+    ] {
+        let e = segments(&[image("test", &a, r)], t.path())
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap();
+        assert!(e.contains("images[0]") && e.contains(why), "{r:?}: {e}");
+        assert!(!e.contains("write docker.io"), "no invalid suggestion: {e}");
+    }
+}
+
+/// A docker-archive whose RepoTags hold what no runtime would accept is refused by name.
+#[test]
+fn docker_archive_repo_tags_are_checked() {
+    let l = Layer::new(&[("f", b"data")], Z::None);
+    for (tag, why) in [
+        ("test:t#x", "not a valid tag"),
+        ("test:-x", "not a valid tag"),
+        ("Test:1", "lowercase"),
+        ("test@sha256:bad", "64 lowercase hex"),
+    ] {
+        rejected_with(docker_members(&[&l], tag), &["RepoTags[0]", why]);
+    }
+}
+
 #[test]
 fn one_image_under_two_names_is_one_image() {
     let t = tempfile::tempdir().unwrap();

@@ -14,6 +14,8 @@ use super::verify::{canonical_json, sha256_digest, sha256_hex};
 use super::{Blob, Ingested};
 use anyhow::{bail, Context};
 use diskless_build::tree::Content;
+use diskless_contract::digest::is_sha256_hex;
+use diskless_contract::reference::Reference;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifestBuilder, MediaType};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -39,6 +41,14 @@ pub fn ingest(src: &Source, refs: &[String]) -> anyhow::Result<Ingested> {
     let (bytes, _) = src.read_small("manifest.json")?;
     let entries: Vec<DockerEntry> =
         serde_json::from_slice(&bytes).context("manifest.json is not a docker-archive manifest")?;
+    // Tags are matched against the plan's refs: a tag no runtime would accept is a broken or
+    // hand-made archive, refused here rather than half-matched.
+    for (i, entry) in entries.iter().enumerate() {
+        for (j, tag) in entry.repo_tags.iter().flatten().enumerate() {
+            Reference::parse(tag)
+                .map_err(|e| anyhow::anyhow!("manifest.json [{i}].RepoTags[{j}] {tag:?}: {e}"))?;
+        }
+    }
     let entry = match entries.as_slice() {
         [] => bail!("manifest.json lists no image"),
         [one] => one,
@@ -142,7 +152,7 @@ pub fn ingest(src: &Source, refs: &[String]) -> anyhow::Result<Ingested> {
 fn check_name(path: &str, loc: &Located) -> anyhow::Result<()> {
     let stem = path.rsplit('/').next().unwrap_or(path);
     let stem = stem.split('.').next().unwrap_or(stem);
-    if stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()) && stem != loc.hex {
+    if is_sha256_hex(stem) && stem != loc.hex {
         bail!(
             "{path} is corrupt: it is named by digest sha256:{stem} but its content hashes to sha256:{}",
             loc.hex

@@ -65,6 +65,13 @@ pub fn descriptor_hex(desc: &Descriptor, what: &str) -> anyhow::Result<String> {
     if *digest.algorithm() != DigestAlgorithm::Sha256 {
         bail!("{what} has digest {digest}: only sha256 digests are supported");
     }
+    // The hex becomes a path (`blobs/sha256/<hex>`, the blob cache, the pool).
+    if !diskless_contract::digest::is_sha256_hex(digest.digest()) {
+        bail!(
+            "{what} has digest {:?}: a sha256 digest is 64 lowercase hex digits",
+            digest.to_string()
+        );
+    }
     Ok(digest.digest().to_owned())
 }
 
