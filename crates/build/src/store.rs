@@ -106,6 +106,14 @@ impl Store {
     }
 }
 
+/// Marks a reused cache file as just used, for `diskless cache gc` (which keeps recently used
+/// files): atime alone is not updated on `noatime` mounts. Best effort.
+pub fn touch(path: &Path) {
+    if let Ok(f) = std::fs::File::options().write(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+}
+
 /// Compressed segments by (uncompressed digest, codec).
 pub struct Cache {
     dir: Option<PathBuf>,
@@ -146,6 +154,7 @@ impl Cache {
         if body.len() >= 32 {
             let digest = body.drain(..32).collect::<Vec<u8>>();
             if Sha256::digest(&body).as_slice() == digest {
+                touch(&path);
                 return Ok(Some(body));
             }
         }

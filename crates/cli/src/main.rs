@@ -2,6 +2,7 @@
 //! Exit codes: 0 success, 1 failure (bad input, failed check, I/O error), 2 usage (clap).
 
 mod args;
+mod cache;
 mod oci;
 
 use args::{BootArgs, BuildArgs, CheckArgs, HostArgs, InspectArgs, PublishArgs};
@@ -102,6 +103,9 @@ enum Command {
     /// Container images for preloading.
     #[command(subcommand)]
     Oci(oci::OciCommand),
+    /// The local caches (image blobs, compressed segments, reference images).
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
 }
 
 fn main() -> ExitCode {
@@ -244,5 +248,6 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(args) => diskless_harness::run(&args.into()),
         Command::Check(args) => diskless_harness::check(&args.into()),
         Command::Oci(cmd) => oci::main(&cmd),
+        Command::Cache(cmd) => cache::main(&cmd),
     }
 }

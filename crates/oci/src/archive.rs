@@ -92,9 +92,13 @@ impl Limits {
             );
         }
         if seen.1 > self.bytes {
+            let limit = if self.bytes >= 1 << 30 && self.bytes.is_multiple_of(1 << 30) {
+                format!("{} GiB", self.bytes >> 30)
+            } else {
+                format!("{} bytes", self.bytes)
+            };
             bail!(
-                "{what} holds more than {} GiB of member data, the limit for an image archive: this is not a real image (or split it into smaller images)",
-                self.bytes >> 30
+                "{what} holds more than {limit} of member data, the limit for an image archive: this is not a real image (or split it into smaller images)"
             );
         }
         Ok(())
@@ -435,6 +439,59 @@ mod tests {
         );
         assert!(link_target("a/layer.tar", "../../x").is_err());
         assert!(link_target("a/layer.tar", "/x").is_err());
+    }
+
+    /// Limits name the archive and the limit, and nothing is left in the cache.
+    #[test]
+    fn archives_over_the_limits_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..5 {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(100);
+            h.set_mode(0o644);
+            b.append_data(&mut h, format!("f{i}"), &[0u8; 100][..])
+                .unwrap();
+        }
+        let archive = t.path().join("many.tar");
+        std::fs::write(&archive, b.into_inner().unwrap()).unwrap();
+        let cache = t.path().join("cache");
+        for (limits, want) in [
+            (
+                Limits {
+                    entries: 4,
+                    bytes: 1 << 20,
+                },
+                "more than 4 entries",
+            ),
+            (
+                Limits {
+                    entries: 100,
+                    bytes: 450,
+                },
+                "more than 450 bytes",
+            ),
+        ] {
+            let e = Source::open_with(&archive, &cache, limits)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains(want) && e.contains("many.tar"), "{e}");
+            assert_eq!(
+                std::fs::read_dir(&cache).unwrap().count(),
+                0,
+                "nothing left"
+            );
+        }
+        Source::open_with(
+            &archive,
+            &cache,
+            Limits {
+                entries: 5,
+                bytes: 500,
+            },
+        )
+        .unwrap();
     }
 
     #[test]
