@@ -104,8 +104,26 @@ impl Index {
 
     pub fn load(path: &std::path::Path) -> anyhow::Result<Index> {
         use anyhow::Context;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read image index {}", path.display()))?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir = path.parent().unwrap_or(std::path::Path::new("."));
+                if dir.as_os_str().is_empty() || dir.is_dir() {
+                    anyhow::bail!(
+                        "{} does not exist: is the image name right?",
+                        path.display()
+                    )
+                }
+                anyhow::bail!(
+                    "{} does not exist: give the output directory of `diskless build`",
+                    dir.display()
+                )
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read image index {}", path.display()))
+            }
+        };
         serde_json::from_str(&text).with_context(|| {
             format!(
                 "{} is not an image index of version {INDEX_VERSION}",

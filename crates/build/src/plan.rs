@@ -284,18 +284,18 @@ impl Plan {
                 path: path.to_owned(),
                 message: e.to_string(),
             })?;
-        match value.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == PLAN_VERSION as u64 => {}
-            Some(found) => {
+        match diskless_contract::version::document_version(&value) {
+            Ok(v) if v == PLAN_VERSION as u64 => {}
+            Ok(found) => {
                 return Err(PlanError::Version {
                     path: path.to_owned(),
                     found,
                 })
             }
-            None => {
+            Err(e) => {
                 return Err(PlanError::Parse {
                     path: path.to_owned(),
-                    message: "missing field `version` (a number; this builder reads 1)".into(),
+                    message: format!("{e}; this builder reads version {PLAN_VERSION}"),
                 })
             }
         }
@@ -341,6 +341,25 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn unusable_versions_are_not_called_missing() {
+        for (v, why) in [
+            ("-1", "out of range"),
+            ("1.5", "out of range"),
+            ("99999999999999999999", "out of range"),
+            ("4294967296", "out of range"),
+            ("\"1\"", "not a number"),
+            ("null", "not a number"),
+        ] {
+            let e = parse(&format!(r#"{{"version":{v}}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why) && !e.contains("missing"), "{v}: {e}");
+        }
+        let e = parse("{}").unwrap_err().to_string();
+        assert!(e.contains("missing field `version`"), "{e}");
     }
 
     #[test]

@@ -113,10 +113,27 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", printable(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Messages quote paths, file names and parser excerpts taken from untrusted input: control
+/// characters (an escape sequence that repaints the terminal, a bell, a carriage return that
+/// hides the start of a line) are shown escaped (`\u{1b}`), never sent raw. Line breaks and tabs
+/// of multi-line messages stay.
+fn printable(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -133,7 +150,7 @@ fn host_plan(args: HostArgs) -> anyhow::Result<Plan> {
     )?;
     let (plan, warnings) = host::host_plan(&args.into(), images)?;
     for w in &warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", printable(&w.to_string()));
     }
     Ok(plan)
 }
@@ -167,7 +184,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             };
             let report = pipeline::build(&plan, &options.into(), &diskless_oci::Preload)?;
             for w in &report.warnings {
-                eprintln!("warning: {w}");
+                eprintln!("warning: {}", printable(&w.to_string()));
             }
             if json {
                 print_json(&report)?;

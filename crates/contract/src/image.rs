@@ -187,11 +187,16 @@ impl ImageContract {
         // Version first, so a v3 document gets "unknown version", not an unknown-field error.
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("{CONTRACT_PATH}: {e}"))?;
-        match value.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(CONTRACT_VERSION) => {}
-            other => {
+        match crate::version::document_version(&value) {
+            Ok(v) if v == u64::from(CONTRACT_VERSION) => {}
+            Ok(other) => {
                 return Err(format!(
-                    "{CONTRACT_PATH} has version {other:?}; this init reads version {CONTRACT_VERSION}: rebuild the image with a matching builder"
+                    "{CONTRACT_PATH} has version {other}; this init reads version {CONTRACT_VERSION}: rebuild the image with a matching builder"
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{CONTRACT_PATH}: {e}; this init reads version {CONTRACT_VERSION}: rebuild the image with a matching builder"
                 ))
             }
         }
@@ -388,7 +393,17 @@ mod tests {
     #[test]
     fn other_versions_are_refused() {
         let e = ImageContract::parse(r#"{"version": 3, "new": 1}"#).unwrap_err();
-        assert!(e.contains("version Some(3)"), "{e}");
+        assert!(e.contains("has version 3"), "{e}");
+        for (v, why) in [
+            ("-1", "out of range"),
+            ("1e40", "out of range"),
+            ("\"2\"", "not a number"),
+        ] {
+            let e = ImageContract::parse(&format!(r#"{{"version": {v}}}"#)).unwrap_err();
+            assert!(e.contains(why) && e.contains(CONTRACT_PATH), "{v}: {e}");
+        }
+        let e = ImageContract::parse("{}").unwrap_err();
+        assert!(e.contains("missing field `version`"), "{e}");
     }
 
     #[test]

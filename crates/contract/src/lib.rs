@@ -17,3 +17,4 @@ pub mod identity;
 pub mod image;
 pub mod node;
 pub mod reference;
+pub mod version;
