@@ -104,7 +104,7 @@ impl Index {
 
     pub fn load(path: &std::path::Path) -> anyhow::Result<Index> {
         use anyhow::Context;
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::store::read_regular_text(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let dir = path.parent().unwrap_or(std::path::Path::new("."));

@@ -16,10 +16,11 @@ pub const PLAN_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// The file could not be read at all.
-    #[error("cannot read plan {path}: {source}")]
+    #[error("cannot read plan {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        /// Not `source`: the message already holds it, and `{:#}` would print it twice.
+        cause: std::io::Error,
     },
     /// serde_json's message already names the field and the line/column.
     #[error("invalid plan {path}: {message}")]
@@ -268,9 +269,9 @@ impl<'de> Deserialize<'de> for Mode {
 impl Plan {
     /// Reads and parses a plan file; errors carry the path and serde's line/column.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+        let text = crate::store::read_regular_text(path).map_err(|cause| PlanError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Plan::parse(&text, path)
     }

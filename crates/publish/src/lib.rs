@@ -113,8 +113,9 @@ fn read_build_output(out: &Path) -> anyhow::Result<BTreeMap<Word, (String, Index
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(image) = name.strip_suffix(".json") {
-            let bytes = std::fs::read(e.path())?;
             let index = Index::load(&e.path())?;
+            let bytes = diskless_build::store::read_regular(&e.path())
+                .with_context(|| format!("cannot read {}", e.path().display()))?;
             // The name entries use is the index's own (checked when it was read), and a
             // renamed index file would publish one image under two names.
             if index.name.as_str() != image {
