@@ -143,10 +143,11 @@ impl Store {
 }
 
 /// Marks a reused cache file as just used, for `diskless cache gc` (which keeps recently used
-/// files): atime alone is not updated on `noatime` mounts. Best effort.
+/// files): its access time is set explicitly, since `noatime`/`relatime` mounts do not keep it
+/// current. The modification time still says when the content was written. Best effort.
 pub fn touch(path: &Path) {
-    if let Ok(f) = std::fs::File::options().write(true).open(path) {
-        let _ = f.set_modified(std::time::SystemTime::now());
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.set_times(std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now()));
     }
 }
 
@@ -217,6 +218,30 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hit marks the entry as used (what `diskless cache gc` keeps), without changing its
+    /// modification time.
+    #[test]
+    fn cache_hits_mark_the_entry_used() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::new(Some(d.path().to_owned()));
+        let key = Cache::key(&sha256_hex(b"cpio"), "zstd-10");
+        cache.put(&key, b"compressed").unwrap();
+        let path = d.path().join("segments").join(&key);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(90 * 86_400);
+        std::fs::File::open(&path)
+            .unwrap()
+            .set_times(
+                std::fs::FileTimes::new()
+                    .set_accessed(old)
+                    .set_modified(old),
+            )
+            .unwrap();
+        assert_eq!(cache.get(&key).unwrap().unwrap(), b"compressed");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(meta.accessed().unwrap() > old + std::time::Duration::from_secs(86_400));
+        assert_eq!(meta.modified().unwrap(), old);
+    }
 
     #[test]
     fn cache_hits_are_verified_and_damaged_entries_refused() {
