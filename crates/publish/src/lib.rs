@@ -158,16 +158,22 @@ pub fn publish(args: &PublishOptions) -> anyhow::Result<PublishReport> {
         .map(|p| Inventory::load(p))
         .transpose()?;
     let new_images = read_build_output(&args.out)?;
-    // A local directory that is not ours is refused before the lock creates anything in it.
-    if let Dest::Local(root) = &dest {
-        let names = foreign::local_names(root);
-        let has_record = names
-            .iter()
-            .any(|n| n.starts_with("generations/") && n.ends_with(".json"));
-        let foreign = foreign::foreign(&names);
-        if !has_record && !foreign.is_empty() {
-            return Err(foreign::refusal(&dest.name(), &foreign));
-        }
+    // A directory that is not ours is refused before the lock creates anything in it. Over
+    // ssh a DEST that cannot be listed yet (missing, unreachable) is left to the lock to
+    // create or report.
+    let names = match &dest {
+        Dest::Local(root) => foreign::local_names(root),
+        Dest::Ssh(_) => dest
+            .snapshot()
+            .map(|s| s.files.into_keys().collect())
+            .unwrap_or_default(),
+    };
+    let has_record = names
+        .iter()
+        .any(|n| n.starts_with("generations/") && n.ends_with(".json"));
+    let foreign = foreign::foreign(&names);
+    if !has_record && !foreign.is_empty() {
+        return Err(foreign::refusal(&dest.name(), &foreign));
     }
     // The first contact with DEST: unreachable or unwritable fails here, before any write.
     let _lock = dest.lock(true)?;
