@@ -181,8 +181,8 @@ fn check_hard_link(path: &str, target: &str) -> anyhow::Result<()> {
     if target.is_empty() {
         bail!("hard link {path:?} has no target");
     }
-    components(target, &format!("hard link {path:?} → target"))?;
-    if target.contains(".wh.") {
+    let parts = components(target, &format!("hard link {path:?} → target"))?;
+    if parts.last().is_some_and(|p| p.starts_with(".wh.")) {
         bail!("hard link {path:?} points at a whiteout ({target:?})");
     }
     Ok(())
@@ -269,6 +269,8 @@ mod tests {
         let bytes = tar_with(&[
             ("./bin/busybox", Regular, None),
             ("bin/sh", Link, Some("bin/busybox")),
+            ("usr/lib/a.wh.b", Regular, None),
+            ("usr/lib/c", Link, Some("usr/lib/a.wh.b")),
             ("bin/ls", Symlink, Some("/bin/busybox")),
             ("etc/.wh.old", Regular, None),
             ("var/.wh..wh..opq", Regular, None),
