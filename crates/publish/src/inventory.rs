@@ -79,10 +79,11 @@ pub struct Host {
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
-    #[error("cannot read inventory {path}: {source}")]
+    #[error("cannot read inventory {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        /// Not `source`: the message already holds it, and `{:#}` would print it twice.
+        cause: std::io::Error,
     },
     #[error("invalid inventory {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -101,9 +102,11 @@ impl Inventory {
     }
 
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
-            path: path.to_owned(),
-            source,
+        let text = diskless_build::store::read_regular_text(path).map_err(|cause| {
+            InventoryError::Read {
+                path: path.to_owned(),
+                cause,
+            }
         })?;
         let mut inv: Inventory = toml::from_str(&text).map_err(|e| InventoryError::Parse {
             path: path.to_owned(),

@@ -68,7 +68,8 @@ fn join_settings<T>(inv: &Inventory, host: &Host, f: impl Fn(&Join) -> T) -> Opt
 }
 
 fn read_secret(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("inventory: cannot read {what} {}", path.display()))
+    diskless_build::store::read_regular(path)
+        .with_context(|| format!("inventory: cannot read {what} {}", path.display()))
 }
 
 /// The files of one host's node segment: identity, join material, SSH keys; mode 0600 where secret.
