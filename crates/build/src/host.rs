@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 /// busybox by the `oci` crate's `host_reference_images`, which the caller passes in).
 pub const PAUSE_REF: &str = "registry.k8s.io/pause:3.6";
 pub const WORKLOAD_REF: &str = "docker.io/library/busybox:diskless";
+/// The cluster DNS image (the `oci` crate's `coredns_image`, from the stack's `coredns`), preloaded
+/// when the stack has one: the version is `COREDNS_VERSION` of stack/versions (a test checks).
+pub const COREDNS_REF: &str = "diskless.local/coredns:v1.15.0";
 
 /// The kernel modules a worker needs, by what needs them, with the reason: one file that the
 /// Nix modules read too (`modules/containerd.nix`, `modules/kubelet.nix`, the images' NIC), so
@@ -691,6 +694,16 @@ pub fn host_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_coredns_ref_names_the_pinned_version() {
+        let versions = include_str!("../../../stack/versions");
+        let pinned = versions
+            .lines()
+            .find_map(|l| l.strip_prefix("COREDNS_VERSION="))
+            .expect("stack/versions has COREDNS_VERSION");
+        assert_eq!(COREDNS_REF.rsplit_once(':').unwrap().1, pinned);
+    }
 
     #[test]
     fn the_module_list_has_three_groups_with_reasons_and_no_repeats() {

@@ -151,12 +151,25 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The reference worker's plan from this machine's packages, with its busybox-made images.
+/// The reference worker's plan from this machine's packages, with its busybox-made images and,
+/// for a stack kubelet that may join a cluster, the cluster DNS image from the stack's coredns.
 fn host_plan(args: HostArgs) -> anyhow::Result<Plan> {
-    let images = diskless_oci::host_reference_images(
-        &diskless_oci::default_cache_dir()?.with_file_name("reference-images"),
-    )?;
-    let (plan, warnings) = host::host_plan(&args.into(), images)?;
+    let cache = diskless_oci::default_cache_dir()?.with_file_name("reference-images");
+    let mut images = diskless_oci::host_reference_images(&cache)?;
+    let options: host::HostOptions = args.into();
+    let mut dns_warning = None;
+    if options.runtime == host::Runtime::Stack && options.kubelet != host::Kubelet::None {
+        match diskless_build::stack::binary("coredns") {
+            Ok(coredns) => images.push(diskless_oci::coredns_image(&cache, &coredns)?),
+            Err(e) => {
+                dns_warning = Some(format!(
+                    "no coredns image ({e:#}): a cluster needs its DNS from elsewhere"
+                ))
+            }
+        }
+    }
+    let (plan, mut warnings) = host::host_plan(&options, images)?;
+    warnings.extend(dns_warning);
     for w in &warnings {
         eprintln!("warning: {}", printable(&w.to_string()));
     }

@@ -5,11 +5,14 @@
 //! through `boot.ipxe` and its host entry and reaches the API server at
 //! 10.0.2.100:6443 through slirp. While it boots, [`Watch`] follows it through the API (not
 //! through the check hook): when the node registers, when it is Ready, and when a Pod created
-//! through the API with a preloaded image and `imagePullPolicy: Never` runs on it with a pod IP.
+//! through the API with a preloaded image and `imagePullPolicy: Never` runs on it with a pod IP,
+//! reaches the `kubernetes` Service and resolves its name through the cluster DNS, CoreDNS from
+//! the image's preloaded image ([`crate::clusterdns`], applied before the machine boots).
 
-use crate::controlplane::{ControlPlane, KUBERNETES_SERVICE_IP};
+use crate::clusterdns;
+use crate::controlplane::{ControlPlane, CLUSTER_DNS, KUBERNETES_SERVICE_IP};
 use anyhow::Context;
-use diskless_build::host::WORKLOAD_REF;
+use diskless_build::host::{COREDNS_REF, WORKLOAD_REF};
 use diskless_publish::inventory::{Host, Inventory, Join, KubeletMode};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -110,11 +113,18 @@ impl Lab {
             inventory: Some(inventory_path),
         })
         .context("cannot publish the image for the join host")?;
-        Ok(Lab {
+        let lab = Lab {
             cluster,
             dir,
             server,
-        })
+        };
+        // Applied before the node exists: the scheduler places CoreDNS as soon as it registers.
+        let dns = serde_json::to_vec(&crate::clusterdns::objects(HOSTNAME))?;
+        Api::for_lab(&lab)
+            .run(&["apply", "--server-side", "-f", "-"], Some(&dns))
+            .map_err(anyhow::Error::msg)
+            .context("cannot apply the cluster DNS (CoreDNS) objects")?;
+        Ok(lab)
     }
 }
 
@@ -199,6 +209,14 @@ pub fn failures(seen: &Seen) -> Vec<String> {
              (kube-proxy's rules){}",
             why()
         ));
+    } else if seen.cluster_dns.is_none() {
+        f.push(format!(
+            "{} never resolved to {} from the pod through the cluster DNS {CLUSTER_DNS} \
+             (CoreDNS from the preloaded {COREDNS_REF}){}",
+            clusterdns::SERVICE_NAME,
+            clusterdns::SERVICE_ADDRESS,
+            why()
+        ));
     }
     if let (Some(ip), Some(cidr)) = (&seen.pod_ip, &seen.node_pod_cidr) {
         if !ipv4_in(ip, cidr) {
@@ -257,12 +275,16 @@ pub struct Seen {
     /// From inside the API pod, the `kubernetes` Service's ClusterIP answered (kube-proxy's
     /// rules on the node, the API server behind them).
     pub service_reached: Option<Instant>,
+    /// From inside the API pod, busybox `nslookup` resolved the `kubernetes` Service's name to
+    /// its ClusterIP: the kubelet's clusterDNS in the pod's resolv.conf, kube-proxy's rules to
+    /// the `kube-dns` Service, CoreDNS answering from the API.
+    pub cluster_dns: Option<Instant>,
     pub pod_ip: Option<String>,
     pub node_ip: Option<String>,
     /// The range the controller-manager allocated to the node (`spec.podCIDR`).
     pub node_pod_cidr: Option<String>,
-    /// Pods on the node other than the API pod (a standalone image's static pods must not run
-    /// once it joined: their mirror pods would show here).
+    /// Pods on the node other than the API pod and the cluster DNS (a standalone image's static
+    /// pods must not run once it joined: their mirror pods would show here).
     pub other_pods: Vec<String>,
     /// The last error talking to the API server (for the report when something never came).
     pub last_error: Option<String>,
@@ -298,9 +320,10 @@ impl Watch {
         self.seen.lock().unwrap().clone()
     }
 
-    /// The API pod runs and answered logs and exec: nothing more to watch.
+    /// The API pod runs, answered logs and exec, reached the `kubernetes` Service and resolved
+    /// its name: nothing more to watch.
     pub fn done(&self) -> bool {
-        self.seen.lock().unwrap().service_reached.is_some()
+        self.seen.lock().unwrap().cluster_dns.is_some()
     }
 }
 
@@ -471,6 +494,7 @@ fn follow(api: &Api, seen: &Mutex<Seen>, stop: &std::sync::atomic::AtomicBool) {
                 .and_then(|l| l["items"].as_array().cloned())
                 .unwrap_or_default()
                 .iter()
+                .filter(|p| !clusterdns::is_dns_pod(p))
                 .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
                 .filter(|n| n != POD)
                 .collect();
@@ -480,39 +504,84 @@ fn follow(api: &Api, seen: &Mutex<Seen>, stop: &std::sync::atomic::AtomicBool) {
                 s.pod_ip = Some(ip.to_string());
                 s.other_pods = others;
             }
-            // The way back: the API server streams from the node's kubelet.
-            let logs = api.run(&["logs", POD, "-n", "default"], None)?;
-            let exec = api.run(
-                &["exec", POD, "-n", "default", "--", "echo", "exec-ok"],
-                None,
-            )?;
-            if !(logs.contains("diskless api pod running") && exec.trim() == "exec-ok") {
-                return Err(format!(
-                    "kubectl logs said {logs:?}, kubectl exec said {exec:?}"
-                ));
+            let done = |f: fn(&Seen) -> Option<Instant>| f(&seen.lock().unwrap()).is_some();
+            if !done(|s| s.logs_and_exec) {
+                // The way back: the API server streams from the node's kubelet.
+                let logs = api.run(&["logs", POD, "-n", "default"], None)?;
+                let exec = api.run(
+                    &["exec", POD, "-n", "default", "--", "echo", "exec-ok"],
+                    None,
+                )?;
+                if !(logs.contains("diskless api pod running") && exec.trim() == "exec-ok") {
+                    return Err(format!(
+                        "kubectl logs said {logs:?}, kubectl exec said {exec:?}"
+                    ));
+                }
+                seen.lock()
+                    .unwrap()
+                    .logs_and_exec
+                    .get_or_insert_with(Instant::now);
             }
-            seen.lock()
-                .unwrap()
-                .logs_and_exec
-                .get_or_insert_with(Instant::now);
-            // A ClusterIP Service from the pod: plain HTTP to the API server's TLS port gets
-            // Go's "400 Bad Request", which only the API server, reached through kube-proxy's
-            // rules, can say. (busybox nc: the static busybox's wget crashes resolving.)
-            let request = format!(
-                "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {KUBERNETES_SERVICE_IP} 443"
-            );
+            if !done(|s| s.service_reached) {
+                // A ClusterIP Service from the pod: plain HTTP to the API server's TLS port gets
+                // Go's "400 Bad Request", which only the API server, reached through
+                // kube-proxy's rules, can say. (busybox nc: the static busybox's wget crashes
+                // resolving.)
+                let request = format!(
+                    "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {KUBERNETES_SERVICE_IP} 443"
+                );
+                let answer = match api.run(
+                    &["exec", POD, "-n", "default", "--", "sh", "-c", &request],
+                    None,
+                ) {
+                    Ok(out) | Err(out) => out,
+                };
+                if !answer.contains("400") {
+                    return Err(format!(
+                        "the kubernetes Service ({KUBERNETES_SERVICE_IP}:443) from the pod: {answer}"
+                    ));
+                }
+                seen.lock().unwrap().service_reached = Some(Instant::now());
+            }
+            // The cluster DNS, through the pod's resolv.conf (busybox nslookup has its own
+            // resolver, unlike the static busybox's wget).
             let answer = match api.run(
-                &["exec", POD, "-n", "default", "--", "sh", "-c", &request],
+                &[
+                    "exec",
+                    POD,
+                    "-n",
+                    "default",
+                    "--",
+                    "nslookup",
+                    clusterdns::SERVICE_NAME,
+                ],
                 None,
             ) {
                 Ok(out) | Err(out) => out,
             };
-            if answer.contains("400") {
-                seen.lock().unwrap().service_reached = Some(Instant::now());
+            if clusterdns::answers(&answer)
+                .iter()
+                .any(|a| a == clusterdns::SERVICE_ADDRESS)
+            {
+                seen.lock().unwrap().cluster_dns = Some(Instant::now());
                 return Ok(true);
             }
+            let dns_pod = api
+                .get(&["pods", "-n", "kube-system", "-l", "k8s-app=kube-dns"])?
+                .and_then(|l| l["items"].get(0).cloned())
+                .map(|p| {
+                    format!(
+                        "phase {}, ready {}, waiting {}",
+                        p["status"]["phase"],
+                        p["status"]["containerStatuses"][0]["ready"],
+                        p["status"]["containerStatuses"][0]["state"]["waiting"]
+                    )
+                })
+                .unwrap_or_else(|| "no pod".into());
             Err(format!(
-                "the kubernetes Service ({KUBERNETES_SERVICE_IP}:443) from the pod: {answer}"
+                "nslookup {} from the pod said {:?} (CoreDNS pod: {dns_pod})",
+                clusterdns::SERVICE_NAME,
+                answer.trim()
             ))
         };
         match step() {

@@ -6,6 +6,7 @@
 //! passed (see `console.rs`, and the init crate's `bin/diskless-check/` for what the guest
 //! checks). README.md says more.
 
+pub mod clusterdns;
 mod console;
 pub mod controlplane;
 mod hook;
@@ -352,6 +353,10 @@ pub struct Timeline {
     pub node_registered: Option<f64>,
     pub node_ready: Option<f64>,
     pub api_pod_running: Option<f64>,
+    /// From inside the API pod: the `kubernetes` Service answered through its ClusterIP, and
+    /// its name resolved through the cluster DNS (CoreDNS on the node).
+    pub service_reached: Option<f64>,
+    pub cluster_dns: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -606,6 +611,8 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
         node_registered: guest(seen.node_registered),
         node_ready: guest(seen.node_ready),
         api_pod_running: guest(seen.api_pod_running),
+        service_reached: guest(seen.service_reached),
+        cluster_dns: guest(seen.cluster_dns),
     };
     if !failures.is_empty() && !args.verbose {
         eprintln!("--- last console lines ---");

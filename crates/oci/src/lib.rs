@@ -5,10 +5,11 @@
 //! One file per concern: `archive` (tar/dir access and hostile-archive checks), `verify`
 //! (digests), `layer` (layer media types, compression and entries), `layout` (OCI index → linux/amd64 manifest), `docker` (docker-archive → OCI
 //! manifest), `segment` (blob pool, dedupe, index file), `build` (`oci build`), `reference`
-//! (the reference worker's busybox-made images), `cli` (`diskless oci …`). `docs/images.md` is the user's guide.
+//! (the reference worker's busybox-made images), `coredns` (its cluster DNS image), `cli` (`diskless oci …`). `docs/images.md` is the user's guide.
 
 mod archive;
 mod build;
+mod coredns;
 mod docker;
 mod layer;
 mod layout;
@@ -18,7 +19,8 @@ mod verify;
 
 pub use archive::default_cache_dir;
 pub use build::{build_from_dir, BuildSpec, BuildSummary, LayerCompression};
-pub use diskless_build::host::{PAUSE_REF, WORKLOAD_REF};
+pub use coredns::coredns_image;
+pub use diskless_build::host::{COREDNS_REF, PAUSE_REF, WORKLOAD_REF};
 pub use reference::host_reference_images;
 pub use segment::{check_ref, image_segments_with_cache, BLOB_POOL, OCI_DIR};
 

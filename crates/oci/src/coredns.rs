@@ -1,0 +1,60 @@
+//! The cluster DNS image: the pinned stack's static `coredns` as `/coredns`, its entrypoint,
+//! and nothing else (upstream's image is the same binary on a distroless base, whose CA
+//! certificates and users CoreDNS's `kubernetes` plugin does not need: it trusts the
+//! ServiceAccount's CA and runs as the pod says). Made with [`build_from_dir`] like the
+//! busybox-made reference images; gzip layer, so containerd keeps the small blob in RAM.
+
+use super::build::{build_from_dir, BuildSpec, LayerCompression};
+use super::verify::{hash_file, sha256_hex};
+use anyhow::Context;
+use diskless_build::host::COREDNS_REF;
+use diskless_build::plan::PreloadImage;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Bump when what the image contains changes, so cached archives are rebuilt.
+const RECIPE_VERSION: &str = "diskless-coredns-image-v1";
+
+/// Builds (or reuses) the image archive of `coredns` (a static binary) in `cache_dir` and
+/// returns its plan entry. The archive's name hashes the binary and the recipe, so a present
+/// file is reused and another binary gets another name.
+pub fn coredns_image(cache_dir: &Path, coredns: &Path) -> anyhow::Result<PreloadImage> {
+    let (binary_hex, _) = hash_file(coredns)?;
+    let key = format!("{RECIPE_VERSION}\0{binary_hex}\0{COREDNS_REF}");
+    let out = cache_dir.join(format!(
+        "coredns-{}.oci.tar",
+        &sha256_hex(key.as_bytes())[..32]
+    ));
+    if out.exists() {
+        diskless_build::store::touch(&out);
+    } else {
+        std::fs::create_dir_all(cache_dir)
+            .with_context(|| format!("cannot create {}", cache_dir.display()))?;
+        build(coredns, &out).context("cannot build the coredns image")?;
+    }
+    Ok(PreloadImage {
+        name: "coredns".to_owned(),
+        archive: out,
+        refs: vec![COREDNS_REF.to_owned()],
+        labels: Default::default(),
+    })
+}
+
+fn build(coredns: &Path, out: &Path) -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let dest = root.path().join("coredns");
+    std::fs::copy(coredns, &dest).with_context(|| format!("cannot copy {}", coredns.display()))?;
+    // Modes set explicitly so neither the umask nor the source's mode leaks in.
+    std::fs::set_permissions(&dest, PermissionsExt::from_mode(0o755))?;
+    std::fs::set_permissions(root.path(), PermissionsExt::from_mode(0o755))?;
+    let spec = BuildSpec {
+        reference: COREDNS_REF.to_owned(),
+        entrypoint: Some(vec!["/coredns".into()]),
+        cmd: None,
+        env: Vec::new(),
+        layer: LayerCompression::Gzip,
+        mtime: 0,
+    };
+    build_from_dir(root.path(), &spec, out)?;
+    Ok(())
+}
