@@ -218,3 +218,24 @@ fn reference_images_are_built_once_and_reused() {
         .collect();
     assert_eq!(leftovers.len(), 2, "no temp files left: {leftovers:?}");
 }
+
+/// The cluster DNS image: one file, so a stand-in binary shows the recipe's properties — the same
+/// bytes from two caches, the name derived from the binary, the pinned reference.
+#[test]
+fn the_coredns_image_is_reproducible_and_named_by_its_binary() {
+    let t = tempfile::tempdir().unwrap();
+    let bin = t.path().join("coredns");
+    std::fs::write(&bin, b"\x7fELF stand-in").unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    let first = diskless_oci::coredns_image(&a, &bin).unwrap();
+    assert_eq!(first.refs, vec![diskless_oci::COREDNS_REF.to_string()]);
+    // Another mode on the source changes nothing: the image's is fixed.
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let second = diskless_oci::coredns_image(&b, &bin).unwrap();
+    assert_eq!(first.archive.file_name(), second.archive.file_name());
+    assert!(std::fs::read(&first.archive).unwrap() == std::fs::read(&second.archive).unwrap());
+    std::fs::write(&bin, b"\x7fELF another").unwrap();
+    let other = diskless_oci::coredns_image(&a, &bin).unwrap();
+    assert_ne!(first.archive.file_name(), other.archive.file_name());
+}
