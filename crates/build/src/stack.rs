@@ -1,7 +1,7 @@
-//! The pinned Kubernetes stack (kubelet, containerd 2.x, runc, the control plane, crictl, CNI
-//! plugins) that `scripts/build-stack` builds from Go modules into a cache: where its binaries
-//! are. `$DISKLESS_STACK` names a bin directory explicitly; otherwise the cache's `current`
-//! link, which build-stack points at the stack this checkout pins.
+//! The pinned Kubernetes stack (kubelet, containerd 2.x, runc, the control plane, crictl,
+//! CoreDNS, CNI plugins) that `scripts/build-stack` builds from Go modules into a cache: where
+//! its binaries are. `$DISKLESS_STACK` names a bin directory explicitly; otherwise the cache's
+//! `current` link, which build-stack points at the stack this checkout pins.
 
 use anyhow::bail;
 use std::path::PathBuf;
