@@ -40,6 +40,7 @@ mod generation;
 pub mod inventory;
 pub mod kubeconfig;
 mod node;
+pub mod token;
 mod verify;
 
 pub use entries::Additions;
