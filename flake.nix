@@ -1,7 +1,7 @@
 {
   description = "diskless: reproducible RAM-only Kubernetes workers, booted over the network";
 
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
 
   outputs =
     { self, nixpkgs }:
@@ -93,10 +93,21 @@
           p = self.packages.${pkgs.stdenv.hostPlatform.system};
         in
         {
+          # The test suite in the build sandbox. What needs a Debian host (the boot tests build
+          # images from `plan --host`) or a network prints `skipped: <why>` in the log; the
+          # vm-* checks below boot the Nix-built images instead.
           cargo-test = p.diskless.overrideAttrs (old: {
             pname = "diskless-cargo-test";
             doCheck = true;
-            nativeCheckInputs = (old.nativeCheckInputs or [ ]) ++ [ pkgs.qemu ];
+            nativeCheckInputs = (old.nativeCheckInputs or [ ]) ++ [
+              pkgs.qemu
+              pkgs.busybox
+              pkgs.cpio
+              pkgs.zstd
+              pkgs.xz
+              pkgs.kmod
+              pkgs.jq
+            ];
             # nixpkgs has a kubelet, so the kubelet scenarios run here instead of skipping.
             KUBELET = "${pkgs.kubernetes}/bin/kubelet";
           });
@@ -124,7 +135,7 @@
             qemu
             cpio
             zstd
-            nixfmt-rfc-style
+            nixfmt
           ];
           # Lets `cargo test` run the kubelet scenarios and the module evaluation test.
           KUBELET = "${pkgs.kubernetes}/bin/kubelet";
@@ -132,6 +143,6 @@
         };
       });
 
-      formatter = forAllSystems (pkgs: pkgs.nixfmt-rfc-style);
+      formatter = forAllSystems (pkgs: pkgs.nixfmt);
     };
 }

@@ -25,8 +25,7 @@ in
 
   containerd.enable = true;
   # The sandbox image must be the preloaded one, or every pod start tries a registry.
-  containerd.settings.plugins."io.containerd.grpc.v1.cri".sandbox_image =
-    builtins.head pinned.pause.refs;
+  containerd.sandboxImage = builtins.head pinned.pause.refs;
 
   kubelet.enable = true;
   kubelet.staticPods.hello = {

@@ -78,6 +78,12 @@ let
     };
 
   path = lib.makeBinPath config.environment.path;
+
+  ownedElsewhere =
+    p:
+    lib.any (c: lib.elem (toString p) (map toString c.packages)) (
+      lib.attrValues (removeAttrs config.components [ "base" ])
+    );
 in
 {
   options = {
@@ -146,7 +152,9 @@ in
     components.base = {
       order = 0;
       files."/init".source = "${config.init.package}/bin/diskless-init";
-      packages = [ config.init.package ] ++ config.environment.path;
+      # PATH entries that another component carries (containerd, the kubelet's tools) stay
+      # there: listing them here too would make them shared, and unpack them into RAM.
+      packages = [ config.init.package ] ++ lib.filter (p: !ownedElsewhere p) config.environment.path;
       directories = {
         "/tmp".mode = "1777";
         "/root".mode = "0700";

@@ -119,8 +119,11 @@ let
           type = types.listOf types.package;
           default = [ ];
           description = ''
-            Packages whose whole Nix closure is copied into the image at its store paths (the
-            `nix-store` segment). Commands then refer to them as `''${pkg}/bin/…`.
+            Packages whose whole Nix closure is copied into the image at its store paths.
+            The store paths only this component's packages need go into this segment (so a
+            squashfs-packed component carries its programs); those several components need,
+            such as the C library, go into the shared `nix-store` segment. Commands refer to
+            them as `''${pkg}/bin/…`.
           '';
           example = lib.literalExpression "[ pkgs.iproute2 ]";
         };

@@ -54,6 +54,16 @@ in
       description = "CNI plugins (bridge, host-local, loopback, portmap, …); their `bin` is the CNI `bin_dir`.";
     };
 
+    sandboxImage = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = ''
+        The pod sandbox ("pause") image reference. Make it a preloaded image's ref, or every
+        pod start tries a registry; `null` leaves containerd's default.
+      '';
+      example = "registry.k8s.io/pause:3.10";
+    };
+
     settings = mkOption {
       type = types.attrsOf types.anything;
       default = { };
@@ -63,7 +73,7 @@ in
       '';
       example = lib.literalExpression ''
         {
-          plugins."io.containerd.grpc.v1.cri".sandbox_image = "registry.k8s.io/pause:3.9";
+          plugins."io.containerd.cri.v1.runtime".enable_selinux = false;
         }
       '';
     };
@@ -82,18 +92,26 @@ in
   };
 
   config = lib.mkIf cfg.enable {
+    # Version 3, containerd 2.x's layout (nixpkgs 26.05 ships 2.x; docs/nix.md): the CRI
+    # plugin is split into images and runtime, and 2.x reads it without migrating at boot.
     containerd.settings = {
-      version = mkDefault 2;
+      version = mkDefault 3;
       root = mkDefault "/var/lib/containerd";
       state = mkDefault "/run/containerd";
       grpc.address = mkDefault socket;
-      plugins."io.containerd.grpc.v1.cri" = {
+      plugins."io.containerd.cri.v1.images" = {
+        snapshotter = mkDefault "overlayfs";
+        registry.config_path = mkDefault certsDir;
+      }
+      // lib.optionalAttrs (cfg.sandboxImage != null) {
+        pinned_images.sandbox = mkDefault cfg.sandboxImage;
+      };
+      plugins."io.containerd.cri.v1.runtime" = {
         cni = {
-          bin_dir = mkDefault "${cfg.cniPlugins}/bin";
+          bin_dirs = mkDefault [ "${cfg.cniPlugins}/bin" ];
           conf_dir = mkDefault "/etc/cni/net.d";
         };
         containerd = {
-          snapshotter = mkDefault "overlayfs";
           default_runtime_name = mkDefault "runc";
           runtimes.runc = {
             runtime_type = mkDefault "io.containerd.runc.v2";
@@ -104,7 +122,6 @@ in
             };
           };
         };
-        registry.config_path = mkDefault certsDir;
       };
     };
 
@@ -140,7 +157,12 @@ in
       order = 200;
       # ≈ 100 MB of binaries: mounted read-only from squashfs instead of unpacked into RAM.
       packing = lib.mkDefault "squashfs";
-      packages = [ cfg.cniPlugins ];
+      # Their closures, less what other components share, go into this squashfs segment.
+      packages = [
+        cfg.package
+        cfg.runc
+        cfg.cniPlugins
+      ];
       generated = {
         "/etc/containerd/config.toml".text = toml.toTOML cfg.settings;
       }

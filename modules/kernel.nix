@@ -28,9 +28,12 @@ in
 
     modulesDir = mkOption {
       type = types.nullOr types.str;
-      default = "${cfg.package}/lib/modules/${cfg.package.modDirVersion}";
-      defaultText = lib.literalExpression ''"''${config.kernel.package}/lib/modules/''${config.kernel.package.modDirVersion}"'';
-      description = "The kernel's module tree; needed when `kernel.modules` is not empty.";
+      # nixpkgs' kernels install their modules into a `modules` output (since 25.11,
+      # pkgs/os-specific/linux/kernel/build.nix: INSTALL_MOD_PATH=$modules); getOutput falls
+      # back to `out` for a kernel package without one.
+      default = "${lib.getOutput "modules" cfg.package}/lib/modules/${cfg.package.modDirVersion}";
+      defaultText = lib.literalExpression ''"''${lib.getOutput "modules" config.kernel.package}/lib/modules/''${config.kernel.package.modDirVersion}"'';
+      description = "The kernel's module tree (`.ko`, `.ko.xz`, `.ko.zst` or `.ko.gz`, indexed by depmod); needed when `kernel.modules` is not empty.";
     };
 
     modules = mkOption {

@@ -10,6 +10,8 @@ let
   inherit (lib) mkOption types mkDefault;
   cfg = config.kubelet;
   manifests = "/etc/kubernetes/manifests";
+  # Outside /etc/cni/net.d, which CNI reads: containerd writes the filled-in copy there.
+  cniTemplate = "/etc/cni/diskless-bridge.conflist.tmpl";
   nodeDir = "/.diskless/node/kubelet";
 
   # Only bin/kubelet: the kubernetes package also holds the control plane (hundreds of MB) that
@@ -121,10 +123,10 @@ in
       type = types.listOf types.package;
       default = [
         pkgs.iptables-legacy
-        pkgs.util-linux
+        pkgs.util-linuxMinimal
         pkgs.iproute2
       ];
-      defaultText = lib.literalExpression "[ pkgs.iptables-legacy pkgs.util-linux pkgs.iproute2 ]";
+      defaultText = lib.literalExpression "[ pkgs.iptables-legacy pkgs.util-linuxMinimal pkgs.iproute2 ]";
       description = ''
         Tools the kubelet and CNI plugins call (iptables for service and masquerade rules,
         mount/nsenter, ip). Legacy iptables, because the kernel modules it needs are the
@@ -134,11 +136,13 @@ in
 
     cniBridge = mkOption {
       type = types.bool;
-      default = cfg.mode == "standalone";
-      defaultText = lib.literalExpression ''config.kubelet.mode == "standalone"'';
+      default = true;
       description = ''
-        Write a bridge + host-local CNI configuration (10.88.0.0/16) so pods get a network
-        without a cluster CNI. Joined nodes usually get theirs from a CNI DaemonSet.
+        Give pods a bridge + host-local network without a cluster CNI: a template containerd
+        fills with the node's pod range (the Node's `spec.podCIDR` when joined, `pod_cidr`
+        from the inventory, or 10.88.0.0/16 standalone), so the node is Ready without a CNI
+        DaemonSet and nodes never share a range. Turn it off when a cluster CNI (a DaemonSet)
+        writes its own configuration.
       '';
     };
 
@@ -156,7 +160,8 @@ in
     kubelet.settings = {
       apiVersion = mkDefault "kubelet.config.k8s.io/v1beta1";
       kind = mkDefault "KubeletConfiguration";
-      # No systemd on the node; containerd 1.6 cannot report its driver, so say it explicitly.
+      # No systemd on the node: cgroupfs, said explicitly (containerd 2.x reports its driver
+      # through the CRI, but another runtime may not).
       cgroupDriver = mkDefault "cgroupfs";
       containerRuntimeEndpoint = mkDefault "unix:///run/containerd/containerd.sock";
       staticPodPath = mkDefault manifests;
@@ -199,6 +204,9 @@ in
 
     environment.path = cfg.path;
 
+    containerd.settings.plugins."io.containerd.cri.v1.runtime".cni.conf_template =
+      lib.mkIf cfg.cniBridge cniTemplate;
+
     services.kubelet = {
       order = 200;
       role = "kubelet";
@@ -209,7 +217,7 @@ in
     components.kubelet = {
       order = 300;
       packing = lib.mkDefault "squashfs";
-      packages = [ finalPackage ];
+      packages = [ finalPackage ] ++ cfg.path;
       generated = {
         "/etc/kubernetes/kubelet.json".text = builtins.toJSON cfg.settings;
         # Same for every node booted from this image; the init may replace it per node.
@@ -228,27 +236,31 @@ in
         }
       ) cfg.staticPods
       // lib.optionalAttrs cfg.cniBridge {
-        "/etc/cni/net.d/10-diskless-bridge.conflist".text = builtins.toJSON {
-          cniVersion = "1.0.0";
-          name = "diskless";
-          plugins = [
-            {
-              type = "bridge";
-              bridge = "cni0";
-              isGateway = true;
-              ipMasq = true;
-              ipam = {
-                type = "host-local";
-                ranges = [ [ { subnet = "10.88.0.0/16"; } ] ];
-                routes = [ { dst = "0.0.0.0/0"; } ];
-              };
-            }
-            {
-              type = "portmap";
-              capabilities.portMappings = true;
-            }
-          ];
-        };
+        # A template containerd fills with the node's pod range (its `conf_template`), as the
+        # host plans do (crates/build/src/host.rs): the range the controller-manager allocated
+        # to the Node when joined, the init's standalone default otherwise. So the nodes of a
+        # cluster never share a range.
+        ${cniTemplate}.text = ''
+          {
+            "cniVersion": "1.0.0",
+            "name": "diskless",
+            "plugins": [
+              {
+                "type": "bridge",
+                "bridge": "cni0",
+                "isGateway": true,
+                "ipMasq": true,
+                "hairpinMode": true,
+                "ipam": {
+                  "type": "host-local",
+                  "ranges": [{{range $i, $r := .PodCIDRRanges}}{{if $i}}, {{end}}[{ "subnet": "{{$r}}" }]{{end}}],
+                  "routes": [{{range $i, $r := .Routes}}{{if $i}}, {{end}}{ "dst": "{{$r}}" }{{end}}]
+                }
+              },
+              { "type": "portmap", "capabilities": { "portMappings": true } }
+            ]
+          }
+        '';
       };
       directories = {
         "/var/lib/kubelet" = { };

@@ -22,8 +22,35 @@ let
     // optionalAttrs (c.level != null) { inherit (c) level; }
     // optionalAttrs (c.windowLog != null) { window_log = c.windowLog; };
 
+  # A package's store path as an attribute name (names may not carry string context).
+  storeKey = p: builtins.unsafeDiscardStringContext "${p}";
+
+  # Which component carries each package: the one component that lists it, or `nix-store` when
+  # several do. The same rule, applied to whole closures, is how `lib.mkImage` places every store
+  # path (nix/mk-image.nix): what one component alone needs travels in that component's segment
+  # (squashfs-packed for containerd and kubelet), what several share stays in `nix-store`.
+  packageOwners = lib.foldl' (
+    acc: c:
+    lib.foldl' (
+      acc: p:
+      let
+        key = storeKey p;
+      in
+      acc // { ${key} = if acc ? ${key} && acc.${key} != c.name then "nix-store" else c.name; }
+    ) acc c.value.packages
+  ) { } (mapAttrsToList lib.nameValuePair config.components);
+
+  # The packages each component owns (as roots: their closures are placed at build time).
+  ownedRoots =
+    name:
+    lib.filter (p: packageOwners.${storeKey p} == name) (
+      lib.unique (lib.concatMap (c: c.packages) (lib.attrValues config.components))
+    );
+
+  # `standIns`: the evaluation-time plan lists each component's package roots as trees; the
+  # template `lib.mkImage` fills at build time lists only what the user wrote.
   component =
-    name: c:
+    standIns: name: c:
     {
       inherit name;
     }
@@ -49,20 +76,33 @@ let
         // withMode g.mode
       ) c.generated;
       binaries = map (b: { inherit (b) source; } // withDest b.dest) c.binaries;
-      trees = map (t: { inherit (t) source; } // withDest t.dest) c.trees;
+      trees =
+        map (t: { inherit (t) source; } // withDest t.dest) c.trees
+        ++ lib.optionals standIns (map (p: { source = "${p}"; }) (ownedRoots name));
       modules = c.kernelModules;
     };
 
   # Every package named by any component, deduplicated by store path.
   closureRoots = lib.unique (lib.concatMap (c: c.packages) (lib.attrValues config.components));
 
+  # Each component's packages, for one closure per component (empty lists left out).
+  componentRoots = lib.filterAttrs (_: roots: roots != [ ]) (
+    lib.mapAttrs (_: c: lib.unique c.packages) config.components
+  );
+
   ordered = lib.sort (
     a: b: if a.value.order != b.value.order then a.value.order < b.value.order else a.name < b.name
   ) (mapAttrsToList lib.nameValuePair config.components);
 
   failed = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+  checked =
+    plan:
+    if failed != [ ] then
+      throw "\nFailed assertions:\n${lib.concatMapStrings (m: "- ${m}\n") failed}"
+    else
+      plan;
 
-  plan = {
+  planWith = standIns: {
     version = 1;
     inherit (config) name;
     description = config.ipxe.menuText;
@@ -72,7 +112,11 @@ let
     }
     // optionalAttrs (config.kernel.modulesDir != null) { modules_dir = config.kernel.modulesDir; };
     compression = compression config.compression;
-    components = map (c: component c.name c.value) ordered;
+    # At evaluation, `nix-store` only when a package is shared; the template keeps it for
+    # `lib.mkImage`, which drops it if the closures share nothing.
+    components = lib.filter (c: !standIns || c.name != "nix-store" || c ? trees) (
+      map (c: component standIns c.name c.value) ordered
+    );
     images = mapAttrsToList (name: i: {
       inherit name;
       archive = "${i.archive}";
@@ -135,22 +179,34 @@ in
       readOnly = true;
       description = "The packages whose closures the image carries (all `components.*.packages`).";
     };
+
+    build.componentRoots = mkOption {
+      type = types.attrsOf (types.listOf types.package);
+      readOnly = true;
+      description = ''
+        Each component's `packages`. `lib.mkImage` takes one closure per component: a store
+        path that only one component's closure holds goes into that component's segment, one
+        that several share into `nix-store`.
+      '';
+    };
+
+    build.planTemplate = mkOption {
+      type = types.attrs;
+      readOnly = true;
+      internal = true;
+      description = "`build.plan` without the package roots, which `lib.mkImage` replaces by closures.";
+    };
   };
 
   config = {
     build.closureRoots = closureRoots;
-    build.plan =
-      if failed != [ ] then
-        throw "\nFailed assertions:\n${lib.concatMapStrings (m: "- ${m}\n") failed}"
-      else
-        plan;
+    build.componentRoots = componentRoots;
+    build.plan = checked (planWith true);
+    build.planTemplate = checked (planWith false);
 
-    components.nix-store = {
-      order = 100;
-      # Eval-time stand-in: the roots themselves. Under Nix, `lib.mkImage` swaps in every path of
-      # their closure (closureInfo), which is only known once they are built.
-      trees = map (p: { source = "${p}"; }) closureRoots;
-    };
+    # What several components share. Its trees are filled in by `lib.mkImage`; in the
+    # evaluation-time plan it lists the package roots that more than one component names.
+    components.nix-store.order = 100;
 
     assertions = [
       {

@@ -13,8 +13,10 @@ let
 in
 {
   stdenv.hostPlatform.linux-kernel.target = "bzImage";
+  # The modules in their own output, as nixpkgs' kernels have them.
   linuxPackages.kernel = package "kernel" // {
     modDirVersion = kernelVersion;
+    modules = package "kernel-modules";
   };
   diskless = package "diskless";
   busybox = package "busybox";
@@ -23,7 +25,7 @@ in
   cni-plugins = package "cni-plugins";
   kubernetes = package "kubernetes";
   iptables-legacy = package "iptables-legacy";
-  util-linux = package "util-linux";
+  util-linuxMinimal = package "util-linux";
   iproute2 = package "iproute2";
   dropbear = package "dropbear";
 

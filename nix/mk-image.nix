@@ -7,17 +7,46 @@
 }:
 let
   inherit (evaluated) config;
+  inherit (pkgs) lib;
 
-  template = pkgs.writeText "${config.name}-plan-roots.json" (builtins.toJSON config.build.plan);
+  template = pkgs.writeText "${config.name}-plan-template.json" (
+    builtins.toJSON config.build.planTemplate
+  );
 
-  # Every store path the roots need at run time. Only known once they are built, hence a
-  # build step (jq) rather than evaluation (which would need import-from-derivation).
-  closure = pkgs.closureInfo { rootPaths = config.build.closureRoots; };
+  # One closure per component (closureInfo: every store path its packages need at run time,
+  # only known once they are built, hence a build step rather than evaluation).
+  closures = lib.mapAttrs (
+    _: roots: pkgs.closureInfo { rootPaths = roots; }
+  ) config.build.componentRoots;
 
+  # A store path that one component's closure alone holds goes into that component; one that
+  # several hold goes into `nix-store` (the rule of modules/plan.nix, on whole closures). So
+  # containerd, runc, the CNI plugins and the kubelet travel in their squashfs segments and
+  # `nix-store` keeps the C library and what else they share.
   plan = pkgs.runCommand "${config.name}-plan.json" { nativeBuildInputs = [ pkgs.jq ]; } ''
-    jq --sort-keys --rawfile paths ${closure}/store-paths '
-      (.components[] | select(.name == "nix-store") | .trees) =
-        ($paths | split("\n") | map(select(length > 0)) | sort | map({ source: . }))
+    # {"<component>": [store paths of its closure], …}
+    for args in ${
+      lib.concatMapStringsSep " " lib.escapeShellArg (
+        lib.mapAttrsToList (name: c: "${name}=${c}/store-paths") closures
+      )
+    }; do
+      jq -n --arg c "''${args%%=*}" --rawfile p "''${args#*=}" \
+        '{ ($c): ($p | split("\n") | map(select(length > 0))) }'
+    done | jq -s add > closures.json
+    jq --sort-keys --slurpfile closures closures.json '
+      ($closures[0] // {}) as $cl
+      | ([ $cl | to_entries[] | .key as $c | .value[] | { path: ., c: $c } ]
+         | group_by(.path)
+         | map({ key: .[0].path, value: (if length == 1 then .[0].c else "nix-store" end) })
+         | from_entries) as $owner
+      | ($owner | to_entries | group_by(.value)
+         | map({ key: .[0].value, value: (map({ source: .key }) | sort_by(.source)) })
+         | from_entries) as $placed
+      | .components |= map(
+          . as $comp
+          | if ($placed[$comp.name] // []) == [] then $comp
+            else $comp | .trees = (((.trees // []) + $placed[$comp.name]) | sort_by(.source)) end)
+      | .components |= map(select(.name != "nix-store" or ((.trees // []) != [])))
     ' ${template} > $out
   '';
 

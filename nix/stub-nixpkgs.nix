@@ -11,6 +11,8 @@
   system,
   fixtures,
   kernelVersion,
+  # The pinned nixpkgs' rustc (docs/nix.md); a test lowers it to see package.nix refuse.
+  rustcVersion ? "1.95.0",
 }:
 let
   hostPath = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
@@ -134,6 +136,10 @@ let
         }
       );
 
+    rustc = {
+      version = rustcVersion;
+    };
+
     rustPlatform.buildRustPackage =
       args:
       mkDerivation {
@@ -146,17 +152,30 @@ let
         '';
       };
 
-    linuxPackages.kernel = mkDerivation {
-      name = "linux-stub-${kernelVersion}";
-      version = kernelVersion;
-      modDirVersion = kernelVersion;
-      # The host's module tree is large and only read: link it rather than copy it.
-      script = ''
-        mkdir -p $out/lib/modules
-        cp ${fixtures}/kernel/bzImage $out/bzImage
-        ln -s /lib/modules/${kernelVersion} $out/lib/modules/${kernelVersion}
-      '';
-    };
+    # As nixpkgs' kernels (pkgs/os-specific/linux/kernel/build.nix, common-config.nix): the
+    # image in `out`, the modules in a `modules` output, xz-compressed (`.ko.xz`) and indexed
+    # by depmod under lib/modules/<modDirVersion>. The fixture holds the few modules the
+    # images load, compressed from the host's.
+    linuxPackages.kernel =
+      let
+        drv = mkDerivation {
+          name = "linux-stub-${kernelVersion}";
+          version = kernelVersion;
+          outputs = [
+            "out"
+            "modules"
+          ];
+          script = ''
+            mkdir -p $out $modules/lib/modules
+            cp ${fixtures}/kernel/bzImage $out/bzImage
+            cp -r ${fixtures}/kernel-modules/lib/modules/${kernelVersion} $modules/lib/modules/
+          '';
+        };
+      in
+      drv
+      // {
+        modDirVersion = kernelVersion;
+      };
 
     dockerTools.pullImage =
       {
@@ -182,7 +201,7 @@ let
     cni-plugins = fromFixture "cni-plugins" { };
     kubernetes = fromFixture "kubernetes" { };
     iptables-legacy = fromFixture "iptables-legacy" { };
-    util-linux = fromFixture "util-linux" { };
+    util-linuxMinimal = fromFixture "util-linux" { };
     iproute2 = fromFixture "iproute2" { };
     dropbear = fromFixture "dropbear" { };
 
@@ -190,9 +209,11 @@ let
     qemu = hostTool "qemu-system-x86_64";
     cpio = hostTool "cpio";
     zstd = hostTool "zstd";
+    xz = hostTool "xz";
+    kmod = hostTool "depmod";
     clippy = hostTool "cargo-clippy";
     rustfmt = hostTool "rustfmt";
-    nixfmt-rfc-style = hostTool "nixfmt";
+    nixfmt = hostTool "nixfmt";
   };
 in
 pkgs

@@ -253,6 +253,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/opt/cni/bin"]
     conf_dir = "/etc/cni/net.d"
+    conf_template = "{CNI_TEMPLATE_PATH}"
 "#
         ),
         Runtime::Debian => format!(
@@ -277,6 +278,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/opt/cni/bin"
     conf_dir = "/etc/cni/net.d"
+    conf_template = "{CNI_TEMPLATE_PATH}"
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "/etc/containerd/certs.d"
 "#
@@ -284,7 +286,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     }
 }
 
-pub const CNI_CONFLIST: &str = r#"{
+/// Where containerd finds [`CNI_TEMPLATE`] (outside `/etc/cni/net.d`, which CNI reads).
+pub const CNI_TEMPLATE_PATH: &str = "/etc/cni/diskless-bridge.conflist.tmpl";
+
+/// The pod network, as a template containerd fills in with the node's pod range once the
+/// kubelet passes it (`UpdateRuntimeConfig`): the range the controller-manager allocated to
+/// the Node (or the inventory's `pod_cidr`), or on a standalone node the init's default
+/// (`STANDALONE_POD_CIDR`, through the kubelet's `podCIDR`). Nodes of one cluster so get
+/// ranges that do not collide; containerd writes `/etc/cni/net.d/10-containerd-net.conflist`.
+/// Go template syntax (containerd's `conf_template`), a constant: no value is pasted in here.
+pub const CNI_TEMPLATE: &str = r#"{
   "cniVersion": "1.0.0",
   "name": "diskless",
   "plugins": [
@@ -296,14 +307,30 @@ pub const CNI_CONFLIST: &str = r#"{
       "hairpinMode": true,
       "ipam": {
         "type": "host-local",
-        "ranges": [[{ "subnet": "10.88.0.0/16" }]],
-        "routes": [{ "dst": "0.0.0.0/0" }]
+        "ranges": [{{range $i, $r := .PodCIDRRanges}}{{if $i}}, {{end}}[{ "subnet": "{{$r}}" }]{{end}}],
+        "routes": [{{range $i, $r := .Routes}}{{if $i}}, {{end}}{ "dst": "{{$r}}" }{{end}}]
       }
     },
     { "type": "portmap", "capabilities": { "portMappings": true } }
   ]
 }
 "#;
+
+/// kube-proxy on a joined node: ClusterIP Services (the `kubernetes` one included) reachable
+/// from pods, through iptables rules (legacy iptables, whose modules the kubelet group of
+/// `kernel-modules.json` loads). It talks to the API server with the node's own credentials,
+/// the kubeconfig the kubelet writes once its bootstrap CSR is signed (until then kube-proxy
+/// exits and the init restarts it with backoff); the cluster grants nodes the
+/// `system:node-proxier` role (docs/boot-server.md). `maxPerCore: 0` leaves the kernel's
+/// conntrack table size alone: the node's RAM is its disk too. A constant: no value is pasted in.
+pub const KUBE_PROXY_CONFIG: &str = "apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: /var/lib/kubelet/kubeconfig
+mode: iptables
+conntrack:
+  maxPerCore: 0
+";
 
 /// Standalone kubelet: static pods only. On a RAM-only node the image and node filesystems are
 /// both the tmpfs root. Preloaded images cannot be pulled again: with containerd 2.x they are
@@ -525,7 +552,7 @@ pub fn host_plan(
         name: "config".into(),
         generated: vec![
             gen("/etc/containerd/config.toml", containerd_config(args.runtime)),
-            gen("/etc/cni/net.d/10-diskless.conflist", CNI_CONFLIST),
+            gen(CNI_TEMPLATE_PATH, CNI_TEMPLATE),
             gen(
                 "/etc/crictl.yaml",
                 "runtime-endpoint: unix:///run/containerd/containerd.sock\nimage-endpoint: unix:///run/containerd/containerd.sock\n",
@@ -580,6 +607,35 @@ pub fn host_plan(
                 restart: true,
                 role: Some(Role::Kubelet),
             });
+            // kube-proxy from the same pinned build, started only where the node joins (its
+            // condition: the join material publish puts in the node segment).
+            match crate::stack::binary("kube-proxy") {
+                Ok(proxy) => {
+                    let kubelet_component = components.last_mut().expect("pushed above");
+                    kubelet_component.binaries.push(BinaryEntry {
+                        source: proxy,
+                        dest: Some("/usr/bin/kube-proxy".into()),
+                    });
+                    config
+                        .generated
+                        .push(gen("/etc/kubernetes/kube-proxy.yaml", KUBE_PROXY_CONFIG));
+                    services.push(Service {
+                        name: "kube-proxy".into(),
+                        command: vec![
+                            "/usr/bin/kube-proxy".into(),
+                            "--config=/etc/kubernetes/kube-proxy.yaml".into(),
+                        ],
+                        env: BTreeMap::new(),
+                        ready_path: None,
+                        condition_path: Some(diskless_contract::node::BOOTSTRAP_KUBECONFIG.into()),
+                        restart: true,
+                        role: None,
+                    });
+                }
+                Err(e) => warnings.push(format!(
+                    "no kube-proxy ({e:#}): joined nodes will not reach ClusterIP Services"
+                )),
+            }
         }
         None => warnings.push("no kubelet (--no-kubelet): a containerd-only worker".into()),
     }

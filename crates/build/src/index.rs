@@ -3,29 +3,12 @@
 //! name `<name>.json` so people and tools can find the current build.
 
 use crate::ipxe::words::{Word, Words};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 pub const INDEX_VERSION: u32 = 1;
 
-/// A sha256 digest as 64 lowercase hex digits. Digests become paths (`objects/<hex>`) and words
-/// of iPXE scripts, so an index read from disk cannot smuggle `../` or a command through one.
-pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// `#[serde(deserialize_with = "sha256_hex")]`: a digest field that must be [`is_sha256_hex`].
-pub fn sha256_hex<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let s = String::deserialize(d)?;
-    if is_sha256_hex(&s) {
-        Ok(s)
-    } else {
-        Err(serde::de::Error::custom(format!(
-            "{s:?} is not a sha256 digest (64 lowercase hex digits)"
-        )))
-    }
-}
+/// Digests become paths (`objects/<hex>`) and words of iPXE scripts: one rule, the contract's.
+pub use diskless_contract::digest::{is_sha256_hex, sha256_hex};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,8 +104,26 @@ impl Index {
 
     pub fn load(path: &std::path::Path) -> anyhow::Result<Index> {
         use anyhow::Context;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read image index {}", path.display()))?;
+        let text = match crate::store::read_regular_text(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir = path.parent().unwrap_or(std::path::Path::new("."));
+                if dir.as_os_str().is_empty() || dir.is_dir() {
+                    anyhow::bail!(
+                        "{} does not exist: is the image name right?",
+                        path.display()
+                    )
+                }
+                anyhow::bail!(
+                    "{} does not exist: give the output directory of `diskless build`",
+                    dir.display()
+                )
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read image index {}", path.display()))
+            }
+        };
         serde_json::from_str(&text).with_context(|| {
             format!(
                 "{} is not an image index of version {INDEX_VERSION}",

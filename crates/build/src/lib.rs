@@ -10,6 +10,7 @@
 //! `diskless-contract` crate, which the init shares.
 
 pub mod bzimage;
+pub mod cachegc;
 pub mod compress;
 pub mod elf;
 pub mod host;

@@ -16,10 +16,11 @@ pub const PLAN_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// The file could not be read at all.
-    #[error("cannot read plan {path}: {source}")]
+    #[error("cannot read plan {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        /// Not `source`: the message already holds it, and `{:#}` would print it twice.
+        cause: std::io::Error,
     },
     /// serde_json's message already names the field and the line/column.
     #[error("invalid plan {path}: {message}")]
@@ -268,9 +269,9 @@ impl<'de> Deserialize<'de> for Mode {
 impl Plan {
     /// Reads and parses a plan file; errors carry the path and serde's line/column.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+        let text = crate::store::read_regular_text(path).map_err(|cause| PlanError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Plan::parse(&text, path)
     }
@@ -284,18 +285,18 @@ impl Plan {
                 path: path.to_owned(),
                 message: e.to_string(),
             })?;
-        match value.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == PLAN_VERSION as u64 => {}
-            Some(found) => {
+        match diskless_contract::version::document_version(&value) {
+            Ok(v) if v == PLAN_VERSION as u64 => {}
+            Ok(found) => {
                 return Err(PlanError::Version {
                     path: path.to_owned(),
                     found,
                 })
             }
-            None => {
+            Err(e) => {
                 return Err(PlanError::Parse {
                     path: path.to_owned(),
-                    message: "missing field `version` (a number; this builder reads 1)".into(),
+                    message: format!("{e}; this builder reads version {PLAN_VERSION}"),
                 })
             }
         }
@@ -341,6 +342,25 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn unusable_versions_are_not_called_missing() {
+        for (v, why) in [
+            ("-1", "out of range"),
+            ("1.5", "out of range"),
+            ("99999999999999999999", "out of range"),
+            ("4294967296", "out of range"),
+            ("\"1\"", "not a number"),
+            ("null", "not a number"),
+        ] {
+            let e = parse(&format!(r#"{{"version":{v}}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why) && !e.contains("missing"), "{v}: {e}");
+        }
+        let e = parse("{}").unwrap_err().to_string();
+        assert!(e.contains("missing field `version`"), "{e}");
     }
 
     #[test]

@@ -35,6 +35,42 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), n))
 }
 
+/// Reads a file the user named (plan, inventory, secrets, indexes): only a regular file. A FIFO
+/// or character device would block for ever (or never end), a directory means nothing; the
+/// check is on the opened file, so nothing can be swapped in between.
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    // Opening a FIFO for reading blocks until a writer comes; a directory opens fine and
+    // fails on read. Refuse both before opening.
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, device or directory cannot be read as one)",
+        ));
+    }
+    let mut f = std::fs::File::open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (it changed while being opened)",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`read_regular`] as UTF-8 text.
+pub fn read_regular_text(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_regular(path)?).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same directory, fsynced and
 /// renamed, so readers see the old file or the new one, never a part.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -106,6 +142,15 @@ impl Store {
     }
 }
 
+/// Marks a reused cache file as just used, for `diskless cache gc` (which keeps recently used
+/// files): its access time is set explicitly, since `noatime`/`relatime` mounts do not keep it
+/// current. The modification time still says when the content was written. Best effort.
+pub fn touch(path: &Path) {
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.set_times(std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now()));
+    }
+}
+
 /// Compressed segments by (uncompressed digest, codec).
 pub struct Cache {
     dir: Option<PathBuf>,
@@ -146,6 +191,7 @@ impl Cache {
         if body.len() >= 32 {
             let digest = body.drain(..32).collect::<Vec<u8>>();
             if Sha256::digest(&body).as_slice() == digest {
+                touch(&path);
                 return Ok(Some(body));
             }
         }
@@ -172,6 +218,30 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hit marks the entry as used (what `diskless cache gc` keeps), without changing its
+    /// modification time.
+    #[test]
+    fn cache_hits_mark_the_entry_used() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = Cache::new(Some(d.path().to_owned()));
+        let key = Cache::key(&sha256_hex(b"cpio"), "zstd-10");
+        cache.put(&key, b"compressed").unwrap();
+        let path = d.path().join("segments").join(&key);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(90 * 86_400);
+        std::fs::File::open(&path)
+            .unwrap()
+            .set_times(
+                std::fs::FileTimes::new()
+                    .set_accessed(old)
+                    .set_modified(old),
+            )
+            .unwrap();
+        assert_eq!(cache.get(&key).unwrap().unwrap(), b"compressed");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(meta.accessed().unwrap() > old + std::time::Duration::from_secs(86_400));
+        assert_eq!(meta.modified().unwrap(), old);
+    }
 
     #[test]
     fn cache_hits_are_verified_and_damaged_entries_refused() {

@@ -76,6 +76,12 @@ pub fn verify_objects(dir: &Path) -> anyhow::Result<VerifyReport> {
         images: Vec::new(),
         problems: Vec::new(),
     };
+    if !dir.exists() {
+        anyhow::bail!(
+            "{} does not exist: give the output directory of `diskless build` (or a boot server directory)",
+            dir.display()
+        );
+    }
     let mut names: Vec<_> = std::fs::read_dir(&objects_dir)
         .with_context(|| {
             format!(
@@ -91,6 +97,30 @@ pub fn verify_objects(dir: &Path) -> anyhow::Result<VerifyReport> {
         report.object(&name, || hash_file(&e.path()).map_err(|e| e.to_string()));
     }
     Ok(report)
+}
+
+/// What is wrong with the objects `index` (read from `file` in `out`) names: each must be in
+/// `objects/` with the size the index gives. `verify OUT` reports these and publish refuses an
+/// output that has any, so a boot server never gets an entry whose initrd sizes lie.
+pub fn index_objects(out: &Path, file: &str, index: &Index) -> Vec<String> {
+    let mut problems = Vec::new();
+    for crate::index::ObjectRef {
+        what,
+        sha256: sha,
+        size,
+    } in index.objects()
+    {
+        let p = out.join(crate::index::object_path(sha));
+        match std::fs::metadata(&p) {
+            Ok(m) if m.len() == size => {}
+            Ok(m) => problems.push(format!(
+                "{file}: {what} objects/{sha} is {} bytes, the index says {size}",
+                m.len()
+            )),
+            Err(_) => problems.push(format!("{file}: {what} objects/{sha} is missing")),
+        }
+    }
+    problems
 }
 
 pub fn verify(out: &Path) -> anyhow::Result<VerifyReport> {
@@ -115,24 +145,7 @@ pub fn verify(out: &Path) -> anyhow::Result<VerifyReport> {
                     "{file}: the index is not stored as objects/{digest}"
                 ));
             }
-            for crate::index::ObjectRef {
-                what,
-                sha256: sha,
-                size,
-            } in index.objects()
-            {
-                let p = out.join(crate::index::object_path(sha));
-                match std::fs::metadata(&p) {
-                    Ok(m) if m.len() == size => {}
-                    Ok(m) => report.problems.push(format!(
-                        "{file}: {what} objects/{sha} is {} bytes, the index says {size}",
-                        m.len()
-                    )),
-                    Err(_) => report
-                        .problems
-                        .push(format!("{file}: {what} objects/{sha} is missing")),
-                }
-            }
+            report.problems.extend(index_objects(out, &file, &index));
         } else if file.ends_with(".ipxe") {
             let text = std::fs::read_to_string(e.path()).unwrap_or_default();
             for sha in crate::ipxe::referenced_objects(&text) {

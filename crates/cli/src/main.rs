@@ -2,6 +2,7 @@
 //! Exit codes: 0 success, 1 failure (bad input, failed check, I/O error), 2 usage (clap).
 
 mod args;
+mod cache;
 mod oci;
 
 use args::{BootArgs, BuildArgs, CheckArgs, HostArgs, InspectArgs, PublishArgs};
@@ -102,17 +103,45 @@ enum Command {
     /// Container images for preloading.
     #[command(subcommand)]
     Oci(oci::OciCommand),
+    /// The local caches (image blobs, compressed segments, reference images).
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap quotes rejected values in its messages: those are escaped like ours.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            eprint!("{}", printable(&e.render().to_string()));
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", printable(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Messages quote paths, file names and parser excerpts taken from untrusted input: control
+/// characters (an escape sequence that repaints the terminal, a bell, a carriage return that
+/// hides the start of a line) are shown escaped (`\u{1b}`), never sent raw. Line breaks and tabs
+/// of multi-line messages stay.
+fn printable(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -129,7 +158,7 @@ fn host_plan(args: HostArgs) -> anyhow::Result<Plan> {
     )?;
     let (plan, warnings) = host::host_plan(&args.into(), images)?;
     for w in &warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", printable(&w.to_string()));
     }
     Ok(plan)
 }
@@ -163,7 +192,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             };
             let report = pipeline::build(&plan, &options.into(), &diskless_oci::Preload)?;
             for w in &report.warnings {
-                eprintln!("warning: {w}");
+                eprintln!("warning: {}", printable(&w.to_string()));
             }
             if json {
                 print_json(&report)?;
@@ -244,5 +273,6 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Run(args) => diskless_harness::run(&args.into()),
         Command::Check(args) => diskless_harness::check(&args.into()),
         Command::Oci(cmd) => oci::main(&cmd),
+        Command::Cache(cmd) => cache::main(&cmd),
     }
 }

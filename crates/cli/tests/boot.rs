@@ -14,21 +14,38 @@ const DISKLESS: &str = env!("CARGO_BIN_EXE_diskless");
 /// Why this machine cannot boot images, if it cannot.
 fn missing_tools() -> Option<String> {
     let have = |p: &str| Path::new(p).exists();
-    let on_path = |b: &str| {
-        std::env::var_os("PATH")
-            .map(|ps| std::env::split_paths(&ps).any(|d| d.join(b).is_file()))
-            .unwrap_or(false)
-    };
-    if !on_path("qemu-system-x86_64") {
+    let Some(qemu) = which("qemu-system-x86_64") else {
         return Some("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)".into());
-    }
-    if !have("/usr/lib/ipxe/qemu/efi-virtio.rom") {
+    };
+    // QEMU loads the virtio NIC's iPXE ROM from its firmware path: Debian's includes
+    // ipxe-qemu's /usr/lib/ipxe/qemu, nixpkgs' QEMU carries the ROM in its own share/qemu.
+    let rom = "efi-virtio.rom";
+    let datadir = qemu
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("share/qemu"));
+    if !have(&format!("/usr/lib/ipxe/qemu/{rom}")) && !datadir.is_some_and(|d| d.join(rom).exists())
+    {
         return Some("iPXE ROM missing (apt-get install ipxe-qemu)".into());
     }
+    // The images these tests boot come from `plan --host`, which resolves Debian's packages.
+    // (Inside a Nix build there are none: the flake's vm-* checks boot the Nix-built images.)
     if !have("/usr/bin/containerd") || !have("/bin/busybox") {
-        return Some("containerd or busybox-static missing on the host".into());
+        return Some(
+            "the host plan needs Debian's containerd and busybox-static (/usr/bin/containerd, \
+             /bin/busybox); none here (in the Nix sandbox, `nix flake check`'s vm-* checks \
+             boot the Nix-built images instead)"
+                .into(),
+        );
     }
     None
+}
+
+/// A program's path on PATH.
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Builds the reference image into cargo's scratch directory for tests (reused, so no
@@ -117,14 +134,16 @@ fn throwaway_join(lab: &Path) -> Result<String, String> {
         ));
     }
     std::fs::write(lab.join("token"), "abcdef.0123456789abcdef\n").unwrap();
-    Ok("[join]\napi_server = \"https://10.0.2.100:6443\"\nca_file = \"ca.crt\"\ntoken_file = \"token\"\n".into())
+    Ok("[join]\napi_server = \"https://10.0.2.100:6443\"\nca_file = \"ca.crt\"\ntoken_file = \"token\"\n\
+        cluster_dns = [\"10.96.0.10\"]\ncluster_domain = \"cluster.local\"\n"
+        .into())
 }
 
 /// The inventory host of the node tests: labels, taints, join mode.
 const S2_HOST: &str =
     "[[hosts]]\nmac = \"52:54:00:aa:bb:01\"\nhostname = \"s2\"\nimage = \"worker\"\n\
     labels = { \"zone\" = \"lab-a\", \"node.kubernetes.io/pool\" = \"ci\" }\n\
-    taints = [\"dedicated=ci:NoSchedule\"]\nkubelet_mode = \"join\"\n";
+    taints = [\"dedicated=ci:NoSchedule\"]\nkubelet_mode = \"join\"\npod_cidr = \"10.244.9.0/24\"\n";
 
 /// Asserts the node lines of a boot of host s2 (`S2_HOST`): the init's stage line, and the check
 /// hook's view of the running node (hostname set, secrets still 0600 after the root switch).
@@ -691,7 +710,7 @@ fn join_node_runs_the_kubelet_with_its_flags() {
     assert_eq!(failures.len(), 1, "only the join fails: {failures:#?}");
     assert_eq!(check_status(&r, "kubelet-healthz"), Some("ok"));
     // A node that has not joined runs no pods worth waiting for.
-    assert_eq!(check_status(&r, "static-pod"), Some("skipped"));
+    assert_eq!(check_status(&r, "api-pod"), Some("skipped"));
     assert_s2_node(&r);
     let stage = named(&r, "stages", "node").unwrap();
     assert!(
@@ -706,20 +725,47 @@ fn join_node_runs_the_kubelet_with_its_flags() {
     eprintln!("check kubelet-args {} {}", args["status"], args["detail"]);
     assert_eq!(args["status"], "ok", "{args}");
     let detail = args["detail"].as_str().unwrap();
+    // Flags only for what has no configuration field…
     for flag in [
         "--bootstrap-kubeconfig=/.diskless/node/kubelet/bootstrap-kubeconfig",
         "--kubeconfig=/var/lib/kubelet/kubeconfig",
         "--cert-dir=/var/lib/kubelet/pki",
-        "--client-ca-file=/.diskless/node/kubelet/ca.crt",
-        "--authentication-token-webhook=true",
-        "--authorization-mode=Webhook",
+        "--config-dir=/etc/kubernetes/kubelet.conf.d",
         "--node-labels=node.kubernetes.io/pool=ci,zone=lab-a",
-        "--register-with-taints=dedicated=ci:NoSchedule",
     ] {
         assert!(
             detail.split(' ').any(|a| a == flag),
             "{flag} missing: {detail}"
         );
+    }
+    for deprecated in [
+        "--client-ca-file",
+        "--authorization-mode",
+        "--register-with-taints",
+        "--rotate-certificates",
+        "--cluster-dns",
+    ] {
+        assert!(!detail.contains(deprecated), "{deprecated} in {detail}");
+    }
+    // …and the rest in the drop-in the kubelet read, as the init wrote it.
+    let config = named(&r, "checks", "kubelet-config")
+        .unwrap_or_else(|| panic!("no kubelet-config check: {:#}", r["checks"]));
+    eprintln!(
+        "check kubelet-config {} {}",
+        config["status"], config["detail"]
+    );
+    assert_eq!(config["status"], "ok", "{config}");
+    let detail = config["detail"].as_str().unwrap();
+    for setting in [
+        r#""clientCAFile":"/.diskless/node/kubelet/ca.crt""#,
+        r#""mode":"Webhook""#,
+        r#""registerWithTaints":[{"effect":"NoSchedule","key":"dedicated","value":"ci"}]"#,
+        r#""podCIDR":"10.244.9.0/24""#,
+        r#""clusterDNS":["10.96.0.10"]"#,
+        r#""clusterDomain":"cluster.local""#,
+        r#""staticPodPath":"/run/diskless/no-static-pods""#,
+    ] {
+        assert!(detail.contains(setting), "{setting} missing: {detail}");
     }
 }
 

@@ -139,11 +139,13 @@ impl Fixtures {
             kernel.join("bzImage"),
         )
         .unwrap();
-        std::os::unix::fs::symlink(
-            format!("/lib/modules/{kernel_version}"),
-            kernel.join("lib/modules").join(&kernel_version),
-        )
-        .unwrap();
+        // nixpkgs' kernels keep their modules in a `modules` output.
+        xz_module_tree(
+            Path::new("/lib/modules").join(&kernel_version).as_path(),
+            &root
+                .join("kernel-modules/lib/modules")
+                .join(&kernel_version),
+        )?;
 
         let init = sibling_binary("diskless-init");
         place(
@@ -212,6 +214,69 @@ impl Fixtures {
             Plan::load(&path).unwrap_or_else(|e| panic!("the builder rejects the plan: {e}"));
         (path, plan)
     }
+}
+
+/// A module tree as nixpkgs' kernels ship it (`.ko.xz`, common-config.nix, indexed by
+/// depmod), made from the host's: the modules every group of the one module list names
+/// (crates/build/data/kernel-modules.json) and their dependencies, each compressed by `xz`.
+fn xz_module_tree(host: &Path, dest: &Path) -> Result<(), String> {
+    for tool in ["xz", "/usr/sbin/depmod"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            return Err(format!(
+                "{tool} not installed (apt-get install xz-utils kmod)"
+            ));
+        }
+    }
+    let list: serde_json::Value = serde_json::from_slice(
+        &fs::read(repo().join("crates/build/data/kernel-modules.json")).unwrap(),
+    )
+    .unwrap();
+    let requests: Vec<(String, String)> = list
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|g| g["modules"].as_array().unwrap())
+        .map(|m| ("fixture".to_string(), m.as_str().unwrap().to_string()))
+        .collect();
+    let tree = diskless_build::kmod::ModuleTree::load(host).map_err(|e| e.to_string())?;
+    let modules = tree.resolve(&requests).map_err(|e| e.to_string())?;
+    for m in &modules {
+        let to = dest.join(&m.relpath);
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(host.join(&m.relpath), &to).unwrap();
+        let out = Command::new("xz")
+            .arg("--check=crc32")
+            .arg(&to)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "xz {to:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for index in [
+        "modules.builtin",
+        "modules.builtin.modinfo",
+        "modules.order",
+    ] {
+        if host.join(index).exists() {
+            fs::copy(host.join(index), dest.join(index)).unwrap();
+        }
+    }
+    let root = dest.parent().unwrap().parent().unwrap().parent().unwrap();
+    let out = Command::new("/usr/sbin/depmod")
+        .arg("-b")
+        .arg(root)
+        .arg(dest.file_name().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "depmod: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }
 
 /// A kernel with its module tree, the newest first.
@@ -382,6 +447,15 @@ fn component<'a>(plan: &'a Plan, name: &str) -> &'a diskless_build::plan::Compon
         .unwrap_or_else(|| panic!("no component {name} in the plan"))
 }
 
+/// The sources of a component's trees.
+fn trees(plan: &Plan, name: &str) -> Vec<PathBuf> {
+    component(plan, name)
+        .trees
+        .iter()
+        .map(|t| t.source.clone())
+        .collect()
+}
+
 fn generated<'a>(plan: &'a Plan, component_name: &str, dest: &str) -> &'a str {
     component(plan, component_name)
         .generated
@@ -439,13 +513,30 @@ fn worker_plan_is_what_the_modules_promise_and_builds() {
     let names: Vec<&str> = plan.components.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
-        [
-            "base",
-            "kernel-modules",
-            "nix-store",
-            "containerd",
-            "kubelet"
-        ]
+        ["base", "kernel-modules", "containerd", "kubelet"],
+        "no package is listed by two components, so nothing is shared and there is no nix-store"
+    );
+    // Each package in the segment of the one component that lists it: containerd and the
+    // kubelet (with its tools) in their squashfs segments, not unpacked into RAM.
+    for (name, packages) in [
+        ("base", &["diskless", "busybox"][..]),
+        ("containerd", &["containerd", "runc", "cni-plugins"]),
+        (
+            "kubelet",
+            &["kubernetes", "iptables-legacy", "util-linux", "iproute2"],
+        ),
+    ] {
+        let trees = trees(&plan, name);
+        for p in packages {
+            assert!(
+                trees.contains(&root.join(p)),
+                "{p} not in {name}: {trees:?}"
+            );
+        }
+    }
+    assert_eq!(
+        component(&plan, "containerd").packing,
+        diskless_build::plan::Packing::Squashfs
     );
     let modules = &component(&plan, "kernel-modules").modules;
     for m in ["virtio_pci", "virtio_net", "overlay", "br_netfilter"] {
@@ -490,7 +581,7 @@ fn worker_plan_is_what_the_modules_promise_and_builds() {
     );
     let config = generated(&plan, "containerd", "/etc/containerd/config.toml");
     assert!(
-        config.contains(&format!("sandbox_image = \"{image}\"")),
+        config.contains(&format!("sandbox = \"{image}\"")),
         "{config}"
     );
     assert!(
@@ -499,6 +590,16 @@ fn worker_plan_is_what_the_modules_promise_and_builds() {
             root.display()
         )),
         "{config}"
+    );
+    // The pod network: a template containerd fills with the node's range.
+    assert!(
+        config.contains("conf_template = \"/etc/cni/diskless-bridge.conflist.tmpl\""),
+        "{config}"
+    );
+    let template = generated(&plan, "kubelet", "/etc/cni/diskless-bridge.conflist.tmpl");
+    assert!(
+        template.contains("{{range $i, $r := .PodCIDRRanges}}"),
+        "{template}"
     );
     let kubelet_config: serde_json::Value =
         serde_json::from_str(generated(&plan, "kubelet", "/etc/kubernetes/kubelet.json")).unwrap();
@@ -517,16 +618,11 @@ fn containerd_only_image_composes_without_the_kubelet() {
     let (path, plan) = fx.plan(&lib, "containerd-only", "[ ]");
 
     let names: Vec<&str> = plan.components.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["base", "kernel-modules", "nix-store", "containerd"]);
-    let trees: Vec<&Path> = component(&plan, "nix-store")
-        .trees
-        .iter()
-        .map(|t| t.source.as_path())
-        .collect();
-    assert!(
-        !trees.contains(&root.join("kubernetes").as_path()),
-        "{trees:?}"
-    );
+    assert_eq!(names, ["base", "kernel-modules", "containerd"]);
+    for c in &plan.components {
+        let trees = trees(&plan, &c.name);
+        assert!(!trees.contains(&root.join("kubernetes")), "{trees:?}");
+    }
     assert_eq!(plan.node.services.len(), 1);
     assert_eq!(plan.compression.level, Some(3));
     let network = serde_json::to_value(&plan.node.network).unwrap();
@@ -629,9 +725,12 @@ fn flake_env() -> Result<PathBuf, String> {
     Ok(lib)
 }
 
-/// A flake whose `legacyPackages` is nix/stub-nixpkgs.nix over these fixtures.
-fn stub_nixpkgs(lib: &Path, fx: &Fixtures) -> PathBuf {
-    let dir = fx.path().join("stub-nixpkgs");
+/// A flake whose `legacyPackages` is nix/stub-nixpkgs.nix over these fixtures, with the
+/// pinned nixpkgs' rustc or (`Some`) another.
+fn stub_nixpkgs(lib: &Path, fx: &Fixtures, rustc: Option<&str>) -> PathBuf {
+    let dir = fx
+        .path()
+        .join(format!("stub-nixpkgs-{}", rustc.unwrap_or("pinned")));
     fs::create_dir_all(&dir).unwrap();
     let lib_dir = if lib.join("lib/default.nix").exists() {
         lib.join("lib")
@@ -645,7 +744,7 @@ fn stub_nixpkgs(lib: &Path, fx: &Fixtures) -> PathBuf {
     stub = system: import {stub} {{
       inherit lib system;
       fixtures = "{fixtures}";
-      kernelVersion = "{version}";
+      kernelVersion = "{version}";{rustc}
     }};
   in {{
     inherit lib;
@@ -658,6 +757,9 @@ fn stub_nixpkgs(lib: &Path, fx: &Fixtures) -> PathBuf {
         stub = repo().join("nix/stub-nixpkgs.nix").display(),
         fixtures = fx.path().display(),
         version = fx.kernel_version,
+        rustc = rustc
+            .map(|v| format!("\n      rustcVersion = \"{v}\";"))
+            .unwrap_or_default(),
     );
     fs::write(dir.join("flake.nix"), flake).unwrap();
     dir
@@ -692,7 +794,7 @@ fn flake_build(stub: &Path, attr: &str) -> Result<PathBuf, String> {
 fn flake_checks_and_builds_with_stub_nixpkgs() {
     let lib = or_skip!(flake_env());
     let fx = or_skip!(Fixtures::new());
-    let stub = stub_nixpkgs(&lib, &fx);
+    let stub = stub_nixpkgs(&lib, &fx, None);
 
     // Every output of every system evaluates, and has the shape `nix flake check` expects.
     let repo_arg = repo().display().to_string();
@@ -707,30 +809,70 @@ fn flake_checks_and_builds_with_stub_nixpkgs() {
     let plan_path = flake_build(&stub, "packages.x86_64-linux.worker-image.plan")
         .unwrap_or_else(|e| panic!("building the worker plan:\n{e}"));
     let plan = Plan::load(&plan_path).unwrap_or_else(|e| panic!("{e}"));
-    let trees: Vec<String> = component(&plan, "nix-store")
-        .trees
-        .iter()
-        .map(|t| t.source.display().to_string())
-        .collect();
+    // One closure per component: what all share (the C library stand-in every package
+    // refers to) in nix-store, each program in its own component's segment.
+    let shared = trees(&plan, "nix-store");
     assert!(
-        trees.iter().any(|t| t.ends_with("-libc-stub")),
-        "the closure's dependencies are missing, only roots: {trees:?}"
+        shared.len() == 1 && shared[0].to_string_lossy().ends_with("-libc-stub"),
+        "nix-store should hold exactly the shared closure part (libc): {shared:?}"
     );
-    let in_tree = |p: &str| trees.iter().any(|t| Path::new(p).starts_with(t));
+    let in_trees = |name: &str, p: &str| {
+        trees(&plan, name)
+            .iter()
+            .any(|t| Path::new(p).starts_with(t))
+    };
     let kubelet = &plan.node.services[1].command[0];
     assert!(
-        in_tree(kubelet) && kubelet.contains("-kubelet-"),
-        "kubelet {kubelet} should be the slimmed copy, inside the closure"
+        in_trees("kubelet", kubelet) && kubelet.contains("-kubelet-"),
+        "kubelet {kubelet} should be the slimmed copy, in the kubelet segment"
+    );
+    let containerd = &plan.node.services[0].command[0];
+    assert!(
+        in_trees("containerd", containerd),
+        "{containerd} should be in the containerd segment"
     );
     let init = component(&plan, "base").files[0]
         .source
         .display()
         .to_string();
-    assert!(in_tree(&init), "/init source {init} is not in the closure");
+    assert!(
+        in_trees("base", &init),
+        "/init source {init} is not in the base segment"
+    );
+    let placed: Vec<PathBuf> = plan
+        .components
+        .iter()
+        .flat_map(|c| trees(&plan, &c.name))
+        .collect();
+    let mut unique = placed.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        placed.len(),
+        unique.len(),
+        "a store path in two segments: {placed:?}"
+    );
     assert!(plan.kernel.image.is_file(), "{:?}", plan.kernel.image);
     for image in &plan.images {
         assert!(image.archive.is_file(), "{:?}", image.archive);
     }
+
+    // A nixpkgs whose rustc is older than Cargo.toml's rust-version (as nixos-25.05's 1.86
+    // was) is refused with the reason, before any crate is compiled.
+    let old = stub_nixpkgs(&lib, &fx, Some("1.86.0"));
+    let eval = with_stub(
+        &old,
+        &[
+            "eval",
+            "--raw",
+            &format!("{repo_arg}#packages.x86_64-linux.diskless.drvPath"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&eval.stderr);
+    assert!(
+        !eval.status.success() && stderr.contains("diskless needs rustc >= "),
+        "rustc 1.86 was not refused:\n{stderr}"
+    );
 
     // And an image itself: `diskless build` inside a Nix build (the smaller one, for time).
     let plan_path = flake_build(&stub, "packages.x86_64-linux.containerd-only-image.plan")

@@ -92,8 +92,11 @@ fn oci_archive_from_oci_build_gzip_and_plain() {
     }
 }
 
+/// A layout directory's blobs are copied into the cache in the same read that hashes them: a
+/// file changed after it was verified (the race of a layer rewritten mid-build) cannot reach
+/// the segment under the verified digest.
 #[test]
-fn oci_layout_directory_is_read_in_place() {
+fn oci_layout_directory_blobs_are_hashed_as_copied() {
     let t = tempfile::tempdir().unwrap();
     busybox_root(&t.path().join("root"));
     let out = oci_build(
@@ -104,18 +107,61 @@ fn oci_layout_directory_is_read_in_place() {
     );
     let dir = t.path().join("layout");
     untar(&out, &dir);
-    let seg = one(&dir, &t.path().join("cache")).unwrap();
-    assert_consistent(&seg);
-    // Blobs point into the layout directory itself: nothing copied.
+    let cache = t.path().join("cache");
+    let seg = one(&dir, &cache).unwrap();
     for e in seg.tree.entries.values() {
         if let EntryKind::File(Content::Path { path, .. }) = &e.kind {
-            assert!(path.starts_with(&dir), "{}", path.display());
+            assert!(path.starts_with(&cache), "{}", path.display());
         }
     }
-    assert!(
-        !t.path().join("cache").exists(),
-        "a directory needs no cache"
-    );
+    // Rewrite every blob of the layout (same size, other bytes): the segment still holds the
+    // bytes that were verified.
+    for f in std::fs::read_dir(dir.join("blobs/sha256")).unwrap() {
+        let p = f.unwrap().path();
+        let len = std::fs::metadata(&p).unwrap().len() as usize;
+        std::fs::write(&p, vec![0x5a; len]).unwrap();
+    }
+    assert_consistent(&seg);
+    assert_no_staging_left(&cache);
+}
+
+/// Nothing but blobs named by their digest stays in the cache after an ingest.
+fn assert_no_staging_left(cache: &Path) {
+    for f in std::fs::read_dir(cache).unwrap() {
+        let f = f.unwrap();
+        let name = f.file_name().into_string().unwrap();
+        assert!(
+            name.len() == 64 && f.file_type().unwrap().is_file(),
+            "unexpected {name} in the cache"
+        );
+    }
+}
+
+/// Members no image uses (a 1 MiB stray file, an unreferenced blob) are not kept in the cache.
+#[test]
+fn only_referenced_members_stay_in_the_cache() {
+    let t = tempfile::tempdir().unwrap();
+    let (mut m, _) = good_members();
+    let stray = vec![7u8; 1 << 20];
+    m.push(Member::File("stray.bin".into(), stray.clone()));
+    let unref = b"unreferenced blob".to_vec();
+    m.push(Member::File(
+        format!("blobs/sha256/{}", sha(&unref)),
+        unref.clone(),
+    ));
+    let archive = write(&t.path().join("img.tar"), &tar_bytes(&m));
+    let cache = t.path().join("cache");
+    let seg = one(&archive, &cache).unwrap();
+    assert_consistent(&seg);
+    assert_no_staging_left(&cache);
+    let kept: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!kept.contains(&sha(&stray)), "{kept:?}");
+    assert!(!kept.contains(&sha(&unref)), "{kept:?}");
+    // manifest, config, layer
+    assert_eq!(kept.len(), 3, "{kept:?}");
 }
 
 #[test]
@@ -312,6 +358,170 @@ fn rejects_docker_layer_not_matching_diff_id() {
     rejected_with(m, &["layers[0] (layer0/layer.tar)", "diff_id"]);
 }
 
+/// An OCI archive of one image with layer `l`.
+fn with_layer(l: &Layer) -> Vec<Member> {
+    oci_members(&[OciImage {
+        layers: vec![l],
+        arch: "amd64",
+        name: None,
+    }])
+}
+
+#[test]
+fn rejects_unknown_layer_media_types() {
+    for mt in [
+        "application/zip",
+        "application/vnd.oci.image.layer.v1.tar+bzip2",
+        "application/vnd.oci.image.config.v1+json",
+        "application/octet-stream",
+        "text/plain",
+    ] {
+        let mut l = Layer::new(&[("f", b"data")], Z::None);
+        l.declared = Some(mt);
+        rejected_with(
+            with_layer(&l),
+            &["layers[0]", mt, "not one containerd unpacks"],
+        );
+    }
+}
+
+/// The media type's compression must be the bytes' compression: the node's unpacker trusts the
+/// media type and would fail (or unpack garbage) at boot.
+#[test]
+fn rejects_layers_whose_bytes_are_not_their_media_type() {
+    let tar = Layer::new(&[("f", b"data")], Z::None).tar;
+    for (stored, declared, says, is) in [
+        (
+            Z::None,
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "gzip",
+            "uncompressed",
+        ),
+        (
+            Z::Gzip,
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            "zstd",
+            "gzip",
+        ),
+        (
+            Z::Zstd,
+            "application/vnd.oci.image.layer.v1.tar",
+            "uncompressed",
+            "zstd",
+        ),
+        (
+            Z::Gzip,
+            "application/vnd.oci.image.layer.v1.tar",
+            "uncompressed",
+            "gzip",
+        ),
+        (
+            Z::None,
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "gzip",
+            "uncompressed",
+        ),
+    ] {
+        let l = Layer {
+            stored: compress(&tar, stored),
+            tar: tar.clone(),
+            z: stored,
+            declared: Some(declared),
+        };
+        rejected_with(
+            with_layer(&l),
+            &[
+                "layers[0]",
+                &format!("media type says {says} but its bytes are {is}"),
+            ],
+        );
+    }
+}
+
+/// Bytes that are not a tar under a tar media type: a zip, text, random bytes, a gzip of text.
+#[test]
+fn rejects_layers_that_are_not_tar() {
+    let mut zip = b"PK\x03\x04\x14\x00\x00\x00".to_vec();
+    zip.resize(1024, 0x41);
+    for (bytes, z) in [
+        (zip, Z::None),
+        (b"hello world, not a tar at all".repeat(40), Z::None),
+        (
+            (0..2048u32).map(|i| (i * 7919 % 251) as u8).collect(),
+            Z::None,
+        ),
+        (b"just text".repeat(100), Z::Gzip),
+    ] {
+        let l = Layer {
+            stored: compress(&bytes, z),
+            tar: bytes,
+            z,
+            declared: None,
+        };
+        rejected_with(with_layer(&l), &["layers[0]", "tar archive"]);
+    }
+}
+
+/// Entries of a layer that would land outside the root it is unpacked into.
+#[test]
+fn rejects_layers_escaping_their_root() {
+    for (members, needle) in [
+        (
+            vec![Member::File("../etc/passwd".into(), b"x".to_vec())],
+            "traversal",
+        ),
+        (
+            vec![Member::File("a/../../b".into(), b"x".to_vec())],
+            "traversal",
+        ),
+        (
+            vec![Member::File("/etc/shadow".into(), b"x".to_vec())],
+            "absolute",
+        ),
+        (
+            vec![
+                Member::File("a".into(), b"x".to_vec()),
+                Member::HardLink("b".into(), "../../etc/shadow".into()),
+            ],
+            "hard link \"b\"",
+        ),
+        (
+            vec![Member::HardLink("b".into(), "/etc/shadow".into())],
+            "absolute",
+        ),
+        (
+            vec![Member::File("etc/.wh..".into(), Vec::new())],
+            "whiteout",
+        ),
+        (
+            vec![Member::File("etc/.wh.".into(), Vec::new())],
+            "whiteout",
+        ),
+        (
+            vec![Member::File(".wh.../../x".into(), Vec::new())],
+            "traversal",
+        ),
+    ] {
+        for z in [Z::None, Z::Gzip] {
+            let l = Layer::of(&members, z);
+            rejected_with(with_layer(&l), &["layers[0]", needle]);
+            // The same layer through a docker-archive.
+            rejected_with(docker_members(&[&l], "test:1"), &["layers[0]", needle]);
+        }
+    }
+}
+
+/// A member whose header claims more than the size limit is refused before anything is read.
+#[test]
+fn rejects_archives_over_the_size_limit() {
+    let (mut m, _) = good_members();
+    m.insert(0, Member::Claims("huge".into(), 70 << 30));
+    rejected_with(m, &["more than 64 GiB", "limit"]);
+    // The same inside a layer.
+    let l = Layer::of(&[Member::Claims("huge".into(), 65 << 30)], Z::None);
+    rejected_with(with_layer(&l), &["layers[0]", "more than 64 GiB"]);
+}
+
 #[test]
 fn rejects_what_is_not_an_image() {
     rejected_with(
@@ -441,6 +651,45 @@ fn plan_entries_are_checked() {
         .map(|e| format!("{e:#}"))
         .unwrap();
     assert!(e.contains("unique"), "{e}");
+}
+
+/// Plan refs by the distribution grammar, each refused with the entry, the ref and the fault.
+#[test]
+fn plan_refs_follow_the_distribution_grammar() {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("x.tar");
+    let tag200 = format!("docker.io/library/t:{}", "a".repeat(200));
+    for (r, why) in [
+        ("docker.io/library/busybox@sha256:bad", "64 lowercase hex"),
+        ("docker.io/library/busybox:t#x", "not a valid tag"),
+        ("docker.io/library/busybox:-x", "not a valid tag"),
+        (tag200.as_str(), "not a valid tag"),
+        ("docker.io/Library/busybox:1", "lowercase"),
+        ("docker.io/library/a..b:1", "not valid"),
+        ("bad_host.io/x:1", "registry domain"),
+        ("docker.io/x@md5:00", "not sha256"),
+    ] {
+        let e = segments(&[image("test", &a, r)], t.path())
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap();
+        assert!(e.contains("images[0]") && e.contains(why), "{r:?}: {e}");
+        assert!(!e.contains("write docker.io"), "no invalid suggestion: {e}");
+    }
+}
+
+/// A docker-archive whose RepoTags hold what no runtime would accept is refused by name.
+#[test]
+fn docker_archive_repo_tags_are_checked() {
+    let l = Layer::new(&[("f", b"data")], Z::None);
+    for (tag, why) in [
+        ("test:t#x", "not a valid tag"),
+        ("test:-x", "not a valid tag"),
+        ("Test:1", "lowercase"),
+        ("test@sha256:bad", "64 lowercase hex"),
+    ] {
+        rejected_with(docker_members(&[&l], tag), &["RepoTags[0]", why]);
+    }
 }
 
 #[test]

@@ -138,6 +138,33 @@ fn oci_build_rejects_special_files() {
     assert!(!t.path().join("o.tar").exists(), "no partial archive");
 }
 
+/// `--ref` follows the distribution grammar and is fully qualified; the message names the
+/// flag and the fault, and no archive is written.
+#[test]
+fn oci_build_refuses_bad_refs() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let long_tag = format!("docker.io/library/t:{}", "a".repeat(200));
+    for (r, why) in [
+        ("docker.io/library/t@sha256:bad", "64 lowercase hex"),
+        ("docker.io/library/t:t#x", "not a valid tag"),
+        ("docker.io/library/t:-x", "not a valid tag"),
+        (long_tag.as_str(), "not a valid tag"),
+        ("docker.io/Library/t:1", "lowercase"),
+        ("docker.io/library/t\n:1", "whitespace"),
+        ("t:1", "docker.io/library/t:1"),
+        ("docker.io/library/t", "no tag"),
+    ] {
+        let mut s = spec(LayerCompression::None);
+        s.reference = r.to_string();
+        let e = build_from_dir(&root, &s, &t.path().join("o.tar")).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("--ref") && msg.contains(why), "{r:?}: {msg}");
+        assert!(!t.path().join("o.tar").exists(), "no partial archive");
+    }
+}
+
 #[test]
 fn oci_build_refuses_env_that_is_not_key_value() {
     let t = tempfile::tempdir().unwrap();

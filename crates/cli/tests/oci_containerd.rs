@@ -159,6 +159,7 @@ fn containerd_imports_and_runs_image_segments() {
         tar,
         stored,
         z: Z::Gzip,
+        declared: None,
     };
     let top = Layer::new(&[("hello.txt", b"hello from a docker-archive\n")], Z::None);
     let docker = write(

@@ -280,3 +280,141 @@ fn bad_inventories_and_destinations_leave_dest_untouched() {
     assert!(e.contains("cannot create boot server directory"), "{e}");
     assert_eq!(before, snapshot(&dest));
 }
+
+/// A directory that is not empty and holds no generation record is someone else's: publish
+/// refuses it before writing anything (not even its lock file), naming the files at stake.
+#[test]
+fn publish_refuses_a_directory_that_is_not_a_boot_server() {
+    let lab = Lab::new();
+    let out = lab.build("out", "worker", "1");
+    let cases: &[(&str, &[u8])] = &[
+        ("boot.ipxe", b"#!ipxe\nchain http://my-own-menu/\n"),
+        ("menu.ipxe", b"#!ipxe\n"),
+        ("index.html", b"<html></html>"),
+        ("pxelinux.0", b"\x7fELF"),
+        ("hosts/52-54-00-12-34-56.ipxe", b"#!ipxe\n"),
+        ("generations/README", b"not a record"),
+        ("objects/kernel", b"x"),
+        ("images/worker/vmlinuz", b"x"),
+    ];
+    for (rel, bytes) in cases {
+        let dest = lab.p(&format!("foreign-{}", rel.replace('/', "-")));
+        let file = dest.join(rel);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, bytes).unwrap();
+        let before = snapshot(&dest);
+        let e = fails(diskless().arg("publish").arg(&out).arg("--to").arg(&dest));
+        let top = rel.split('/').next().unwrap();
+        assert!(
+            e.contains("is not a diskless boot server")
+                && e.contains(&dest.display().to_string())
+                && e.contains(top),
+            "{rel}: {e}"
+        );
+        assert_eq!(before, snapshot(&dest), "{rel}: DEST changed");
+        assert!(!dest.join(".lock").exists(), "{rel}: lock file left behind");
+    }
+    // What a first publish killed before its record leaves is not foreign: objects by digest.
+    let dest = lab.p("half");
+    std::fs::create_dir_all(dest.join("objects")).unwrap();
+    let leftover = diskless_build::store::sha256_hex(b"left by a killed publish");
+    std::fs::write(
+        dest.join("objects").join(&leftover),
+        b"left by a killed publish",
+    )
+    .unwrap();
+    std::fs::write(dest.join(".lock"), b"").unwrap();
+    lab.publish(&out, &dest, None);
+    lab.verify(&dest);
+    // And a boot server, once it has a record, takes further publishes.
+    lab.publish(&lab.build("out2", "other", "1"), &dest, None);
+    lab.verify(&dest);
+}
+
+/// A path that does not exist is said not to exist (not "is it writable?").
+#[test]
+fn missing_destinations_are_named_as_missing() {
+    let lab = Lab::new();
+    let missing = lab.p("no/such/srv");
+    for args in [
+        vec!["rollback", "--to", missing.to_str().unwrap(), "worker"],
+        vec!["gc", "--to", missing.to_str().unwrap()],
+        vec!["verify", "--to", missing.to_str().unwrap()],
+        vec!["verify", missing.to_str().unwrap()],
+        vec!["inspect", missing.to_str().unwrap()],
+        vec!["publish", missing.to_str().unwrap(), "--to", "/tmp/x"],
+    ] {
+        let e = fails(diskless().args(&args));
+        assert!(
+            e.contains("does not exist") && !e.contains("writable"),
+            "{args:?}: {e}"
+        );
+    }
+    assert!(!missing.exists());
+}
+
+/// An output `verify OUT` rejects for its index sizes is not published.
+#[test]
+fn publish_refuses_an_output_whose_index_sizes_lie() {
+    let lab = Lab::new();
+    let out = lab.build("out", "worker", "1");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("worker.json")).unwrap()).unwrap();
+    for (field, value) in [
+        ("/kernel/size", serde_json::json!(1)),
+        ("/segments/0/size", serde_json::json!(0)),
+        ("/segments/1/size", serde_json::json!(999_999_999u64)),
+    ] {
+        let bad = lab.p(&format!("bad{}", field.replace('/', "-")));
+        common::copy_tree(&out, &bad);
+        let mut doc = index.clone();
+        *doc.pointer_mut(field).unwrap_or_else(|| panic!("{field}")) = value;
+        std::fs::write(bad.join("worker.json"), doc.to_string()).unwrap();
+        let o = diskless().arg("verify").arg(&bad).output().unwrap();
+        let said = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            !o.status.success() && said.contains("the index says"),
+            "{field}: verify: {said}"
+        );
+        let dest = lab.p("srv");
+        let e = fails(diskless().arg("publish").arg(&bad).arg("--to").arg(&dest));
+        assert!(
+            e.contains("the index says") && e.contains("not a complete build output"),
+            "{field}: {e}"
+        );
+        assert!(!dest.exists(), "{field}: DEST created");
+    }
+}
+
+/// Group (broadcast, multicast) and all-zero MACs are no machine's: refused in the inventory.
+#[test]
+fn inventory_refuses_group_and_zero_macs() {
+    let lab = Lab::new();
+    let out = lab.build("out", "worker", "1");
+    for mac in [
+        "ff:ff:ff:ff:ff:ff",
+        "01:00:5e:00:00:fb",
+        "33:33:00:00:00:01",
+        "03:00:00:00:00:01",
+        "00:00:00:00:00:00",
+    ] {
+        let inv = lab.inventory(&INVENTORY.replace("52:54:00:12:34:56", mac));
+        let dest = lab.p("srv-mac");
+        let e = fails(
+            diskless()
+                .arg("publish")
+                .arg(&out)
+                .arg("--to")
+                .arg(&dest)
+                .arg("--inventory")
+                .arg(&inv),
+        );
+        assert!(
+            e.contains("inventory")
+                && e.contains(mac)
+                && (e.contains("multicast") || e.contains("all-zero")),
+            "{mac}: {e}"
+        );
+        assert!(!dest.exists(), "{mac}: DEST created");
+    }
+}

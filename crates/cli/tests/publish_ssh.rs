@@ -221,3 +221,26 @@ fn unreachable_unauthorised_or_unwritable_ssh_dest_fails_before_writing() {
         dest.display()
     );
 }
+
+/// Over ssh too, a directory that is not a boot server is refused before anything (even the
+/// lock file) is written into it.
+#[test]
+fn publish_over_ssh_refuses_a_directory_that_is_not_a_boot_server() {
+    let Some((sshd, lab)) = lab_with_sshd() else {
+        return;
+    };
+    let out = lab.build("out", "worker", "1");
+    let dest = lab.p("foreign");
+    std::fs::create_dir_all(dest.join("hosts")).unwrap();
+    std::fs::write(dest.join("boot.ipxe"), "#!ipxe\nchain http://mine/\n").unwrap();
+    std::fs::write(dest.join("hosts/52-54-00-12-34-56.ipxe"), "#!ipxe\n").unwrap();
+    let before = snapshot(&dest);
+    let url = sshd.url(&dest);
+    let e = fails(lab.cmd().arg("publish").arg(&out).args(["--to", &url]));
+    assert!(
+        e.contains(&url) && e.contains("not a diskless boot server") && e.contains("boot.ipxe"),
+        "{e}"
+    );
+    assert_eq!(before, snapshot(&dest));
+    assert!(!dest.join(".lock").exists() && !dest.join("objects").exists());
+}

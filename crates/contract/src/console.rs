@@ -85,6 +85,7 @@ pub enum Stage {
     Cgroups,
     Network,
     Images,
+    KubeletConfig,
     KubeletCert,
     Boot,
     /// Starting the check hook.
@@ -107,6 +108,7 @@ const NAMED: &[(Stage, &str)] = &[
     (Stage::Cgroups, "cgroups"),
     (Stage::Network, "network"),
     (Stage::Images, "images"),
+    (Stage::KubeletConfig, "kubelet-config"),
     (Stage::KubeletCert, "kubelet-cert"),
     (Stage::Boot, "boot"),
     (Stage::Check, "check"),

@@ -53,6 +53,19 @@ pub fn mac(m: &str) -> Result<String, String> {
     {
         return Err(format!("{m:?} is not a MAC address like 52:54:00:12:34:56"));
     }
+    let first = u8::from_str_radix(parts[0], 16).expect("two hex digits");
+    // No network card has a group address (broadcast ff:ff:…, multicast 01:00:5e:…, 33:33:…)
+    // or all zeros: an entry for one would never be fetched, or shadow a typo.
+    if first & 1 == 1 {
+        return Err(format!(
+            "{m:?} is a broadcast or multicast address (the group bit of its first byte is set):              give the machine's own MAC, e.g. from `ip link` or the DHCP server's log"
+        ));
+    }
+    if parts.iter().all(|p| *p == "00") {
+        return Err(format!(
+            "{m:?} is the all-zero address, which no network card has: give the machine's own MAC"
+        ));
+    }
     Ok(parts.join("-").to_ascii_lowercase())
 }
 
@@ -240,6 +253,19 @@ mod tests {
         assert_eq!(mac("52:54:00:AB:cd:0F").unwrap(), "52-54-00-ab-cd-0f");
         assert!(mac("52:54:00:ab:cd").is_err());
         assert!(mac("52:54:00:ab:cd:zz").unwrap_err().contains("not a MAC"));
+        for group in [
+            "ff:ff:ff:ff:ff:ff",
+            "FF-FF-FF-FF-FF-FF",
+            "01:00:5e:00:00:01",
+            "33:33:00:00:00:01",
+            "01:80:c2:00:00:00",
+            "53:54:00:12:34:56",
+        ] {
+            assert!(mac(group).unwrap_err().contains("multicast"), "{group}");
+        }
+        assert!(mac("00:00:00:00:00:00").unwrap_err().contains("all-zero"));
+        // Locally administered unicast (QEMU's 52:54:00, 02:…) is fine.
+        mac("02:00:00:00:00:01").unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! `node` section, unchanged. Unknown fields are refused on both sides, so a newer builder's
 //! additions are not silently ignored by an older init.
 
+use crate::reference::Reference;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -186,11 +187,16 @@ impl ImageContract {
         // Version first, so a v3 document gets "unknown version", not an unknown-field error.
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("{CONTRACT_PATH}: {e}"))?;
-        match value.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(CONTRACT_VERSION) => {}
-            other => {
+        match crate::version::document_version(&value) {
+            Ok(v) if v == u64::from(CONTRACT_VERSION) => {}
+            Ok(other) => {
                 return Err(format!(
-                    "{CONTRACT_PATH} has version {other:?}; this init reads version {CONTRACT_VERSION}: rebuild the image with a matching builder"
+                    "{CONTRACT_PATH} has version {other}; this init reads version {CONTRACT_VERSION}: rebuild the image with a matching builder"
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{CONTRACT_PATH}: {e}; this init reads version {CONTRACT_VERSION}: rebuild the image with a matching builder"
                 ))
             }
         }
@@ -203,6 +209,7 @@ impl ImageContract {
     /// The rules serde cannot express; the builder checks the plan with the same ones.
     pub fn check(&self) -> Result<(), String> {
         check_services(&self.services)?;
+        check_images(&self.images)?;
         check_network(&self.network)
     }
 }
@@ -257,6 +264,27 @@ pub fn check_network(network: &Network) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Every preloaded image's refs are fully qualified references by the distribution grammar
+/// (what containerd and the kubelet will look them up by) and its blobs sha256 digests (they
+/// become paths in the blob pool).
+pub fn check_images(images: &[ImageRef]) -> Result<(), String> {
+    for image in images {
+        for r in &image.refs {
+            Reference::qualified(r)
+                .map_err(|e| format!("image {:?}: ref {r:?}: {e}", image.name))?;
+        }
+        for b in &image.blobs {
+            if crate::digest::sha256_of(b).is_none() {
+                return Err(format!(
+                    "image {:?}: blob {b:?} is not a sha256:<64 lowercase hex> digest",
+                    image.name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every service has a command whose first word is an absolute path, and each role is held by
@@ -329,7 +357,7 @@ mod tests {
                     "ready_path": "/run/containerd/containerd.sock", "condition_path": null,
                     "restart": true, "role": "container-runtime"}],
       "images": [{"name": "pause", "index": "/var/lib/diskless/oci/pause.index.json",
-                  "blobs": ["sha256:00"], "refs": ["registry.k8s.io/pause:3.6"]}]
+                  "blobs": ["sha256:0000000000000000000000000000000000000000000000000000000000000000"], "refs": ["registry.k8s.io/pause:3.6"]}]
     }"#;
 
     #[test]
@@ -365,7 +393,17 @@ mod tests {
     #[test]
     fn other_versions_are_refused() {
         let e = ImageContract::parse(r#"{"version": 3, "new": 1}"#).unwrap_err();
-        assert!(e.contains("version Some(3)"), "{e}");
+        assert!(e.contains("has version 3"), "{e}");
+        for (v, why) in [
+            ("-1", "out of range"),
+            ("1e40", "out of range"),
+            ("\"2\"", "not a number"),
+        ] {
+            let e = ImageContract::parse(&format!(r#"{{"version": {v}}}"#)).unwrap_err();
+            assert!(e.contains(why) && e.contains(CONTRACT_PATH), "{v}: {e}");
+        }
+        let e = ImageContract::parse("{}").unwrap_err();
+        assert!(e.contains("missing field `version`"), "{e}");
     }
 
     #[test]
@@ -374,6 +412,47 @@ mod tests {
         assert!(ImageContract::parse(&doc)
             .unwrap_err()
             .contains("unknown field `x`"));
+    }
+
+    /// The init refuses what the builder would have refused: a malformed ref or blob digest.
+    #[test]
+    fn image_refs_and_blobs_are_checked() {
+        for (from, to, why) in [
+            (
+                "registry.k8s.io/pause:3.6",
+                "registry.k8s.io/pause:t#x",
+                "not a valid tag",
+            ),
+            (
+                "registry.k8s.io/pause:3.6",
+                "registry.k8s.io/pause@sha256:bad",
+                "64 lowercase hex",
+            ),
+            (
+                "registry.k8s.io/pause:3.6",
+                "pause:3.6",
+                "not fully qualified",
+            ),
+            (
+                "registry.k8s.io/pause:3.6",
+                "registry.k8s.io/Pause:3.6",
+                "lowercase",
+            ),
+            (
+                "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                "sha256:../../../etc/passwd",
+                "blob",
+            ),
+            (
+                "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                "sha256:00",
+                "blob",
+            ),
+        ] {
+            let doc = DOC.replace(from, to);
+            let e = ImageContract::parse(&doc).unwrap_err();
+            assert!(e.contains(why) && e.contains(CONTRACT_PATH), "{to:?}: {e}");
+        }
     }
 
     #[test]

@@ -5,12 +5,18 @@
 //! - [`image`]: `/.diskless/image.json`, the builder → init contract (versioned).
 //! - [`node`]: `/.diskless/node/node.json`, one machine's identity, written by publish.
 //! - [`identity`]: the rules for hostnames, MACs, labels and taints (the kubelet's), one each.
+//! - [`cluster`]: the rules for a node's pod range, cluster DNS servers and domain.
+//! - [`reference`]: image references by the distribution spec grammar; [`digest`]: sha256 hex.
 //! - [`console`]: the `diskless: <stage> ok|FAILED|skipped t=…` lines the init prints and the
 //!   harness parses, and the check hook's `diskless-check: …` lines.
 //!
 //! `docs/image-contract.md` is the reference for humans.
 
+pub mod cluster;
 pub mod console;
+pub mod digest;
 pub mod identity;
 pub mod image;
 pub mod node;
+pub mod reference;
+pub mod version;

@@ -6,7 +6,7 @@
 //! field): a kubelet started with half a configuration registers a wrong node, which is worse
 //! than none.
 
-use crate::identity;
+use crate::{cluster, identity};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -47,7 +47,21 @@ pub struct NodeConfig {
     #[serde(default)]
     pub taints: Vec<String>,
     pub kubelet_mode: KubeletMode,
+    /// This node's pod range (`10.244.3.0/24`) when the inventory assigns one. Without it a
+    /// joined node takes the range the controller-manager allocates (`--allocate-node-cidrs`)
+    /// and a standalone one [`STANDALONE_POD_CIDR`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_cidr: Option<String>,
+    /// The cluster DNS servers pods resolve through (the kubelet's `clusterDNS`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_dns: Vec<String>,
+    /// The cluster domain (the kubelet's `clusterDomain`, e.g. `cluster.local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_domain: Option<String>,
 }
+
+/// The pod range of a standalone node: its pods talk to each other and, masqueraded, out.
+pub const STANDALONE_POD_CIDR: &str = "10.88.0.0/16";
 
 impl NodeConfig {
     /// Parses and checks `node.json`; errors start with [`NODE_JSON`] and name the field.
@@ -76,6 +90,15 @@ impl NodeConfig {
         }
         for (i, t) in self.taints.iter().enumerate() {
             identity::taint(t).map_err(|why| (format!("taints[{i}]"), why))?;
+        }
+        if let Some(c) = &self.pod_cidr {
+            cluster::pod_cidr(c).map_err(|why| ("pod_cidr".to_string(), why))?;
+        }
+        for (i, d) in self.cluster_dns.iter().enumerate() {
+            cluster::dns_server(d).map_err(|why| (format!("cluster_dns[{i}]"), why))?;
+        }
+        if let Some(d) = &self.cluster_domain {
+            cluster::domain(d).map_err(|why| ("cluster_domain".to_string(), why))?;
         }
         Ok(())
     }
@@ -178,6 +201,27 @@ mod tests {
                 "missing field `hostname`",
             ),
             ("{".to_string(), "EOF"),
+            (
+                S2.replace(
+                    "\"kubelet_mode\"",
+                    "\"pod_cidr\": \"10.244.1.1/24\", \"kubelet_mode\"",
+                ),
+                "pod_cidr: \"10.244.1.1/24\"",
+            ),
+            (
+                S2.replace(
+                    "\"kubelet_mode\"",
+                    "\"cluster_dns\": [\"10.96.0.10\", \"x\"], \"kubelet_mode\"",
+                ),
+                "cluster_dns[1]: \"x\"",
+            ),
+            (
+                S2.replace(
+                    "\"kubelet_mode\"",
+                    "\"cluster_domain\": \"Cluster\", \"kubelet_mode\"",
+                ),
+                "cluster_domain: \"Cluster\"",
+            ),
         ];
         for (text, want) in cases {
             let e = NodeConfig::parse(&text).unwrap_err();

@@ -7,7 +7,7 @@
 //! through the check hook): when the node registers, when it is Ready, and when a Pod created
 //! through the API with a preloaded image and `imagePullPolicy: Never` runs on it with a pod IP.
 
-use crate::controlplane::ControlPlane;
+use crate::controlplane::{ControlPlane, KUBERNETES_SERVICE_IP};
 use anyhow::Context;
 use diskless_build::host::WORKLOAD_REF;
 use diskless_publish::inventory::{Host, Inventory, Join, KubeletMode};
@@ -84,6 +84,8 @@ impl Lab {
                 api_server: cluster.guest_api_server(),
                 ca_file: ca,
                 token_file: token,
+                cluster_dns: vec![crate::controlplane::CLUSTER_DNS.to_string()],
+                cluster_domain: Some(crate::controlplane::CLUSTER_DOMAIN.to_string()),
             }),
             ssh_authorized_keys_file: None,
             hosts: vec![Host {
@@ -95,6 +97,8 @@ impl Lab {
                 kernel_args: String::new(),
                 kubelet_mode: KubeletMode::Join,
                 ssh_host_keys_dir: None,
+                // The controller-manager allocates it (`--allocate-node-cidrs`).
+                pod_cidr: None,
             }],
         };
         let inventory_path = dir.path().join("lab.toml");
@@ -122,6 +126,12 @@ impl Lab {
         Ok(vec![
             crate::qemu::Forward::ToHost {
                 guest_port: crate::controlplane::GUEST_API_PORT,
+                host_port: self.cluster.api_port(),
+            },
+            // The `kubernetes` Service's endpoint is the advertised address with the API
+            // server's own port: pods reach it through kube-proxy's rules.
+            crate::qemu::Forward::ToHost {
+                guest_port: self.cluster.api_port(),
                 host_port: self.cluster.api_port(),
             },
             crate::qemu::Forward::ToGuest {
@@ -178,8 +188,51 @@ pub fn failures(seen: &Seen) -> Vec<String> {
             "the API pod runs with the node's own IP {:?}, not a pod IP",
             seen.pod_ip
         ));
+    } else if seen.logs_and_exec.is_none() {
+        f.push(format!(
+            "kubectl logs and exec never reached the pod {POD}{}",
+            why()
+        ));
+    } else if seen.service_reached.is_none() {
+        f.push(format!(
+            "the kubernetes Service ({KUBERNETES_SERVICE_IP}:443) never answered from the pod \
+             (kube-proxy's rules){}",
+            why()
+        ));
+    }
+    if let (Some(ip), Some(cidr)) = (&seen.pod_ip, &seen.node_pod_cidr) {
+        if !ipv4_in(ip, cidr) {
+            f.push(format!(
+                "the API pod's IP {ip} is outside the node's pod range {cidr}: the CNI \
+                 configuration did not come from the node's podCIDR"
+            ));
+        }
+    } else if seen.node_registered.is_some() && seen.node_pod_cidr.is_none() {
+        f.push(format!("node {HOSTNAME} has no spec.podCIDR"));
+    }
+    if !seen.other_pods.is_empty() {
+        f.push(format!(
+            "pods besides {POD} run on the joined node {HOSTNAME}: {:?} (a standalone \
+             image's static pods must stay off once it joined)",
+            seen.other_pods
+        ));
     }
     f
+}
+
+/// `10.244.0.7` in `10.244.0.0/24`.
+fn ipv4_in(ip: &str, cidr: &str) -> bool {
+    let parse = |s: &str| s.parse::<std::net::Ipv4Addr>().ok().map(u32::from);
+    let Some((net, prefix)) = cidr.split_once('/') else {
+        return false;
+    };
+    match (parse(ip), parse(net), prefix.parse::<u32>()) {
+        (Some(ip), Some(net), Ok(p)) if p <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - p).unwrap_or(0);
+            ip & mask == net & mask
+        }
+        _ => false,
+    }
 }
 
 /// A CA certificate no one signs with.
@@ -201,8 +254,16 @@ pub struct Seen {
     pub api_pod_running: Option<Instant>,
     /// `kubectl logs` and `kubectl exec` reached the pod: the API server → kubelet path works.
     pub logs_and_exec: Option<Instant>,
+    /// From inside the API pod, the `kubernetes` Service's ClusterIP answered (kube-proxy's
+    /// rules on the node, the API server behind them).
+    pub service_reached: Option<Instant>,
     pub pod_ip: Option<String>,
     pub node_ip: Option<String>,
+    /// The range the controller-manager allocated to the node (`spec.podCIDR`).
+    pub node_pod_cidr: Option<String>,
+    /// Pods on the node other than the API pod (a standalone image's static pods must not run
+    /// once it joined: their mirror pods would show here).
+    pub other_pods: Vec<String>,
     /// The last error talking to the API server (for the report when something never came).
     pub last_error: Option<String>,
 }
@@ -239,7 +300,7 @@ impl Watch {
 
     /// The API pod runs and answered logs and exec: nothing more to watch.
     pub fn done(&self) -> bool {
-        self.seen.lock().unwrap().logs_and_exec.is_some()
+        self.seen.lock().unwrap().service_reached.is_some()
     }
 }
 
@@ -375,6 +436,7 @@ fn follow(api: &Api, seen: &Mutex<Seen>, stop: &std::sync::atomic::AtomicBool) {
             };
             let mut s = seen.lock().unwrap();
             s.node_registered.get_or_insert(now);
+            s.node_pod_cidr = node["spec"]["podCIDR"].as_str().map(String::from);
             s.node_ip = node["status"]["addresses"]
                 .as_array()
                 .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
@@ -403,10 +465,20 @@ fn follow(api: &Api, seen: &Mutex<Seen>, stop: &std::sync::atomic::AtomicBool) {
             if pod["status"]["phase"] != "Running" || ip.is_empty() {
                 return Ok(false);
             }
+            let selector = format!("spec.nodeName={HOSTNAME}");
+            let others: Vec<String> = api
+                .get(&["pods", "-A", "--field-selector", &selector])?
+                .and_then(|l| l["items"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+                .filter(|n| n != POD)
+                .collect();
             {
                 let mut s = seen.lock().unwrap();
                 s.api_pod_running.get_or_insert(now);
                 s.pod_ip = Some(ip.to_string());
+                s.other_pods = others;
             }
             // The way back: the API server streams from the node's kubelet.
             let logs = api.run(&["logs", POD, "-n", "default"], None)?;
@@ -414,12 +486,33 @@ fn follow(api: &Api, seen: &Mutex<Seen>, stop: &std::sync::atomic::AtomicBool) {
                 &["exec", POD, "-n", "default", "--", "echo", "exec-ok"],
                 None,
             )?;
-            if logs.contains("diskless api pod running") && exec.trim() == "exec-ok" {
-                seen.lock().unwrap().logs_and_exec = Some(Instant::now());
+            if !(logs.contains("diskless api pod running") && exec.trim() == "exec-ok") {
+                return Err(format!(
+                    "kubectl logs said {logs:?}, kubectl exec said {exec:?}"
+                ));
+            }
+            seen.lock()
+                .unwrap()
+                .logs_and_exec
+                .get_or_insert_with(Instant::now);
+            // A ClusterIP Service from the pod: plain HTTP to the API server's TLS port gets
+            // Go's "400 Bad Request", which only the API server, reached through kube-proxy's
+            // rules, can say. (busybox nc: the static busybox's wget crashes resolving.)
+            let request = format!(
+                "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {KUBERNETES_SERVICE_IP} 443"
+            );
+            let answer = match api.run(
+                &["exec", POD, "-n", "default", "--", "sh", "-c", &request],
+                None,
+            ) {
+                Ok(out) | Err(out) => out,
+            };
+            if answer.contains("400") {
+                seen.lock().unwrap().service_reached = Some(Instant::now());
                 return Ok(true);
             }
             Err(format!(
-                "kubectl logs said {logs:?}, kubectl exec said {exec:?}"
+                "the kubernetes Service ({KUBERNETES_SERVICE_IP}:443) from the pod: {answer}"
             ))
         };
         match step() {
@@ -434,6 +527,14 @@ fn follow(api: &Api, seen: &Mutex<Seen>, stop: &std::sync::atomic::AtomicBool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_ips_in_ranges() {
+        assert!(ipv4_in("10.244.0.7", "10.244.0.0/24"));
+        assert!(!ipv4_in("10.88.0.7", "10.244.0.0/24"));
+        assert!(ipv4_in("1.2.3.4", "0.0.0.0/0"));
+        assert!(!ipv4_in("10.244.0.7", "10.244.0.0"));
+    }
 
     #[test]
     fn the_api_pod_uses_the_preloaded_image_and_never_pulls() {

@@ -111,11 +111,11 @@ fn split_where_labels_change(images: &[ImageRef], range: Range<usize>) -> Vec<Ra
 }
 
 fn blob_path(digest: &str) -> Result<String, String> {
-    match digest.strip_prefix("sha256:") {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Ok(format!("{POOL}/{hex}"))
-        }
-        _ => Err(format!("blob {digest:?} is not a sha256:<64 hex> digest")),
+    match diskless_contract::digest::sha256_of(digest) {
+        Some(hex) => Ok(format!("{POOL}/{hex}")),
+        None => Err(format!(
+            "blob {digest:?} is not a sha256:<64 lowercase hex> digest"
+        )),
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod cmdline;
 pub mod images;
 pub mod integrity;
+pub mod kubeletconf;
 pub mod log;
 pub mod machineid;
 pub mod modules;

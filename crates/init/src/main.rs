@@ -198,7 +198,7 @@ fn node_line(n: &NodeConfig, cmdline: &Cmdline, contract: &ImageContract) -> Str
     }
     match contract.service(Role::Kubelet) {
         Some(k) => {
-            let image_mode = node::kubelet_for(k, n).image_mode;
+            let image_mode = node::kubelet_for(k, Some(n)).image_mode;
             if image_mode != n.kubelet_mode {
                 line.push_str(&format!(
                     "; the image's kubelet is {}, the node's mode wins",
@@ -285,15 +285,23 @@ fn start_kubelet(
         Ok(k) => k,
         Err(e) => return log::failed(&Stage::Service(image.name.clone()), &e),
     };
+    // The node's settings: without them the kubelet would register a node that is not this one.
+    match kubelet.write_drop_in() {
+        Ok(path) => log::ok(&Stage::KubeletConfig, &path),
+        Err(e) => {
+            log::failed(&Stage::KubeletConfig, &e);
+            return log::failed(&Stage::Service(image.name.clone()), "not started");
+        }
+    }
     // Not fatal: without it the kubelet makes its own (slowly).
     let cert = hostname
         .ok_or_else(|| "the node has no hostname: the network step did not name it".to_string())
-        .and_then(|h| servingcert::ensure(&kubelet.command, h));
+        .and_then(|h| servingcert::ensure(&kubelet.service.command, h));
     match cert {
         Ok(s) => log::ok(&Stage::KubeletCert, &s),
         Err(e) => log::failed(&Stage::KubeletCert, &e),
     }
-    start_service(sup, &kubelet)
+    start_service(sup, &kubelet.service)
 }
 
 /// Steps 4 and 5: modules (on every CPU), sysctls, cgroup controllers, network; returns the

@@ -2,13 +2,16 @@
 //! and checked by [`NodeConfig::parse`], written by `diskless publish`, see
 //! docs/boot-server.md): the node's name for this boot, and the kubelet's labels, taints and
 //! mode. The image is shared by many machines, so what differs between them reaches the
-//! kubelet as command-line flags, which override its config file. On any error in the file
+//! kubelet as a configuration drop-in over its config file (kubeletconf.rs), and as flags only
+//! where the kubelet has no configuration field (join material paths, node labels). On any error in the file
 //! the kubelet is not started at all: a kubelet registering a wrong node is worse than none.
 
+use crate::kubeletconf::{self, Authentication, Authorization, DropIn, Enabled, X509};
 use diskless_contract::image::Service;
 use diskless_contract::node::{
     KubeletMode, NodeConfig, BOOTSTRAP_KUBECONFIG, CLIENT_CA, NODE_JSON,
 };
+use std::path::{Path, PathBuf};
 
 /// Written by the kubelet once its bootstrap CSR is signed; RAM like everything else, so every
 /// boot bootstraps again.
@@ -42,12 +45,37 @@ pub struct Kubelet {
     pub image_mode: KubeletMode,
     /// Files the kubelet needs from the node segment; missing ones keep it from starting.
     pub needs: Vec<String>,
+    /// The node's settings, written to [`Kubelet::drop_in_path`] before the kubelet starts.
+    pub drop_in: DropIn,
 }
 
-/// The kubelet service for this node: the image's, with the node's labels and taints, and the
-/// node's kubelet mode where it differs from the image's (the per-machine configuration wins).
-/// Pure, so every combination is unit-tested.
-pub fn kubelet_for(image: &Service, node: &NodeConfig) -> Kubelet {
+impl Kubelet {
+    /// `<--config-dir>/50-diskless-node.conf`.
+    pub fn drop_in_path(&self) -> PathBuf {
+        let dir = flag_value(&self.service.command, "--config-dir")
+            .unwrap_or_else(|| kubeletconf::CONFIG_DIR.into());
+        Path::new(&dir).join(kubeletconf::FILE_NAME)
+    }
+
+    /// Writes the drop-in (and the empty static-pod directory it may name).
+    pub fn write_drop_in(&self) -> Result<String, String> {
+        let path = self.drop_in_path();
+        let dir = path.parent().expect("a file in a directory");
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        if let Some(p) = &self.drop_in.static_pod_path {
+            std::fs::create_dir_all(p).map_err(|e| format!("create {p}: {e}"))?;
+        }
+        std::fs::write(&path, self.drop_in.to_bytes())
+            .map_err(|e| format!("write {}: {e}", path.display()))?;
+        Ok(path.display().to_string())
+    }
+}
+
+/// The kubelet service for this node (`None`: a shared entry, no node segment, standalone):
+/// the image's, with the node's labels, its settings in a drop-in, and the node's kubelet mode
+/// where it differs from the image's (the per-machine configuration wins). Pure, so every
+/// combination is unit-tested.
+pub fn kubelet_for(image: &Service, node: Option<&NodeConfig>) -> Kubelet {
     let mut svc = image.clone();
     let cmd = &mut svc.command;
     let image_bootstrap = flag_value(cmd, "--bootstrap-kubeconfig");
@@ -56,26 +84,36 @@ pub fn kubelet_for(image: &Service, node: &NodeConfig) -> Kubelet {
     } else {
         KubeletMode::Standalone
     };
+    let node_mode = node.map_or(image_mode, |n| n.kubelet_mode);
+    let mut drop_in = DropIn::for_node(node, node_mode == KubeletMode::Standalone);
     let mut needs = Vec::new();
-    match (image_mode, node.kubelet_mode) {
+    match (image_mode, node_mode) {
         (KubeletMode::Join, KubeletMode::Join) => {
             // The image's own flags and config (client CA, webhook authn/authz) already join.
             needs.extend(image_bootstrap);
         }
         (KubeletMode::Standalone, KubeletMode::Join) => {
-            // A standalone config trusts every caller (AlwaysAllow, no client CA): on a cluster
-            // node the kubelet API must check callers against the cluster, like kubeadm's nodes.
+            // Where the join material is and where the kubelet keeps its certificates: flags,
+            // as these have no configuration field.
             cmd.extend([
                 format!("--bootstrap-kubeconfig={BOOTSTRAP_KUBECONFIG}"),
                 format!("--kubeconfig={KUBECONFIG}"),
                 format!("--cert-dir={CERT_DIR}"),
-                format!("--client-ca-file={CLIENT_CA}"),
-                "--anonymous-auth=false".into(),
-                "--authentication-token-webhook=true".into(),
-                "--authorization-mode=Webhook".into(),
-                // The bootstrap certificate expires; the node may stay up longer than that.
-                "--rotate-certificates=true".into(),
             ]);
+            // A standalone config trusts every caller (AlwaysAllow, no client CA): on a cluster
+            // node the kubelet API must check callers against the cluster, like kubeadm's nodes.
+            drop_in.authentication = Some(Authentication {
+                anonymous: Some(Enabled { enabled: false }),
+                webhook: Enabled { enabled: true },
+                x509: Some(X509 {
+                    client_ca_file: CLIENT_CA.into(),
+                }),
+            });
+            drop_in.authorization = Some(Authorization { mode: "Webhook" });
+            // The bootstrap certificate expires; the node may stay up longer than that.
+            drop_in.rotate_certificates = Some(true);
+            // The image's static pods are its standalone workload; the cluster's come from the API.
+            drop_in.static_pod_path = Some(kubeletconf::NO_STATIC_PODS.into());
             svc.condition_path = Some(BOOTSTRAP_KUBECONFIG.into());
             needs.extend([BOOTSTRAP_KUBECONFIG.to_string(), CLIENT_CA.to_string()]);
         }
@@ -83,58 +121,59 @@ pub fn kubelet_for(image: &Service, node: &NodeConfig) -> Kubelet {
             for flag in ["--bootstrap-kubeconfig", "--kubeconfig", "--cert-dir"] {
                 remove_flag(cmd, flag);
             }
-            // The join config points at a client CA and webhooks that need an API server.
-            cmd.extend(
-                [
-                    "--client-ca-file=",
-                    "--authentication-token-webhook=false",
-                    "--authorization-mode=AlwaysAllow",
-                ]
-                .map(String::from),
-            );
+            // The join config points at a client CA and webhooks that need an API server. A
+            // drop-in cannot clear a field (empty values are "not set"), so the client CA goes
+            // by the one flag that can.
+            cmd.push("--client-ca-file=".into());
+            drop_in.authentication = Some(Authentication {
+                anonymous: None,
+                webhook: Enabled { enabled: false },
+                x509: None,
+            });
+            drop_in.authorization = Some(Authorization {
+                mode: "AlwaysAllow",
+            });
             svc.condition_path = None;
         }
         (KubeletMode::Standalone, KubeletMode::Standalone) => {}
     }
-    if !node.labels.is_empty() {
-        let labels: Vec<String> = node
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        cmd.push(format!("--node-labels={}", labels.join(",")));
+    if flag_value(cmd, "--config-dir").is_none() {
+        cmd.push(format!("--config-dir={}", kubeletconf::CONFIG_DIR));
     }
-    if !node.taints.is_empty() {
-        cmd.push(format!("--register-with-taints={}", node.taints.join(",")));
+    // Node labels have no configuration field.
+    if let Some(n) = node.filter(|n| !n.labels.is_empty()) {
+        let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        cmd.push(format!("--node-labels={}", labels.join(",")));
     }
     Kubelet {
         service: svc,
         image_mode,
         needs,
+        drop_in,
     }
 }
 
-/// The kubelet service to run on this machine given the node configuration `load` returned, or
-/// why it must not run (a `FAILED` line, not a kubelet registering a wrong node).
+/// The kubelet to run on this machine given the node configuration `load` returned, or why it
+/// must not run (a `FAILED` line, not a kubelet registering a wrong node).
 pub fn kubelet_service(
     image: &Service,
     node: &Result<Option<NodeConfig>, String>,
-) -> Result<Service, String> {
-    match node {
-        Err(_) => Err(format!(
-            "not started: {NODE_JSON} is invalid (see the node line)"
-        )),
-        Ok(None) => Ok(image.clone()),
-        Ok(Some(n)) => {
-            let k = kubelet_for(image, n);
-            match k.needs.iter().find(|p| !std::path::Path::new(p).exists()) {
-                Some(missing) => Err(format!(
-                    "not started: the node is in join mode but {missing} is missing \
-                     (publish the host with the inventory's [join] section)"
-                )),
-                None => Ok(k.service),
-            }
+) -> Result<Kubelet, String> {
+    let node = match node {
+        Err(_) => {
+            return Err(format!(
+                "not started: {NODE_JSON} is invalid (see the node line)"
+            ))
         }
+        Ok(n) => n.as_ref(),
+    };
+    let k = kubelet_for(image, node);
+    match k.needs.iter().find(|p| !Path::new(p).exists()) {
+        Some(missing) => Err(format!(
+            "not started: the node is in join mode but {missing} is missing \
+             (publish the host with the inventory's [join] section)"
+        )),
+        None => Ok(k),
     }
 }
 
@@ -234,7 +273,7 @@ mod tests {
 
     #[test]
     fn standalone_image_joins_when_the_node_says_join() {
-        let k = kubelet_for(&standalone_image(), &node(KubeletMode::Join));
+        let k = kubelet_for(&standalone_image(), Some(&node(KubeletMode::Join)));
         assert_eq!(k.image_mode, KubeletMode::Standalone);
         assert_eq!(
             k.service.command,
@@ -245,36 +284,61 @@ mod tests {
                 "--bootstrap-kubeconfig=/.diskless/node/kubelet/bootstrap-kubeconfig",
                 "--kubeconfig=/var/lib/kubelet/kubeconfig",
                 "--cert-dir=/var/lib/kubelet/pki",
-                "--client-ca-file=/.diskless/node/kubelet/ca.crt",
-                "--anonymous-auth=false",
-                "--authentication-token-webhook=true",
-                "--authorization-mode=Webhook",
-                "--rotate-certificates=true",
+                "--config-dir=/etc/kubernetes/kubelet.conf.d",
                 // Sorted by key.
                 "--node-labels=node.kubernetes.io/pool=ci,zone=lab-a",
-                "--register-with-taints=dedicated=ci:NoSchedule",
             ]
         );
+        // Everything with a configuration field is in the drop-in, no deprecated flag.
+        let d = &k.drop_in;
+        assert_eq!(
+            d.authentication
+                .as_ref()
+                .unwrap()
+                .x509
+                .as_ref()
+                .unwrap()
+                .client_ca_file,
+            CLIENT_CA
+        );
+        assert_eq!(d.authorization.as_ref().unwrap().mode, "Webhook");
+        assert_eq!(d.rotate_certificates, Some(true));
+        assert_eq!(d.register_with_taints.len(), 1);
+        // The standalone image's demo pods stay off; the range comes from the cluster.
+        assert_eq!(
+            d.static_pod_path.as_deref(),
+            Some(kubeletconf::NO_STATIC_PODS)
+        );
+        assert_eq!(d.pod_cidr, None);
         assert_eq!(
             k.service.condition_path.as_deref(),
             Some(BOOTSTRAP_KUBECONFIG)
         );
         assert_eq!(k.needs, [BOOTSTRAP_KUBECONFIG, CLIENT_CA]);
+        assert_eq!(
+            k.drop_in_path(),
+            Path::new("/etc/kubernetes/kubelet.conf.d/50-diskless-node.conf")
+        );
     }
 
     #[test]
     fn join_image_keeps_its_own_join_flags() {
-        let image = join_image();
-        let k = kubelet_for(&image, &node(KubeletMode::Join));
+        let mut image = join_image();
+        image.command.push("--config-dir=/etc/kubelet.d".into());
+        let k = kubelet_for(&image, Some(&node(KubeletMode::Join)));
         assert_eq!(k.image_mode, KubeletMode::Join);
         assert_eq!(k.service.command[..image.command.len()], image.command[..]);
         assert_eq!(
             k.service.command[image.command.len()..],
-            [
-                "--node-labels=node.kubernetes.io/pool=ci,zone=lab-a",
-                "--register-with-taints=dedicated=ci:NoSchedule"
-            ]
+            ["--node-labels=node.kubernetes.io/pool=ci,zone=lab-a"]
         );
+        // The image's own drop-in directory; its static pods and authentication stay.
+        assert_eq!(
+            k.drop_in_path(),
+            Path::new("/etc/kubelet.d/50-diskless-node.conf")
+        );
+        assert_eq!(k.drop_in.static_pod_path, None);
+        assert_eq!(k.drop_in.authentication, None);
         assert_eq!(k.service.condition_path, image.condition_path);
         assert_eq!(k.needs, [BOOTSTRAP_KUBECONFIG]);
     }
@@ -290,7 +354,7 @@ mod tests {
             taints: vec![],
             ..node(KubeletMode::Standalone)
         };
-        let k = kubelet_for(&image, &n);
+        let k = kubelet_for(&image, Some(&n));
         assert_eq!(k.image_mode, KubeletMode::Join);
         assert_eq!(
             k.service.command,
@@ -299,21 +363,36 @@ mod tests {
                 "--config=/etc/kubernetes/kubelet.json",
                 "--v=2",
                 "--client-ca-file=",
-                "--authentication-token-webhook=false",
-                "--authorization-mode=AlwaysAllow",
+                "--config-dir=/etc/kubernetes/kubelet.conf.d",
             ]
+        );
+        assert_eq!(
+            k.drop_in.authorization.as_ref().unwrap().mode,
+            "AlwaysAllow"
+        );
+        assert_eq!(
+            k.drop_in.pod_cidr.as_deref(),
+            Some(diskless_contract::node::STANDALONE_POD_CIDR)
         );
         assert_eq!(k.service.condition_path, None);
         assert!(k.needs.is_empty());
     }
 
     #[test]
-    fn standalone_everywhere_only_adds_labels_and_taints() {
-        let k = kubelet_for(&standalone_image(), &node(KubeletMode::Standalone));
+    fn standalone_everywhere_only_adds_the_drop_in_and_labels() {
+        let k = kubelet_for(&standalone_image(), Some(&node(KubeletMode::Standalone)));
         assert_eq!(
             k.service.command.len(),
             standalone_image().command.len() + 2
         );
         assert_eq!(k.service.condition_path, None);
+        assert_eq!(k.drop_in.static_pod_path, None);
+        // No node segment at all: a shared entry.
+        let k = kubelet_for(&standalone_image(), None);
+        assert_eq!(
+            k.service.command.last().unwrap(),
+            "--config-dir=/etc/kubernetes/kubelet.conf.d"
+        );
+        assert!(k.drop_in.register_with_taints.is_empty());
     }
 }

@@ -4,11 +4,21 @@
 //! content-addressed blob cache, so every file ends up as a path on disk that a segment can
 //! point at (`Content::Path`) without holding layers in memory.
 //!
+//! Every file is copied into a staging directory inside the cache while it is hashed, so the
+//! bytes a segment later reads are the very bytes that were hashed (a layout directory or
+//! archive changed under the build cannot slip other bytes under a verified digest). Only the
+//! blobs an image actually uses are then kept in the cache ([`Source::keep`]); the rest of the
+//! archive is dropped with the staging directory.
+//!
 //! This is also where hostile archives are stopped: absolute paths, `..`, links that leave the
-//! archive, device nodes and duplicate entries are errors naming the entry.
+//! archive, device nodes, duplicate entries, and archives over [`Limits`] are errors naming the
+//! entry or the limit.
 
-use super::verify::{hash_file, HashingWriter};
+use super::verify::HashingWriter;
+use super::Blob;
 use anyhow::{bail, Context};
+use diskless_build::tree::Content;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read};
@@ -56,24 +66,74 @@ pub struct Located {
     pub size: u64,
 }
 
+/// Bounds on the work an untrusted archive (or layer) can cause: far above any real image
+/// (the largest real layers hold ~100k files and a few GiB), far below what fills a disk.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub entries: u64,
+    /// Sum of the sizes of all members.
+    pub bytes: u64,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        entries: 1_000_000,
+        bytes: 64 << 30,
+    };
+
+    /// Counts one more entry of `size` bytes against the limits; `what` names the archive.
+    pub fn count(&self, seen: &mut (u64, u64), size: u64, what: &str) -> anyhow::Result<()> {
+        seen.0 += 1;
+        seen.1 = seen.1.saturating_add(size);
+        if seen.0 > self.entries {
+            bail!(
+                "{what} has more than {} entries, the limit for an image archive: this is not a real image (or split it into smaller layers)",
+                self.entries
+            );
+        }
+        if seen.1 > self.bytes {
+            let limit = if self.bytes >= 1 << 30 && self.bytes.is_multiple_of(1 << 30) {
+                format!("{} GiB", self.bytes >> 30)
+            } else {
+                format!("{} bytes", self.bytes)
+            };
+            bail!(
+                "{what} holds more than {limit} of member data, the limit for an image archive: this is not a real image (or split it into smaller images)"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The files of one image archive.
-pub enum Source {
-    /// An OCI layout directory, read in place.
-    Dir(PathBuf),
-    /// A tar archive unpacked into the blob cache: archive path → cached file.
+pub struct Source {
+    kind: Kind,
+    /// Where files are copied while they are hashed; removed when the source is dropped.
+    staging: tempfile::TempDir,
+    cache: PathBuf,
+}
+
+enum Kind {
+    /// An OCI layout directory: each file is copied to staging the first time it is located.
+    Dir {
+        root: PathBuf,
+        copied: RefCell<BTreeMap<String, Located>>,
+    },
+    /// A tar archive unpacked into staging: archive path → staged file.
     Tar(BTreeMap<String, Located>),
 }
 
 impl Source {
-    /// Opens a layout directory, or streams a tar archive into `cache`.
+    /// Opens a layout directory, or streams a tar archive into a staging directory in `cache`.
     pub fn open(archive: &Path, cache: &Path) -> anyhow::Result<Source> {
+        Self::open_with(archive, cache, Limits::DEFAULT)
+    }
+
+    pub fn open_with(archive: &Path, cache: &Path, limits: Limits) -> anyhow::Result<Source> {
         let meta = std::fs::metadata(archive)
             .with_context(|| format!("cannot read {}", archive.display()))?;
-        if meta.is_dir() {
-            return Ok(Source::Dir(archive.to_owned()));
-        }
         // A FIFO, socket or device would block or never end: only regular files are read.
-        if !meta.is_file() {
+        if !meta.is_dir() && !meta.is_file() {
             bail!(
                 "{} is not a regular file or an OCI layout directory: give the image archive itself",
                 archive.display()
@@ -81,31 +141,76 @@ impl Source {
         }
         std::fs::create_dir_all(cache)
             .with_context(|| format!("cannot create blob cache {}", cache.display()))?;
-        unpack(archive, cache).map(Source::Tar)
+        let staging = tempfile::Builder::new()
+            .prefix(".partial-")
+            .tempdir_in(cache)
+            .with_context(|| format!("cannot create a directory in {}", cache.display()))?;
+        let kind = if meta.is_dir() {
+            Kind::Dir {
+                root: archive.to_owned(),
+                copied: RefCell::default(),
+            }
+        } else {
+            Kind::Tar(unpack(archive, staging.path(), limits)?)
+        };
+        Ok(Source {
+            kind,
+            staging,
+            cache: cache.to_owned(),
+        })
     }
 
     pub fn contains(&self, rel: &str) -> bool {
-        match self {
-            Source::Dir(root) => normalize(rel).is_ok_and(|r| root.join(r).exists()),
-            Source::Tar(files) => normalize(rel).is_ok_and(|r| files.contains_key(&r)),
+        match &self.kind {
+            Kind::Dir { root, .. } => normalize(rel).is_ok_and(|r| root.join(r).exists()),
+            Kind::Tar(files) => normalize(rel).is_ok_and(|r| files.contains_key(&r)),
         }
     }
 
-    /// Finds `rel` and hashes it (directories are hashed here; tar entries were hashed while
-    /// they were unpacked).
+    /// Finds `rel`: a staged copy and the sha256 of exactly those bytes.
     pub fn locate(&self, rel: &str) -> anyhow::Result<Located> {
         let rel = normalize(rel)?;
-        match self {
-            Source::Tar(files) => files
+        match &self.kind {
+            Kind::Tar(files) => files
                 .get(&rel)
                 .cloned()
                 .with_context(|| format!("{rel} is missing from the archive")),
-            Source::Dir(root) => {
+            Kind::Dir { root, copied } => {
+                if let Some(found) = copied.borrow().get(&rel) {
+                    return Ok(found.clone());
+                }
                 let path = inside_dir(root, &rel)?;
-                let (hex, size) = hash_file(&path)?;
-                Ok(Located { path, hex, size })
+                let mut file =
+                    File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+                let located = store(&mut file, self.staging.path())
+                    .with_context(|| format!("cannot copy {}", path.display()))?;
+                copied.borrow_mut().insert(rel, located.clone());
+                Ok(located)
             }
         }
+    }
+
+    /// Moves the staged files `blobs` point at into the blob cache (`<cache>/<sha256 hex>`) and
+    /// points them there; everything else staged is removed with the source.
+    pub fn keep(self, blobs: &mut [Blob]) -> anyhow::Result<()> {
+        for blob in blobs {
+            if let Content::Path { path, .. } = &mut blob.content {
+                if path.starts_with(self.staging.path()) {
+                    let dest = self.cache.join(&blob.hex);
+                    // Always the copy just hashed, renamed over whatever has that name: a cache
+                    // file of the right size but other bytes is never trusted.
+                    if path.exists() {
+                        std::fs::rename(&*path, &dest).with_context(|| {
+                            format!("cannot move {} to {}", path.display(), dest.display())
+                        })?;
+                    } else if !dest.exists() {
+                        bail!("{} vanished from the staging directory", path.display());
+                    }
+                    *path = dest;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads a small file (a JSON document) into memory, with its sha256.
@@ -191,8 +296,12 @@ fn link_target(link: &str, target: &str) -> anyhow::Result<String> {
     Ok(parts.join("/"))
 }
 
-/// Streams a tar archive into `cache` (`<cache>/<sha256 hex>`) and returns its files by name.
-fn unpack(archive: &Path, cache: &Path) -> anyhow::Result<BTreeMap<String, Located>> {
+/// Streams a tar archive into `staging` (`<staging>/<sha256 hex>`) and returns its files by name.
+fn unpack(
+    archive: &Path,
+    staging: &Path,
+    limits: Limits,
+) -> anyhow::Result<BTreeMap<String, Located>> {
     let file = File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
     let reader = decompressed(BufReader::with_capacity(1 << 20, file))
         .with_context(|| format!("cannot read {}", archive.display()))?;
@@ -201,8 +310,11 @@ fn unpack(archive: &Path, cache: &Path) -> anyhow::Result<BTreeMap<String, Locat
     // link name → target name, resolved once every entry has been seen (targets may come later).
     let mut links: BTreeMap<String, String> = BTreeMap::new();
     let entries = tar.entries().context("not a tar archive")?;
+    let what = archive.display().to_string();
+    let mut seen = (0, 0);
     for entry in entries {
         let mut entry = entry.context("not a valid tar archive")?;
+        limits.count(&mut seen, entry.size(), &what)?;
         let raw = entry.path_bytes();
         let name = std::str::from_utf8(&raw)
             .map_err(|_| {
@@ -241,7 +353,7 @@ fn unpack(archive: &Path, cache: &Path) -> anyhow::Result<BTreeMap<String, Locat
                 .with_context(|| format!("hard link {path:?} is a link leaving the archive"))?;
             links.insert(path, target);
         } else if kind.is_file() || kind == tar::EntryType::Continuous {
-            let located = store_in_cache(&mut entry, cache)
+            let located = store(&mut entry, staging)
                 .with_context(|| format!("cannot unpack entry {path:?}"))?;
             files.insert(path, located);
         } else if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
@@ -273,20 +385,18 @@ fn unpack(archive: &Path, cache: &Path) -> anyhow::Result<BTreeMap<String, Locat
     Ok(files)
 }
 
-/// Copies one entry into the cache under its sha256, hashing in the same pass; temp name and
-/// rename, so a crash never leaves a cache file whose name lies about its content.
-fn store_in_cache(reader: &mut impl Read, cache: &Path) -> anyhow::Result<Located> {
+/// Copies `reader` into `dir` under its sha256, hashing in the same pass; temp name and
+/// rename, so a file's name never lies about its content.
+fn store(reader: &mut impl Read, dir: &Path) -> anyhow::Result<Located> {
     let tmp = tempfile::Builder::new()
         .prefix(".partial-")
-        .tempfile_in(cache)
-        .with_context(|| format!("cannot create a file in {}", cache.display()))?;
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
     let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp));
     io::copy(reader, &mut writer)?;
     let (buffered, hex, size) = writer.finish();
     let tmp = buffered.into_inner().map_err(|e| e.into_error())?;
-    let path = cache.join(&hex);
-    // Always the copy just hashed, renamed over whatever has that name: a cache file of the
-    // right size but other bytes (damaged, or written by something else) is never trusted.
+    let path = dir.join(&hex);
     tmp.persist(&path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(Located { path, hex, size })
@@ -329,6 +439,59 @@ mod tests {
         );
         assert!(link_target("a/layer.tar", "../../x").is_err());
         assert!(link_target("a/layer.tar", "/x").is_err());
+    }
+
+    /// Limits name the archive and the limit, and nothing is left in the cache.
+    #[test]
+    fn archives_over_the_limits_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..5 {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(100);
+            h.set_mode(0o644);
+            b.append_data(&mut h, format!("f{i}"), &[0u8; 100][..])
+                .unwrap();
+        }
+        let archive = t.path().join("many.tar");
+        std::fs::write(&archive, b.into_inner().unwrap()).unwrap();
+        let cache = t.path().join("cache");
+        for (limits, want) in [
+            (
+                Limits {
+                    entries: 4,
+                    bytes: 1 << 20,
+                },
+                "more than 4 entries",
+            ),
+            (
+                Limits {
+                    entries: 100,
+                    bytes: 450,
+                },
+                "more than 450 bytes",
+            ),
+        ] {
+            let e = Source::open_with(&archive, &cache, limits)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains(want) && e.contains("many.tar"), "{e}");
+            assert_eq!(
+                std::fs::read_dir(&cache).unwrap().count(),
+                0,
+                "nothing left"
+            );
+        }
+        Source::open_with(
+            &archive,
+            &cache,
+            Limits {
+                entries: 5,
+                bytes: 500,
+            },
+        )
+        .unwrap();
     }
 
     #[test]

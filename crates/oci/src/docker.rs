@@ -7,15 +7,17 @@
 //! (`layer.tar` is often uncompressed, skopeo writes gzip under `.tar`). The manifest is the only
 //! new document, written as canonical JSON so it is the same bytes on every build.
 
-use super::archive::{decompressed, sniff, Compression, Located, Source};
+use super::archive::{Compression, Limits, Located, Source};
+use super::layer;
 use super::layout::check_platform;
-use super::verify::{canonical_json, hash_reader, sha256_digest, sha256_hex};
+use super::verify::{canonical_json, sha256_digest, sha256_hex};
 use super::{Blob, Ingested};
 use anyhow::{bail, Context};
 use diskless_build::tree::Content;
+use diskless_contract::digest::is_sha256_hex;
+use diskless_contract::reference::Reference;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifestBuilder, MediaType};
 use serde::Deserialize;
-use std::io::{BufReader, Read};
 use std::sync::Arc;
 
 /// One entry of docker-archive's `manifest.json`. No crate models this format; these are the
@@ -39,6 +41,14 @@ pub fn ingest(src: &Source, refs: &[String]) -> anyhow::Result<Ingested> {
     let (bytes, _) = src.read_small("manifest.json")?;
     let entries: Vec<DockerEntry> =
         serde_json::from_slice(&bytes).context("manifest.json is not a docker-archive manifest")?;
+    // Tags are matched against the plan's refs: a tag no runtime would accept is a broken or
+    // hand-made archive, refused here rather than half-matched.
+    for (i, entry) in entries.iter().enumerate() {
+        for (j, tag) in entry.repo_tags.iter().flatten().enumerate() {
+            Reference::parse(tag)
+                .map_err(|e| anyhow::anyhow!("manifest.json [{i}].RepoTags[{j}] {tag:?}: {e}"))?;
+        }
+    }
     let entry = match entries.as_slice() {
         [] => bail!("manifest.json lists no image"),
         [one] => one,
@@ -142,7 +152,7 @@ pub fn ingest(src: &Source, refs: &[String]) -> anyhow::Result<Ingested> {
 fn check_name(path: &str, loc: &Located) -> anyhow::Result<()> {
     let stem = path.rsplit('/').next().unwrap_or(path);
     let stem = stem.split('.').next().unwrap_or(stem);
-    if stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()) && stem != loc.hex {
+    if is_sha256_hex(stem) && stem != loc.hex {
         bail!(
             "{path} is corrupt: it is named by digest sha256:{stem} but its content hashes to sha256:{}",
             loc.hex
@@ -151,32 +161,20 @@ fn check_name(path: &str, loc: &Located) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A layer's media type from its magic bytes, after checking that its uncompressed content is
-/// the config's diff_id (the only digest a docker-archive gives for a layer).
+/// A layer's media type from its magic bytes, after checking that it is a tar archive whose
+/// uncompressed content is the config's diff_id (the only digest a docker-archive gives for a
+/// layer) and that no entry escapes the layer root.
 fn check_layer(loc: &Located, diff_id: &str) -> anyhow::Result<MediaType> {
-    let open = || {
-        std::fs::File::open(&loc.path)
-            .with_context(|| format!("cannot open {}", loc.path.display()))
-    };
-    let mut head = [0u8; 4];
-    let n = open()?.read(&mut head)?;
-    let (media_type, uncompressed_hex) = match sniff(&head[..n]) {
-        Compression::None => (MediaType::ImageLayer, loc.hex.clone()),
-        c => {
-            let reader = decompressed(BufReader::with_capacity(1 << 20, open()?))?;
-            let (hex, _) = hash_reader(reader).context("cannot decompress")?;
-            let mt = if c == Compression::Gzip {
-                MediaType::ImageLayerGzip
-            } else {
-                MediaType::ImageLayerZstd
-            };
-            (mt, hex)
-        }
-    };
+    let compression = layer::actual(loc)?;
+    let uncompressed_hex = layer::check(loc, compression, Limits::DEFAULT)?;
     if diff_id != format!("sha256:{uncompressed_hex}") {
         bail!(
             "content does not match the config: uncompressed it hashes to sha256:{uncompressed_hex}, the config's diff_id is {diff_id}"
         );
     }
-    Ok(media_type)
+    Ok(match compression {
+        Compression::None => MediaType::ImageLayer,
+        Compression::Gzip => MediaType::ImageLayerGzip,
+        Compression::Zstd => MediaType::ImageLayerZstd,
+    })
 }

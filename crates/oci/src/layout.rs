@@ -2,7 +2,8 @@
 //! linux/amd64 manifest behind `index.json`, descending into nested indexes (multi-platform
 //! images, buildx output), and collect its verified blobs.
 
-use super::archive::{Located, Source};
+use super::archive::{Limits, Located, Source};
+use super::layer;
 use super::verify::{check_blob, descriptor_hex};
 use super::{Blob, Ingested};
 use anyhow::{bail, Context};
@@ -195,11 +196,28 @@ fn image_from_manifest(src: &Source, desc: &Descriptor, what: &str) -> anyhow::R
     let config_loc = blob(src, manifest.config(), &config_what)?;
     let mut blobs = vec![
         Blob::at(manifest_loc, what.to_owned()),
-        Blob::at(config_loc, config_what),
+        Blob::at(config_loc, config_what.clone()),
     ];
-    for (i, layer) in manifest.layers().iter().enumerate() {
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        bail!(
+            "{what} lists {} layers but its config has {} diff_ids",
+            manifest.layers().len(),
+            diff_ids.len()
+        );
+    }
+    for (i, (layer, diff_id)) in manifest.layers().iter().zip(diff_ids).enumerate() {
         let layer_what = format!("{what} layers[{i}]");
+        let declared =
+            layer::declared(layer.media_type().as_ref()).with_context(|| layer_what.clone())?;
         let loc = blob(src, layer, &layer_what)?;
+        let uncompressed = layer::check(&loc, declared, Limits::DEFAULT)
+            .with_context(|| format!("{layer_what} (sha256:{})", loc.hex))?;
+        if *diff_id != format!("sha256:{uncompressed}") {
+            bail!(
+                "{layer_what} does not match {config_what}: uncompressed it hashes to sha256:{uncompressed}, the diff_id is {diff_id}"
+            );
+        }
         blobs.push(Blob::at(loc, layer_what));
     }
     let mut manifest_desc = Descriptor::new(

@@ -3,13 +3,14 @@
 //! into its own segment; and `diskless oci build`, which makes small images from a directory.
 //!
 //! One file per concern: `archive` (tar/dir access and hostile-archive checks), `verify`
-//! (digests), `layout` (OCI index → linux/amd64 manifest), `docker` (docker-archive → OCI
+//! (digests), `layer` (layer media types, compression and entries), `layout` (OCI index → linux/amd64 manifest), `docker` (docker-archive → OCI
 //! manifest), `segment` (blob pool, dedupe, index file), `build` (`oci build`), `reference`
 //! (the reference worker's busybox-made images), `cli` (`diskless oci …`). `docs/images.md` is the user's guide.
 
 mod archive;
 mod build;
 mod docker;
+mod layer;
 mod layout;
 mod reference;
 mod segment;

@@ -69,7 +69,9 @@ pub fn host_reference_images(cache_dir: &Path) -> anyhow::Result<Vec<PreloadImag
             recipe.name,
             &sha256_hex(key.as_bytes())[..32]
         ));
-        if !out.exists() {
+        if out.exists() {
+            diskless_build::store::touch(&out);
+        } else {
             build(&recipe, busybox, &out)
                 .with_context(|| format!("cannot build the {} reference image", recipe.name))?;
         }

@@ -15,6 +15,7 @@ use anyhow::{bail, Context};
 use diskless_build::plan::PreloadImage;
 use diskless_build::tree::{Content, Entry, EntryKind, Tree};
 use diskless_contract::image::ImageRef;
+use diskless_contract::reference::Reference;
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -44,13 +45,16 @@ pub fn image_segments_with_cache(
 fn ingest(image: &PreloadImage, cache: &Path) -> anyhow::Result<Ingested> {
     let src = Source::open(&image.archive, cache)?;
     // docker save (25+) writes both layouts into one archive; the OCI one is the exact one.
-    if src.contains("oci-layout") && src.contains("index.json") {
-        layout::ingest(&src, &image.refs)
+    let mut ingested = if src.contains("oci-layout") && src.contains("index.json") {
+        layout::ingest(&src, &image.refs)?
     } else if src.contains("manifest.json") {
-        docker::ingest(&src, &image.refs)
+        docker::ingest(&src, &image.refs)?
     } else {
         bail!("not an image archive: it has neither oci-layout + index.json (OCI layout) nor manifest.json (docker-archive)")
-    }
+    };
+    // Only the blobs the image uses stay in the cache.
+    src.keep(&mut ingested.blobs)?;
+    Ok(ingested)
 }
 
 fn segment(
@@ -147,37 +151,11 @@ fn check_entries(images: &[PreloadImage]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Refs must be what CRI looks images up by: fully qualified and tagged (kubelet asks for
-/// `docker.io/library/busybox:latest`, never `busybox`).
+/// Refs must be what CRI looks images up by: valid by the distribution grammar, fully
+/// qualified and tagged (kubelet asks for `docker.io/library/busybox:latest`, never `busybox`).
+/// The init checks the contract with the same rule.
 pub fn check_ref(r: &str) -> anyhow::Result<()> {
-    if r.is_empty() || r.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        bail!("a reference cannot be empty or contain whitespace");
-    }
-    let (name, has_digest) = match r.split_once('@') {
-        Some((name, _)) => (name, true),
-        None => (r, false),
-    };
-    let (domain, path) = match name.split_once('/') {
-        Some((d, p)) if d.contains('.') || d.contains(':') || d == "localhost" => (d, p),
-        _ => {
-            let mut suggestion = if name.contains('/') {
-                format!("docker.io/{r}")
-            } else {
-                format!("docker.io/library/{r}")
-            };
-            if !has_digest && !name.rsplit('/').next().unwrap_or(name).contains(':') {
-                suggestion.push_str(":latest");
-            }
-            bail!("not fully qualified: write {suggestion} (containerd and kubelet know images by their full name)");
-        }
-    };
-    let repo = path.rsplit_once(':').map_or(path, |(repo, _)| repo);
-    if !has_digest && repo == path {
-        bail!("no tag: write {domain}/{path}:latest or the tag you mean");
-    }
-    if repo.is_empty() || repo.chars().any(|c| c.is_ascii_uppercase()) {
-        bail!("the repository part must be non-empty and lowercase");
-    }
+    Reference::qualified(r).map_err(anyhow::Error::msg)?;
     Ok(())
 }
 
@@ -189,7 +167,12 @@ mod tests {
     fn refs_must_be_qualified_and_tagged() {
         check_ref("registry.k8s.io/pause:3.6").unwrap();
         check_ref("localhost:5000/a/b:1").unwrap();
-        check_ref("docker.io/library/busybox@sha256:abc").unwrap();
+        check_ref(&format!(
+            "docker.io/library/busybox@sha256:{}",
+            "ab".repeat(32)
+        ))
+        .unwrap();
+        assert!(check_ref("docker.io/library/busybox@sha256:abc").is_err());
         let e = check_ref("busybox:1").unwrap_err().to_string();
         assert!(e.contains("docker.io/library/busybox:1"), "{e}");
         let e = check_ref("docker.io/library/busybox")

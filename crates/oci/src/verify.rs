@@ -5,19 +5,11 @@
 use anyhow::{bail, Context};
 use oci_spec::image::{Descriptor, Digest, DigestAlgorithm};
 use sha2::{Digest as _, Sha256};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::str::FromStr;
 
 pub use diskless_build::store::sha256_hex;
-
-/// sha256 and length of everything read from `reader`.
-pub fn hash_reader(mut reader: impl Read) -> io::Result<(String, u64)> {
-    let mut w = HashingWriter::new(io::sink());
-    io::copy(&mut reader, &mut w)?;
-    let (_, hex, n) = w.finish();
-    Ok((hex, n))
-}
 
 /// sha256 and length of a file.
 pub fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
@@ -72,6 +64,13 @@ pub fn descriptor_hex(desc: &Descriptor, what: &str) -> anyhow::Result<String> {
     let digest = desc.digest();
     if *digest.algorithm() != DigestAlgorithm::Sha256 {
         bail!("{what} has digest {digest}: only sha256 digests are supported");
+    }
+    // The hex becomes a path (`blobs/sha256/<hex>`, the blob cache, the pool).
+    if !diskless_contract::digest::is_sha256_hex(digest.digest()) {
+        bail!(
+            "{what} has digest {:?}: a sha256 digest is 64 lowercase hex digits",
+            digest.to_string()
+        );
     }
     Ok(digest.digest().to_owned())
 }

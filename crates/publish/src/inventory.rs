@@ -5,7 +5,7 @@
 //! join check) write inventories through the type, not as TOML text.
 
 use diskless_build::ipxe::words::Words;
-use diskless_contract::identity;
+use diskless_contract::{cluster, identity};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -42,6 +42,12 @@ pub struct Join {
     pub ca_file: PathBuf,
     /// File holding a bootstrap token (`abcdef.0123456789abcdef`); keep it short-lived.
     pub token_file: PathBuf,
+    /// The cluster DNS Service's address(es), for pods' resolv.conf (`10.96.0.10`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_dns: Vec<String>,
+    /// The cluster domain (`cluster.local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_domain: Option<String>,
 }
 
 pub use diskless_contract::node::KubeletMode;
@@ -65,14 +71,19 @@ pub struct Host {
     /// Directory of SSH host keys (`ssh_host_*_key` and `.pub`) for this machine.
     #[serde(default)]
     pub ssh_host_keys_dir: Option<PathBuf>,
+    /// This machine's pod range (`10.244.3.0/24`), for clusters whose controller-manager does
+    /// not allocate them (`--allocate-node-cidrs`); unique per host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_cidr: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
-    #[error("cannot read inventory {path}: {source}")]
+    #[error("cannot read inventory {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        /// Not `source`: the message already holds it, and `{:#}` would print it twice.
+        cause: std::io::Error,
     },
     #[error("invalid inventory {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -91,9 +102,11 @@ impl Inventory {
     }
 
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
-            path: path.to_owned(),
-            source,
+        let text = diskless_build::store::read_regular_text(path).map_err(|cause| {
+            InventoryError::Read {
+                path: path.to_owned(),
+                cause,
+            }
         })?;
         Inventory::parse(&text, path)
     }
@@ -148,7 +161,15 @@ impl Inventory {
         if let Some(j) = &self.join {
             identity::api_server(&j.api_server)
                 .map_err(|why| invalid("join.api_server".into(), why))?;
+            for (i, d) in j.cluster_dns.iter().enumerate() {
+                cluster::dns_server(d)
+                    .map_err(|why| invalid(format!("join.cluster_dns[{i}]"), why))?;
+            }
+            if let Some(d) = &j.cluster_domain {
+                cluster::domain(d).map_err(|why| invalid("join.cluster_domain".into(), why))?;
+            }
         }
+        let mut pod_cidrs = BTreeSet::new();
         let mut macs = BTreeSet::new();
         let mut names = BTreeSet::new();
         for (i, h) in self.hosts.iter_mut().enumerate() {
@@ -183,6 +204,15 @@ impl Inventory {
             for (j, t) in h.taints.iter().enumerate() {
                 identity::taint(t)
                     .map_err(|why| invalid(format!("hosts[{i}].taints[{j}]"), why))?;
+            }
+            if let Some(c) = &h.pod_cidr {
+                cluster::pod_cidr(c).map_err(|why| invalid(format!("hosts[{i}].pod_cidr"), why))?;
+                if !pod_cidrs.insert(c.clone()) {
+                    return Err(invalid(
+                        format!("hosts[{i}].pod_cidr"),
+                        format!("{c} is given to two hosts; their pods' addresses would collide"),
+                    ));
+                }
             }
             // Written into the host's iPXE entry: the iPXE rule (`ipxe/words.rs`).
             Words::new(h.kernel_args.clone())

@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 mod dest;
 mod entries;
+mod foreign;
 mod generation;
 pub mod inventory;
 pub mod kubeconfig;
@@ -99,6 +100,12 @@ fn now() -> u64 {
 /// completely before DEST is touched, so a bad build output fails before any write.
 fn read_build_output(out: &Path) -> anyhow::Result<BTreeMap<Word, (String, Index)>> {
     let mut new_images = BTreeMap::new();
+    if !out.exists() {
+        bail!(
+            "{} does not exist: give the output directory of `diskless build`",
+            out.display()
+        );
+    }
     let mut entries: Vec<_> = std::fs::read_dir(out)
         .with_context(|| format!("cannot read build output {}", out.display()))?
         .collect::<Result<_, _>>()?;
@@ -106,8 +113,9 @@ fn read_build_output(out: &Path) -> anyhow::Result<BTreeMap<Word, (String, Index
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(image) = name.strip_suffix(".json") {
-            let bytes = std::fs::read(e.path())?;
             let index = Index::load(&e.path())?;
+            let bytes = diskless_build::store::read_regular(&e.path())
+                .with_context(|| format!("cannot read {}", e.path().display()))?;
             // The name entries use is the index's own (checked when it was read), and a
             // renamed index file would publish one image under two names.
             if index.name.as_str() != image {
@@ -116,6 +124,16 @@ fn read_build_output(out: &Path) -> anyhow::Result<BTreeMap<Word, (String, Index
                     e.path().display(),
                     index.name.as_str(),
                     index.name
+                );
+            }
+            // What `verify OUT` rejects is not published: missing objects, sizes that lie.
+            let problems = diskless_build::verify::index_objects(out, &name, &index);
+            if !problems.is_empty() {
+                bail!(
+                    "{} is not a complete build output: {}; rebuild it (`diskless verify {}` lists every problem)",
+                    out.display(),
+                    problems.join("; "),
+                    out.display()
                 );
             }
             new_images.insert(index.name.clone(), (sha256_hex(&bytes), index));
@@ -140,11 +158,35 @@ pub fn publish(args: &PublishOptions) -> anyhow::Result<PublishReport> {
         .map(|p| Inventory::load(p))
         .transpose()?;
     let new_images = read_build_output(&args.out)?;
+    // A directory that is not ours is refused before the lock creates anything in it. Over
+    // ssh a DEST that cannot be listed yet (missing, unreachable) is left to the lock to
+    // create or report.
+    let names = match &dest {
+        Dest::Local(root) => foreign::local_names(root),
+        Dest::Ssh(_) => dest
+            .snapshot()
+            .map(|s| s.files.into_keys().collect())
+            .unwrap_or_default(),
+    };
+    let has_record = names
+        .iter()
+        .any(|n| n.starts_with("generations/") && n.ends_with(".json"));
+    let foreign = foreign::foreign(&names);
+    if !has_record && !foreign.is_empty() {
+        return Err(foreign::refusal(&dest.name(), &foreign));
+    }
     // The first contact with DEST: unreachable or unwritable fails here, before any write.
     let _lock = dest.lock(true)?;
     let snap = dest.snapshot()?;
     let files = &snap.files;
     let gens = read_generations(&dest, &snap)?;
+    // Again under the lock, for every transport (over ssh this is the first look).
+    if gens.is_empty() {
+        let foreign = foreign::foreign(files.keys());
+        if !foreign.is_empty() {
+            return Err(foreign::refusal(&dest.name(), &foreign));
+        }
+    }
     let current = gens.last().cloned();
     let now = now();
 

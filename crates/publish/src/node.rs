@@ -2,7 +2,7 @@
 //! served only through that host's entry, so no shared entry or image index can reach it.
 
 use crate::generation::{Generation, PublishedHost};
-use crate::inventory::{Host, Inventory, KubeletMode};
+use crate::inventory::{Host, Inventory, Join, KubeletMode};
 use crate::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
 use anyhow::Context;
 use diskless_build::index::Artifact;
@@ -59,8 +59,17 @@ pub(crate) fn hosts(
     Ok((hosts, node_segments))
 }
 
+/// `f` of the inventory's `[join]` section, for a host in join mode.
+fn join_settings<T>(inv: &Inventory, host: &Host, f: impl Fn(&Join) -> T) -> Option<T> {
+    inv.join
+        .as_ref()
+        .filter(|_| host.kubelet_mode == KubeletMode::Join)
+        .map(f)
+}
+
 fn read_secret(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("inventory: cannot read {what} {}", path.display()))
+    diskless_build::store::read_regular(path)
+        .with_context(|| format!("inventory: cannot read {what} {}", path.display()))
 }
 
 /// The files of one host's node segment: identity, join material, SSH keys; mode 0600 where secret.
@@ -74,6 +83,10 @@ fn node_files(inv: &Inventory, host: &Host) -> anyhow::Result<BTreeMap<String, (
         labels: host.labels.clone(),
         taints: host.taints.clone(),
         kubelet_mode: host.kubelet_mode,
+        pod_cidr: host.pod_cidr.clone(),
+        // Cluster settings only for nodes that join the cluster.
+        cluster_dns: join_settings(inv, host, |j| j.cluster_dns.clone()).unwrap_or_default(),
+        cluster_domain: join_settings(inv, host, |j| j.cluster_domain.clone()).flatten(),
     };
     files.insert(NODE_JSON.to_string(), (node.to_json(), 0o600));
     if host.kubelet_mode == KubeletMode::Join {

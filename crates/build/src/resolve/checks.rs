@@ -82,6 +82,11 @@ pub(super) fn check_segments_and_services(plan: &Plan) -> Result<(), ResolveErro
                 "give at least one reference",
             ));
         }
+        // The init refuses a contract with a ref containerd could not parse: so does the plan.
+        for (j, r) in img.refs.iter().enumerate() {
+            diskless_contract::reference::Reference::qualified(r)
+                .map_err(|e| invalid(format!("images[{i}].refs[{j}]"), e))?;
+        }
     }
     // The init's rules for services, checked here so a plan the node would refuse never builds.
     diskless_contract::image::check_services(&plan.node.services)

@@ -20,6 +20,8 @@ pub enum Member {
     Symlink(String, String),
     HardLink(String, String),
     CharDevice(String),
+    /// A regular file whose header claims `size` bytes, with no data behind it.
+    Claims(String, u64),
 }
 
 fn raw_header(name: &str, kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
@@ -60,6 +62,12 @@ pub fn tar_bytes(members: &[Member]) -> Vec<u8> {
                 h.set_cksum();
                 b.append(&h, std::io::empty()).unwrap();
             }
+            Member::Claims(name, size) => {
+                let mut h = raw_header(name, tar::EntryType::Regular, 0, 0o644);
+                h.set_size(*size);
+                h.set_cksum();
+                b.append(&h, std::io::empty()).unwrap();
+            }
             Member::CharDevice(name) => {
                 let mut h = raw_header(name, tar::EntryType::Char, 0, 0o600);
                 h.set_device_major(1).unwrap();
@@ -96,6 +104,8 @@ pub struct Layer {
     pub tar: Vec<u8>,
     pub stored: Vec<u8>,
     pub z: Z,
+    /// A media type to declare instead of the one `z` calls for (hostile fixtures).
+    pub declared: Option<&'static str>,
 }
 
 impl Layer {
@@ -106,7 +116,23 @@ impl Layer {
             .collect();
         let tar = tar_bytes(&members);
         let stored = compress(&tar, z);
-        Layer { tar, stored, z }
+        Layer {
+            tar,
+            stored,
+            z,
+            declared: None,
+        }
+    }
+    /// A layer of the given uncompressed tar members, stored as `z`.
+    pub fn of(members: &[Member], z: Z) -> Layer {
+        let tar = tar_bytes(members);
+        let stored = compress(&tar, z);
+        Layer {
+            tar,
+            stored,
+            z,
+            declared: None,
+        }
     }
     pub fn diff_id(&self) -> String {
         format!("sha256:{}", sha(&self.tar))
@@ -115,6 +141,9 @@ impl Layer {
         format!("sha256:{}", sha(&self.stored))
     }
     pub fn media_type(&self) -> &'static str {
+        if let Some(mt) = self.declared {
+            return mt;
+        }
         match self.z {
             Z::None => "application/vnd.oci.image.layer.v1.tar",
             Z::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",

@@ -113,6 +113,15 @@ pub fn objects(token: &Token, ttl: Duration) -> anyhow::Result<Value> {
             "Group",
             "system:nodes",
         ),
+        // Nodes run kube-proxy with their own credentials (the host plans do): it lists
+        // Services, EndpointSlices and Nodes. kubeadm binds the role to a kube-proxy
+        // ServiceAccount; a RAM-only node has no place to keep that account's token.
+        binding(
+            "diskless:node-proxier",
+            "system:node-proxier",
+            "Group",
+            "system:nodes",
+        ),
         // The API server's client certificate may use the kubelet API (logs, exec), and only
         // that: it is not in system:masters (pki.rs).
         binding(

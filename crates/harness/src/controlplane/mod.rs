@@ -40,6 +40,10 @@ pub const GUEST_API_PORT: u16 = 6443;
 pub const SERVICE_CIDR: &str = "10.96.0.0/12";
 pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
+/// The cluster DNS Service's ClusterIP (kubeadm's: the tenth address of [`SERVICE_CIDR`]) and
+/// the cluster domain, which joined nodes' kubelets write into pods' resolv.conf.
+pub const CLUSTER_DNS: &str = "10.96.0.10";
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
 /// Each node's `spec.podCIDR` is a /24 of [`CLUSTER_CIDR`].
 pub const NODE_CIDR_MASK: u8 = 24;
 /// The kubelet's HTTPS port in the guest.

@@ -12,6 +12,11 @@ pub(super) fn lock(root: &Path, create: bool) -> anyhow::Result<LocalLock> {
     if create {
         std::fs::create_dir_all(root.join("objects"))
             .with_context(|| format!("cannot create boot server directory {}", root.display()))?;
+    } else if !root.is_dir() {
+        bail!(
+            "{} does not exist (or is not a directory): give the boot server directory `diskless publish` wrote",
+            root.display()
+        );
     }
     let lock = LocalLock::take(root)?;
     let staging = root.join(".staging");
@@ -155,7 +160,15 @@ impl LocalLock {
             .truncate(false)
             .write(true)
             .open(dest.join(".lock"))
-            .with_context(|| format!("cannot write to {}: is it writable?", dest.display()))?;
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    anyhow::anyhow!("{} does not exist", dest.display())
+                }
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                    anyhow::anyhow!("cannot write to {}: {e}; is it writable?", dest.display())
+                }
+                _ => anyhow::anyhow!("cannot write to {}: {e}", dest.display()),
+            })?;
         // SAFETY: flock on a file descriptor we own; blocks until other publishers finish.
         let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
         if r != 0 {

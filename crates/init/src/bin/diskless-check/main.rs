@@ -151,22 +151,26 @@ fn check(mode: CheckMode) -> i32 {
         // What the init started: the image's service with this node's flags.
         match node::kubelet_service(image_kubelet, &node) {
             Err(why) => c.skipped("kubelet", why),
-            Ok(kubelet) => match &kubelet.condition_path {
+            Ok(kubelet) => match &kubelet.service.condition_path {
                 Some(p) if !std::path::Path::new(p).exists() => {
                     c.skipped("kubelet", format!("condition_path {p} missing"))
                 }
                 _ => {
-                    c.report("kubelet-args", check_kubelet_args(&kubelet));
+                    c.report("kubelet-args", check_kubelet_args(&kubelet.service));
+                    c.report("kubelet-config", check_kubelet_config(&kubelet));
                     c.report("kubelet-healthz", check_kubelet_healthz());
                     // A node that cannot join runs no pods worth waiting for.
-                    let joined = match joined_cert(&kubelet) {
-                        Some(cert) => c.report("kubelet-join", check_kubelet_join(&cert)),
-                        None => true,
-                    };
-                    if joined {
-                        c.report("static-pod", check_static_pod(&contract));
-                    } else {
-                        c.skipped("static-pod", "the kubelet has not joined".into());
+                    match joined_cert(&kubelet.service) {
+                        None => _ = c.report("static-pod", check_pod_running(&contract)),
+                        // Joined, the image's static pods are off (kubeletconf.rs): the
+                        // pod that runs is the one the cluster sends.
+                        Some(cert) => {
+                            if c.report("kubelet-join", check_kubelet_join(&cert)) {
+                                c.report("api-pod", check_pod_running(&contract));
+                            } else {
+                                c.skipped("api-pod", "the kubelet has not joined".into());
+                            }
+                        }
                     }
                 }
             },
@@ -403,6 +407,25 @@ fn check_kubelet_args(kubelet: &Service) -> Result<String, String> {
     })
 }
 
+/// The drop-in the kubelet reads holds exactly the node's settings the init meant to write.
+fn check_kubelet_config(kubelet: &node::Kubelet) -> Result<String, String> {
+    let path = kubelet.drop_in_path();
+    let on_disk =
+        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let expected = kubelet.drop_in.to_bytes();
+    if on_disk != expected {
+        return Err(format!(
+            "{} holds {:?}, expected {:?}",
+            path.display(),
+            String::from_utf8_lossy(&on_disk),
+            String::from_utf8_lossy(&expected)
+        ));
+    }
+    let compact: serde_json::Value =
+        serde_json::from_slice(&on_disk).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(format!("{} {compact}", path.display()))
+}
+
 /// In join mode, the client certificate the kubelet's certificate manager writes once the
 /// cluster signed its bootstrap CSR. (Not its kubeconfig: with certificate rotation the kubelet
 /// writes that, pointing at this file, before it has a certificate.)
@@ -513,11 +536,11 @@ fn check_kubelet_healthz() -> Result<String, String> {
     ))
 }
 
-/// A static pod is running when CRI has at least one running task besides sandboxes (sandbox +
-/// container ≥ 2). When the image preloads images, every running container, the pod sandbox
+/// A pod (standalone: the image's static pod; joined: the cluster's) is running when CRI has at
+/// least one running task besides sandboxes (sandbox + container ≥ 2). When the image preloads images, every running container, the pod sandbox
 /// included, must come from a preloaded reference: the guest has no route out, and this shows
 /// that the sandbox uses the preloaded pause image rather than anything else.
-fn check_static_pod(contract: &ImageContract) -> Result<String, String> {
+fn check_pod_running(contract: &ImageContract) -> Result<String, String> {
     let t = Instant::now();
     let running = retry(Duration::from_secs(120), || {
         let out = run(
