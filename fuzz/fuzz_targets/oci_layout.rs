@@ -6,7 +6,9 @@
 //! input = `name\0content\0name\0content…`; in each content, `@D<n>` becomes `sha256:<hex>`
 //! of file n (0-based) and `@H<n>` its bare hex, `@S<n>` its size, for files after it (so
 //! documents refer to the ones listed later: `index.json`, then the manifest, config, layers);
-//! a name may also name its own file (`@H1.json`).
+//! a name may also name its own file (`@H1.json`). Layers must be tar archives, which hold NUL
+//! bytes: a content starting `@tar\n` becomes one, a line per entry: `path contents` a file,
+//! `path -> target` a symlink, `path => target` a hard link, `path/` a directory.
 //! A name `-` puts the file at `blobs/sha256/<its hex>`. `oci-layout` is added when missing.
 #![no_main]
 
@@ -40,6 +42,45 @@ fn fix_up(content: &[u8], later: &[(String, Vec<u8>)], offset: usize) -> Vec<u8>
     out
 }
 
+/// A layer from its `@tar` lines (see above). Names go into the header as they are (up to
+/// ustar's 100 bytes): `tar::Builder` would refuse `..` and absolute names, which are exactly
+/// what a hostile layer holds.
+fn layer(lines: &[u8]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let line = String::from_utf8_lossy(line);
+        let (path, kind, data) = if let Some((p, t)) = line.split_once(" -> ") {
+            (p, tar::EntryType::Symlink, t)
+        } else if let Some((p, t)) = line.split_once(" => ") {
+            (p, tar::EntryType::Link, t)
+        } else if line.ends_with('/') {
+            (&*line, tar::EntryType::Directory, "")
+        } else {
+            let (p, c) = line.split_once(' ').unwrap_or((&line, ""));
+            (p, tar::EntryType::Regular, c)
+        };
+        let mut header = tar::Header::new_ustar();
+        header.set_mode(0o755);
+        header.set_entry_type(kind);
+        let raw = header.as_old_mut();
+        let copy = |to: &mut [u8], from: &str| {
+            let n = from.len().min(to.len());
+            to[..n].copy_from_slice(&from.as_bytes()[..n]);
+        };
+        copy(&mut raw.name, path);
+        let contents = if kind == tar::EntryType::Regular {
+            data.as_bytes()
+        } else {
+            copy(&mut raw.linkname, data);
+            &[]
+        };
+        header.set_size(contents.len() as u64);
+        header.set_cksum();
+        tar.append(&header, contents).expect("writing to memory");
+    }
+    tar.into_inner().expect("writing to memory")
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut parts = data.split(|&b| b == 0);
     let mut files: Vec<(&[u8], &[u8])> = Vec::new();
@@ -53,7 +94,10 @@ fuzz_target!(|data: &[u8]| {
     let mut done: Vec<(String, Vec<u8>)> = Vec::new();
     let mut names = Vec::new();
     for (i, (name, content)) in files.iter().enumerate().rev() {
-        let bytes = fix_up(content, &done, i + 1);
+        let mut bytes = fix_up(content, &done, i + 1);
+        if let Some(lines) = bytes.strip_prefix(b"@tar\n") {
+            bytes = layer(lines);
+        }
         let hex = hex::encode(Sha256::digest(&bytes));
         done.insert(0, (hex.clone(), bytes));
         // A name may refer to its own file too (`@H1.json` for docker-archive's configs).
