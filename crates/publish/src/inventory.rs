@@ -131,7 +131,13 @@ impl Inventory {
                 cause,
             }
         })?;
-        let mut inv: Inventory = toml::from_str(&text).map_err(|e| InventoryError::Parse {
+        Inventory::parse(&text, path)
+    }
+
+    /// Parses and checks inventory text as if read from `path` (secret files are named relative
+    /// to it; messages name it): `load` without the read, for tests and the fuzzer.
+    pub fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
+        let mut inv: Inventory = toml::from_str(text).map_err(|e| InventoryError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
