@@ -71,8 +71,8 @@ fn package(daemon: &str) -> &'static str {
     }
 }
 
-/// SIGINT and SIGTERM, blocked so that `sigtimedwait` receives them (children get an empty
-/// mask: Rust's spawn resets it).
+/// SIGINT and SIGTERM, blocked so that `sigtimedwait` receives them (children unblock them
+/// again before exec: `Daemon::start`).
 fn block_stop_signals() -> libc::sigset_t {
     // SAFETY: plain libc calls on a local, initialised sigset.
     unsafe {
