@@ -453,7 +453,7 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
             .iter()
             .filter(|(_, l)| l.contains("objects/") && l.ends_with("ok"))
             .map(|(t, _)| *t)
-            .last();
+            .next_back();
         let kernel = c.when("Linux version");
         let containerd = c.when(ready);
         let rate = match (first_obj, last_obj) {
@@ -496,7 +496,13 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
                 "{text}"
             ),
         }
-        assert!(serve_log.contains(&format!("DHCPACK(br0) ")), "{serve_log}");
+        assert!(
+            serve_log
+                .lines()
+                .any(|l| l.contains("DHCPACK(br0)") && l.contains(m.mac)),
+            "no lease for {}:\n{serve_log}",
+            m.mac
+        );
     }
     for (m, host) in [(&machines[0], "bios1"), (&machines[1], "uefi1")] {
         let idx = machines.iter().position(|x| x.mac == m.mac).unwrap();
