@@ -199,6 +199,12 @@ impl Logged {
 
 impl Drop for Logged {
     fn drop(&mut self) {
+        // SIGTERM first: `diskless serve` then stops its daemons itself.
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: kill(2) on our own child, not yet reaped.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_millis(500));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -518,6 +524,28 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
         "the UEFI machine did not fetch ipxe.efi by TFTP:\n{serve_log}"
     );
     drop(consoles);
+
+    // A second server on the same network: its port is taken, so it starts nothing.
+    let second = |port: &str| {
+        let mut c = ns.cmd(DISKLESS);
+        c.arg("serve")
+            .arg(&dest)
+            .args([
+                "--interface",
+                "br0",
+                "--dhcp-range",
+                "10.33.0.100-10.33.0.199",
+            ])
+            .args(["--http-port", port]);
+        c.output().unwrap()
+    };
+    let o = second(PORT);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!("cannot listen on {SERVER}:{PORT}")),
+        "{err}"
+    );
 
     // SIGTERM stops serve and both daemons.
     // SAFETY: kill(2) on our own child.

@@ -29,6 +29,21 @@ struct Daemon {
 
 impl Daemon {
     fn start(name: &'static str, cmd: &mut Command) -> anyhow::Result<Daemon> {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only async-signal-safe calls (sigemptyset,
+        // pthread_sigmask, prctl) on a local set.
+        unsafe {
+            cmd.pre_exec(|| {
+                // Our SIGINT/SIGTERM are blocked (for sigtimedwait); a daemon inheriting that
+                // mask could not be stopped.
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+                // If serve itself is killed (SIGKILL, a crash), the daemons go with it.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot run {name}: apt-get install {}", package(name)))?;
@@ -126,7 +141,12 @@ pub fn run(
                 bail!("{why} while starting: see its message above; nothing is left running");
             }
         }
-        if TcpStream::connect((r.nginx.listen, r.nginx.port.get())).is_ok() {
+        if TcpStream::connect_timeout(
+            &(r.nginx.listen, r.nginx.port.get()).into(),
+            Duration::from_millis(200),
+        )
+        .is_ok()
+        {
             break;
         }
         if Instant::now() > deadline {
