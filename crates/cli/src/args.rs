@@ -312,6 +312,10 @@ pub struct ServeArgs {
     /// Leases, pid file and nginx's temporary files (default: a temporary directory).
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Send IPv6 router advertisements on the interface (which needs an IPv6 /64, e.g. a ULA):
+    /// iPXE waits ≈ 13 s for one at every DHCP. Only where no IPv6 router is.
+    #[arg(long)]
+    pub ipv6_ra: bool,
 }
 
 fn parse_range(s: &str) -> Result<(std::net::Ipv4Addr, std::net::Ipv4Addr), String> {
@@ -333,6 +337,7 @@ impl From<&ServeArgs> for ServeOptions {
             http_port: a.http_port,
             tftp_root: a.tftp_root.clone(),
             state_dir: a.state_dir.clone(),
+            ipv6_ra: a.ipv6_ra,
         }
     }
 }

@@ -384,6 +384,8 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
     // A fixed bridge MAC: by default it follows the lowest port MAC and changes as taps join.
     ns.ip("link add br0 address 02:00:00:33:00:01 type bridge");
     ns.ip(&format!("addr add {SERVER}/24 dev br0"));
+    // An IPv6 prefix for `--ipv6-ra`: iPXE waits ≈ 13 s for a router advertisement otherwise.
+    ns.ip("addr add fd33::1/64 dev br0 nodad");
     ns.ip("link set br0 up");
     for m in &machines {
         ns.ip(&format!("tuntap add {} mode tap", m.tap));
@@ -401,7 +403,7 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
             "--dhcp-range",
             "10.33.0.100-10.33.0.199",
         ])
-        .args(["--http-port", PORT]);
+        .args(["--http-port", PORT, "--ipv6-ra"]);
     let mut serve = Logged::spawn(&mut serve_cmd, true);
     assert!(
         serve

@@ -45,6 +45,9 @@ pub struct ServeOptions {
     pub tftp_root: Option<PathBuf>,
     /// Leases, pid file, nginx's temporary directories; `serve` defaults to a temporary one.
     pub state_dir: Option<PathBuf>,
+    /// Send IPv6 router advertisements on the interface (it needs an IPv6 /64 of its own):
+    /// only on a network without an IPv6 router.
+    pub ipv6_ra: bool,
 }
 
 /// The checked configuration: what both files are written from.
@@ -130,6 +133,7 @@ pub fn resolve(o: &ServeOptions, state: &Path) -> anyhow::Result<Resolved> {
             uefi_binary: UEFI_BINARY,
             script_url: Word::http_url(listen, port, "boot.ipxe"),
             lease_file: state.join("dnsmasq.leases"),
+            ipv6_ra: o.ipv6_ra,
         },
         nginx: NginxConf {
             listen,

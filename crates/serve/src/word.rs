@@ -76,6 +76,11 @@ impl Word {
 }
 
 impl Word {
+    /// dnsmasq's `constructor:IFACE` (a range taken from the interface's IPv6 addresses).
+    pub fn constructor(i: &Interface) -> Word {
+        Word(format!("constructor:{}", i.as_str()))
+    }
+
     /// `ADDR:PORT`.
     pub fn from_addr_port(addr: Ipv4Addr, port: Port) -> Word {
         Word(format!("{addr}:{}", port.0))

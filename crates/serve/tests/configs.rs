@@ -24,6 +24,7 @@ fn options(dest: &Path) -> ServeOptions {
         http_port: 8080,
         tftp_root: None,
         state_dir: None,
+        ipv6_ra: false,
     }
 }
 
@@ -104,6 +105,25 @@ fn proxy_mode_offers_boot_services_only() {
 }
 
 #[test]
+fn router_advertisements_only_when_asked() {
+    if !has_ipxe() {
+        eprintln!("skipped: apt-get install ipxe");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dest = published(dir.path());
+    let mut o = options(&dest);
+    let text = resolve(&o, Path::new("/run/x")).unwrap().dnsmasq.render();
+    assert!(!text.contains("enable-ra"), "{text}");
+    o.ipv6_ra = true;
+    let text = resolve(&o, Path::new("/run/x")).unwrap().dnsmasq.render();
+    assert!(
+        text.contains("\nenable-ra\ndhcp-range=::,constructor:lo,ra-only\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn bad_input_is_refused_with_what_to_fix() {
     if !has_ipxe() {
         eprintln!("skipped: apt-get install ipxe");
@@ -162,6 +182,7 @@ fn the_daemons_accept_the_configs() {
     let dest = published(dir.path());
     for proxy in [false, true] {
         let mut o = options(&dest);
+        o.ipv6_ra = !proxy;
         if proxy {
             o.dhcp_range = None;
             o.proxy = true;
