@@ -144,24 +144,23 @@ pub fn resolve(o: &ServeOptions, state: &Path) -> anyhow::Result<Resolved> {
     })
 }
 
-/// The state directory `--print-config DIR` names: `--state-dir`, else `DIR/state`.
+/// The state directory `--print-config DIR` names: `--state-dir`, else `DIR/state`, absolute.
 fn print_state(o: &ServeOptions, dir: &Path) -> anyhow::Result<PathBuf> {
     let state = match &o.state_dir {
         Some(s) => s.clone(),
         None => dir.join("state"),
     };
-    std::fs::create_dir_all(&state)
-        .with_context(|| format!("cannot create the state directory {}", state.display()))?;
-    state
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", state.display()))
+    std::path::absolute(&state).with_context(|| format!("cannot resolve {}", state.display()))
 }
 
 /// `--print-config DIR`: writes `DIR/dnsmasq.conf` and `DIR/nginx.conf`, nothing else runs.
+/// Everything is checked before DIR (or the state directory) is created.
 pub fn print_config(o: &ServeOptions, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let state = print_state(o, dir)?;
     let r = resolve(o, &state)?;
+    for d in [dir, state.as_path()] {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
     write_configs(&r, dir)
 }
 

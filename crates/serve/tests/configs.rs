@@ -135,7 +135,11 @@ fn bad_input_is_refused_with_what_to_fix() {
 
     let mut o = options(&dest);
     o.dest = dir.path().to_owned();
-    assert!(err(o).contains("has no boot.ipxe"));
+    assert!(err(o.clone()).contains("has no boot.ipxe"));
+    // --print-config with bad input creates nothing.
+    let confs = dir.path().join("confs");
+    assert!(print_config(&o, &confs).is_err());
+    assert!(!confs.exists());
 
     let mut o = options(&dest);
     o.address = Some("10.33.0.1/24".into());
