@@ -146,7 +146,7 @@ impl Logged {
                     .map(|n| n > 0)
                     .unwrap_or(false)
                 {
-                    let text = clean(&buf);
+                    let text = diskless_harness::clean_console(&buf);
                     if keep {
                         lines
                             .lock()
@@ -208,28 +208,6 @@ impl Drop for Logged {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The console line without escape sequences and carriage returns.
-fn clean(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let mut out = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-        } else if !c.is_control() || c == '\t' {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[derive(Clone, Copy, PartialEq)]

@@ -12,6 +12,9 @@ mod hook;
 pub mod join;
 pub mod lifecycle;
 mod qemu;
+/// A serial console line without ANSI escapes and control characters (for tests that run
+/// QEMU themselves).
+pub use qemu::clean as clean_console;
 pub use qemu::{Accel, Transport};
 mod serve;
 
