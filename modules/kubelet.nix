@@ -236,31 +236,11 @@ in
         }
       ) cfg.staticPods
       // lib.optionalAttrs cfg.cniBridge {
-        # A template containerd fills with the node's pod range (its `conf_template`), as the
-        # host plans do (crates/build/src/host.rs): the range the controller-manager allocated
-        # to the Node when joined, the init's standalone default otherwise. So the nodes of a
-        # cluster never share a range.
-        ${cniTemplate}.text = ''
-          {
-            "cniVersion": "1.0.0",
-            "name": "diskless",
-            "plugins": [
-              {
-                "type": "bridge",
-                "bridge": "cni0",
-                "isGateway": true,
-                "ipMasq": true,
-                "hairpinMode": true,
-                "ipam": {
-                  "type": "host-local",
-                  "ranges": [{{range $i, $r := .PodCIDRRanges}}{{if $i}}, {{end}}[{ "subnet": "{{$r}}" }]{{end}}],
-                  "routes": [{{range $i, $r := .Routes}}{{if $i}}, {{end}}{ "dst": "{{$r}}" }{{end}}]
-                }
-              },
-              { "type": "portmap", "capabilities": { "portMappings": true } }
-            ]
-          }
-        '';
+        # A template containerd fills with the node's pod range (its `conf_template`): the
+        # range the controller-manager allocated to the Node when joined, the init's standalone
+        # default otherwise. So the nodes of a cluster never share a range.
+        # One file with the host plans' (crates/build/src/host.rs).
+        ${cniTemplate}.text = builtins.readFile ../crates/build/data/cni-bridge.conflist.tmpl;
       };
       directories = {
         "/var/lib/kubelet" = { };

@@ -298,26 +298,8 @@ pub const CNI_TEMPLATE_PATH: &str = "/etc/cni/diskless-bridge.conflist.tmpl";
 /// (`STANDALONE_POD_CIDR`, through the kubelet's `podCIDR`). Nodes of one cluster so get
 /// ranges that do not collide; containerd writes `/etc/cni/net.d/10-containerd-net.conflist`.
 /// Go template syntax (containerd's `conf_template`), a constant: no value is pasted in here.
-pub const CNI_TEMPLATE: &str = r#"{
-  "cniVersion": "1.0.0",
-  "name": "diskless",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "cni0",
-      "isGateway": true,
-      "ipMasq": true,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "ranges": [{{range $i, $r := .PodCIDRRanges}}{{if $i}}, {{end}}[{ "subnet": "{{$r}}" }]{{end}}],
-        "routes": [{{range $i, $r := .Routes}}{{if $i}}, {{end}}{ "dst": "{{$r}}" }{{end}}]
-      }
-    },
-    { "type": "portmap", "capabilities": { "portMappings": true } }
-  ]
-}
-"#;
+/// One file with the Nix modules' (`modules/kubelet.nix` reads it too).
+pub const CNI_TEMPLATE: &str = include_str!("../data/cni-bridge.conflist.tmpl");
 
 /// kube-proxy on a joined node: ClusterIP Services (the `kubernetes` one included) reachable
 /// from pods, through iptables rules (legacy iptables, whose modules the kubelet group of

@@ -7,6 +7,7 @@ use diskless_build::ipxe::words::{BaseUrl, Words};
 use diskless_build::{inspect::InspectOptions, pipeline::BuildOptions};
 use diskless_harness::{Accel, BootOptions, CheckOptions, Transport};
 use diskless_publish::PublishOptions;
+use diskless_serve::ServeOptions;
 use std::path::PathBuf;
 
 #[derive(Debug, Args, Clone)]
@@ -275,6 +276,68 @@ impl From<CheckArgs> for CheckOptions {
             join_fault: None,
             lifecycle: a.lifecycle,
             image_pressure: a.image_pressure,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The published boot-server directory (`diskless publish --to DEST`).
+    pub dest: PathBuf,
+    /// Only write DIR/dnsmasq.conf and DIR/nginx.conf (state paths: --state-dir, else
+    /// DIR/state) for your own dnsmasq and nginx; start nothing.
+    #[arg(long, value_name = "DIR")]
+    pub print_config: Option<PathBuf>,
+    /// The network interface machines boot on.
+    #[arg(long)]
+    pub interface: String,
+    /// This server's address on that interface, ADDR/PREFIX (default: the interface's first IPv4).
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Lease addresses FIRST-LAST (e.g. 10.33.0.100-10.33.0.199) on the interface's network.
+    #[arg(long, value_parser = parse_range, required_unless_present = "proxy_dhcp")]
+    pub dhcp_range: Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
+    /// Proxy-DHCP: only boot information, beside an existing DHCP server.
+    #[arg(long, conflicts_with = "dhcp_range")]
+    pub proxy_dhcp: bool,
+    /// The address nginx listens on (default: the interface's address).
+    #[arg(long)]
+    pub listen: Option<std::net::Ipv4Addr>,
+    /// nginx's port.
+    #[arg(long, default_value_t = 80)]
+    pub http_port: u16,
+    /// Directory holding undionly.kpxe and ipxe.efi (default: /usr/lib/ipxe, Debian's ipxe).
+    #[arg(long)]
+    pub tftp_root: Option<PathBuf>,
+    /// Leases, pid file and nginx's temporary files (default: a temporary directory).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Send IPv6 router advertisements on the interface (which needs an IPv6 /64, e.g. a ULA):
+    /// iPXE waits ≈ 13 s for one at every DHCP. Only where no IPv6 router is.
+    #[arg(long)]
+    pub ipv6_ra: bool,
+}
+
+fn parse_range(s: &str) -> Result<(std::net::Ipv4Addr, std::net::Ipv4Addr), String> {
+    let err =
+        || format!("{s:?} is not FIRST-LAST (two IPv4 addresses, e.g. 10.33.0.100-10.33.0.199)");
+    let (a, b) = s.split_once('-').ok_or_else(err)?;
+    Ok((a.parse().map_err(|_| err())?, b.parse().map_err(|_| err())?))
+}
+
+impl From<&ServeArgs> for ServeOptions {
+    fn from(a: &ServeArgs) -> Self {
+        ServeOptions {
+            dest: a.dest.clone(),
+            interface: a.interface.clone(),
+            address: a.address.clone(),
+            dhcp_range: a.dhcp_range,
+            proxy: a.proxy_dhcp,
+            listen: a.listen,
+            http_port: a.http_port,
+            tftp_root: a.tftp_root.clone(),
+            state_dir: a.state_dir.clone(),
+            ipv6_ra: a.ipv6_ra,
         }
     }
 }

@@ -5,7 +5,7 @@ mod args;
 mod cache;
 mod oci;
 
-use args::{BootArgs, BuildArgs, CheckArgs, HostArgs, InspectArgs, PublishArgs};
+use args::{BootArgs, BuildArgs, CheckArgs, HostArgs, InspectArgs, PublishArgs, ServeArgs};
 use clap::{Parser, Subcommand};
 use diskless_build::{host, inspect, pipeline, plan::Plan, verify};
 use diskless_publish as publish;
@@ -96,6 +96,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the lab boot server for a published directory: dnsmasq (DHCP or proxy-DHCP, TFTP of
+    /// iPXE) and nginx (HTTP), in the foreground; or only write their configs (--print-config).
+    Serve(ServeArgs),
     /// Network-boot an image in QEMU with the console on standard output.
     Run(BootArgs),
     /// Network-boot an image in QEMU and check that the node comes up.
@@ -283,6 +286,15 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Serve(args) => match &args.print_config {
+            Some(dir) => {
+                for path in diskless_serve::print_config(&(&args).into(), dir)? {
+                    println!("{}", path.display());
+                }
+                Ok(())
+            }
+            None => diskless_serve::serve(&(&args).into()),
+        },
         Command::Run(args) => diskless_harness::run(&args.into()),
         Command::Check(args) => diskless_harness::check(&args.into()),
         Command::Oci(cmd) => oci::main(&cmd),

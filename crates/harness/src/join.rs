@@ -13,7 +13,7 @@ use crate::clusterdns;
 use crate::controlplane::{ControlPlane, CLUSTER_DNS, KUBERNETES_SERVICE_IP};
 use anyhow::Context;
 use diskless_build::host::{COREDNS_REF, WORKLOAD_REF};
-use diskless_publish::inventory::{Host, Inventory, Join, KubeletMode};
+use diskless_publish::inventory::{Host, Inventory, Join, KubeletMode, MintTokens};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +32,11 @@ pub struct Lab {
     pub dir: tempfile::TempDir,
     /// The boot server directory (`diskless publish` output) to boot with `--server`.
     pub server: PathBuf,
+    /// What was published, to publish again (a fresh minted token).
+    out: PathBuf,
+    inventory: PathBuf,
+    /// With minted tokens: the one the first publish made (`<id>.<secret>`, expiration).
+    pub first_token: Option<(String, String)>,
 }
 
 /// Bad join material, to prove that a node which cannot join says which and why.
@@ -57,6 +62,22 @@ impl Lab {
         image: &str,
         mac: &str,
         fault: Option<Fault>,
+    ) -> anyhow::Result<Lab> {
+        Lab::start_inner(out, image, mac, fault, None)
+    }
+
+    /// [`Lab::start`], with the node's bootstrap token minted by publish for `ttl`
+    /// (`[join.mint_tokens]`) instead of the cluster's long-lived one.
+    pub fn start_minting(out: &Path, image: &str, mac: &str, ttl: Duration) -> anyhow::Result<Lab> {
+        Lab::start_inner(out, image, mac, None, Some(ttl))
+    }
+
+    fn start_inner(
+        out: &Path,
+        image: &str,
+        mac: &str,
+        fault: Option<Fault>,
+        mint: Option<Duration>,
     ) -> anyhow::Result<Lab> {
         let mut opts = crate::controlplane::Options::default();
         if fault == Some(Fault::ExpiredToken) {
@@ -86,7 +107,12 @@ impl Lab {
             join: Some(Join {
                 api_server: cluster.guest_api_server(),
                 ca_file: ca,
-                token_file: token,
+                token_file: mint.is_none().then_some(token),
+                mint_tokens: mint.map(|ttl| MintTokens {
+                    admin_kubeconfig: cluster.admin_kubeconfig().to_owned(),
+                    ttl_seconds: ttl.as_secs(),
+                    kubectl: Some(cluster.kubectl_path().to_owned()),
+                }),
                 cluster_dns: vec![crate::controlplane::CLUSTER_DNS.to_string()],
                 cluster_domain: Some(crate::controlplane::CLUSTER_DOMAIN.to_string()),
             }),
@@ -107,24 +133,105 @@ impl Lab {
         let inventory_path = dir.path().join("lab.toml");
         std::fs::write(&inventory_path, inventory.to_toml())?;
         let server = dir.path().join("server");
-        diskless_publish::publish(&diskless_publish::PublishOptions {
-            out: out.to_owned(),
-            to: server.display().to_string(),
-            inventory: Some(inventory_path),
-        })
-        .context("cannot publish the image for the join host")?;
-        let lab = Lab {
+        let mut lab = Lab {
             cluster,
             dir,
             server,
+            out: out.to_owned(),
+            inventory: inventory_path,
+            first_token: None,
         };
+        lab.publish()
+            .context("cannot publish the image for the join host")?;
+        if mint.is_some() {
+            lab.first_token = lab.minted_tokens()?.into_iter().next();
+            if lab.first_token.is_none() {
+                anyhow::bail!("publish minted no bootstrap token for {HOSTNAME}");
+            }
+        }
         // Applied before the node exists: the scheduler places CoreDNS as soon as it registers.
-        let dns = serde_json::to_vec(&crate::clusterdns::objects(HOSTNAME))?;
+        let dns = serde_json::to_vec(&clusterdns::objects(HOSTNAME))?;
         Api::for_lab(&lab)
             .run(&["apply", "--server-side", "-f", "-"], Some(&dns))
             .map_err(anyhow::Error::msg)
             .context("cannot apply the cluster DNS (CoreDNS) objects")?;
         Ok(lab)
+    }
+
+    /// Publishes the image and the inventory to the boot server (again: with minted tokens,
+    /// the join host gets a new one).
+    pub fn publish(&self) -> anyhow::Result<()> {
+        diskless_publish::publish(&diskless_publish::PublishOptions {
+            out: self.out.clone(),
+            to: self.server.display().to_string(),
+            inventory: Some(self.inventory.clone()),
+        })?;
+        Ok(())
+    }
+
+    /// The bootstrap tokens publish minted for the join host: (`<id>.<secret>`, expiration),
+    /// oldest first.
+    pub fn minted_tokens(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let api = Api::for_lab(self);
+        let list = api
+            .get(&[
+                "secrets",
+                "-n",
+                "kube-system",
+                "--field-selector",
+                "type=bootstrap.kubernetes.io/token",
+            ])
+            .map_err(anyhow::Error::msg)?
+            .unwrap_or_default();
+        let description = format!("diskless publish, node {HOSTNAME}");
+        let decode = |v: &Value| -> Option<String> {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str()?)
+                .ok()?;
+            String::from_utf8(bytes).ok()
+        };
+        let mut tokens: Vec<(String, String)> = list["items"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter(|s| decode(&s["data"]["description"]).as_deref() == Some(&description))
+            .filter_map(|s| {
+                let d = &s["data"];
+                Some((
+                    format!(
+                        "{}.{}",
+                        decode(&d["token-id"])?,
+                        decode(&d["token-secret"])?
+                    ),
+                    decode(&d["expiration"])?,
+                ))
+            })
+            .collect();
+        tokens.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(tokens)
+    }
+
+    /// Whether the API server still accepts `bearer` (a request with it alone, no client
+    /// certificate): `Err` says how it refused.
+    pub fn token_accepted(&self, bearer: &str) -> Result<(), String> {
+        let out = Command::new(self.cluster.kubectl_path())
+            .env("KUBECONFIG", "/dev/null")
+            .arg("--server")
+            .arg(self.cluster.host_api_server())
+            .arg("--certificate-authority")
+            .arg(self.cluster.ca_path())
+            .arg("--token")
+            .arg(bearer)
+            .args(["--request-timeout=5s", "get", "--raw", "/api"])
+            .output()
+            .map_err(|e| format!("kubectl: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
     }
 }
 

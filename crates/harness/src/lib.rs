@@ -13,6 +13,9 @@ mod hook;
 pub mod join;
 pub mod lifecycle;
 mod qemu;
+/// A serial console line without ANSI escapes and control characters (for tests that run
+/// QEMU themselves).
+pub use qemu::clean as clean_console;
 pub use qemu::{Accel, Transport};
 mod serve;
 
@@ -401,12 +404,18 @@ pub fn check(args: &CheckOptions) -> anyhow::Result<()> {
 pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
     // With --join: the cluster and the boot server the machine boots from, kept until the end.
     let mut lab = if args.boot.join {
-        Some(join::Lab::start_with(
-            &args.boot.out,
-            &args.boot.name,
-            &args.boot.mac,
-            args.join_fault,
-        )?)
+        Some(match (args.lifecycle, args.join_fault) {
+            // A reboot must rejoin after the token it first booted with expired.
+            (true, None) => join::Lab::start_minting(
+                &args.boot.out,
+                &args.boot.name,
+                &args.boot.mac,
+                lifecycle::MINTED_TOKEN_TTL,
+            )?,
+            (_, fault) => {
+                join::Lab::start_with(&args.boot.out, &args.boot.name, &args.boot.mac, fault)?
+            }
+        })
     } else {
         None
     };
@@ -511,6 +520,9 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
             .map(|c| c.detail.clone());
         steps.push(lifecycle::kubelet_restarted(&api, restarted.as_deref()));
         steps.push(lifecycle::api_server_away(lab, &api));
+        if lab.first_token.is_some() {
+            steps.push(lifecycle::token_expired_and_reminted(lab));
+        }
         // A power cycle: the machine loses everything and boots again through the boot server.
         let old_boot = api.node_boot().ok().flatten().unwrap_or_default().0;
         let _ = child.kill();

@@ -3,9 +3,11 @@
 //! 1. its kubelet is killed (by the check hook, in `diskless.check=lifecycle` mode): the init
 //!    restarts it, and the node renews its Lease again;
 //! 2. the API server is gone for 30 s: when it returns, the node renews its Lease and is Ready;
-//! 3. a reboot (a power cycle, so everything in RAM is gone): the machine boots again through
-//!    the boot server, bootstraps again with the same node segment, and is the same Node,
-//!    Ready, with a new boot ID, its API pod Running again.
+//! 3. its bootstrap token, minted by publish with a short TTL, expires (the API server refuses
+//!    it) and publish, as a timer would, mints a new one; then a reboot (a power cycle, so
+//!    everything in RAM is gone): the machine boots again through the boot server, bootstraps
+//!    again with the new token in its node segment, and is the same Node, Ready, with a new
+//!    boot ID, its API pod Running again.
 
 use crate::join::{Api, Lab};
 use serde::Serialize;
@@ -13,6 +15,9 @@ use std::time::{Duration, Instant};
 
 /// How long the API server stays away.
 pub const API_DOWN: Duration = Duration::from_secs(30);
+/// The TTL of the token publish mints for the lifecycle's node: long enough for its first boot
+/// to bootstrap under TCG, short enough to expire before the reboot.
+pub const MINTED_TOKEN_TTL: Duration = Duration::from_secs(90);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
@@ -117,6 +122,45 @@ pub(crate) fn api_server_away(lab: &mut Lab, api: &Api) -> Step {
         .and_then(|()| renews(api, before, Duration::from_secs(120)))
         .map(|r| format!("API server away {} s; {r}", API_DOWN.as_secs()));
     step("api-server-away", t, result)
+}
+
+/// Step 3a, with tokens minted by publish: the token the node booted with has expired and the
+/// API server refuses it, so a reboot now could not rejoin with it; publish (as a timer would
+/// run it) mints the node a new one. Then the reboot proves the node joins with that one.
+pub(crate) fn token_expired_and_reminted(lab: &Lab) -> Step {
+    let t = Instant::now();
+    let result = (|| -> Result<String, String> {
+        let (first, expires) = lab
+            .first_token
+            .clone()
+            .ok_or("publish minted no token for the join host")?;
+        // The API server checks the expiration itself (the tokencleaner deletes the Secret too).
+        let refused = wait_for(Duration::from_secs(300), || {
+            match lab.token_accepted(&first) {
+                Ok(()) => Poll::Pending(None),
+                Err(why) if why.contains("Unauthorized") => Poll::Done(why),
+                Err(why) => Poll::Pending(Some(why)),
+            }
+        })?;
+        lab.publish()
+            .map_err(|e| format!("publishing again: {e:#}"))?;
+        let (id, _) = first.split_once('.').unwrap_or_default();
+        let new = lab
+            .minted_tokens()
+            .map_err(|e| format!("{e:#}"))?
+            .into_iter()
+            .find(|(bearer, _)| !bearer.starts_with(id))
+            .ok_or("publish minted no new token")?;
+        lab.token_accepted(&new.0)
+            .map_err(|e| format!("the new token is refused: {e}"))?;
+        let new_id = new.0.split_once('.').unwrap_or_default().0.to_string();
+        Ok(format!(
+            "the token the node booted with ({id}, expired {expires}) is refused \
+             ({refused}); publish minted {new_id}, valid until {}",
+            new.1
+        ))
+    })();
+    step("token-expired-reminted", t, result)
 }
 
 /// Step 3's evidence, polled while the machine boots again: the same Node with another boot ID,

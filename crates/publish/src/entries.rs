@@ -112,16 +112,46 @@ pub fn menu(g: &Generation) -> String {
             &img.index[..12]
         ));
     }
+    // No image, no `--default`: an empty one would make `target` the default and leave
+    // `choose` without a setting name.
     let default = g
         .default_image
         .as_ref()
         .or_else(|| g.images.keys().next())
-        .map_or("", Word::as_str);
+        .map_or(String::new(), |d| format!(" --default {d}"));
     s.push_str("item --gap Tools:\nitem shell iPXE shell\n");
     s.push_str(&format!(
-        "choose --timeout {} --default {default} target || goto shell\n",
+        "choose --timeout {}{default} target || goto shell\n",
         u64::from(g.menu_timeout) * 1000
     ));
     s.push_str("iseq ${target} shell && goto shell ||\nchain --autofree ${target}.ipxe || goto shell\n:shell\nshell\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Found by the `ipxe_entries` fuzz target (fuzz/corpus/ipxe_entries/no-images.json): a
+    /// generation without images wrote `--default  target`, which iPXE reads as the default
+    /// `target` and no setting name.
+    #[test]
+    fn a_menu_without_images_has_no_default() {
+        let g = Generation {
+            version: 1,
+            number: 1,
+            published_at: 0,
+            images: BTreeMap::new(),
+            default_image: None,
+            menu_timeout: 5,
+            hosts: BTreeMap::new(),
+        };
+        let m = menu(&g);
+        assert!(
+            m.contains("\nchoose --timeout 5000 target || goto shell\n"),
+            "{m}"
+        );
+        assert!(!m.contains("--default"), "{m}");
+    }
 }

@@ -122,7 +122,7 @@ pub(crate) fn read_generations(dest: &Dest, snap: &Snapshot) -> anyhow::Result<V
 }
 
 /// Image indexes by digest, as read from DEST (an unreadable one keeps its error for later).
-pub(crate) type Indexes = BTreeMap<String, Result<Index, String>>;
+pub type Indexes = BTreeMap<String, Result<Index, String>>;
 
 /// Reads the indexes `shas` from DEST's objects in one batch, adding them to `indexes`.
 pub(crate) fn read_indexes(

@@ -40,14 +40,37 @@ pub struct Join {
     pub api_server: String,
     /// PEM file of the cluster CA.
     pub ca_file: PathBuf,
-    /// File holding a bootstrap token (`abcdef.0123456789abcdef`); keep it short-lived.
-    pub token_file: PathBuf,
+    /// File holding a bootstrap token (`abcdef.0123456789abcdef`) every join host boots with;
+    /// it must outlive every reboot. Or, instead, `mint_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Mint a short-lived token per join host at each publish (docs/boot-server.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mint_tokens: Option<MintTokens>,
     /// The cluster DNS Service's address(es), for pods' resolv.conf (`10.96.0.10`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cluster_dns: Vec<String>,
     /// The cluster domain (`cluster.local`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_domain: Option<String>,
+}
+
+/// `[join.mint_tokens]`: each publish creates one bootstrap token per join host through the
+/// API server, valid for `ttl_seconds`; run publish again (from a timer) well within that.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MintTokens {
+    /// A kubeconfig allowed to create Secrets in `kube-system`.
+    pub admin_kubeconfig: PathBuf,
+    pub ttl_seconds: u64,
+    /// The kubectl to run; default `kubectl` on PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubectl: Option<PathBuf>,
+}
+
+impl MintTokens {
+    /// The shortest TTL accepted: a node must have time to boot with its token.
+    pub const MIN_TTL_SECONDS: u64 = 30;
 }
 
 pub use diskless_contract::node::KubeletMode;
@@ -108,7 +131,13 @@ impl Inventory {
                 cause,
             }
         })?;
-        let mut inv: Inventory = toml::from_str(&text).map_err(|e| InventoryError::Parse {
+        Inventory::parse(&text, path)
+    }
+
+    /// Parses and checks inventory text as if read from `path` (secret files are named relative
+    /// to it; messages name it): `load` without the read, for tests and the fuzzer.
+    pub fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
+        let mut inv: Inventory = toml::from_str(text).map_err(|e| InventoryError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
@@ -121,7 +150,12 @@ impl Inventory {
         };
         if let Some(j) = &mut inv.join {
             rebase(&mut j.ca_file);
-            rebase(&mut j.token_file);
+            if let Some(t) = &mut j.token_file {
+                rebase(t);
+            }
+            if let Some(m) = &mut j.mint_tokens {
+                rebase(&mut m.admin_kubeconfig);
+            }
         }
         if let Some(k) = &mut inv.ssh_authorized_keys_file {
             rebase(k);
@@ -155,6 +189,28 @@ impl Inventory {
         if let Some(j) = &self.join {
             identity::api_server(&j.api_server)
                 .map_err(|why| invalid("join.api_server".into(), why))?;
+            match (&j.token_file, &j.mint_tokens) {
+                (Some(_), None) => {}
+                (None, Some(m)) if m.ttl_seconds < MintTokens::MIN_TTL_SECONDS => {
+                    return Err(invalid(
+                        "join.mint_tokens.ttl_seconds".into(),
+                        format!(
+                            "{} s is too short for a node to boot with its token (at least {})",
+                            m.ttl_seconds,
+                            MintTokens::MIN_TTL_SECONDS
+                        ),
+                    ))
+                }
+                (None, Some(_)) => {}
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(invalid(
+                        "join".into(),
+                        "give either token_file (one token every host boots with) or \
+                         [join.mint_tokens] (a short-lived token per host and publish)"
+                            .into(),
+                    ))
+                }
+            }
             for (i, d) in j.cluster_dns.iter().enumerate() {
                 cluster::dns_server(d)
                     .map_err(|why| invalid(format!("join.cluster_dns[{i}]"), why))?;
@@ -187,7 +243,7 @@ impl Inventory {
             if h.kubelet_mode == KubeletMode::Join && self.join.is_none() {
                 return Err(invalid(
                     format!("hosts[{i}].kubelet_mode"),
-                    "join mode needs a [join] section with api_server, ca_file and token_file"
+                    "join mode needs a [join] section with api_server, ca_file and token_file or mint_tokens"
                         .into(),
                 ));
             }

@@ -28,7 +28,7 @@ use dest::{Dest, Snapshot, Source};
 use diskless_build::index::Index;
 use diskless_build::ipxe::words::Word;
 use diskless_build::store::sha256_hex;
-use generation::{read_generations, read_indexes, record, referenced, Indexes, GENERATION_VERSION};
+use generation::{read_generations, read_indexes, record, referenced, GENERATION_VERSION};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -40,11 +40,12 @@ mod generation;
 pub mod inventory;
 pub mod kubeconfig;
 mod node;
+pub mod token;
 mod verify;
 
-pub use entries::Additions;
+pub use entries::{entries, Additions, Entries};
 pub use generation::{
-    format_utc, generations, local_entries, Generation, PublishedHost, PublishedImage,
+    format_utc, generations, local_entries, Generation, Indexes, PublishedHost, PublishedImage,
 };
 pub use verify::verify_dest;
 

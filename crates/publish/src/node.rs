@@ -91,8 +91,18 @@ fn node_files(inv: &Inventory, host: &Host) -> anyhow::Result<BTreeMap<String, (
     files.insert(NODE_JSON.to_string(), (node.to_json(), 0o600));
     if host.kubelet_mode == KubeletMode::Join {
         let j = inv.join.as_ref().expect("checked by Inventory::check");
-        let token = String::from_utf8(read_secret(&j.token_file, "join.token_file")?)
-            .context("join.token_file is not text")?;
+        let token = match (&j.token_file, &j.mint_tokens) {
+            (_, Some(m)) => crate::token::mint(
+                m.kubectl.as_deref().unwrap_or(Path::new("kubectl")),
+                &m.admin_kubeconfig,
+                &host.hostname,
+                std::time::Duration::from_secs(m.ttl_seconds),
+            )?
+            .bearer(),
+            (Some(file), None) => String::from_utf8(read_secret(file, "join.token_file")?)
+                .context("join.token_file is not text")?,
+            (None, None) => unreachable!("checked by Inventory::check"),
+        };
         let kubeconfig = Kubeconfig::single(
             &j.api_server,
             ClusterCa::File(CLIENT_CA.into()),

@@ -43,7 +43,38 @@ pub fn script(index: &Index, index_sha256: &str, base: &BaseUrl, extra: &Extra) 
         s.push_str(&format!("# {c}\n"));
     }
     s.push_str(&format!("# index {index_sha256}\n"));
-    let cmdline: Vec<&str> = std::iter::once(index.cmdline.as_str())
+    // The initrd files, in load order: the image's segments, or its single concatenated
+    // initrd when it has one, then the extra ones.
+    let image_initrds: Vec<String> = match &index.initrd {
+        Some(single) => vec![format!("{base}{}", single.object_path())],
+        None => index
+            .segments
+            .iter()
+            .map(|seg| format!("{base}{}", seg.object_path()))
+            .collect(),
+    };
+    let initrds: Vec<&str> = image_initrds
+        .iter()
+        .map(String::as_str)
+        .chain(extra.initrds.iter().map(|w| w.as_str()))
+        .collect();
+    // UEFI: Debian 12's ipxe.efi (2019) boots a bzImage through its EFI stub, which loads only
+    // the initrds the command line names (`initrd=<image name>`, iPXE names an image by its
+    // URL's last part) and puts them back to back without padding. The single initrd is
+    // padded inside, so an image that has one names it and the extras; segments one by one
+    // would lose files at an unaligned boundary, so they are not named. BIOS kernels ignore
+    // `initrd=` without an address.
+    let efi_names: Vec<String> = match &index.initrd {
+        Some(_) => initrds
+            .iter()
+            .map(|u| format!("initrd={}", u.rsplit('/').next().unwrap_or(u)))
+            .collect(),
+        None => Vec::new(),
+    };
+    let cmdline: Vec<&str> = efi_names
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(index.cmdline.as_str()))
         .chain(extra.cmdline.iter().map(Words::as_str))
         .filter(|a| !a.is_empty())
         .collect();
@@ -56,10 +87,7 @@ pub fn script(index: &Index, index_sha256: &str, base: &BaseUrl, extra: &Extra) 
         .trim_end(),
     );
     s.push('\n');
-    for seg in &index.segments {
-        s.push_str(&format!("initrd {base}{}\n", seg.object_path()));
-    }
-    for initrd in &extra.initrds {
+    for initrd in &initrds {
         s.push_str(&format!("initrd {initrd}\n"));
     }
     s.push_str("boot\n");

@@ -46,6 +46,13 @@ impl Word {
         if s.contains(' ') {
             return Err(format!("{s:?} has a space: one word is expected here"));
         }
+        // Names, paths and URLs stand where iPXE's commands parse options (`initrd -n x`,
+        // `item --gap`, `chain --autofree`): a leading `-` would make one an option.
+        if s.starts_with('-') {
+            return Err(format!(
+                "{s:?} starts with '-', which iPXE would read as an option: a name, path or URL may not"
+            ));
+        }
         refuse(&s, "a word")?;
         Ok(Word(s))
     }
@@ -195,6 +202,21 @@ mod tests {
         }
         BaseUrl::new("").unwrap();
         BaseUrl::new("http://boot.lab/images/").unwrap();
+    }
+
+    /// Found by the `ipxe_script` fuzz target (fuzz/corpus/ipxe_script/hostile-base.json):
+    /// `--base-url -x/` made the kernel and initrd URLs `-x/objects/…`, which `kernel` and
+    /// `initrd` parse as options.
+    #[test]
+    fn words_that_would_be_options_are_refused() {
+        for s in ["-x/", "--name=evil/", "-"] {
+            let e = Word::new(s).unwrap_err();
+            assert!(e.contains("as an option"), "{e}");
+            assert!(BaseUrl::new(s).is_err(), "BaseUrl accepted {s:?}");
+        }
+        // Inside a word, and in kernel arguments, a `-` is ordinary.
+        Word::new("a-b").unwrap();
+        Words::new("quiet -- --init-arg").unwrap();
     }
 
     #[test]

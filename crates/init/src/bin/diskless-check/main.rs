@@ -11,6 +11,7 @@
 //! and stops the machine itself. `diskless.check=image-pressure` adds `pressure.rs`.
 
 mod pressure;
+mod watch;
 
 use diskless_contract::console::{CheckLine, CheckMode, CHECK_JSON_PREFIX};
 use diskless_contract::image::{ImageContract, Role, Service};
@@ -117,6 +118,22 @@ fn check(mode: CheckMode) -> i32 {
     };
     let runtime = contract.service(Role::ContainerRuntime);
     let image_kubelet = contract.service(Role::Kubelet);
+    // Watched from now on: reported (with when they first held) where the checks reach them.
+    let (healthy, pod) = match image_kubelet {
+        Some(_) => (
+            Some(watch::FirstSeen::start(
+                Duration::from_millis(250),
+                Duration::from_secs(90),
+                kubelet_healthz,
+            )),
+            Some(watch::FirstSeen::start(
+                Duration::from_secs(1),
+                Duration::from_secs(180),
+                || running_tasks().map(|_| ()),
+            )),
+        ),
+        None => (None, None),
+    };
     let mut c = Checker { failures: 0 };
     // Memory first: containerd is idle now, before the checks start containers; and again at
     // the end, with the kubelet's pods (static, and with --join the API pod) running.
@@ -158,15 +175,16 @@ fn check(mode: CheckMode) -> i32 {
                 _ => {
                     c.report("kubelet-args", check_kubelet_args(&kubelet.service));
                     c.report("kubelet-config", check_kubelet_config(&kubelet));
-                    c.report("kubelet-healthz", check_kubelet_healthz());
+                    let (healthy, pod) = (healthy.as_ref().unwrap(), pod.as_ref().unwrap());
+                    c.report("kubelet-healthz", check_kubelet_healthz(healthy));
                     // A node that cannot join runs no pods worth waiting for.
                     match joined_cert(&kubelet.service) {
-                        None => _ = c.report("static-pod", check_pod_running(&contract)),
+                        None => _ = c.report("static-pod", check_pod_running(&contract, pod)),
                         // Joined, the image's static pods are off (kubeletconf.rs): the
                         // pod that runs is the one the cluster sends.
                         Some(cert) => {
                             if c.report("kubelet-join", check_kubelet_join(&cert)) {
-                                c.report("api-pod", check_pod_running(&contract));
+                                c.report("api-pod", check_pod_running(&contract, pod));
                             } else {
                                 c.skipped("api-pod", "the kubelet has not joined".into());
                             }
@@ -513,55 +531,61 @@ fn join_error() -> Option<(bool, String)> {
         })
 }
 
-fn check_kubelet_healthz() -> Result<String, String> {
+/// The kubelet's healthz endpoint says ok.
+fn kubelet_healthz() -> Result<(), String> {
+    let b = run(
+        &["wget", "-q", "-O", "-", "http://127.0.0.1:10248/healthz"],
+        Duration::from_secs(5),
+    )?;
+    if b.trim() == "ok" {
+        Ok(())
+    } else {
+        Err(format!("healthz says {b:?}"))
+    }
+}
+
+/// `t=` is guest uptime when healthz first said ok (watched from the hook's start), like the
+/// init's stage lines: the harness puts it in the timeline.
+fn check_kubelet_healthz(healthy: &watch::FirstSeen) -> Result<String, String> {
     let t = Instant::now();
-    retry(Duration::from_secs(60), || {
-        run(
-            &["wget", "-q", "-O", "-", "http://127.0.0.1:10248/healthz"],
-            Duration::from_secs(5),
-        )
-        .and_then(|b| {
-            if b.trim() == "ok" {
-                Ok(())
-            } else {
-                Err(format!("healthz says {b:?}"))
-            }
-        })
-    })?;
-    // `t=` is guest uptime, like the init's stage lines: the harness puts it in the timeline.
+    let at = healthy.wait()?;
     Ok(format!(
-        "t={:.3} after {:.1} s of checking",
-        log::uptime(),
+        "t={at:.3} (waited {:.1} s for it here)",
         t.elapsed().as_secs_f64()
     ))
+}
+
+/// The running tasks of CRI's namespace once there is a pod's (sandbox + container ≥ 2).
+fn running_tasks() -> Result<Vec<String>, String> {
+    let out = run(
+        &["ctr", "-n", "k8s.io", "tasks", "ls"],
+        Duration::from_secs(10),
+    )?;
+    let running: Vec<String> = out
+        .lines()
+        .filter(|l| l.contains("RUNNING"))
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect();
+    if running.len() >= 2 {
+        Ok(running)
+    } else {
+        Err(format!(
+            "{} running tasks in k8s.io: {}",
+            running.len(),
+            out.trim()
+        ))
+    }
 }
 
 /// A pod (standalone: the image's static pod; joined: the cluster's) is running when CRI has at
 /// least one running task besides sandboxes (sandbox + container ≥ 2). When the image preloads images, every running container, the pod sandbox
 /// included, must come from a preloaded reference: the guest has no route out, and this shows
 /// that the sandbox uses the preloaded pause image rather than anything else.
-fn check_pod_running(contract: &ImageContract) -> Result<String, String> {
+/// `t=` is when the watcher first saw the pod's tasks running.
+fn check_pod_running(contract: &ImageContract, pod: &watch::FirstSeen) -> Result<String, String> {
     let t = Instant::now();
-    let running = retry(Duration::from_secs(120), || {
-        let out = run(
-            &["ctr", "-n", "k8s.io", "tasks", "ls"],
-            Duration::from_secs(10),
-        )?;
-        let running: Vec<String> = out
-            .lines()
-            .filter(|l| l.contains("RUNNING"))
-            .filter_map(|l| l.split_whitespace().next().map(String::from))
-            .collect();
-        if running.len() >= 2 {
-            Ok(running)
-        } else {
-            Err(format!(
-                "{} running tasks in k8s.io: {}",
-                running.len(),
-                out.trim()
-            ))
-        }
-    })?;
+    let at = pod.wait()?;
+    let running = running_tasks()?;
     // `ctr containers ls`: CONTAINER IMAGE RUNTIME
     let out = run(
         &["ctr", "-n", "k8s.io", "containers", "ls"],
@@ -584,8 +608,7 @@ fn check_pod_running(contract: &ImageContract) -> Result<String, String> {
         }
     }
     Ok(format!(
-        "t={:.3} {} running tasks ({}) after {:.1} s of checking",
-        log::uptime(),
+        "t={at:.3} {} running tasks ({}) (waited {:.1} s for it here)",
         running.len(),
         images.join(", "),
         t.elapsed().as_secs_f64()
@@ -701,7 +724,7 @@ fn kill_and_await_restart(service: &Service, what: &str) -> Result<(i32, i32), S
 fn check_kubelet_restart(kubelet: &Service) -> Result<String, String> {
     let t = Instant::now();
     let (old, new) = kill_and_await_restart(kubelet, "the kubelet")?;
-    check_kubelet_healthz()?;
+    retry(Duration::from_secs(60), kubelet_healthz)?;
     Ok(format!(
         "t={:.3} killed pid {old}, pid {new} healthy after {:.1} s",
         log::uptime(),
