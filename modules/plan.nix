@@ -41,11 +41,7 @@ let
   ) { } (mapAttrsToList lib.nameValuePair config.components);
 
   # The packages each component owns (as roots: their closures are placed at build time).
-  ownedRoots =
-    name:
-    lib.filter (p: packageOwners.${storeKey p} == name) (
-      lib.unique (lib.concatMap (c: c.packages) (lib.attrValues config.components))
-    );
+  ownedRoots = name: lib.filter (p: packageOwners.${storeKey p} == name) closureRoots;
 
   # `standIns`: the evaluation-time plan lists each component's package roots as trees; the
   # template `lib.mkImage` fills at build time lists only what the user wrote.

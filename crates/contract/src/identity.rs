@@ -89,6 +89,11 @@ pub fn label(key: &str, value: &str) -> Result<(), String> {
 
 /// A taint as `--register-with-taints` takes it: `key[=value]:Effect`.
 pub fn taint(t: &str) -> Result<(), String> {
+    taint_parts(t).map(|_| ())
+}
+
+/// A checked taint's `(key, value, effect)`; the value is empty for `key:Effect`.
+pub fn taint_parts(t: &str) -> Result<(&str, &str, &str), String> {
     let check = || {
         let (kv, effect) = t
             .rsplit_once(':')
@@ -101,7 +106,8 @@ pub fn taint(t: &str) -> Result<(), String> {
         }
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         label_key(k)?;
-        label_value(v)
+        label_value(v)?;
+        Ok((k, v, effect))
     };
     check().map_err(|why| format!("{t:?}: {why}"))
 }

@@ -7,6 +7,7 @@
 //! it. The kubelet merges `*.conf` files of the directory over its `--config` file, in name
 //! order. Serialized from this type (JSON is YAML), never assembled as text.
 
+use diskless_contract::identity;
 use diskless_contract::node::{NodeConfig, STANDALONE_POD_CIDR};
 use serde::Serialize;
 
@@ -77,15 +78,15 @@ pub struct Authorization {
 }
 
 impl Taint {
-    /// `key[=value]:Effect`, already checked by `identity::taint` (node.json's parser).
-    pub fn parse(t: &str) -> Taint {
-        let (kv, effect) = t.rsplit_once(':').unwrap_or((t, ""));
-        let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
-        Taint {
+    /// `key[=value]:Effect`, split by the rule node.json's parser checked it with
+    /// (`identity::taint_parts`).
+    pub fn parse(t: &str) -> Result<Taint, String> {
+        let (key, value, effect) = identity::taint_parts(t)?;
+        Ok(Taint {
             key: key.into(),
             value: value.into(),
             effect: effect.into(),
-        }
+        })
     }
 }
 
@@ -103,8 +104,14 @@ impl DropIn {
             pod_cidr,
             cluster_dns: node.map(|n| n.cluster_dns.clone()).unwrap_or_default(),
             cluster_domain: node.and_then(|n| n.cluster_domain.clone()),
+            // Checked when node.json was parsed (`NodeConfig::check`), so none is dropped here.
             register_with_taints: node
-                .map(|n| n.taints.iter().map(|t| Taint::parse(t)).collect())
+                .map(|n| {
+                    n.taints
+                        .iter()
+                        .filter_map(|t| Taint::parse(t).ok())
+                        .collect()
+                })
                 .unwrap_or_default(),
             static_pod_path: None,
             authentication: None,
