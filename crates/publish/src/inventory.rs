@@ -4,6 +4,7 @@
 //! inventory itself can live in version control. It serializes too, so tools (the harness's
 //! join check) write inventories through the type, not as TOML text.
 
+use crate::authorized_keys::AuthorizedKeys;
 use diskless_build::ipxe::words::Words;
 use diskless_contract::{cluster, identity};
 use serde::{Deserialize, Serialize};
@@ -269,6 +270,24 @@ impl Inventory {
                 .map_err(|why| invalid(format!("hosts[{i}].kernel_args"), why))?;
         }
         Ok(())
+    }
+
+    /// The checked keys of `ssh_authorized_keys_file`, if the inventory (read from `path`)
+    /// names one: read and checked before anything is published.
+    pub fn authorized_keys(&self, path: &Path) -> Result<Option<AuthorizedKeys>, InventoryError> {
+        let Some(file) = &self.ssh_authorized_keys_file else {
+            return Ok(None);
+        };
+        let invalid = |message: String| InventoryError::Invalid {
+            path: path.to_owned(),
+            field: "ssh_authorized_keys_file".into(),
+            message,
+        };
+        let text = diskless_build::store::read_regular_text(file)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", file.display())))?;
+        AuthorizedKeys::parse(&text)
+            .map(Some)
+            .map_err(|why| invalid(format!("{}: {why}", file.display())))
     }
 
     /// Checks that every host (and the default) names an image that will be published.
