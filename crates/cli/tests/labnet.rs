@@ -4,6 +4,8 @@
 //! one UEFI machine (OVMF from Debian's `ovmf`, its own PXE: the NIC has no option ROM, so the
 //! chain is UEFI PXE → TFTP ipxe.efi → HTTP), each booting its own inventory host entry to
 //! containerd ready, and one machine whose MAC is in no host entry, which gets the default.
+//! A fourth (BIOS) machine, on a second bridge, gets its address from a plain dnsmasq and its
+//! boot answers from `diskless serve --proxy-dhcp` beside it.
 //! Prints each machine's timeline and download rate (from its serial console; sgabios puts
 //! the BIOS machine's iPXE on the serial line). Needs root (namespaces, taps); TCG only.
 //!
@@ -23,6 +25,8 @@ use std::time::{Duration, Instant};
 
 const DISKLESS: &str = env!("CARGO_BIN_EXE_diskless");
 const SERVER: &str = "10.33.0.1";
+/// The proxy-DHCP network's boot server.
+const PROXY_SERVER: &str = "10.34.0.1";
 const PORT: &str = "8080";
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
@@ -499,7 +503,8 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
         &inventory,
         "default_image = \"worker\"\nmenu_timeout = 3\nssh_authorized_keys_file = \"admin.pub\"\n\n\
          [[hosts]]\nmac = \"52:54:00:0b:10:01\"\nhostname = \"bios1\"\nimage = \"worker\"\n\n\
-         [[hosts]]\nmac = \"52:54:00:0e:f1:01\"\nhostname = \"uefi1\"\nimage = \"worker\"\n",
+         [[hosts]]\nmac = \"52:54:00:0e:f1:01\"\nhostname = \"uefi1\"\nimage = \"worker\"\n\n\
+         [[hosts]]\nmac = \"52:54:00:0b:10:02\"\nhostname = \"proxy1\"\nimage = \"worker\"\n",
     )
     .unwrap();
     let dest = lab.path().join("srv");
@@ -526,6 +531,58 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
         ns.ip(&format!("link set {} master br0", m.tap));
         ns.ip(&format!("link set {} up", m.tap));
     }
+    // A second lab network whose addresses come from its own DHCP server (a plain dnsmasq that
+    // knows nothing of booting), with `serve --proxy-dhcp` beside it for the boot answers.
+    let proxied = Machine {
+        name: "proxy",
+        firmware: Firmware::Bios,
+        mac: "52:54:00:0b:10:02",
+        tap: "tap3",
+    };
+    ns.ip("link add br1 address 02:00:00:34:00:01 type bridge");
+    ns.ip(&format!("addr add {PROXY_SERVER}/24 dev br1"));
+    ns.ip("addr add fd34::1/64 dev br1 nodad");
+    ns.ip("link set br1 up");
+    ns.ip(&format!("tuntap add {} mode tap", proxied.tap));
+    ns.ip(&format!("link set {} master br1", proxied.tap));
+    ns.ip(&format!("link set {} up", proxied.tap));
+    let plain_dhcp = Logged::spawn(
+        ns.cmd("dnsmasq")
+            .args(["--keep-in-foreground", "--conf-file=/dev/null", "--port=0"])
+            .args(["--interface=br1", "--bind-interfaces", "--log-facility=-"])
+            .arg("--dhcp-range=10.34.0.100,10.34.0.150,255.255.255.0,1h")
+            .arg(format!(
+                "--dhcp-leasefile={}",
+                lab.path().join("plain.leases").display()
+            ))
+            .arg(format!(
+                "--pid-file={}",
+                lab.path().join("plain.pid").display()
+            )),
+        true,
+    );
+    assert!(
+        plain_dhcp
+            .wait_for("DHCP, IP range", Duration::from_secs(10))
+            .is_some(),
+        "the plain DHCP server did not start:\n{}",
+        plain_dhcp.text()
+    );
+    let proxy_serve = Logged::spawn(
+        ns.cmd(DISKLESS)
+            .arg("serve")
+            .arg(&dest)
+            .args(["--interface", "br1", "--proxy-dhcp"])
+            .args(["--http-port", PORT, "--ipv6-ra"]),
+        true,
+    );
+    assert!(
+        proxy_serve
+            .wait_for("diskless serve: ready", Duration::from_secs(15))
+            .is_some(),
+        "diskless serve --proxy-dhcp did not start:\n{}",
+        proxy_serve.text()
+    );
 
     let mut serve_cmd = ns.cmd(DISKLESS);
     serve_cmd
@@ -571,10 +628,17 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
         .iter()
         .map(|m| Logged::spawn(&mut qemu(&ns, m, &vars), false))
         .collect();
+    let proxy_console = Logged::spawn(&mut qemu(&ns, &proxied, &vars), false);
+    let all = || {
+        machines
+            .iter()
+            .chain([&proxied])
+            .zip(consoles.iter().chain([&proxy_console]))
+    };
     let ready = "diskless: containerd ok t=";
     let deadline = Duration::from_secs(300);
     let mut failures = Vec::new();
-    for (m, c) in machines.iter().zip(&consoles) {
+    for (m, c) in all() {
         let left = deadline.saturating_sub(c.start.elapsed());
         if c.wait_for(ready, left).is_none() {
             failures.push(m.name);
@@ -584,7 +648,7 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
     let boot_secs = t_test.elapsed().as_secs_f64();
 
     // Timelines, seconds since QEMU started, from each serial console.
-    for (m, c) in machines.iter().zip(&consoles) {
+    for (m, c) in all() {
         let entry = match m.name {
             "unknown" => "worker.ipxe".to_string(),
             _ => format!("hosts/{}.ipxe", m.mac.replace(':', "-")),
@@ -664,6 +728,30 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
         serve_log.contains("sent /usr/lib/ipxe/ipxe.efi to"),
         "the UEFI machine did not fetch ipxe.efi by TFTP:\n{serve_log}"
     );
+    // Through proxy-DHCP: the address from the plain server, the boot answers from serve,
+    // which leased nothing, and the machine's own entry over HTTP.
+    let text = proxy_console.text();
+    assert!(
+        text.contains("hosts/52-54-00-0b-10-02.ipxe... ok"),
+        "{text}"
+    );
+    assert!(text.contains("hostname=proxy1"), "{text}");
+    assert!(
+        plain_dhcp
+            .text()
+            .lines()
+            .any(|l| l.contains("DHCPACK(br1)") && l.contains(proxied.mac)),
+        "no lease from the plain DHCP server:\n{}",
+        plain_dhcp.text()
+    );
+    let proxy_log = proxy_serve.text();
+    assert!(
+        proxy_log.lines().any(|l| l.contains(proxied.mac)) && !proxy_log.contains("DHCPACK"),
+        "serve --proxy-dhcp did not answer (only) as a proxy:\n{proxy_log}"
+    );
+    drop(proxy_console);
+    drop(proxy_serve);
+    drop(plain_dhcp);
 
     // SSH: the inventory's key logs in on each known machine; a wrong key, and any key on the
     // unknown machine (no node segment, so no authorized_keys), is refused.
