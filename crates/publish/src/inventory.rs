@@ -354,6 +354,36 @@ mod tests {
         assert!(e.contains("unknown field"), "{e}");
     }
 
+    #[test]
+    fn authorized_keys_errors_name_the_inventory_field_file_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("inventory.toml");
+        std::fs::write(&p, "ssh_authorized_keys_file = \"keys.pub\"\n").unwrap();
+        let inv = Inventory::load(&p).unwrap();
+        let e = inv.authorized_keys(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("inventory.toml: ssh_authorized_keys_file: cannot read")
+                && e.contains("keys.pub"),
+            "{e}"
+        );
+        std::fs::write(
+            d.path().join("keys.pub"),
+            "# admins\nno-pty ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n",
+        )
+        .unwrap();
+        let e = inv.authorized_keys(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("inventory.toml: ssh_authorized_keys_file: ")
+                && e.contains("keys.pub: line 2: options before the key (\"no-pty\")"),
+            "{e}"
+        );
+        assert!(Inventory::parse("", &p)
+            .unwrap()
+            .authorized_keys(&p)
+            .unwrap()
+            .is_none());
+    }
+
     /// Labels and taints the kubelet would refuse at boot are refused at publish.
     #[test]
     fn labels_and_taints_the_kubelet_refuses() {
