@@ -484,6 +484,13 @@ pub fn host_plan(
         })
         .collect();
     runtime_bins.push(bin("/usr/sbin/xtables-legacy-multi", None));
+    // kube-proxy balances a Service over several endpoints with the `statistic` match, whose
+    // extension needs libm: as a binary entry (it is in the xtables tree below too) its ELF
+    // closure comes along. Without it every kube-proxy sync of a two-endpoint Service failed.
+    runtime_bins.push(bin(
+        "/usr/lib/x86_64-linux-gnu/xtables/libxt_statistic.so",
+        None,
+    ));
     // The plugins stay in /usr/lib/cni, inside the squashfs with the rest of /usr, and the
     // CNI bin_dir, /opt/cni/bin, holds links to them: it stays writable for the plugins a
     // cluster's CNI DaemonSet installs there, and 10 MB less is unpacked into the tmpfs.
