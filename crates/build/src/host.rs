@@ -628,6 +628,17 @@ pub fn host_plan(
                     "no kube-proxy ({e:#}): joined nodes will not reach ClusterIP Services"
                 )),
             }
+            // Routes to the other nodes' pod ranges (host-gw, the init's `pod-routes`), only
+            // where the node joins: a standalone node has no other nodes.
+            services.push(Service {
+                name: "pod-routes".into(),
+                command: vec!["/init".into(), "pod-routes".into()],
+                env: BTreeMap::new(),
+                ready_path: None,
+                condition_path: Some(diskless_contract::node::BOOTSTRAP_KUBECONFIG.into()),
+                restart: true,
+                role: None,
+            });
         }
         None => warnings.push("no kubelet (--no-kubelet): a containerd-only worker".into()),
     }
