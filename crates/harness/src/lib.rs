@@ -12,6 +12,8 @@ pub mod controlplane;
 mod hook;
 pub mod join;
 pub mod lifecycle;
+pub mod logged;
+pub mod netns;
 mod qemu;
 /// A serial console line without ANSI escapes and control characters (for tests that run
 /// QEMU themselves).
