@@ -6,6 +6,7 @@
 //! passed (see `console.rs`, and the init crate's `bin/diskless-check/` for what the guest
 //! checks). README.md says more.
 
+pub mod cluster;
 pub mod clusterdns;
 mod console;
 pub mod controlplane;
