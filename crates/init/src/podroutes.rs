@@ -8,11 +8,13 @@
 //!
 //! The bridge CNI plugin's `ipMasq` masquerades everything a pod sends outside its own node's
 //! range, other nodes' pods included, so the receiving pod would see the sending node's address.
-//! The sync therefore keeps the nat chain [`CHAIN`], jumped to first from POSTROUTING, that
-//! accepts (ends NAT for) traffic to the other nodes' pod ranges — exactly the ranges it routes,
+//! The sync therefore keeps the nat chain [`CHAIN`], jumped to from the head of POSTROUTING
+//! (before the plugin's per-pod rules; kube-proxy may put its own jump above it), that accepts
+//! (ends NAT for) traffic to the other nodes' pod ranges — exactly the ranges it routes,
 //! so no cluster CIDR has to be configured on the node. Packets kube-proxy marked for
 //! masquerading (0x4000) return to POSTROUTING untouched, so its own rules still apply; the
 //! plugin keeps masquerading traffic that leaves the cluster, standalone nodes included.
+//!
 //! Why a listing every few seconds and not a watch: a handful of Nodes served from the API
 //! server's cache (`resourceVersion=0`) costs nothing, needs no chunked decoding or resume
 //! logic, and a new node's pods cannot run before it is Ready, seconds after it registered.
