@@ -522,6 +522,13 @@ pub fn host_plan(
         })
         .collect();
     runtime_bins.push(bin("/usr/sbin/xtables-legacy-multi", None));
+    // kube-proxy balances a Service over several endpoints with the `statistic` match, whose
+    // extension needs libm: as a binary entry (it is in the xtables tree below too) its ELF
+    // closure comes along. Without it every kube-proxy sync of a two-endpoint Service failed.
+    runtime_bins.push(bin(
+        "/usr/lib/x86_64-linux-gnu/xtables/libxt_statistic.so",
+        None,
+    ));
     // The plugins stay in /usr/lib/cni, inside the squashfs with the rest of /usr, and the
     // CNI bin_dir, /opt/cni/bin, holds links to them: it stays writable for the plugins a
     // cluster's CNI DaemonSet installs there, and 10 MB less is unpacked into the tmpfs.
@@ -662,6 +669,17 @@ pub fn host_plan(
                     "no kube-proxy ({e:#}): joined nodes will not reach ClusterIP Services"
                 )),
             }
+            // Routes to the other nodes' pod ranges (host-gw, the init's `pod-routes`), only
+            // where the node joins: a standalone node has no other nodes.
+            services.push(Service {
+                name: "pod-routes".into(),
+                command: vec!["/init".into(), "pod-routes".into()],
+                env: BTreeMap::new(),
+                ready_path: None,
+                condition_path: Some(diskless_contract::node::BOOTSTRAP_KUBECONFIG.into()),
+                restart: true,
+                role: None,
+            });
         }
         None => warnings.push("no kubelet (--no-kubelet): a containerd-only worker".into()),
     }

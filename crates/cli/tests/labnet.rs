@@ -17,10 +17,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use diskless_harness::logged::Logged;
+use diskless_harness::netns::{self, Netns};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DISKLESS: &str = env!("CARGO_BIN_EXE_diskless");
@@ -37,198 +37,24 @@ const MIRROR_FLAG: &str = "docker.io=http://10.33.0.1:5000";
 const MIRRORED_REF: &str = "docker.io/library/labnet-mirrored:1";
 
 fn why_skip() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root for network namespaces and tap devices".into());
-    }
-    let on_path = |b: &str| {
-        std::env::var_os("PATH")
-            .map(|ps| std::env::split_paths(&ps).any(|d| d.join(b).is_file()))
-            .unwrap_or(false)
-    };
-    for (bin, pkg) in [
-        ("unshare", "util-linux"),
-        ("nsenter", "util-linux"),
-        ("ip", "iproute2"),
-        ("dnsmasq", "dnsmasq-base"),
-        ("nginx", "nginx"),
-        ("qemu-system-x86_64", "qemu-system-x86"),
-        ("ssh", "openssh-client"),
-        ("ssh-keygen", "openssh-client"),
-        ("docker-registry", "docker-registry"),
-        ("skopeo", "skopeo"),
-        ("curl", "curl"),
-    ] {
-        if !on_path(bin) && !Path::new("/usr/sbin").join(bin).is_file() {
-            return Some(format!("{bin} missing (apt-get install {pkg})"));
-        }
+    if let Some(why) = netns::why_skip() {
+        return Some(why);
     }
     for (file, pkg) in [
-        ("/usr/lib/ipxe/undionly.kpxe", "ipxe"),
-        ("/usr/lib/ipxe/ipxe.efi", "ipxe"),
         (OVMF_CODE, "ovmf"),
         (OVMF_VARS, "ovmf"),
-        ("/usr/lib/ipxe/qemu/efi-virtio.rom", "ipxe-qemu"),
-        ("/usr/bin/containerd", "containerd"),
         ("/usr/sbin/dropbear", "dropbear-bin"),
+        ("/usr/bin/docker-registry", "docker-registry"),
+        ("/usr/bin/skopeo", "skopeo"),
+        ("/usr/bin/ssh", "openssh-client"),
+        ("/usr/bin/ssh-keygen", "openssh-client"),
+        ("/usr/bin/curl", "curl"),
     ] {
         if !Path::new(file).is_file() {
             return Some(format!("{file} missing (apt-get install {pkg})"));
         }
     }
-    if !Path::new("/dev/net/tun").exists() {
-        return Some("/dev/net/tun missing".into());
-    }
     None
-}
-
-/// A network namespace held by `unshare --net cat`: it lives while our pipe to `cat` is
-/// open, so it goes away with this test even if the test is killed.
-struct Netns {
-    holder: Child,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let holder = Command::new("unshare")
-            .args(["--net", "cat"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("unshare");
-        let ns = Netns { holder };
-        // Wait until cat runs in the new namespace.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::read_link(ns.path()).ok() == std::fs::read_link("/proc/self/ns/net").ok() {
-            assert!(Instant::now() < deadline, "unshare --net did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        ns
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/ns/net", self.holder.id()))
-    }
-
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", self.path().display()))
-            .arg(program);
-        c
-    }
-
-    fn ip(&self, args: &str) {
-        common::ok(self.cmd("ip").args(args.split_whitespace()));
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
-/// A child whose standard output (or error) lines are collected with the time they came.
-struct Logged {
-    child: Child,
-    lines: Arc<Mutex<Vec<(f64, String)>>>,
-    start: Instant,
-}
-
-impl Logged {
-    fn spawn(cmd: &mut Command, stderr: bool) -> Logged {
-        let start = Instant::now();
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (read, other): (Box<dyn Read + Send>, Box<dyn Read + Send>) = if stderr {
-            (
-                Box::new(child.stderr.take().unwrap()),
-                Box::new(child.stdout.take().unwrap()),
-            )
-        } else {
-            (
-                Box::new(child.stdout.take().unwrap()),
-                Box::new(child.stderr.take().unwrap()),
-            )
-        };
-        for (src, keep) in [(read, true), (other, true)] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(src);
-                let mut buf = Vec::new();
-                while r
-                    .read_until(b'\n', &mut buf)
-                    .map(|n| n > 0)
-                    .unwrap_or(false)
-                {
-                    let text = diskless_harness::clean_console(&buf);
-                    if keep {
-                        lines
-                            .lock()
-                            .unwrap()
-                            .push((start.elapsed().as_secs_f64(), text));
-                    }
-                    buf.clear();
-                }
-            });
-        }
-        Logged {
-            child,
-            lines,
-            start,
-        }
-    }
-
-    /// The time of the first line containing `needle`.
-    fn when(&self, needle: &str) -> Option<f64> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(_, l)| l.contains(needle))
-            .map(|(t, _)| *t)
-    }
-
-    fn wait_for(&self, needle: &str, timeout: Duration) -> Option<f64> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(t) = self.when(needle) {
-                return Some(t);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn text(&self) -> String {
-        let lines = self.lines.lock().unwrap();
-        lines
-            .iter()
-            .map(|(t, l)| format!("{t:7.2} {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        // SIGTERM first: `diskless serve` then stops its daemons itself.
-        if self.child.try_wait().ok().flatten().is_none() {
-            // SAFETY: kill(2) on our own child, not yet reaped.
-            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -320,7 +146,7 @@ fn start_registry(ns: &Netns, lab: &Path) -> Logged {
         ),
     )
     .unwrap();
-    let registry = Logged::spawn(ns.cmd("docker-registry").arg("serve").arg(&config), true);
+    let registry = Logged::spawn(ns.cmd("docker-registry").arg("serve").arg(&config)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let up = ns
@@ -518,19 +344,9 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
             .arg(&inventory),
     );
 
-    let ns = Netns::new();
-    ns.ip("link set lo up");
-    // A fixed bridge MAC: by default it follows the lowest port MAC and changes as taps join.
-    ns.ip("link add br0 address 02:00:00:33:00:01 type bridge");
-    ns.ip(&format!("addr add {SERVER}/24 dev br0"));
-    // An IPv6 prefix for `--ipv6-ra`: iPXE waits ≈ 13 s for a router advertisement otherwise.
-    ns.ip("addr add fd33::1/64 dev br0 nodad");
-    ns.ip("link set br0 up");
-    for m in &machines {
-        ns.ip(&format!("tuntap add {} mode tap", m.tap));
-        ns.ip(&format!("link set {} master br0", m.tap));
-        ns.ip(&format!("link set {} up", m.tap));
-    }
+    let ns = Netns::new().unwrap();
+    let taps: Vec<&str> = machines.iter().map(|m| m.tap).collect();
+    ns.bridge(SERVER, "fd33::1", &taps).unwrap();
     // A second lab network whose addresses come from its own DHCP server (a plain dnsmasq that
     // knows nothing of booting), with `serve --proxy-dhcp` beside it for the boot answers.
     let proxied = Machine {
@@ -539,13 +355,17 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
         mac: "52:54:00:0b:10:02",
         tap: "tap3",
     };
-    ns.ip("link add br1 address 02:00:00:34:00:01 type bridge");
-    ns.ip(&format!("addr add {PROXY_SERVER}/24 dev br1"));
-    ns.ip("addr add fd34::1/64 dev br1 nodad");
-    ns.ip("link set br1 up");
-    ns.ip(&format!("tuntap add {} mode tap", proxied.tap));
-    ns.ip(&format!("link set {} master br1", proxied.tap));
-    ns.ip(&format!("link set {} up", proxied.tap));
+    ns.ip("link add br1 address 02:00:00:34:00:01 type bridge")
+        .unwrap();
+    ns.ip(&format!("addr add {PROXY_SERVER}/24 dev br1"))
+        .unwrap();
+    ns.ip("addr add fd34::1/64 dev br1 nodad").unwrap();
+    ns.ip("link set br1 up").unwrap();
+    ns.ip(&format!("tuntap add {} mode tap", proxied.tap))
+        .unwrap();
+    ns.ip(&format!("link set {} master br1", proxied.tap))
+        .unwrap();
+    ns.ip(&format!("link set {} up", proxied.tap)).unwrap();
     let plain_dhcp = Logged::spawn(
         ns.cmd("dnsmasq")
             .args(["--keep-in-foreground", "--conf-file=/dev/null", "--port=0"])
@@ -559,8 +379,8 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
                 "--pid-file={}",
                 lab.path().join("plain.pid").display()
             )),
-        true,
-    );
+    )
+    .unwrap();
     assert!(
         plain_dhcp
             .wait_for("DHCP, IP range", Duration::from_secs(10))
@@ -574,8 +394,8 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
             .arg(&dest)
             .args(["--interface", "br1", "--proxy-dhcp"])
             .args(["--http-port", PORT, "--ipv6-ra"]),
-        true,
-    );
+    )
+    .unwrap();
     assert!(
         proxy_serve
             .wait_for("diskless serve: ready", Duration::from_secs(15))
@@ -595,7 +415,7 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
             "10.33.0.100-10.33.0.199",
         ])
         .args(["--http-port", PORT, "--ipv6-ra"]);
-    let mut serve = Logged::spawn(&mut serve_cmd, true);
+    let mut serve = Logged::spawn(&mut serve_cmd).unwrap();
     assert!(
         serve
             .wait_for("diskless serve: ready", Duration::from_secs(15))
@@ -626,9 +446,9 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
     std::fs::copy(OVMF_VARS, &vars).unwrap();
     let consoles: Vec<Logged> = machines
         .iter()
-        .map(|m| Logged::spawn(&mut qemu(&ns, m, &vars), false))
+        .map(|m| Logged::spawn(&mut qemu(&ns, m, &vars)).unwrap())
         .collect();
-    let proxy_console = Logged::spawn(&mut qemu(&ns, &proxied, &vars), false);
+    let proxy_console = Logged::spawn(&mut qemu(&ns, &proxied, &vars)).unwrap();
     let all = || {
         machines
             .iter()
@@ -902,7 +722,7 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
 
     // SIGKILL leaves nothing running either: dnsmasq drops root, which clears its parent-death
     // signal, so serve's watchdog stops it.
-    let killed = Logged::spawn(&mut serve_on(PORT), true);
+    let killed = Logged::spawn(&mut serve_on(PORT)).unwrap();
     assert!(
         killed
             .wait_for("diskless serve: ready", Duration::from_secs(15))

@@ -6,12 +6,15 @@
 //! passed (see `console.rs`, and the init crate's `bin/diskless-check/` for what the guest
 //! checks). README.md says more.
 
+pub mod cluster;
 pub mod clusterdns;
 mod console;
 pub mod controlplane;
 mod hook;
 pub mod join;
 pub mod lifecycle;
+pub mod logged;
+pub mod netns;
 mod qemu;
 /// A serial console line without ANSI escapes and control characters (for tests that run
 /// QEMU themselves).

@@ -4,6 +4,7 @@
 //! promises (`/.diskless/image.json`, `node.json`, the console lines) comes from
 //! `diskless_contract`. See README.md.
 
+pub mod apiclient;
 pub mod cmdline;
 pub mod images;
 pub mod integrity;
@@ -14,6 +15,7 @@ pub mod modules;
 pub mod mounts;
 pub mod network;
 pub mod node;
+pub mod podroutes;
 pub mod prefetch;
 pub mod run;
 pub mod services;

@@ -4,8 +4,8 @@
 //! A fatal failure stops the sequence but not the machine: PID 1 keeps reaping and answering
 //! poweroff, with a shell on the console under `diskless.debug`.
 //!
-//! Run by hand (not as PID 1) the binary is only udhcpc's lease script
-//! (`/init bound|renew|deconfig…`, see `network.rs`).
+//! Run by hand (not as PID 1) the binary is udhcpc's lease script (`/init bound|renew|deconfig…`,
+//! see `network.rs`) or a joined node's pod-route sync (`/init pod-routes`, `podroutes.rs`).
 
 use diskless_contract::console::{Stage, CHECK_HOOK};
 use diskless_contract::image::{ImageContract, Role, Service};
@@ -14,8 +14,8 @@ use diskless_init::cmdline::Cmdline;
 use diskless_init::services::Output;
 use diskless_init::supervisor::Supervisor;
 use diskless_init::{
-    images, integrity, log, machineid, modules, mounts, network, node, prefetch, services,
-    servingcert, squashfs, supervisor, switchroot, sys, sysctl,
+    images, integrity, log, machineid, modules, mounts, network, node, podroutes, prefetch,
+    services, servingcert, squashfs, supervisor, switchroot, sys, sysctl,
 };
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -27,10 +27,12 @@ fn main() {
             Some(ev @ ("deconfig" | "bound" | "renew" | "leasefail" | "nak")) => {
                 network::dhcp_event(ev)
             }
+            // A joined node's service (the image contract's `pod-routes`).
+            Some("pod-routes") => podroutes::main(),
             _ => {
                 eprintln!(
-                    "diskless-init is the PID 1 of a diskless image; run by hand it only serves as\n\
-                     udhcpc's script (`/init bound|renew|deconfig`)"
+                    "diskless-init is the PID 1 of a diskless image; run by hand it serves as\n\
+                     udhcpc's script (`/init bound|renew|deconfig`) or as `/init pod-routes`"
                 );
                 2
             }

@@ -6,6 +6,7 @@
 
 use super::pki::Pki;
 use super::{CLUSTER_CIDR, GUEST_API_ADDR, NODE_CIDR_MASK, SERVICE_CIDR};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 /// Host loopback ports, all chosen free at start.
@@ -31,10 +32,12 @@ pub struct Layout {
     /// The kubelet proxy's Unix socket.
     pub kubelet_proxy: PathBuf,
     pub ports: Ports,
+    /// On a lab network (`Options::lab_address`): the address guests reach the API server at.
+    pub lab_address: Option<Ipv4Addr>,
 }
 
 impl Layout {
-    pub fn new(dir: &Path, pki: Pki, ports: Ports) -> Layout {
+    pub fn new(dir: &Path, pki: Pki, ports: Ports, lab_address: Option<Ipv4Addr>) -> Layout {
         Layout {
             logs: dir.join("logs"),
             etcd_data: dir.join("etcd"),
@@ -45,6 +48,7 @@ impl Layout {
             egress_config: dir.join("egress-selector.json"),
             kubelet_proxy: dir.join("kubelet-proxy.sock"),
             ports,
+            lab_address,
         }
     }
 
@@ -78,14 +82,19 @@ pub fn etcd(l: &Layout) -> Vec<String> {
 
 pub fn apiserver(l: &Layout) -> Vec<String> {
     let pki = &l.pki;
+    // Under slirp it listens on the host's loopback only; guests reach it through slirp's
+    // guestfwd at GUEST_API_ADDR. That address is also what it advertises (the `kubernetes`
+    // Service's endpoint): 127.0.0.1 would be refused there (an endpoint may not be loopback),
+    // and GUEST_API_ADDR is where a guest finds it. On a lab network (inside the network
+    // namespace the caller made) it listens everywhere there and advertises the lab address.
+    let (bind, advertise) = match l.lab_address {
+        None => ("127.0.0.1".to_string(), GUEST_API_ADDR.to_string()),
+        Some(a) => ("0.0.0.0".to_string(), a.to_string()),
+    };
     vec![
-        // It listens on the host's loopback only; guests reach it through slirp's guestfwd at
-        // GUEST_API_ADDR. That address is also what it advertises (the `kubernetes` Service's
-        // endpoint): 127.0.0.1 would be refused there (an endpoint may not be loopback), and
-        // GUEST_API_ADDR is where a guest finds it.
-        "--bind-address=127.0.0.1".into(),
+        format!("--bind-address={bind}"),
         format!("--secure-port={}", l.ports.api),
-        format!("--advertise-address={GUEST_API_ADDR}"),
+        format!("--advertise-address={advertise}"),
         format!("--etcd-servers=http://127.0.0.1:{}", l.ports.etcd_client),
         format!("--client-ca-file={}", p(&pki.ca.cert)),
         format!("--tls-cert-file={}", p(&pki.apiserver.cert)),

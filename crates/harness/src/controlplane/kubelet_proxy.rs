@@ -20,7 +20,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,8 +28,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Node name → host loopback port that leads to its kubelet.
-type Routes = Arc<Mutex<HashMap<String, u16>>>;
+/// Node name → the address that leads to its kubelet (a slirp forward's host loopback port, or
+/// the node itself on a lab network).
+type Routes = Arc<Mutex<HashMap<String, SocketAddr>>>;
 
 pub struct KubeletProxy {
     pub socket: PathBuf,
@@ -75,9 +76,9 @@ impl KubeletProxy {
         })
     }
 
-    /// From now on, `CONNECT <node>:<any port>` reaches 127.0.0.1:`host_port`.
-    pub fn route(&self, node: &str, host_port: u16) {
-        self.routes.lock().unwrap().insert(node.into(), host_port);
+    /// From now on, `CONNECT <node>:<any port>` reaches `to`.
+    pub fn route(&self, node: &str, to: SocketAddr) {
+        self.routes.lock().unwrap().insert(node.into(), to);
     }
 
     /// The API server's `--egress-selector-config-file`: only "cluster" traffic (to nodes,
@@ -136,29 +137,22 @@ fn tunnel(client: UnixStream, routes: &Routes) -> Result<String, String> {
         .rsplit_once(':')
         .map_or(target, |(h, _)| h)
         .trim_matches(|c| c == '[' || c == ']');
-    let port = routes.lock().unwrap().get(host).copied();
+    let to = routes.lock().unwrap().get(host).copied();
     let refuse = |client: &mut UnixStream, status: &str, why: String| {
         let _ = write!(client, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
         Err(format!("{} → {status}: {why}", request.trim_end()))
     };
-    let Some(port) = port.filter(|_| method == "CONNECT") else {
+    let Some(to) = to.filter(|_| method == "CONNECT") else {
         return refuse(
             &mut client,
             "502 Bad Gateway",
             "no route (ControlPlane::forward_kubelet)".into(),
         );
     };
-    let upstream =
-        match TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5)) {
-            Ok(s) => s,
-            Err(e) => {
-                return refuse(
-                    &mut client,
-                    "502 Bad Gateway",
-                    format!("127.0.0.1:{port}: {e}"),
-                )
-            }
-        };
+    let upstream = match TcpStream::connect_timeout(&to, Duration::from_secs(5)) {
+        Ok(s) => s,
+        Err(e) => return refuse(&mut client, "502 Bad Gateway", format!("{to}: {e}")),
+    };
     let _ = client.set_read_timeout(None);
     client
         .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -176,7 +170,7 @@ fn tunnel(client: UnixStream, routes: &Routes) -> Result<String, String> {
     let _ = std::io::copy(&mut &up_r, &mut client);
     let _ = client.shutdown(Shutdown::Write);
     let _ = to_upstream.join();
-    Ok(format!("CONNECT {target} → 127.0.0.1:{port}: closed"))
+    Ok(format!("CONNECT {target} → {to}: closed"))
 }
 
 #[cfg(test)]
@@ -199,7 +193,7 @@ mod tests {
             s.read_exact(&mut buf).unwrap();
             s.write_all(&buf).unwrap();
         });
-        proxy.route("node-a", echo_port);
+        proxy.route("node-a", ([127, 0, 0, 1], echo_port).into());
 
         let mut c = UnixStream::connect(&sock).unwrap();
         c.write_all(b"CONNECT node-a:10250 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

@@ -27,7 +27,7 @@ use components::{Layout, Ports};
 use diskless_publish::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
 use kubelet_proxy::KubeletProxy;
 use process::{output_within, Process};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -64,6 +64,10 @@ pub struct Options {
     /// The bound on each wait in `start` and `start_apiserver` (a port, `/readyz`, the
     /// controllers), with what was last seen in the error.
     pub timeout: Duration,
+    /// A lab network's address of this host (a bridge in a network namespace the caller
+    /// entered, see [`crate::netns`]): the API server listens there too, advertises it, and
+    /// its certificate names it; guests reach it directly, no slirp forward. `None`: slirp.
+    pub lab_address: Option<Ipv4Addr>,
 }
 
 impl Default for Options {
@@ -72,6 +76,7 @@ impl Default for Options {
             token_ttl: Duration::from_secs(3600),
             api_port: None,
             timeout: Duration::from_secs(60),
+            lab_address: None,
         }
     }
 }
@@ -122,7 +127,8 @@ impl ControlPlane {
             .prefix("diskless-controlplane-")
             .tempdir()
             .context("cannot create the control plane's directory")?;
-        let pki = pki::generate(&dir.path().join("pki"))?;
+        let extra_names: Vec<String> = opts.lab_address.iter().map(|a| a.to_string()).collect();
+        let pki = pki::generate(&dir.path().join("pki"), &extra_names)?;
         let free = free_ports(5)?;
         let ports = Ports {
             etcd_client: free[0],
@@ -131,7 +137,7 @@ impl ControlPlane {
             controller_manager: free[3],
             scheduler: free[4],
         };
-        let layout = Layout::new(dir.path(), pki, ports);
+        let layout = Layout::new(dir.path(), pki, ports, opts.lab_address);
         std::fs::create_dir_all(&layout.logs)?;
         write_kubeconfigs(&layout)?;
         let proxy = KubeletProxy::start(&layout.kubelet_proxy, &layout.log("kubelet-proxy"))?;
@@ -253,9 +259,13 @@ impl ControlPlane {
         format!("https://127.0.0.1:{}", self.api_port())
     }
 
-    /// `https://10.0.2.100:6443`: the API server from a guest with the guestfwd.
+    /// `https://10.0.2.100:6443`: the API server from a guest with the guestfwd; on a lab
+    /// network `https://<lab address>:<api_port>`.
     pub fn guest_api_server(&self) -> String {
-        format!("https://{GUEST_API_ADDR}:{GUEST_API_PORT}")
+        match self.layout.lab_address {
+            None => format!("https://{GUEST_API_ADDR}:{GUEST_API_PORT}"),
+            Some(a) => format!("https://{a}:{}", self.api_port()),
+        }
     }
 
     /// A kubelet's bootstrap kubeconfig: the bootstrap token for `server` (the guest's or the
@@ -284,7 +294,14 @@ impl ControlPlane {
 
     /// Routes the API server's connections to `node`'s kubelet to 127.0.0.1:`host_port`.
     pub fn forward_kubelet(&self, node: &str, host_port: u16) {
-        self.proxy.route(node, host_port);
+        self.proxy.route(node, ([127, 0, 0, 1], host_port).into());
+    }
+
+    /// On a lab network: the API server reaches `node`'s kubelet at `address`:[`KUBELET_PORT`]
+    /// directly (the proxy dials from the namespace it was started in).
+    pub fn route_kubelet(&self, node: &str, address: Ipv4Addr) {
+        self.proxy
+            .route(node, std::net::SocketAddr::from((address, KUBELET_PORT)));
     }
 
     /// `kubectl --kubeconfig=<admin> <args>` (bounded to 60 s): its standard output, or Err with

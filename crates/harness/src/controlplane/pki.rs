@@ -63,8 +63,9 @@ pub fn server_names() -> Vec<String> {
     .to_vec()
 }
 
-/// Generates the PKI into `dir` (created): certificates 0644, keys 0600.
-pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
+/// Generates the PKI into `dir` (created): certificates 0644, keys 0600. The API server's
+/// certificate names [`server_names`] and `extra_names` (a lab network's address).
+pub fn generate(dir: &Path, extra_names: &[String]) -> anyhow::Result<Pki> {
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let ca_key = new_key()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
@@ -91,7 +92,10 @@ pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
         "apiserver",
         "kube-apiserver",
         None,
-        server_names(),
+        server_names()
+            .into_iter()
+            .chain(extra_names.iter().cloned())
+            .collect(),
         ExtendedKeyUsagePurpose::ServerAuth,
     )?;
     let client = |file: &str, cn: &str, org: Option<&str>| {
@@ -225,7 +229,7 @@ mod tests {
     #[test]
     fn a_chain_that_openssl_accepts() {
         let tmp = tempfile::tempdir().unwrap();
-        let pki = generate(tmp.path()).unwrap();
+        let pki = generate(tmp.path(), &["10.33.0.1".to_string()]).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         for key in [&pki.ca.key, &pki.admin.key, &pki.apiserver.key, &pki.sa_key] {
             assert_eq!(mode(key), 0o600, "{}", key.display());
@@ -247,6 +251,8 @@ mod tests {
         let text = openssl(&["x509", "-noout", "-text", "-in", &s(&pki.apiserver.cert)]).unwrap();
         for name in [
             "IP Address:10.0.2.100",
+            // A lab network's address (`Options::lab_address`).
+            "IP Address:10.33.0.1",
             "IP Address:127.0.0.1",
             "IP Address:10.96.0.1",
             "DNS:kubernetes.default.svc.cluster.local",

@@ -1,0 +1,125 @@
+//! A child process whose output lines are collected with the time each came, for tests that
+//! run QEMU and `diskless serve` themselves (the lab-network and cluster tests): a console's
+//! timeline is the time its landmarks appeared.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Logged {
+    pub child: Child,
+    /// (seconds since `start`, line without escapes and control characters).
+    pub lines: Arc<Mutex<Vec<(f64, String)>>>,
+    pub start: Instant,
+}
+
+impl Logged {
+    /// Starts `cmd` with both output streams collected.
+    pub fn spawn(cmd: &mut Command) -> anyhow::Result<Logged> {
+        let start = Instant::now();
+        // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
+        // SIGTERM when the spawning thread ends (a killed test): serve then stops its daemons,
+        // QEMU quits, and nothing is left running in the lab namespace.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("{cmd:?}: {e}"))?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let streams: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().expect("piped")),
+            Box::new(child.stderr.take().expect("piped")),
+        ];
+        for src in streams {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(src);
+                let mut buf = Vec::new();
+                while r
+                    .read_until(b'\n', &mut buf)
+                    .map(|n| n > 0)
+                    .unwrap_or(false)
+                {
+                    let text = crate::clean_console(&buf);
+                    lines
+                        .lock()
+                        .unwrap()
+                        .push((start.elapsed().as_secs_f64(), text));
+                    buf.clear();
+                }
+            });
+        }
+        Ok(Logged {
+            child,
+            lines,
+            start,
+        })
+    }
+
+    /// The time of the first line containing `needle`.
+    pub fn when(&self, needle: &str) -> Option<f64> {
+        self.when_after(needle, 0.0)
+    }
+
+    /// The time of the first line at or after `after` s containing `needle`.
+    pub fn when_after(&self, needle: &str, after: f64) -> Option<f64> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(t, l)| *t >= after && l.contains(needle))
+            .map(|(t, _)| *t)
+    }
+
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<f64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(t) = self.when(needle) {
+                return Some(t);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Every line, each with its time.
+    pub fn text(&self) -> String {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .map(|(t, l)| format!("{t:7.2} {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// SIGTERM, half a second, then SIGKILL; reaped.
+    pub fn stop(&mut self) {
+        // SIGTERM first: `diskless serve` then stops its daemons itself.
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: kill(2) on our own child, not yet reaped.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
