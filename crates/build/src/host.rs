@@ -85,6 +85,42 @@ pub struct HostOptions {
     /// How the large components (containerd, kubelet) travel: `squashfs` (mounted read-only by
     /// the init; less RAM, faster boot) or `cpio` (unpacked by the kernel).
     pub packing: Packing,
+    /// An SSH server (dropbear, Debian's `dropbear-bin`): root, key login only, with the keys
+    /// a node's inventory entry gives it (`/root/.ssh/authorized_keys` in its node segment).
+    pub ssh: bool,
+    /// Pull-through mirrors for images that are not preloaded (containerd's `hosts.toml`).
+    pub registry_mirrors: Vec<crate::mirror::RegistryMirror>,
+}
+
+/// dropbear, for [`HostOptions::ssh`].
+const SSH_FILES: &[(&str, &str)] = &[("/usr/sbin/dropbear", "dropbear-bin")];
+
+/// The SSH server: `-R` makes each host key at the first connection that asks for it, into
+/// `/etc/dropbear` on the node's tmpfs root, so no key is ever in the image or shared between
+/// nodes (the Nix module `ssh.nix` runs it the same way); `-s` no passwords, `-F -E` in the
+/// foreground with its log on stderr (the init's `[sshd]` lines).
+fn ssh_service() -> Service {
+    Service {
+        name: "sshd".into(),
+        command: [
+            "/usr/sbin/dropbear",
+            "-F",
+            "-E",
+            "-R",
+            "-s",
+            "-P",
+            "/run/dropbear.pid",
+            "-p",
+            "22",
+        ]
+        .map(String::from)
+        .to_vec(),
+        env: BTreeMap::new(),
+        ready_path: None,
+        condition_path: None,
+        restart: true,
+        role: None,
+    }
 }
 
 /// Paths of the host packages every reference worker needs, with the package to install.
@@ -387,9 +423,11 @@ pub fn host_plan(
         Runtime::Debian => DEBIAN_RUNTIME_FILES,
         Runtime::Stack => &[],
     };
+    let ssh = if args.ssh { SSH_FILES } else { &[] };
     let missing: Vec<String> = HOST_FILES
         .iter()
         .chain(debian)
+        .chain(ssh)
         .filter(|(p, _)| !Path::new(p).exists())
         .map(|(p, pkg)| format!("{p} (apt-get install {pkg})"))
         .collect();
@@ -550,9 +588,12 @@ pub fn host_plan(
                 "runtime-endpoint: unix:///run/containerd/containerd.sock\nimage-endpoint: unix:///run/containerd/containerd.sock\n",
             ),
         ],
-        directories: vec![dir("/etc/containerd/certs.d", 0o755)],
+        directories: vec![dir(crate::mirror::CERTS_DIR, 0o755)],
         ..Default::default()
     };
+    for (path, text) in crate::mirror::hosts_files(&args.registry_mirrors) {
+        config.generated.push(gen(&path, text));
+    }
 
     let kubelet = match &args.kubelet {
         Kubelet::Stack => Some(crate::stack::binary("kubelet").context(
@@ -641,6 +682,15 @@ pub fn host_plan(
             });
         }
         None => warnings.push("no kubelet (--no-kubelet): a containerd-only worker".into()),
+    }
+    if args.ssh {
+        components.push(Component {
+            name: "ssh".into(),
+            binaries: vec![bin("/usr/sbin/dropbear", None)],
+            directories: vec![dir("/etc/dropbear", 0o700)],
+            ..Default::default()
+        });
+        services.push(ssh_service());
     }
     components.push(config);
 

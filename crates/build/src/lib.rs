@@ -18,6 +18,7 @@ pub mod index;
 pub mod inspect;
 pub mod ipxe;
 pub mod kmod;
+pub mod mirror;
 pub mod modfile;
 pub mod pipeline;
 pub mod plan;

@@ -4,6 +4,7 @@
 use clap::{Args, ValueEnum};
 use diskless_build::host::{HostOptions, Kubelet, Runtime};
 use diskless_build::ipxe::words::{BaseUrl, Words};
+use diskless_build::mirror::RegistryMirror;
 use diskless_build::{inspect::InspectOptions, pipeline::BuildOptions};
 use diskless_harness::{Accel, BootOptions, CheckOptions, Transport};
 use diskless_publish::PublishOptions;
@@ -35,6 +36,14 @@ pub struct HostArgs {
     /// the init; less RAM, faster boot) or `cpio` (unpacked by the kernel).
     #[arg(long, value_enum, default_value = "squashfs")]
     pub packing: PackingArg,
+    /// An SSH server (dropbear from Debian's dropbear-bin): root, key login only; the keys come
+    /// from the inventory (`ssh_authorized_keys_file`), host keys are made on the node.
+    #[arg(long)]
+    pub ssh: bool,
+    /// Pull images that are not preloaded from this mirror first: REGISTRY=URL, e.g.
+    /// `docker.io=http://10.0.0.5:5000` (repeatable; mirrors are tried in the order given).
+    #[arg(long = "registry-mirror", value_name = "REGISTRY=URL")]
+    pub registry_mirrors: Vec<RegistryMirror>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,6 +77,8 @@ impl From<HostArgs> for HostOptions {
                 PackingArg::Squashfs => diskless_build::plan::Packing::Squashfs,
                 PackingArg::Cpio => diskless_build::plan::Packing::Cpio,
             },
+            ssh: a.ssh,
+            registry_mirrors: a.registry_mirrors,
         }
     }
 }

@@ -187,7 +187,9 @@ fn check_digest(digest: &str) -> Result<&str, String> {
     Ok(digest)
 }
 
-fn check_domain(domain: &str) -> Result<(), String> {
+/// A registry domain by the grammar above (`host[:port]`, `[IPv6][:port]`): also how
+/// containerd names a registry's `certs.d` directory.
+pub fn check_domain(domain: &str) -> Result<(), String> {
     let err = || {
         format!(
             "registry domain {domain:?} is not a host name, IPv4 or [IPv6] address with an optional :port"

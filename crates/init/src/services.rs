@@ -31,6 +31,18 @@ pub fn spawn(svc: &Service, output: Output) -> Result<i32, String> {
         .envs(&svc.env)
         .current_dir("/")
         .process_group(0);
+    // SAFETY: between fork and exec only async-signal-safe calls on a local set.
+    unsafe {
+        cmd.pre_exec(|| {
+            // PID 1 blocks the signals it takes with sigtimedwait (supervisor.rs), and a
+            // child inherits the mask across exec: a service would then never see SIGTERM,
+            // nor SIGCHLD (dropbear waits for its sessions' shells on SIGCHLD and hung).
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
     let reader = match output {
         Output::Console => None,
         Output::Logged => {

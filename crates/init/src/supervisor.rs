@@ -4,8 +4,8 @@
 //! services in reverse order and reboots or powers off.
 //!
 //! Signals are blocked from the first line of `main` (so every thread inherits the mask) and
-//! taken synchronously with `sigtimedwait`: no async handlers, no races. Children get a clean
-//! mask because std's `Command` resets it before `exec`.
+//! taken synchronously with `sigtimedwait`: no async handlers, no races. Services get an empty
+//! mask back before `exec` (`services::spawn`): std's `Command` does not reset it.
 
 use crate::log;
 use crate::services::{self, Output};

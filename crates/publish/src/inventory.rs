@@ -4,6 +4,7 @@
 //! inventory itself can live in version control. It serializes too, so tools (the harness's
 //! join check) write inventories through the type, not as TOML text.
 
+use crate::authorized_keys::AuthorizedKeys;
 use diskless_build::ipxe::words::Words;
 use diskless_contract::{cluster, identity};
 use serde::{Deserialize, Serialize};
@@ -271,6 +272,24 @@ impl Inventory {
         Ok(())
     }
 
+    /// The checked keys of `ssh_authorized_keys_file`, if the inventory (read from `path`)
+    /// names one: read and checked before anything is published.
+    pub fn authorized_keys(&self, path: &Path) -> Result<Option<AuthorizedKeys>, InventoryError> {
+        let Some(file) = &self.ssh_authorized_keys_file else {
+            return Ok(None);
+        };
+        let invalid = |message: String| InventoryError::Invalid {
+            path: path.to_owned(),
+            field: "ssh_authorized_keys_file".into(),
+            message,
+        };
+        let text = diskless_build::store::read_regular_text(file)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", file.display())))?;
+        AuthorizedKeys::parse(&text)
+            .map(Some)
+            .map_err(|why| invalid(format!("{}: {why}", file.display())))
+    }
+
     /// Checks that every host (and the default) names an image that will be published.
     pub fn check_images(
         &self,
@@ -333,6 +352,36 @@ mod tests {
         assert!(e.contains("hosts[0].mac") && e.contains("not a MAC"), "{e}");
         let e = parse("hots = 1\n").unwrap_err().to_string();
         assert!(e.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn authorized_keys_errors_name_the_inventory_field_file_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("inventory.toml");
+        std::fs::write(&p, "ssh_authorized_keys_file = \"keys.pub\"\n").unwrap();
+        let inv = Inventory::load(&p).unwrap();
+        let e = inv.authorized_keys(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("inventory.toml: ssh_authorized_keys_file: cannot read")
+                && e.contains("keys.pub"),
+            "{e}"
+        );
+        std::fs::write(
+            d.path().join("keys.pub"),
+            "# admins\nno-pty ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\n",
+        )
+        .unwrap();
+        let e = inv.authorized_keys(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("inventory.toml: ssh_authorized_keys_file: ")
+                && e.contains("keys.pub: line 2: options before the key (\"no-pty\")"),
+            "{e}"
+        );
+        assert!(Inventory::parse("", &p)
+            .unwrap()
+            .authorized_keys(&p)
+            .unwrap()
+            .is_none());
     }
 
     /// Labels and taints the kubelet would refuse at boot are refused at publish.

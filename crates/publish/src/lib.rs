@@ -33,6 +33,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+pub mod authorized_keys;
 mod dest;
 mod entries;
 mod foreign;
@@ -214,7 +215,8 @@ pub fn publish(args: &PublishOptions) -> anyhow::Result<PublishReport> {
     let (default_image, menu_timeout, hosts, node_segments) = match &inventory {
         Some(inv) => {
             inv.check_images(args.inventory.as_ref().unwrap(), &names)?;
-            let (hosts, node_segments) = node::hosts(inv, current.as_ref())?;
+            let (hosts, node_segments) =
+                node::hosts(inv, args.inventory.as_ref().unwrap(), current.as_ref())?;
             (
                 inv.default_image
                     .clone()

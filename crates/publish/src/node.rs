@@ -1,6 +1,7 @@
 //! The per-node segment: one host's identity and secrets, packed as its own initrd segment and
 //! served only through that host's entry, so no shared entry or image index can reach it.
 
+use crate::authorized_keys::AuthorizedKeys;
 use crate::generation::{Generation, PublishedHost};
 use crate::inventory::{Host, Inventory, Join, KubeletMode};
 use crate::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
@@ -22,12 +23,14 @@ pub(crate) type NewSegments = Vec<(String, Vec<u8>)>;
 /// a change).
 pub(crate) fn hosts(
     inv: &Inventory,
+    inventory_path: &Path,
     current: Option<&Generation>,
 ) -> anyhow::Result<(BTreeMap<String, PublishedHost>, NewSegments)> {
     let mut node_segments = NewSegments::new();
     let mut hosts = BTreeMap::new();
+    let keys = inv.authorized_keys(inventory_path)?;
     for h in &inv.hosts {
-        let files = node_files(inv, h)?;
+        let files = node_files(inv, h, keys.as_ref())?;
         let inputs = sha256_hex(&serde_json::to_vec(&(&files, &h.image, &h.kernel_args))?);
         let previous = current
             .and_then(|g| g.hosts.get(&h.mac))
@@ -74,7 +77,11 @@ fn read_secret(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 
 /// The files of one host's node segment: identity, join material, SSH keys; mode 0600 where secret.
 /// Join material goes where the Nix kubelet module's `join.*` options expect it by default.
-fn node_files(inv: &Inventory, host: &Host) -> anyhow::Result<BTreeMap<String, (Vec<u8>, u32)>> {
+fn node_files(
+    inv: &Inventory,
+    host: &Host,
+    keys: Option<&AuthorizedKeys>,
+) -> anyhow::Result<BTreeMap<String, (Vec<u8>, u32)>> {
     let mut files = BTreeMap::new();
     // The node's one identity channel: the init reads this file with the same type.
     let node = NodeConfig {
@@ -118,11 +125,8 @@ fn node_files(inv: &Inventory, host: &Host) -> anyhow::Result<BTreeMap<String, (
             (read_secret(&j.ca_file, "join.ca_file")?, 0o600),
         );
     }
-    if let Some(k) = &inv.ssh_authorized_keys_file {
-        files.insert(
-            "/root/.ssh/authorized_keys".into(),
-            (read_secret(k, "ssh_authorized_keys_file")?, 0o600),
-        );
+    if let Some(k) = keys {
+        files.insert(AUTHORIZED_KEYS.into(), (k.to_bytes(), 0o600));
     }
     if let Some(dir) = &host.ssh_host_keys_dir {
         let mut keys: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -146,10 +150,27 @@ fn node_files(inv: &Inventory, host: &Host) -> anyhow::Result<BTreeMap<String, (
     Ok(files)
 }
 
+/// Root's SSH keys on the node, where dropbear (and OpenSSH) look. Its directories are
+/// written 0700 (`node_segment`), as the image's `/root` is: the parents a segment adds by
+/// itself are 0755 and would open root's home to every user of the node.
+const AUTHORIZED_KEYS: &str = "/root/.ssh/authorized_keys";
+
 /// Builds a node segment. A random nonce inside makes its name unguessable even for someone
 /// who knows every non-secret input.
 fn node_segment(files: &BTreeMap<String, (Vec<u8>, u32)>) -> anyhow::Result<Vec<u8>> {
     let mut tree = Tree::default();
+    if files.contains_key(AUTHORIZED_KEYS) {
+        for d in ["/root", "/root/.ssh"] {
+            tree.entries.insert(
+                d.into(),
+                Entry {
+                    kind: EntryKind::Dir,
+                    mode: 0o700,
+                    origin: "inventory".into(),
+                },
+            );
+        }
+    }
     for (path, (bytes, mode)) in files {
         tree.entries.insert(
             path.clone(),

@@ -1,10 +1,13 @@
 //! Runs dnsmasq and nginx in the foreground as one unit: both start or neither keeps running,
 //! and SIGINT/SIGTERM (or either daemon stopping) stops both. Their messages go to our
 //! standard error as they print them (dnsmasq `log-facility=-`, nginx `error_log stderr`).
+//! If serve is killed outright, its watchdog stops them (`watchdog.rs`).
 
+use crate::watchdog::Watchdog;
 use crate::Resolved;
 use anyhow::{bail, Context};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -19,6 +22,67 @@ pub fn check_port_free(addr: Ipv4Addr, port: crate::word::Port) -> anyhow::Resul
             port.get()
         )
         })
+}
+
+/// Refuses to lease addresses on an interface where a DHCP server of this machine (another
+/// `diskless serve`, a dnsmasq) already answers: dnsmasq binds port 67 shared (SO_REUSEADDR,
+/// bound to its interface), so a second one starts happily and both answer every client.
+/// A socket bound to the same interface without SO_REUSEADDR conflicts with it; one bound
+/// to another interface does not. Needs CAP_NET_RAW (SO_BINDTODEVICE), as dnsmasq does.
+pub fn check_dhcp_free(interface: &crate::word::Interface) -> anyhow::Result<()> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let name = interface.as_str();
+    // SAFETY: socket(2) with constant arguments; the descriptor is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        bail!(
+            "cannot open a UDP socket: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns; it is closed on drop.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: the option value is the interface name's bytes, with its length.
+    let bound = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            name.as_ptr().cast(),
+            name.len() as libc::socklen_t,
+        )
+    };
+    if bound != 0 {
+        bail!(
+            "cannot bind a socket to interface {name}: {} (serve needs root, as dnsmasq does)",
+            std::io::Error::last_os_error()
+        );
+    }
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 67u16.to_be(),
+        sin_addr: libc::in_addr { s_addr: 0 },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `addr` is a complete sockaddr_in that lives across the call.
+    let r = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EADDRINUSE) {
+            bail!(
+                "a DHCP server on this machine already answers on {name} (UDP port 67 is taken: \
+                 another `diskless serve` or dnsmasq?): stop it, or use --proxy-dhcp beside it"
+            );
+        }
+        bail!("cannot bind UDP port 67 on {name}: {e}");
+    }
+    Ok(())
 }
 
 /// A started daemon, stopped (TERM, then KILL after 5 s) when dropped.
@@ -39,7 +103,8 @@ impl Daemon {
                 let mut set: libc::sigset_t = std::mem::zeroed();
                 libc::sigemptyset(&mut set);
                 libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-                // If serve itself is killed (SIGKILL, a crash), the daemons go with it.
+                // If serve itself is killed (SIGKILL, a crash), the daemons go with it: nginx
+                // by this; dnsmasq changes its user, which clears it (`watchdog.rs`).
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
                 Ok(())
             });
@@ -118,12 +183,16 @@ pub fn run(
     r: &Resolved,
 ) -> anyhow::Result<()> {
     let signals = block_stop_signals();
+    // Declared before the daemons, so dropped after them: it only acts if we die first.
+    let watchdog = Watchdog::start()
+        .context("cannot start the watchdog that stops the daemons if serve is killed")?;
     let mut dnsmasq = Daemon::start(
         "dnsmasq",
         Command::new("dnsmasq")
             .arg("--keep-in-foreground")
             .arg(format!("--conf-file={}", dnsmasq_conf.display())),
     )?;
+    watchdog.guard(dnsmasq.child.id());
     let mut nginx = Daemon::start(
         "nginx",
         Command::new("nginx")
@@ -132,6 +201,7 @@ pub fn run(
             .arg("-c")
             .arg(nginx_conf),
     )?;
+    watchdog.guard(nginx.child.id());
     // Up when nginx answers and dnsmasq is still running (it stops at once when it cannot
     // bind DHCP or TFTP).
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -176,6 +176,20 @@ impl DnsmasqConf {
                         ],
                     );
                 }
+                // iPXE (the chainloaded binary, or a NIC's own iPXE ROM) asks the proxy too,
+                // and a proxy's `dhcp-boot` reaches no one: it gets the script's URL as its
+                // boot service instead (a name with a suffix: dnsmasq adds no `.0`).
+                for csa in ["x86PC", "BC_EFI", "x86-64_EFI"] {
+                    l.set(
+                        "pxe-service",
+                        [
+                            "tag:ipxe".into(),
+                            csa.into(),
+                            "diskless".into(),
+                            self.script_url.clone().into(),
+                        ],
+                    );
+                }
             }
         }
         l.0

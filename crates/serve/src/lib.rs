@@ -12,6 +12,7 @@ mod daemons;
 pub mod dnsmasq;
 mod iface;
 pub mod nginx;
+mod watchdog;
 pub mod word;
 
 use anyhow::{bail, Context};
@@ -199,6 +200,9 @@ pub fn serve(o: &ServeOptions) -> anyhow::Result<()> {
     };
     let r = resolve(o, &state)?;
     daemons::check_port_free(r.nginx.listen, r.nginx.port)?;
+    if let Dhcp::Range { .. } = r.dnsmasq.dhcp {
+        daemons::check_dhcp_free(&r.dnsmasq.interface)?;
+    }
     let files = write_configs(&r, &state)?;
     daemons::run(&files[0], &files[1], &state, &r)
 }

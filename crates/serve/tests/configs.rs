@@ -101,6 +101,12 @@ fn proxy_mode_offers_boot_services_only() {
     );
     assert!(text.contains("\npxe-service=tag:!ipxe,x86PC,diskless,undionly.kpxe\n"));
     assert!(text.contains("\npxe-service=tag:!ipxe,x86-64_EFI,diskless,ipxe.efi\n"));
+    // iPXE itself is answered by the proxy too: the script's URL as its boot service.
+    for csa in ["x86PC", "BC_EFI", "x86-64_EFI"] {
+        let line =
+            format!("\npxe-service=tag:ipxe,{csa},diskless,http://127.0.0.1:8080/boot.ipxe\n");
+        assert!(text.contains(&line), "{text}");
+    }
     assert!(!text.contains("tag:!efi64"), "{text}");
 }
 
