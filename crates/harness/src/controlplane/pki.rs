@@ -43,6 +43,16 @@ pub struct Pki {
     /// legacy tokens with `sa.key`.
     pub sa_key: PathBuf,
     pub sa_pub: PathBuf,
+    /// etcd's own CA (`etcd/ca`): the cluster CA signs every node's client certificate, and
+    /// no node may read etcd. It signs etcd's serving certificate (`etcd/server`, for
+    /// 127.0.0.1 and `localhost`: publish reaches a control-plane VM's etcd through a
+    /// forwarded loopback port), the API server's client (`apiserver-etcd-client`) and the
+    /// one `diskless publish` takes snapshots with (`etcd/snapshot-client`). The throwaway
+    /// control plane's own etcd speaks plain HTTP on loopback and uses none of them.
+    pub etcd_ca: Pair,
+    pub etcd_server: Pair,
+    pub apiserver_etcd_client: Pair,
+    pub etcd_snapshot_client: Pair,
 }
 
 /// The names the API server answers to: the guest-side address (where a guest reaches it
@@ -65,34 +75,31 @@ pub fn server_names() -> Vec<String> {
 
 /// Generates the PKI into `dir` (created): certificates 0644, keys 0600.
 pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let ca_key = new_key()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name = rcgen::DistinguishedName::new();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "diskless throwaway CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca_params.self_signed(&ca_key).context("self-sign the CA")?;
+    generate_with(dir, &[])
+}
+
+/// [`generate`], the API server's certificate also naming `extra_names` (a control-plane
+/// machine's own addresses and names).
+pub fn generate_with(dir: &Path, extra_names: &[String]) -> anyhow::Result<Pki> {
+    std::fs::create_dir_all(dir.join("etcd"))
+        .with_context(|| format!("create {}", dir.display()))?;
+    let (ca_cert, ca_key) = new_ca("diskless throwaway CA")?;
     let ca = write_pair(dir, "ca", &ca_cert, &ca_key)?;
     let ca_pem = ca_cert.pem();
     let issuer = Issuer {
         cert: &ca_cert,
         key: &ca_key,
     };
+    let mut names = server_names();
+    names.extend(extra_names.iter().cloned());
 
     let apiserver = issuer.leaf(
         dir,
         "apiserver",
         "kube-apiserver",
         None,
-        server_names(),
-        ExtendedKeyUsagePurpose::ServerAuth,
+        names,
+        vec![ExtendedKeyUsagePurpose::ServerAuth],
     )?;
     let client = |file: &str, cn: &str, org: Option<&str>| {
         issuer.leaf(
@@ -101,7 +108,7 @@ pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
             cn,
             org,
             Vec::new(),
-            ExtendedKeyUsagePurpose::ClientAuth,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
         )
     };
     // kubeadm (v1.36) gives this certificate no group: RBAC's `kubeadm:apiserver-kubelet-client`
@@ -124,6 +131,37 @@ pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
     // private keys or as SPKI public keys, not as the PKCS#8 that rcgen writes.
     write_file(&sa_pub, sa.public_key_pem().as_bytes(), 0o644)?;
 
+    let (etcd_ca_cert, etcd_ca_key) = new_ca("diskless etcd CA")?;
+    let etcd_ca = write_pair(dir, "etcd/ca", &etcd_ca_cert, &etcd_ca_key)?;
+    let etcd_issuer = Issuer {
+        cert: &etcd_ca_cert,
+        key: &etcd_ca_key,
+    };
+    let etcd_server = etcd_issuer.leaf(
+        dir,
+        "etcd/server",
+        "etcd",
+        None,
+        vec!["127.0.0.1".into(), "localhost".into()],
+        // Client too, as kubeadm's: etcd's gRPC gateway dials etcd itself with this pair.
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    )?;
+    let etcd_client = |file: &str, cn: &str| {
+        etcd_issuer.leaf(
+            dir,
+            file,
+            cn,
+            None,
+            Vec::new(),
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        )
+    };
+    let apiserver_etcd_client = etcd_client("apiserver-etcd-client", "kube-apiserver-etcd-client")?;
+    let etcd_snapshot_client = etcd_client("etcd/snapshot-client", "diskless-publish")?;
+
     Ok(Pki {
         ca,
         ca_pem,
@@ -134,7 +172,29 @@ pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
         scheduler,
         sa_key,
         sa_pub,
+        etcd_ca,
+        etcd_server,
+        apiserver_etcd_client,
+        etcd_snapshot_client,
     })
+}
+
+/// A self-signed CA named `cn`.
+fn new_ca(cn: &str) -> anyhow::Result<(Certificate, KeyPair)> {
+    let key = new_key()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params
+        .self_signed(&key)
+        .with_context(|| format!("self-sign {cn}"))?;
+    Ok((cert, key))
 }
 
 struct Issuer<'a> {
@@ -151,7 +211,7 @@ impl Issuer<'_> {
         cn: &str,
         org: Option<&str>,
         sans: Vec<String>,
-        usage: ExtendedKeyUsagePurpose,
+        usage: Vec<ExtendedKeyUsagePurpose>,
     ) -> anyhow::Result<Pair> {
         let key = new_key()?;
         let mut params =
@@ -164,7 +224,7 @@ impl Issuer<'_> {
                 .push(DnType::OrganizationName, org);
         }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usage;
         params.use_authority_key_identifier_extension = true;
         let cert = params
             .signed_by(&key, self.cert, self.key)
