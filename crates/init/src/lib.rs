@@ -5,6 +5,7 @@
 //! `diskless_contract`. See README.md.
 
 pub mod cmdline;
+pub mod controlplane;
 pub mod images;
 pub mod integrity;
 pub mod kubeletconf;
