@@ -33,6 +33,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+mod controlplane;
 mod dest;
 mod entries;
 mod foreign;
@@ -40,6 +41,7 @@ mod generation;
 pub mod inventory;
 pub mod kubeconfig;
 mod node;
+pub mod snapshot;
 pub mod token;
 mod verify;
 
