@@ -76,8 +76,7 @@ pub struct Layout {
     pub controller_manager_port: u16,
     pub scheduler_kubeconfig: String,
     pub scheduler_port: u16,
-    /// Leader election for the controller-manager and the scheduler. One instance has no one
-    /// to elect against, but the Lease shows which instance works (and costs a few seconds).
+    /// Leader election for the controller-manager and the scheduler (off for one instance).
     pub leader_elect: bool,
 }
 
@@ -142,7 +141,11 @@ pub fn apiserver(l: &Layout) -> Vec<String> {
         args.push(format!("--advertise-address={a}"));
     }
     args.push(format!("--etcd-servers={}", l.etcd_client));
-    if let Some(tls) = l.etcd_tls.as_ref().filter(|_| l.etcd_client.starts_with("https://")) {
+    if let Some(tls) = l
+        .etcd_tls
+        .as_ref()
+        .filter(|_| l.etcd_client.starts_with("https://"))
+    {
         args.extend([
             format!("--etcd-cafile={}", tls.ca),
             format!("--etcd-certfile={}", tls.apiserver_client.cert),

@@ -9,6 +9,7 @@
 pub mod clusterdns;
 mod console;
 pub mod controlplane;
+pub mod controlplane_vm;
 mod hook;
 pub mod join;
 pub mod lifecycle;
