@@ -119,3 +119,60 @@ fn apply_rbac(cp: &ControlPlane, admin: &Path) -> anyhow::Result<()> {
 pub(crate) fn program(configured: &Option<PathBuf>, name: &str) -> PathBuf {
     configured.clone().unwrap_or_else(|| PathBuf::from(name))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control_plane(dir: &Path) -> ControlPlane {
+        ControlPlane {
+            host: "cp".into(),
+            pki_dir: dir.join("pki"),
+            advertise_address: None,
+            etcd_endpoint: "https://127.0.0.1:1".into(),
+            snapshot_dir: dir.join("snapshots"),
+            admin_kubeconfig: None,
+            etcdctl: Some("/nonexistent/etcdctl".into()),
+            etcdutl: Some("/nonexistent/etcdutl".into()),
+            kubectl: None,
+        }
+    }
+
+    /// Secrets 0600, certificates 0644, kubeconfigs naming the segment's own paths; without
+    /// an etcd to snapshot and none kept, no snapshot (and no error).
+    #[test]
+    fn the_segment_carries_the_pki_and_kubeconfigs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cp = control_plane(tmp.path());
+        std::fs::create_dir_all(cp.pki_dir.join("etcd")).unwrap();
+        for (name, _) in PKI_FILES {
+            std::fs::write(cp.pki_dir.join(name), name.as_bytes()).unwrap();
+        }
+        let files = files(&cp).unwrap();
+        assert_eq!(files[&pki("ca.key")], (b"ca.key".to_vec(), 0o600));
+        assert_eq!(files[&pki("ca.crt")].1, 0o644);
+        assert!(!files.contains_key(ETCD_SNAPSHOT));
+        let k: serde_json::Value =
+            serde_json::from_slice(&files[CONTROLLER_MANAGER_KUBECONFIG].0).unwrap();
+        assert_eq!(
+            k["clusters"][0]["cluster"]["server"],
+            "https://127.0.0.1:6443"
+        );
+        assert_eq!(
+            k["users"][0]["user"]["client-key"],
+            pki("controller-manager.key")
+        );
+        assert!(!files.keys().any(|f| f.contains("etcd/ca.key")));
+    }
+
+    #[test]
+    fn a_missing_pki_file_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cp = control_plane(tmp.path());
+        let e = format!("{:#}", files(&cp).unwrap_err());
+        assert!(
+            e.contains("control_plane.pki_dir") && e.contains("ca.crt"),
+            "{e}"
+        );
+    }
+}
