@@ -46,9 +46,10 @@ pub struct Pki {
     /// etcd's own CA (`etcd/ca`): the cluster CA signs every node's client certificate, and
     /// no node may read etcd. It signs etcd's serving certificate (`etcd/server`, for
     /// 127.0.0.1 and `localhost`: publish reaches a control-plane VM's etcd through a
-    /// forwarded loopback port), the API server's client (`apiserver-etcd-client`) and the
-    /// one `diskless publish` takes snapshots with (`etcd/snapshot-client`). The throwaway
-    /// control plane's own etcd speaks plain HTTP on loopback and uses none of them.
+    /// forwarded loopback port), kubeadm's client for an API server that reaches etcd over
+    /// TLS (`apiserver-etcd-client`; the control-plane image's uses plain HTTP on its own
+    /// loopback) and the one `diskless publish` takes snapshots with (`etcd/snapshot-client`).
+    /// The throwaway control plane's own etcd speaks plain HTTP on loopback and uses none.
     pub etcd_ca: Pair,
     pub etcd_server: Pair,
     pub apiserver_etcd_client: Pair,
