@@ -84,6 +84,7 @@
         // lib.optionalAttrs (pkgs.stdenv.hostPlatform.system == "x86_64-linux") {
           worker-image = image ./images/worker.nix;
           containerd-only-image = image ./images/containerd-only.nix;
+          control-plane-image = image ./images/control-plane.nix;
         }
       );
 

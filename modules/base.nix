@@ -47,14 +47,18 @@ let
             types.enum [
               "container-runtime"
               "kubelet"
+              "etcd"
+              "api-server"
             ]
           );
           default = null;
           example = "container-runtime";
           description = ''
             What the init does around this service beyond starting it: `container-runtime`
-            (preloaded images are imported once it is ready) or `kubelet` (gets the node's labels,
-            taints, join mode and a serving certificate). At most one service per role.
+            (preloaded images are imported once it is ready), `kubelet` (gets the node's labels,
+            taints, join mode and a serving certificate), `etcd` (its data restored from the node
+            segment's snapshot first) or `api-server` (gets the node's advertise address). At
+            most one service per role.
           '';
         };
         plan = mkOption {

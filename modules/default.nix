@@ -11,6 +11,7 @@
     ./network.nix
     ./containerd.nix
     ./kubelet.nix
+    ./control-plane.nix
     ./preload.nix
     ./ssh.nix
     ./ipxe.nix

@@ -38,13 +38,17 @@ pub struct ModuleGroup {
 /// Every module of [`KERNEL_MODULES_JSON`], network first, then the container runtime's, then
 /// the kubelet's.
 pub fn worker_modules() -> Vec<String> {
-    let groups: std::collections::BTreeMap<String, ModuleGroup> =
-        serde_json::from_str(KERNEL_MODULES_JSON).expect("data/kernel-modules.json is valid");
     ["network", "container-runtime", "kubelet"]
         .iter()
-        .flat_map(|g| &groups[*g].modules)
-        .cloned()
+        .flat_map(|g| module_group(g))
         .collect()
+}
+
+/// The modules of one group of [`KERNEL_MODULES_JSON`].
+pub fn module_group(name: &str) -> Vec<String> {
+    let groups: std::collections::BTreeMap<String, ModuleGroup> =
+        serde_json::from_str(KERNEL_MODULES_JSON).expect("data/kernel-modules.json is valid");
+    groups[name].modules.clone()
 }
 
 /// CNI plugins the generated bridge network uses.
@@ -72,8 +76,19 @@ pub enum Kubelet {
     None,
 }
 
+/// What the host plan's machine is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HostRole {
+    /// containerd and a kubelet (`images/worker`).
+    #[default]
+    Worker,
+    /// etcd and the Kubernetes control plane (`host_control_plane.rs`, `images/control-plane`).
+    ControlPlane,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct HostOptions {
+    pub role: HostRole,
     pub kubelet: Kubelet,
     pub runtime: Runtime,
     /// The node's init binary (default: `diskless-init` beside this executable).
@@ -508,6 +523,9 @@ pub fn host_plan(
         ..Default::default()
     };
 
+    if args.role == HostRole::ControlPlane {
+        return crate::host_control_plane::plan(args, kernel, modules_dir, base);
+    }
     let modules = Component {
         name: "kernel-modules".into(),
         modules: worker_modules(),

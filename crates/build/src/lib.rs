@@ -12,8 +12,10 @@
 pub mod bzimage;
 pub mod cachegc;
 pub mod compress;
+pub mod controlplane;
 pub mod elf;
 pub mod host;
+pub mod host_control_plane;
 pub mod index;
 pub mod inspect;
 pub mod ipxe;

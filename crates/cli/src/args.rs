@@ -13,6 +13,11 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args, Clone)]
 pub struct HostArgs {
+    /// What the machine is: a `worker` (containerd and a kubelet) or the `control-plane` (etcd,
+    /// kube-apiserver, kube-controller-manager, kube-scheduler; its secrets and etcd snapshot
+    /// come from its node segment, see docs/boot-server.md).
+    #[arg(long, value_enum, default_value = "worker")]
+    pub role: RoleArg,
     /// kubelet binary to include (default: the pinned stack's, from scripts/install-deps).
     #[arg(long, env = "KUBELET", conflicts_with = "no_kubelet")]
     pub kubelet: Option<PathBuf>,
@@ -47,6 +52,12 @@ pub struct HostArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Worker,
+    ControlPlane,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeArg {
     Stack,
     Debian,
@@ -61,6 +72,10 @@ pub enum PackingArg {
 impl From<HostArgs> for HostOptions {
     fn from(a: HostArgs) -> Self {
         HostOptions {
+            role: match a.role {
+                RoleArg::Worker => diskless_build::host::HostRole::Worker,
+                RoleArg::ControlPlane => diskless_build::host::HostRole::ControlPlane,
+            },
             kubelet: match (a.kubelet, a.no_kubelet) {
                 (_, true) => Kubelet::None,
                 (Some(p), false) => Kubelet::Path(p),
@@ -274,6 +289,24 @@ pub struct CheckArgs {
     /// image's unpinned preloaded images and keep every pinned one.
     #[arg(long, conflicts_with_all = ["join", "kill_containerd"])]
     pub image_pressure: bool,
+    /// OUT holds a control-plane image (`build --host --role control-plane`): publish it for
+    /// one control-plane host with a fresh cluster PKI, boot it, wait for the API server and
+    /// both leaders, create a ConfigMap, publish again (etcd snapshot), power-cycle the
+    /// machine, and require the ConfigMap back.
+    #[arg(long, conflicts_with_all = ["join", "kill_containerd", "image_pressure", "lifecycle"])]
+    pub control_plane: bool,
+}
+
+impl CheckArgs {
+    /// The options of `check --control-plane`.
+    pub fn control_plane_options(self) -> diskless_harness::controlplane_vm::Options {
+        diskless_harness::controlplane_vm::Options {
+            boot: self.boot.into(),
+            json: self.json,
+            verbose: self.verbose,
+            hook: self.hook,
+        }
+    }
 }
 
 impl From<CheckArgs> for CheckOptions {

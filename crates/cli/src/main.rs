@@ -296,6 +296,9 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             None => diskless_serve::serve(&(&args).into()),
         },
         Command::Run(args) => diskless_harness::run(&args.into()),
+        Command::Check(args) if args.control_plane => {
+            diskless_harness::controlplane_vm::check(&args.control_plane_options())
+        }
         Command::Check(args) => diskless_harness::check(&args.into()),
         Command::Oci(cmd) => oci::main(&cmd),
         Command::Cache(cmd) => cache::main(&cmd),

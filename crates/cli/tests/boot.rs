@@ -932,3 +932,81 @@ fn join_node_survives_kubelet_kill_api_outage_token_expiry_and_reboot() {
     );
     assert_eq!(check_status(&r, "kubelet-restart"), Some("ok"));
 }
+
+/// The diskless control plane (`build --host --role control-plane`): published with a fresh
+/// cluster PKI for one control-plane host, network-booted, etcd healthy, the API server ready,
+/// the controller-manager and the scheduler leading; a ConfigMap created, publish takes an etcd
+/// snapshot into the node segment, the machine is power-cycled and boots again: the init
+/// restored the snapshot, the ConfigMap (its random nonce) and the RBAC publish applied are
+/// back, and both components work again.
+#[test]
+fn control_plane_survives_a_reboot_through_its_etcd_snapshot() {
+    if let Some(why) = missing_tools() {
+        return eprintln!("skipped: {why}");
+    }
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("boot-control-plane");
+    let _ = std::fs::remove_dir_all(&out);
+    let built = Command::new(DISKLESS)
+        .args(["build", "--host", "--role", "control-plane", "--name"])
+        .args(["control-plane", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "diskless build --host --role control-plane failed: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let output = Command::new(DISKLESS)
+        .arg("check")
+        .arg(&out)
+        .args([
+            "--control-plane",
+            "--name",
+            "control-plane",
+            "--json",
+            "--verbose",
+        ])
+        .args([
+            "--mac",
+            "52:54:00:cc:00:01",
+            "--memory",
+            "2048",
+            "--timeout",
+            "600",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let console = String::from_utf8_lossy(&output.stderr);
+    let r: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("diskless check --control-plane printed no JSON report ({e}):\n{stdout}\n{console}")
+    });
+    // The numbers a benchmark report needs, in the test log.
+    eprintln!(
+        "control plane: first boot {}\nsecond boot {}\nsnapshot {} bytes, publish {} s",
+        r["first_boot"], r["second_boot"], r["snapshot_bytes"], r["publish_seconds"]
+    );
+    if r["ok"] != true {
+        let lines: Vec<&str> = console.lines().collect();
+        eprintln!(
+            "--- console (last 150 lines) ---\n{}\n---",
+            lines[lines.len().saturating_sub(150)..].join("\n")
+        );
+    }
+    assert!(r["ok"] == true, "check failed: {:#}", r["failures"]);
+    let second = &r["second_boot"];
+    assert!(
+        second["etcd_restore"]
+            .as_str()
+            .is_some_and(|d| d.contains("(hash checked)")),
+        "{second}"
+    );
+    for boot in [&r["first_boot"], second] {
+        assert!(boot["scheduler_working"].as_f64().is_some(), "{boot}");
+        assert!(
+            boot["memory"]["mem_used_kb"].as_u64().unwrap() > 0,
+            "{boot}"
+        );
+    }
+}

@@ -32,6 +32,9 @@ pub enum CheckMode {
     /// Fill the RAM root past the kubelet's image-filesystem threshold and require that its
     /// image GC deletes the unpinned preloaded images and keeps the pinned ones.
     ImagePressure,
+    /// A control plane: wait until etcd, the API server, the controller-manager and the
+    /// scheduler listen, report memory, and stay up for the harness to use the API.
+    ControlPlane,
 }
 
 const MODES: &[(CheckMode, &str)] = &[
@@ -40,6 +43,7 @@ const MODES: &[(CheckMode, &str)] = &[
     (CheckMode::Join, "join"),
     (CheckMode::Lifecycle, "lifecycle"),
     (CheckMode::ImagePressure, "image-pressure"),
+    (CheckMode::ControlPlane, "control-plane"),
 ];
 
 impl CheckMode {
@@ -65,7 +69,10 @@ impl CheckMode {
     /// Whether the hook leaves the machine running when done: the harness still watches a
     /// join node through the API.
     pub fn stays_up(self) -> bool {
-        matches!(self, CheckMode::Join | CheckMode::Lifecycle)
+        matches!(
+            self,
+            CheckMode::Join | CheckMode::Lifecycle | CheckMode::ControlPlane
+        )
     }
 }
 
@@ -87,6 +94,8 @@ pub enum Stage {
     Images,
     KubeletConfig,
     KubeletCert,
+    /// etcd's data restored from the node segment's snapshot (a control plane).
+    EtcdRestore,
     Boot,
     /// Starting the check hook.
     Check,
@@ -110,6 +119,7 @@ const NAMED: &[(Stage, &str)] = &[
     (Stage::Images, "images"),
     (Stage::KubeletConfig, "kubelet-config"),
     (Stage::KubeletCert, "kubelet-cert"),
+    (Stage::EtcdRestore, "etcd-restore"),
     (Stage::Boot, "boot"),
     (Stage::Check, "check"),
 ];

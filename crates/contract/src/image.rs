@@ -155,6 +155,13 @@ pub enum Role {
     /// The kubelet: gets the node's labels, taints and mode (node.json) and a serving
     /// certificate before it starts.
     Kubelet,
+    /// etcd: before it starts, the init restores its data directory from the node segment's
+    /// snapshot (`controlplane::ETCD_SNAPSHOT`) with the `etcdutl` beside it, which checks the
+    /// snapshot's hash; a snapshot that does not restore keeps etcd from starting (an empty
+    /// etcd would be snapshotted next and replace the good one).
+    Etcd,
+    /// The API server: gets the node's `--advertise-address` (node.json `control_plane`).
+    ApiServer,
 }
 
 impl Role {
@@ -162,6 +169,8 @@ impl Role {
         match self {
             Role::ContainerRuntime => "container-runtime",
             Role::Kubelet => "kubelet",
+            Role::Etcd => "etcd",
+            Role::ApiServer => "api-server",
         }
     }
 }
@@ -298,7 +307,12 @@ pub fn check_services(services: &[Service]) -> Result<(), String> {
             ));
         }
     }
-    for role in [Role::ContainerRuntime, Role::Kubelet] {
+    for role in [
+        Role::ContainerRuntime,
+        Role::Kubelet,
+        Role::Etcd,
+        Role::ApiServer,
+    ] {
         let holders: Vec<&str> = services
             .iter()
             .filter(|s| s.role == Some(role))

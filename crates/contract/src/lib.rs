@@ -6,6 +6,8 @@
 //! - [`node`]: `/.diskless/node/node.json`, one machine's identity, written by publish.
 //! - [`identity`]: the rules for hostnames, MACs, labels and taints (the kubelet's), one each.
 //! - [`cluster`]: the rules for a node's pod range, cluster DNS servers and domain.
+//! - [`controlplane`]: where a diskless control plane's PKI, kubeconfigs and etcd snapshot
+//!   are in its node segment.
 //! - [`reference`]: image references by the distribution spec grammar; [`digest`]: sha256 hex.
 //! - [`console`]: the `diskless: <stage> ok|FAILED|skipped t=…` lines the init prints and the
 //!   harness parses, and the check hook's `diskless-check: …` lines.
@@ -14,6 +16,7 @@
 
 pub mod cluster;
 pub mod console;
+pub mod controlplane;
 pub mod digest;
 pub mod identity;
 pub mod image;

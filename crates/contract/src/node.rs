@@ -6,6 +6,7 @@
 //! field): a kubelet started with half a configuration registers a wrong node, which is worse
 //! than none.
 
+use crate::controlplane::ControlPlaneNode;
 use crate::{cluster, identity};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -58,6 +59,9 @@ pub struct NodeConfig {
     /// The cluster domain (the kubelet's `clusterDomain`, e.g. `cluster.local`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_domain: Option<String>,
+    /// Present on a control-plane host (inventory `role = "control-plane"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<ControlPlaneNode>,
 }
 
 /// The pod range of a standalone node: its pods talk to each other and, masqueraded, out.
@@ -99,6 +103,9 @@ impl NodeConfig {
         }
         if let Some(d) = &self.cluster_domain {
             cluster::domain(d).map_err(|why| ("cluster_domain".to_string(), why))?;
+        }
+        if let Some(c) = &self.control_plane {
+            c.check()?;
         }
         Ok(())
     }

@@ -243,6 +243,7 @@ fn publish(opts: &Options, cp: &dyn ControlPlaneSide, lab: &Path) -> anyhow::Res
             cluster_domain: Some(CLUSTER_DOMAIN.to_string()),
         }),
         ssh_authorized_keys_file: None,
+        control_plane: None,
         hosts: WORKERS
             .iter()
             .map(|w| Host {

@@ -129,6 +129,7 @@ impl Lab {
                 // The controller-manager allocates it (`--allocate-node-cidrs`).
                 pod_cidr: None,
             }],
+            control_plane: None,
         };
         let inventory_path = dir.path().join("lab.toml");
         std::fs::write(&inventory_path, inventory.to_toml())?;

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod clusterdns;
 mod console;
 pub mod controlplane;
+pub mod controlplane_vm;
 mod hook;
 pub mod join;
 pub mod lifecycle;

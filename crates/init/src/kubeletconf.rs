@@ -143,6 +143,7 @@ mod tests {
             pod_cidr: Some("10.244.7.0/24".into()),
             cluster_dns: vec!["10.96.0.10".into()],
             cluster_domain: Some("cluster.local".into()),
+            control_plane: None,
         };
         let mut d = DropIn::for_node(Some(&node), false);
         d.authentication = Some(Authentication {

@@ -6,6 +6,7 @@
 
 pub mod apiclient;
 pub mod cmdline;
+pub mod controlplane;
 pub mod images;
 pub mod integrity;
 pub mod kubeletconf;

@@ -14,10 +14,11 @@ use diskless_init::cmdline::Cmdline;
 use diskless_init::services::Output;
 use diskless_init::supervisor::Supervisor;
 use diskless_init::{
-    images, integrity, log, machineid, modules, mounts, network, node, podroutes, prefetch,
-    services, servingcert, squashfs, supervisor, switchroot, sys, sysctl,
+    controlplane, images, integrity, log, machineid, modules, mounts, network, node, podroutes,
+    prefetch, services, servingcert, squashfs, supervisor, switchroot, sys, sysctl,
 };
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -250,6 +251,15 @@ fn start_services(
                 let hostname = fixed_hostname.map(String::from).or(named);
                 start_kubelet(sup, svc, node, hostname.as_deref());
             }
+            Some(Role::Etcd) => {
+                system.wait();
+                start_etcd(sup, svc);
+            }
+            Some(Role::ApiServer) => {
+                system.wait();
+                let node = node.as_ref().ok().and_then(Option::as_ref);
+                start_service(sup, &controlplane::apiserver_for(svc, node));
+            }
             None => {
                 system.wait();
                 start_service(sup, svc);
@@ -304,6 +314,29 @@ fn start_kubelet(
         Err(e) => log::failed(&Stage::KubeletCert, &e),
     }
     start_service(sup, &kubelet.service)
+}
+
+/// etcd, its data restored first from the node segment's snapshot. Not fatal, but a snapshot
+/// that does not restore keeps etcd from starting: an empty etcd would be snapshotted by the
+/// next publish in place of the good snapshot.
+fn start_etcd(sup: &mut Supervisor, etcd: &Service) {
+    if let Some(p) = etcd
+        .condition_path
+        .as_ref()
+        .filter(|p| !Path::new(p).exists())
+    {
+        let why = format!("condition_path {p} does not exist");
+        log::skipped(&Stage::EtcdRestore, &why);
+        return log::skipped(&Stage::Service(etcd.name.clone()), &why);
+    }
+    match controlplane::restore_etcd(etcd) {
+        Ok(s) => log::ok(&Stage::EtcdRestore, &s),
+        Err(e) => {
+            log::failed(&Stage::EtcdRestore, &e);
+            return log::failed(&Stage::Service(etcd.name.clone()), "not started");
+        }
+    }
+    start_service(sup, etcd)
 }
 
 /// Steps 4 and 5: modules (on every CPU), sysctls, cgroup controllers, network; returns the

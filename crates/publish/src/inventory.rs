@@ -28,6 +28,55 @@ pub struct Inventory {
     pub ssh_authorized_keys_file: Option<PathBuf>,
     #[serde(default)]
     pub hosts: Vec<Host>,
+    /// The host that runs the diskless control plane, and its secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<ControlPlane>,
+}
+
+/// `[control_plane]`: one inventory host boots the control-plane image (`diskless build --host
+/// --role control-plane`); its node segment carries the cluster's PKI, the components'
+/// kubeconfigs and the newest etcd snapshot. Each publish first applies the bootstrap RBAC
+/// (with `admin_kubeconfig`) and takes a snapshot through etcd's client API, so a reboot of
+/// the control plane loses at most what changed since the last publish (docs/boot-server.md,
+/// "Diskless control plane").
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlane {
+    /// The `hostname` of the inventory host that runs it (one: a single etcd member).
+    pub host: String,
+    /// The PKI, by kubeadm's file names (`ca.crt`, `apiserver.key`, `etcd/ca.crt`, ...; the
+    /// files of `diskless_contract::controlplane::PKI_FILES`, and `etcd/snapshot-client.*`
+    /// for publish's own etcd client).
+    pub pki_dir: PathBuf,
+    /// The address the API server advertises; default: its default route's interface's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_address: Option<String>,
+    /// Where publish reaches etcd's client API: `https://<control plane>:2379`.
+    pub etcd_endpoint: String,
+    /// Where publish keeps the verified snapshots (mode 0600: they hold every Secret of the
+    /// cluster); the newest goes into the node segment.
+    pub snapshot_dir: PathBuf,
+    /// A kubeconfig with the right to create ClusterRoleBindings (the admin's), to apply the
+    /// bootstrap RBAC nodes join with; without it, the RBAC is left to the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_kubeconfig: Option<PathBuf>,
+    /// The programs to run; default `etcdctl`, `etcdutl` and `kubectl` on PATH.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcdctl: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcdutl: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubectl: Option<PathBuf>,
+}
+
+impl ControlPlane {
+    /// How many verified snapshots publish keeps in `snapshot_dir`.
+    pub const KEEP_SNAPSHOTS: usize = 8;
+
+    /// Whether `host` is the control-plane host.
+    pub fn runs_on(&self, host: &Host) -> bool {
+        self.host == host.hostname
+    }
 }
 
 fn default_timeout() -> u32 {
@@ -161,6 +210,13 @@ impl Inventory {
         if let Some(k) = &mut inv.ssh_authorized_keys_file {
             rebase(k);
         }
+        if let Some(c) = &mut inv.control_plane {
+            rebase(&mut c.pki_dir);
+            rebase(&mut c.snapshot_dir);
+            if let Some(a) = &mut c.admin_kubeconfig {
+                rebase(a);
+            }
+        }
         for h in &mut inv.hosts {
             if let Some(d) = &mut h.ssh_host_keys_dir {
                 rebase(d);
@@ -269,6 +325,30 @@ impl Inventory {
             Words::new(h.kernel_args.clone())
                 .map_err(|why| invalid(format!("hosts[{i}].kernel_args"), why))?;
         }
+        if let Some(c) = &self.control_plane {
+            let Some(host) = self.hosts.iter().find(|h| c.runs_on(h)) else {
+                return Err(invalid(
+                    "control_plane.host".into(),
+                    format!("{:?} is not the hostname of any [[hosts]] entry", c.host),
+                ));
+            };
+            if host.kubelet_mode == KubeletMode::Join {
+                return Err(invalid(
+                    "control_plane.host".into(),
+                    format!(
+                        "{} is in join mode; the control-plane image runs no kubelet (leave kubelet_mode standalone)",
+                        c.host
+                    ),
+                ));
+            }
+            diskless_contract::controlplane::ControlPlaneNode {
+                advertise_address: c.advertise_address.clone(),
+            }
+            .check()
+            .map_err(|(field, why)| invalid(field, why))?;
+            etcd_endpoint(&c.etcd_endpoint)
+                .map_err(|why| invalid("control_plane.etcd_endpoint".into(), why))?;
+        }
         Ok(())
     }
 
@@ -321,6 +401,23 @@ impl Inventory {
             }
         }
         Ok(())
+    }
+}
+
+/// One etcd client URL, `https://<host>:<port>`: etcdctl reads a comma as a second endpoint.
+fn etcd_endpoint(url: &str) -> Result<(), String> {
+    match url.strip_prefix("https://") {
+        Some(rest)
+            if !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"/,@?#".contains(&b)) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "{url:?} is not one etcd client URL; write it as https://<control plane>:2379"
+        )),
     }
 }
 
@@ -382,6 +479,62 @@ mod tests {
             .authorized_keys(&p)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn the_control_plane_names_a_standalone_host_and_one_https_endpoint() {
+        let inv = |host: &str, mode: &str, endpoint: &str, address: &str| {
+            format!(
+                "[[hosts]]\nmac = \"52:54:00:00:00:01\"\nhostname = \"cp\"\nimage = \"cp\"\nkubelet_mode = \"{mode}\"\n\
+                 [join]\napi_server = \"https://10.0.0.1:6443\"\nca_file = \"ca.crt\"\ntoken_file = \"t\"\n\
+                 [control_plane]\nhost = \"{host}\"\npki_dir = \"pki\"\netcd_endpoint = \"{endpoint}\"\n\
+                 snapshot_dir = \"snapshots\"\nadvertise_address = \"{address}\"\n"
+            )
+        };
+        let ok = parse(&inv(
+            "cp",
+            "standalone",
+            "https://10.0.0.1:2379",
+            "10.0.0.1",
+        ))
+        .unwrap();
+        let cp = ok.control_plane.unwrap();
+        assert!(cp.pki_dir.is_absolute() && cp.snapshot_dir.ends_with("snapshots"));
+        for (text, field, why) in [
+            (
+                inv("cq", "standalone", "https://a:2379", "10.0.0.1"),
+                "control_plane.host",
+                "not the hostname",
+            ),
+            (
+                inv("cp", "join", "https://a:2379", "10.0.0.1"),
+                "control_plane.host",
+                "runs no kubelet",
+            ),
+            (
+                inv("cp", "standalone", "http://a:2379", "10.0.0.1"),
+                "control_plane.etcd_endpoint",
+                "https://",
+            ),
+            (
+                inv(
+                    "cp",
+                    "standalone",
+                    "https://a:2379,https://b:2379",
+                    "10.0.0.1",
+                ),
+                "control_plane.etcd_endpoint",
+                "one etcd",
+            ),
+            (
+                inv("cp", "standalone", "https://a:2379", "cp.lab"),
+                "control_plane.advertise_address",
+                "not an IP",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains(why), "{e}");
+        }
     }
 
     /// Labels and taints the kubelet would refuse at boot are refused at publish.

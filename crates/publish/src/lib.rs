@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub mod authorized_keys;
+mod controlplane;
 mod dest;
 mod entries;
 mod foreign;
@@ -41,6 +42,7 @@ mod generation;
 pub mod inventory;
 pub mod kubeconfig;
 mod node;
+pub mod snapshot;
 pub mod token;
 mod verify;
 

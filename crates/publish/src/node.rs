@@ -10,6 +10,7 @@ use diskless_build::index::Artifact;
 use diskless_build::ipxe::words::{Word, Words};
 use diskless_build::store::sha256_hex;
 use diskless_build::tree::{Content, Entry, EntryKind, Tree};
+use diskless_contract::controlplane::ControlPlaneNode;
 use diskless_contract::node::{NodeConfig, BOOTSTRAP_KUBECONFIG, CLIENT_CA, NODE_JSON};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,7 @@ fn node_files(
     keys: Option<&AuthorizedKeys>,
 ) -> anyhow::Result<BTreeMap<String, (Vec<u8>, u32)>> {
     let mut files = BTreeMap::new();
+    let control_plane = inv.control_plane.as_ref().filter(|c| c.runs_on(host));
     // The node's one identity channel: the init reads this file with the same type.
     let node = NodeConfig {
         hostname: host.hostname.clone(),
@@ -94,8 +96,14 @@ fn node_files(
         // Cluster settings only for nodes that join the cluster.
         cluster_dns: join_settings(inv, host, |j| j.cluster_dns.clone()).unwrap_or_default(),
         cluster_domain: join_settings(inv, host, |j| j.cluster_domain.clone()).flatten(),
+        control_plane: control_plane.map(|c| ControlPlaneNode {
+            advertise_address: c.advertise_address.clone(),
+        }),
     };
     files.insert(NODE_JSON.to_string(), (node.to_json(), 0o600));
+    if let Some(c) = control_plane {
+        files.extend(crate::controlplane::files(c)?);
+    }
     if host.kubelet_mode == KubeletMode::Join {
         let j = inv.join.as_ref().expect("checked by Inventory::check");
         let token = match (&j.token_file, &j.mint_tokens) {

@@ -13,9 +13,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The group kubeadm's default bootstrap tokens authenticate as (besides
-/// `system:bootstrappers`): a kubeadm cluster already lets it create and auto-approve node CSRs.
-pub const BOOTSTRAP_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+pub use diskless_build::controlplane::BOOTSTRAP_GROUP;
 
 /// A bootstrap token, `<id>.<secret>`: `[a-z0-9]{6}` and `[a-z0-9]{16}`.
 #[derive(Clone)]

@@ -15,7 +15,7 @@
 mod bootstrap;
 mod components;
 mod kubelet_proxy;
-mod pki;
+pub mod pki;
 mod process;
 
 pub use bootstrap::BOOTSTRAP_GROUP;
@@ -36,16 +36,10 @@ use std::time::{Duration, Instant};
 /// uses the same address, port 80).
 pub const GUEST_API_ADDR: &str = "10.0.2.100";
 pub const GUEST_API_PORT: u16 = 6443;
-/// kubeadm's defaults: services, the `kubernetes` Service's IP (the range's first), pods.
-pub const SERVICE_CIDR: &str = "10.96.0.0/12";
-pub const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
-pub const CLUSTER_CIDR: &str = "10.244.0.0/16";
-/// The cluster DNS Service's ClusterIP (kubeadm's: the tenth address of [`SERVICE_CIDR`]) and
-/// the cluster domain, which joined nodes' kubelets write into pods' resolv.conf.
-pub const CLUSTER_DNS: &str = "10.96.0.10";
-pub const CLUSTER_DOMAIN: &str = "cluster.local";
-/// Each node's `spec.podCIDR` is a /24 of [`CLUSTER_CIDR`].
-pub const NODE_CIDR_MASK: u8 = 24;
+/// kubeadm's defaults (shared with the diskless control-plane image).
+pub use diskless_build::controlplane::{
+    CLUSTER_CIDR, CLUSTER_DNS, CLUSTER_DOMAIN, KUBERNETES_SERVICE_IP, NODE_CIDR_MASK, SERVICE_CIDR,
+};
 /// The kubelet's HTTPS port in the guest.
 pub const KUBELET_PORT: u16 = 10250;
 
@@ -128,7 +122,7 @@ impl ControlPlane {
             .tempdir()
             .context("cannot create the control plane's directory")?;
         let extra_names: Vec<String> = opts.lab_address.iter().map(|a| a.to_string()).collect();
-        let pki = pki::generate(&dir.path().join("pki"), &extra_names)?;
+        let pki = pki::generate_with(&dir.path().join("pki"), &extra_names)?;
         let free = free_ports(5)?;
         let ports = Ports {
             etcd_client: free[0],

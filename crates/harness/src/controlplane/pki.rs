@@ -43,6 +43,17 @@ pub struct Pki {
     /// legacy tokens with `sa.key`.
     pub sa_key: PathBuf,
     pub sa_pub: PathBuf,
+    /// etcd's own CA (`etcd/ca`): the cluster CA signs every node's client certificate, and
+    /// no node may read etcd. It signs etcd's serving certificate (`etcd/server`, for
+    /// 127.0.0.1 and `localhost`: publish reaches a control-plane VM's etcd through a
+    /// forwarded loopback port), kubeadm's client for an API server that reaches etcd over
+    /// TLS (`apiserver-etcd-client`; the control-plane image's uses plain HTTP on its own
+    /// loopback) and the one `diskless publish` takes snapshots with (`etcd/snapshot-client`).
+    /// The throwaway control plane's own etcd speaks plain HTTP on loopback and uses none.
+    pub etcd_ca: Pair,
+    pub etcd_server: Pair,
+    pub apiserver_etcd_client: Pair,
+    pub etcd_snapshot_client: Pair,
 }
 
 /// The names the API server answers to: the guest-side address (where a guest reaches it
@@ -63,40 +74,33 @@ pub fn server_names() -> Vec<String> {
     .to_vec()
 }
 
-/// Generates the PKI into `dir` (created): certificates 0644, keys 0600. The API server's
-/// certificate names [`server_names`] and `extra_names` (a lab network's address).
-pub fn generate(dir: &Path, extra_names: &[String]) -> anyhow::Result<Pki> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let ca_key = new_key()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.distinguished_name = rcgen::DistinguishedName::new();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "diskless throwaway CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca_params.self_signed(&ca_key).context("self-sign the CA")?;
+/// Generates the PKI into `dir` (created): certificates 0644, keys 0600.
+pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
+    generate_with(dir, &[])
+}
+
+/// [`generate`], the API server's certificate also naming `extra_names` (a control-plane
+/// machine's own addresses and names).
+pub fn generate_with(dir: &Path, extra_names: &[String]) -> anyhow::Result<Pki> {
+    std::fs::create_dir_all(dir.join("etcd"))
+        .with_context(|| format!("create {}", dir.display()))?;
+    let (ca_cert, ca_key) = new_ca("diskless throwaway CA")?;
     let ca = write_pair(dir, "ca", &ca_cert, &ca_key)?;
     let ca_pem = ca_cert.pem();
     let issuer = Issuer {
         cert: &ca_cert,
         key: &ca_key,
     };
+    let mut names = server_names();
+    names.extend(extra_names.iter().cloned());
 
     let apiserver = issuer.leaf(
         dir,
         "apiserver",
         "kube-apiserver",
         None,
-        server_names()
-            .into_iter()
-            .chain(extra_names.iter().cloned())
-            .collect(),
-        ExtendedKeyUsagePurpose::ServerAuth,
+        names,
+        vec![ExtendedKeyUsagePurpose::ServerAuth],
     )?;
     let client = |file: &str, cn: &str, org: Option<&str>| {
         issuer.leaf(
@@ -105,7 +109,7 @@ pub fn generate(dir: &Path, extra_names: &[String]) -> anyhow::Result<Pki> {
             cn,
             org,
             Vec::new(),
-            ExtendedKeyUsagePurpose::ClientAuth,
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
         )
     };
     // kubeadm (v1.36) gives this certificate no group: RBAC's `kubeadm:apiserver-kubelet-client`
@@ -128,6 +132,37 @@ pub fn generate(dir: &Path, extra_names: &[String]) -> anyhow::Result<Pki> {
     // private keys or as SPKI public keys, not as the PKCS#8 that rcgen writes.
     write_file(&sa_pub, sa.public_key_pem().as_bytes(), 0o644)?;
 
+    let (etcd_ca_cert, etcd_ca_key) = new_ca("diskless etcd CA")?;
+    let etcd_ca = write_pair(dir, "etcd/ca", &etcd_ca_cert, &etcd_ca_key)?;
+    let etcd_issuer = Issuer {
+        cert: &etcd_ca_cert,
+        key: &etcd_ca_key,
+    };
+    let etcd_server = etcd_issuer.leaf(
+        dir,
+        "etcd/server",
+        "etcd",
+        None,
+        vec!["127.0.0.1".into(), "localhost".into()],
+        // Client too, as kubeadm's: etcd's gRPC gateway dials etcd itself with this pair.
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    )?;
+    let etcd_client = |file: &str, cn: &str| {
+        etcd_issuer.leaf(
+            dir,
+            file,
+            cn,
+            None,
+            Vec::new(),
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        )
+    };
+    let apiserver_etcd_client = etcd_client("apiserver-etcd-client", "kube-apiserver-etcd-client")?;
+    let etcd_snapshot_client = etcd_client("etcd/snapshot-client", "diskless-publish")?;
+
     Ok(Pki {
         ca,
         ca_pem,
@@ -138,7 +173,29 @@ pub fn generate(dir: &Path, extra_names: &[String]) -> anyhow::Result<Pki> {
         scheduler,
         sa_key,
         sa_pub,
+        etcd_ca,
+        etcd_server,
+        apiserver_etcd_client,
+        etcd_snapshot_client,
     })
+}
+
+/// A self-signed CA named `cn`.
+fn new_ca(cn: &str) -> anyhow::Result<(Certificate, KeyPair)> {
+    let key = new_key()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params
+        .self_signed(&key)
+        .with_context(|| format!("self-sign {cn}"))?;
+    Ok((cert, key))
 }
 
 struct Issuer<'a> {
@@ -155,7 +212,7 @@ impl Issuer<'_> {
         cn: &str,
         org: Option<&str>,
         sans: Vec<String>,
-        usage: ExtendedKeyUsagePurpose,
+        usage: Vec<ExtendedKeyUsagePurpose>,
     ) -> anyhow::Result<Pair> {
         let key = new_key()?;
         let mut params =
@@ -168,7 +225,7 @@ impl Issuer<'_> {
                 .push(DnType::OrganizationName, org);
         }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![usage];
+        params.extended_key_usages = usage;
         params.use_authority_key_identifier_extension = true;
         let cert = params
             .signed_by(&key, self.cert, self.key)
@@ -229,7 +286,7 @@ mod tests {
     #[test]
     fn a_chain_that_openssl_accepts() {
         let tmp = tempfile::tempdir().unwrap();
-        let pki = generate(tmp.path(), &["10.33.0.1".to_string()]).unwrap();
+        let pki = generate(tmp.path()).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         for key in [&pki.ca.key, &pki.admin.key, &pki.apiserver.key, &pki.sa_key] {
             assert_eq!(mode(key), 0o600, "{}", key.display());
@@ -251,8 +308,6 @@ mod tests {
         let text = openssl(&["x509", "-noout", "-text", "-in", &s(&pki.apiserver.cert)]).unwrap();
         for name in [
             "IP Address:10.0.2.100",
-            // A lab network's address (`Options::lab_address`).
-            "IP Address:10.33.0.1",
             "IP Address:127.0.0.1",
             "IP Address:10.96.0.1",
             "DNS:kubernetes.default.svc.cluster.local",

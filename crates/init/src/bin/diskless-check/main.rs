@@ -137,7 +137,7 @@ fn check(mode: CheckMode) -> i32 {
     let mut c = Checker { failures: 0 };
     // Memory first: containerd is idle now, before the checks start containers; and again at
     // the end, with the kubelet's pods (static, and with --join the API pod) running.
-    let memory = || memory(runtime, image_kubelet);
+    let memory = || memory(runtime, image_kubelet, &contract.services);
     println!("{CHECK_JSON_PREFIX}{}", json!({ "memory": memory() }));
 
     c.report("root-tmpfs", check_root());
@@ -213,6 +213,9 @@ fn check(mode: CheckMode) -> i32 {
     if let Some(kubelet) = image_kubelet.filter(|_| mode == CheckMode::Lifecycle) {
         c.report("kubelet-restart", check_kubelet_restart(kubelet));
     }
+    if mode == CheckMode::ControlPlane {
+        c.report("control-plane-ports", check_control_plane_ports());
+    }
     println!("{CHECK_JSON_PREFIX}{}", json!({ "memory_after": memory() }));
     if mode == CheckMode::ImagePressure {
         c.report("image-pressure", pressure::check(&contract));
@@ -226,7 +229,11 @@ fn check(mode: CheckMode) -> i32 {
 /// MemTotal − MemAvailable and where it is: tmpfs pages (image, containerd data), process
 /// memory, kernel; the image's bytes (the tmpfs root plus what stayed on the initramfs: /usr,
 /// bound read-only); the RSS of the runtime and the kubelet.
-fn memory(runtime: Option<&Service>, kubelet: Option<&Service>) -> serde_json::Value {
+fn memory(
+    runtime: Option<&Service>,
+    kubelet: Option<&Service>,
+    services: &[Service],
+) -> serde_json::Value {
     let used = |p: &str| {
         sys::statfs(p)
             .map(|(_, bsize, blocks, bfree)| (blocks - bfree) * bsize)
@@ -256,7 +263,45 @@ fn memory(runtime: Option<&Service>, kubelet: Option<&Service>) -> serde_json::V
         "page_tables_kb": kb("PageTables"),
         "rss_containerd_kb": rss(runtime),
         "rss_kubelet_kb": rss(kubelet),
+        "rss_services_kb": services
+            .iter()
+            .map(|s| (s.name.clone(), json!(rss(Some(s)))))
+            .collect::<serde_json::Map<_, _>>(),
     })
+}
+
+/// A control plane's ports accept connections on the node's loopback: etcd's clients, the API
+/// server, the controller-manager's and the scheduler's secure ports (each binds once it has
+/// reached the API server). Then a moment for the first work to settle before the memory.
+fn check_control_plane_ports() -> Result<String, String> {
+    use diskless_contract::controlplane::{
+        API_PORT, CONTROLLER_MANAGER_PORT, ETCD_CLIENT_PORT, SCHEDULER_PORT,
+    };
+    let t = Instant::now();
+    let ports = [
+        ("etcd", ETCD_CLIENT_PORT),
+        ("kube-apiserver", API_PORT),
+        ("kube-controller-manager", CONTROLLER_MANAGER_PORT),
+        ("kube-scheduler", SCHEDULER_PORT),
+    ];
+    let mut seen = Vec::new();
+    for (name, port) in ports {
+        retry(Duration::from_secs(300), || {
+            std::net::TcpStream::connect_timeout(
+                &([127, 0, 0, 1], port).into(),
+                Duration::from_secs(1),
+            )
+            .map_err(|e| {
+                format!(
+                    "{name} on 127.0.0.1:{port}: {e} after {:.0} s",
+                    t.elapsed().as_secs_f64()
+                )
+            })
+        })?;
+        seen.push(format!("{name}:{port} {:.1} s", t.elapsed().as_secs_f64()));
+    }
+    std::thread::sleep(Duration::from_secs(10));
+    Ok(format!("listening: {}", seen.join(", ")))
 }
 
 fn finish(failures: usize, mode: CheckMode) -> i32 {
