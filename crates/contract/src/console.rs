@@ -85,6 +85,8 @@ pub enum Stage {
     Cgroups,
     Network,
     Images,
+    /// The preloaded images marked `deferred`, imported once the kubelet has started.
+    DeferredImages,
     KubeletConfig,
     KubeletCert,
     Boot,
@@ -108,6 +110,7 @@ const NAMED: &[(Stage, &str)] = &[
     (Stage::Cgroups, "cgroups"),
     (Stage::Network, "network"),
     (Stage::Images, "images"),
+    (Stage::DeferredImages, "images-deferred"),
     (Stage::KubeletConfig, "kubelet-config"),
     (Stage::KubeletCert, "kubelet-cert"),
     (Stage::Boot, "boot"),
