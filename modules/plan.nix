@@ -119,6 +119,7 @@ let
       inherit (i) refs;
     }
     // optionalAttrs i.pinned { labels."io.cri-containerd.pinned" = "pinned"; }
+    // optionalAttrs i.deferred { deferred = true; }
     ) config.preload.images;
     node = {
       inherit (config) sysctls;

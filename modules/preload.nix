@@ -30,6 +30,16 @@ in
               Needs containerd ≥ 1.7 (nixpkgs ships 2.x).
             '';
           };
+          deferred = mkOption {
+            type = types.bool;
+            default = false;
+            description = ''
+              Import the image after the kubelet has started instead of before, so its import
+              does not delay the kubelet. Only for an image neither the pod sandbox nor a static
+              pod uses (e.g. the cluster DNS): a pod the API schedules before it is in waits for
+              the kubelet's retry.
+            '';
+          };
         };
       }
     );

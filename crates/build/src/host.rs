@@ -723,7 +723,12 @@ pub fn host_plan(
         kernel: Kernel {
             image: kernel,
             modules_dir: Some(modules_dir),
-            cmdline: Words::new("console=ttyS0,115200 panic=10").expect("a valid command line"),
+            // transparent_hugepage=never: with THP on, the kernel raises min_free_kbytes to keep
+            // 2 MiB blocks free (≈ 66 MB at 4 GiB), and its watermarks count as used memory:
+            // MemTotal − MemAvailable with the pod running fell from 494 to 305 MB at 4 GiB
+            // (docs/performance.md). The node runs no workload that THP would speed up much.
+            cmdline: Words::new("console=ttyS0,115200 panic=10 transparent_hugepage=never")
+                .expect("a valid command line"),
         },
         compression: Compression::default(),
         components,

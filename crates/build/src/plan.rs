@@ -216,6 +216,11 @@ pub struct PreloadImage {
     /// kubelet's image GC never removes it (containerd ≥ 1.7).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Import it after the kubelet has started (default: before). Only for an image that is
+    /// neither the sandbox (pause) nor used by a static pod: a pod scheduled to it meanwhile
+    /// waits for the kubelet's retry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deferred: bool,
 }
 
 /// What the init does at boot. The builder copies this into `/.diskless/image.json` after

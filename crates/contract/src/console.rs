@@ -92,6 +92,8 @@ pub enum Stage {
     Cgroups,
     Network,
     Images,
+    /// The preloaded images marked `deferred`, imported once the kubelet has started.
+    DeferredImages,
     KubeletConfig,
     KubeletCert,
     /// etcd's data restored from the node segment's snapshot (a control plane).
@@ -117,6 +119,7 @@ const NAMED: &[(Stage, &str)] = &[
     (Stage::Cgroups, "cgroups"),
     (Stage::Network, "network"),
     (Stage::Images, "images"),
+    (Stage::DeferredImages, "images-deferred"),
     (Stage::KubeletConfig, "kubelet-config"),
     (Stage::KubeletCert, "kubelet-cert"),
     (Stage::EtcdRestore, "etcd-restore"),

@@ -681,6 +681,7 @@ fn print_report(r: &CheckReport) {
     ] {
         if let Some(m) = m {
             print_memory(when, m);
+            print_memory_accounting(r.memory_mib, m);
         }
     }
     for s in &r.lifecycle {
@@ -702,6 +703,58 @@ fn print_report(r: &CheckReport) {
             println!("FAIL: {x}");
         }
     }
+}
+
+/// MemTotal − MemAvailable split the way the kernel computes MemAvailable (6.1
+/// `si_mem_available`: free pages, minus the watermark reserve, plus page cache and reclaimable
+/// slab beyond the low watermark): what holds pages (tmpfs, anonymous, kernel), what the
+/// estimate withholds (reserve, cache below the watermark), and the rest; then the RAM the
+/// kernel never counted in MemTotal (struct pages, its image, firmware).
+fn print_memory_accounting(memory_mib: u32, m: &serde_json::Value) {
+    let Some(info) = m.get("meminfo_kb").and_then(|v| v.as_object()) else {
+        return;
+    };
+    let kb = |k: &str| info.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let low = m
+        .get("low_watermark_kb")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    let reserve = m.get("reserve_kb").and_then(|v| v.as_u64()).unwrap_or(0);
+    let used = kb("MemTotal").saturating_sub(kb("MemAvailable"));
+    let pagecache = kb("Active(file)") + kb("Inactive(file)");
+    let parts = [
+        ("shmem (tmpfs roots, containerd data)", kb("Shmem")),
+        ("anon (processes)", kb("AnonPages")),
+        ("slab unreclaimable", kb("SUnreclaim")),
+        ("kernel stacks", kb("KernelStack")),
+        ("page tables", kb("PageTables")),
+        ("vmalloc (modules…)", kb("VmallocUsed")),
+        ("percpu", kb("Percpu")),
+        ("watermark reserve", reserve),
+        ("page cache below low wmark", (pagecache / 2).min(low)),
+        (
+            "reclaimable slab below low wmark",
+            (kb("KReclaimable") / 2).min(low),
+        ),
+    ];
+    let named: u64 = parts.iter().map(|(_, v)| v).sum();
+    let mut line: Vec<String> = parts
+        .iter()
+        .map(|(k, v)| format!("{k} {:.1}", *v as f64 / 1024.0))
+        .collect();
+    line.push(format!("rest {:.1}", (used as f64 - named as f64) / 1024.0));
+    println!(
+        "memory accounted (MB of {:.1} used): {}",
+        used as f64 / 1024.0,
+        line.join(" · ")
+    );
+    println!(
+        "memory outside MemTotal: {:.1} MB of the VM's {memory_mib} MiB (struct pages, kernel image, firmware); page cache {:.1} MB, buffers {:.1} MB, unevictable {:.1} MB",
+        (u64::from(memory_mib) * 1024).saturating_sub(kb("MemTotal")) as f64 / 1024.0,
+        kb("Cached") as f64 / 1024.0,
+        kb("Buffers") as f64 / 1024.0,
+        kb("Unevictable") as f64 / 1024.0,
+    );
 }
 
 fn print_memory(when: &str, m: &serde_json::Value) {

@@ -11,25 +11,43 @@
 //! own manifest descriptor with the `io.containerd.image.name` annotation, which ctr takes as
 //! the full image name. That works whatever names the archive originally carried.
 //!
+//! Order: the images the kubelet needs as soon as it starts (the sandbox, the static pods')
+//! come first; the kubelet starts once they are in, and the ones marked `deferred` follow
+//! while it starts ([`in_import_order`], main.rs).
+//!
 //! Labels: each image's `labels` (the builder sets `io.cri-containerd.pinned: pinned` for
 //! containerd ≥ 1.7, whose CRI then never lets the kubelet's image GC remove it) go on the
 //! `ctr import --label` of its batch, so they cost no extra `ctr` run; a batch never mixes
 //! images with different labels. Debian's containerd 1.6 has neither the flag nor pinning:
 //! images for it carry no labels.
 
-use diskless_contract::image::ImageRef;
-use std::collections::HashSet;
+use diskless_contract::image::{ImageRef, IMAGES_IMPORTED};
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::ops::Range;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 const POOL: &str = "/var/lib/diskless/oci/blobs/sha256";
 /// Blob bytes above which the next image starts a new `ctr import`.
 const BATCH_BYTES: u64 = 64 << 20;
 
-pub fn import_all(images: &[ImageRef]) -> Result<String, String> {
+/// The images not deferred first, then the deferred ones, each group in plan order; and how
+/// many come before the kubelet.
+pub fn in_import_order(images: &[ImageRef]) -> (Vec<ImageRef>, usize) {
+    let (mut order, deferred): (Vec<ImageRef>, Vec<ImageRef>) =
+        images.iter().cloned().partition(|i| !i.deferred);
+    let early = order.len();
+    order.extend(deferred);
+    (order, early)
+}
+
+/// Imports `images[part]`; the pool blobs no image after `part` needs are deleted as they go.
+pub fn import_all(images: &[ImageRef], part: Range<usize>) -> Result<String, String> {
     let t0 = Instant::now();
+    let (offset, all) = (part.start, images);
+    let images = &all[part];
     let sizes: Vec<u64> = images
         .iter()
         .map(|img| {
@@ -60,7 +78,10 @@ pub fn import_all(images: &[ImageRef]) -> Result<String, String> {
             bytes as f64 / 1e6,
             t.elapsed().as_secs_f64()
         ));
-        let later: HashSet<&String> = images[range.end..].iter().flat_map(|l| &l.blobs).collect();
+        let later: HashSet<&String> = all[offset + range.end..]
+            .iter()
+            .flat_map(|l| &l.blobs)
+            .collect();
         for blob in batch
             .iter()
             .flat_map(|i| &i.blobs)
@@ -75,6 +96,15 @@ pub fn import_all(images: &[ImageRef]) -> Result<String, String> {
         total as f64 / 1e6,
         t0.elapsed().as_secs_f64()
     ))
+}
+
+/// Says every image has been dealt with ([`IMAGES_IMPORTED`]).
+pub fn mark_imported(summary: &str) -> Result<(), String> {
+    let dir = std::path::Path::new(IMAGES_IMPORTED)
+        .parent()
+        .expect("a file in a directory");
+    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    std::fs::write(IMAGES_IMPORTED, summary).map_err(|e| format!("write {IMAGES_IMPORTED}: {e}"))
 }
 
 /// Groups consecutive images while their blob bytes stay within `limit` (an image larger than
@@ -148,6 +178,14 @@ pub fn named_descriptors(index: &str, refs: &[String]) -> Result<Vec<serde_json:
     Ok(manifests)
 }
 
+/// Whether `ctr` knows `--discard-unpacked-layers` (containerd ≥ 1.7; Debian's 1.6 does not):
+/// cleared by the first import that says otherwise.
+static DISCARD: AtomicBool = AtomicBool::new(true);
+
+/// One `ctr import` of `batch`. Unpacked layers are discarded from containerd's content store
+/// where ctr can (`--local --discard-unpacked-layers`, ctr ≥ 1.7): containers run from the unpacked snapshots, so a compressed copy of every
+/// layer would only hold RAM (the CoreDNS image's 16 MB). An older ctr refuses the flag: then
+/// the batch is streamed again without it (the pool still holds its blobs).
 fn import(batch: &[ImageRef]) -> Result<u64, String> {
     let names: Vec<&str> = batch.iter().map(|i| i.name.as_str()).collect();
     let ctx = |e: String| format!("images {}: {e}", names.join(", "));
@@ -168,32 +206,53 @@ fn import(batch: &[ImageRef]) -> Result<u64, String> {
         "manifests": manifests,
     }))
     .map_err(|e| ctx(e.to_string()))?;
-    let labels = batch[0]
-        .labels
+    loop {
+        let discard = DISCARD.load(Ordering::Relaxed);
+        match ctr_import(&batch[0].labels, discard, &index, &blobs) {
+            Err(e) if discard && e.contains("flag provided but not defined") => {
+                DISCARD.store(false, Ordering::Relaxed);
+            }
+            r => return r.map_err(ctx),
+        }
+    }
+}
+
+fn ctr_import(
+    labels: &BTreeMap<String, String>,
+    discard: bool,
+    index: &[u8],
+    blobs: &[String],
+) -> Result<u64, String> {
+    let labels = labels
         .iter()
         .flat_map(|(k, v)| ["--label".to_string(), format!("{k}={v}")]);
     let mut child = Command::new("ctr")
         .args(["-n", "k8s.io", "images", "import"])
+        // Discarding needs ctr's own import (`--local`), not containerd's transfer service.
+        .args(
+            discard
+                .then_some(["--local", "--discard-unpacked-layers"])
+                .into_iter()
+                .flatten(),
+        )
         .args(labels)
         .arg("-")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| ctx(format!("cannot run ctr: {e}")))?;
+        .map_err(|e| format!("cannot run ctr: {e}"))?;
     let stdin = child.stdin.take().expect("piped");
-    let written = write_archive(stdin, &index, &blobs);
-    let out = child
-        .wait_with_output()
-        .map_err(|e| ctx(format!("ctr: {e}")))?;
+    let written = write_archive(stdin, index, blobs);
+    let out = child.wait_with_output().map_err(|e| format!("ctr: {e}"))?;
     if !out.status.success() {
-        return Err(ctx(format!(
+        return Err(format!(
             "`ctr -n k8s.io images import -` failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        ));
     }
-    written.map_err(ctx)
+    written
 }
 
 /// Streams `oci-layout`, `index.json` and `blobs/sha256/<hex>` as a tar; returns the bytes of
@@ -249,6 +308,7 @@ mod tests {
             } else {
                 Default::default()
             },
+            deferred: false,
         };
         let images = [img(true), img(true), img(false), img(true)];
         assert_eq!(
@@ -256,6 +316,28 @@ mod tests {
             vec![0..2, 2..3, 3..4]
         );
         assert_eq!(split_where_labels_change(&images, 0..2), vec![0..2]);
+    }
+
+    #[test]
+    fn deferred_images_come_last_in_plan_order() {
+        let img = |name: &str, deferred: bool| ImageRef {
+            name: name.into(),
+            index: "/i".into(),
+            blobs: vec![],
+            refs: vec![],
+            labels: Default::default(),
+            deferred,
+        };
+        let images = [
+            img("dns", true),
+            img("pause", false),
+            img("x", true),
+            img("app", false),
+        ];
+        let (order, early) = in_import_order(&images);
+        let names: Vec<&str> = order.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["pause", "app", "dns", "x"]);
+        assert_eq!(early, 2);
     }
 
     #[test]

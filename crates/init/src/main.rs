@@ -5,10 +5,12 @@
 //! poweroff, with a shell on the console under `diskless.debug`.
 //!
 //! Run by hand (not as PID 1) the binary is udhcpc's lease script (`/init bound|renew|deconfig…`,
-//! see `network.rs`) or a joined node's pod-route sync (`/init pod-routes`, `podroutes.rs`).
+//! see `network.rs`) or a joined node's pod-route sync (`/init pod-routes`, `podroutes.rs`);
+//! PID 1 itself starts it as the import of the deferred images (`/init import-deferred`) once
+//! the kubelet is running.
 
 use diskless_contract::console::{Stage, CHECK_HOOK};
-use diskless_contract::image::{ImageContract, Role, Service};
+use diskless_contract::image::{ImageContract, ImageRef, Role, Service};
 use diskless_contract::node::{NodeConfig, NODE_JSON};
 use diskless_init::cmdline::Cmdline;
 use diskless_init::services::Output;
@@ -18,6 +20,7 @@ use diskless_init::{
     prefetch, services, servingcert, squashfs, supervisor, switchroot, sys, sysctl,
 };
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -30,6 +33,8 @@ fn main() {
             }
             // A joined node's service (the image contract's `pod-routes`).
             Some("pod-routes") => podroutes::main(),
+            Some(IMPORT_DEFERRED) => import_deferred(),
+
             _ => {
                 eprintln!(
                     "diskless-init is the PID 1 of a diskless image; run by hand it serves as\n\
@@ -228,7 +233,9 @@ fn load_overlay(contract: &ImageContract) {
 /// overlayfs: its start is mostly paging its 48 MB binary in, and with the modules loading
 /// beside it on an emulated machine's one host CPU containerd answered 2–3 s later); every
 /// other service (kubelet: bridge netfilter, the node's address and name) waits for it.
-/// Not fatal: the supervisor keeps restarting what fails.
+/// The images marked `deferred` are imported by a process started with the kubelet: no static
+/// pod and not the sandbox needs them, and importing them first held the kubelet back by
+/// their whole import. Not fatal: the supervisor keeps restarting what fails.
 fn start_services(
     sup: &mut Supervisor,
     contract: &ImageContract,
@@ -236,6 +243,8 @@ fn start_services(
     fixed_hostname: Option<&str>,
     system: &mut System,
 ) {
+    let (images, early) = images::in_import_order(&contract.images);
+    let mut deferred_pending = true;
     for (i, svc) in contract.services.iter().enumerate() {
         match svc.role {
             Some(Role::ContainerRuntime) => {
@@ -244,12 +253,19 @@ fn start_services(
                 if contract.segments.iter().any(|s| s.squashfs.is_some()) {
                     prefetch::spawn(prefetch::targets(&contract.services[i + 1..]));
                 }
-                import_images(contract);
+                import_images(&images, 0..early, &Stage::Images);
             }
             Some(Role::Kubelet) => {
                 let named = system.wait();
                 let hostname = fixed_hostname.map(String::from).or(named);
                 start_kubelet(sup, svc, node, hostname.as_deref());
+                if std::mem::take(&mut deferred_pending) {
+                    if early < images.len() {
+                        start_deferred_import(sup);
+                    } else {
+                        finish_import(&images, early);
+                    }
+                }
             }
             Some(Role::Etcd) => {
                 system.wait();
@@ -266,6 +282,11 @@ fn start_services(
             }
         }
     }
+    // No kubelet: nothing to wait for.
+    let runtime = contract.service(Role::ContainerRuntime).is_some();
+    if deferred_pending && runtime {
+        finish_import(&images, early);
+    }
     if !contract.images.is_empty() && contract.service(Role::ContainerRuntime).is_none() {
         log::failed(
             &Stage::Images,
@@ -274,15 +295,66 @@ fn start_services(
     }
 }
 
-/// Step 6b: the preloaded images into the container runtime. Not fatal.
-fn import_images(contract: &ImageContract) {
-    if contract.images.is_empty() {
-        return;
+/// Step 6b: `images[part]` into the container runtime; whether it worked, and what it says.
+/// Not fatal.
+fn import_images(images: &[ImageRef], part: Range<usize>, stage: &Stage) -> (bool, String) {
+    if part.is_empty() {
+        return (true, "no images".into());
     }
-    match images::import_all(&contract.images) {
-        Ok(s) => log::ok(&Stage::Images, &s),
-        Err(e) => log::failed(&Stage::Images, &e),
+    match images::import_all(images, part) {
+        Ok(s) => {
+            log::ok(stage, &s);
+            (true, s)
+        }
+        Err(e) => {
+            log::failed(stage, &e);
+            (false, e)
+        }
     }
+}
+
+/// The argument that makes the binary import the deferred images.
+const IMPORT_DEFERRED: &str = "import-deferred";
+
+/// The deferred images, imported beside the kubelet by a child of PID 1 (`/init
+/// import-deferred`): a process of its own, as PID 1 reaps every child that exits, including a
+/// thread's `ctr`. Not fatal.
+fn start_deferred_import(sup: &mut Supervisor) {
+    let import = internal_service(
+        Stage::DeferredImages.name(),
+        vec!["/init".into(), IMPORT_DEFERRED.into()],
+    );
+    if let Err(e) = sup.start(import, Output::Console) {
+        log::failed(&Stage::DeferredImages, &e);
+    }
+}
+
+/// `/init import-deferred`: the contract's deferred images, at the lowest CPU priority (`ctr`
+/// inherits it): the kubelet starting beside it comes first. Exit status 1 when they failed.
+fn import_deferred() -> i32 {
+    // SAFETY: setpriority on this process only; no pointers.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    match ImageContract::load() {
+        Ok(contract) => {
+            let (images, early) = images::in_import_order(&contract.images);
+            finish_import(&images, early)
+        }
+        Err(e) => {
+            log::failed(&Stage::DeferredImages, &e);
+            1
+        }
+    }
+}
+
+/// `images[early..]`, then the mark that all are in (also when they failed: the `FAILED`
+/// line says so). Exit status 1 when something failed.
+fn finish_import(images: &[ImageRef], early: usize) -> i32 {
+    let (ok, summary) = import_images(images, early..images.len(), &Stage::DeferredImages);
+    if let Err(e) = images::mark_imported(&summary) {
+        log::failed(&Stage::DeferredImages, &e);
+        return 1;
+    }
+    i32::from(!ok)
 }
 
 /// The kubelet with this node's flags and a serving certificate for the node's name. Not

@@ -37,6 +37,9 @@ pub fn coredns_image(cache_dir: &Path, coredns: &Path) -> anyhow::Result<Preload
         archive: out,
         refs: vec![COREDNS_REF.to_owned()],
         labels: Default::default(),
+        // Only the API schedules it (no static pod, not the sandbox): its import need not hold
+        // the kubelet back.
+        deferred: true,
     })
 }
 

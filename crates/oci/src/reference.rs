@@ -80,6 +80,7 @@ pub fn host_reference_images(cache_dir: &Path) -> anyhow::Result<Vec<PreloadImag
             archive: out,
             refs: vec![recipe.reference.to_owned()],
             labels: Default::default(),
+            deferred: false,
         });
     }
     Ok(images)

@@ -101,6 +101,7 @@ fn segment(
             blobs,
             refs: image.refs.clone(),
             labels: image.labels.clone(),
+            deferred: image.deferred,
         },
     }
 }

@@ -250,6 +250,7 @@ pub fn image(name: &str, archive: &Path, r: &str) -> PreloadImage {
         archive: archive.to_owned(),
         refs: vec![r.into()],
         labels: Default::default(),
+        deferred: false,
     }
 }
 
