@@ -142,6 +142,7 @@ fuzz_target!(|data: &[u8]| {
         archive,
         refs: vec!["docker.io/library/fuzz:latest".into()],
         labels: Default::default(),
+        deferred: false,
     };
     let _ = diskless_oci::image_segments_with_cache(&[image], &dir.path().join("cache"));
 });
