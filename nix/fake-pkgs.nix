@@ -28,6 +28,7 @@ in
   util-linuxMinimal = package "util-linux";
   iproute2 = package "iproute2";
   dropbear = package "dropbear";
+  etcd = package "etcd";
 
   # Same arguments as nixpkgs' pullImage; the archive is a fixture named after the image.
   dockerTools.pullImage =

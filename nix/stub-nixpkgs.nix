@@ -204,6 +204,7 @@ let
     util-linuxMinimal = fromFixture "util-linux" { };
     iproute2 = fromFixture "iproute2" { };
     dropbear = fromFixture "dropbear" { };
+    etcd = fromFixture "etcd" { };
 
     jq = hostTool "jq";
     qemu = hostTool "qemu-system-x86_64";

@@ -113,6 +113,8 @@ const PACKAGES: &[(&str, PackageFiles)] = &[
         &[("bin/ip", &["/usr/bin/ip", "/bin/ip", "/sbin/ip"])],
     ),
     ("dropbear", &[("bin/dropbear", &["/usr/sbin/dropbear"])]),
+    // The control plane's etcd: nothing to copy on Debian, so stand-ins.
+    ("etcd", &[("bin/etcd", &[]), ("bin/etcdutl", &[])]),
 ];
 
 /// A temporary directory holding the fake packages, the kernel and the image archives.
