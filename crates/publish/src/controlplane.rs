@@ -121,10 +121,11 @@ pub(crate) fn program(configured: &Option<PathBuf>, name: &str) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn control_plane(dir: &Path) -> ControlPlane {
+    /// A control plane whose etcd and tools are unreachable (shared with snapshot.rs's tests).
+    pub(crate) fn control_plane(dir: &Path) -> ControlPlane {
         ControlPlane {
             host: "cp".into(),
             pki_dir: dir.join("pki"),

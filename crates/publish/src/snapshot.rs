@@ -180,19 +180,7 @@ fn last_line(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn cp(dir: &Path) -> ControlPlane {
-        ControlPlane {
-            host: "cp".into(),
-            pki_dir: dir.join("pki"),
-            advertise_address: None,
-            etcd_endpoint: "https://127.0.0.1:1".into(),
-            snapshot_dir: dir.join("snapshots"),
-            admin_kubeconfig: None,
-            etcdctl: Some("/nonexistent/etcdctl".into()),
-            etcdutl: Some("/nonexistent/etcdutl".into()),
-            kubectl: None,
-        }
-    }
+    use crate::controlplane::tests::control_plane as cp;
 
     #[test]
     fn without_etcdctl_no_snapshot_is_taken_and_none_is_kept() {
