@@ -13,6 +13,7 @@ let
   imagePath = types.strMatching "/([^/]+(/[^/]+)*)?";
 
   compression = import ./compression-type.nix { inherit lib; };
+  squashfsCodec = import ./squashfs-type.nix { inherit lib; };
 
   component =
     { name, ... }:
@@ -40,6 +41,17 @@ let
             `squashfs` and `overlay` modules in `kernel.modules` (the builder refuses the plan
             otherwise); the containerd and kubelet modules add them along with their default.
           '';
+        };
+        squashfs = mkOption {
+          type = types.nullOr squashfsCodec;
+          default = null;
+          description = ''
+            Overrides the image-wide `squashfs` block codec for this segment; only with
+            `packing = "squashfs"` (the builder refuses it otherwise).
+          '';
+          example = {
+            algorithm = "zstd";
+          };
         };
         compression = mkOption {
           type = types.nullOr compression;

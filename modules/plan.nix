@@ -22,6 +22,10 @@ let
     // optionalAttrs (c.level != null) { inherit (c) level; }
     // optionalAttrs (c.windowLog != null) { window_log = c.windowLog; };
 
+  squashfs = c: { inherit (c) algorithm; } // optionalAttrs (c.level != null) { inherit (c) level; };
+  # The builder's default, left out so that the plan (and its digest) is as before the setting.
+  isDefaultSquashfs = c: c.algorithm == "lz4hc" && c.level == null;
+
   # A package's store path as an attribute name (names may not carry string context).
   storeKey = p: builtins.unsafeDiscardStringContext "${p}";
 
@@ -52,6 +56,7 @@ let
     }
     // optionalAttrs (c.compression != null) { compression = compression c.compression; }
     // optionalAttrs (c.packing != "cpio") { inherit (c) packing; }
+    // optionalAttrs (c.squashfs != null) { squashfs = squashfs c.squashfs; }
     // nonEmpty {
       files = mapAttrsToList (
         dest: f:
@@ -108,6 +113,9 @@ let
     }
     // optionalAttrs (config.kernel.modulesDir != null) { modules_dir = config.kernel.modulesDir; };
     compression = compression config.compression;
+  }
+  // optionalAttrs (!isDefaultSquashfs config.squashfs) { squashfs = squashfs config.squashfs; }
+  // {
     # At evaluation, `nix-store` only when a package is shared; the template keeps it for
     # `lib.mkImage`, which drops it if the closures share nothing.
     components = lib.filter (c: !standIns || c.name != "nix-store" || c ? trees) (
@@ -216,6 +224,14 @@ in
           || (c.algorithm == "gzip" && c.level >= 0 && c.level <= 9)
           || c.algorithm == "none";
         message = "compression.level ${toString config.compression.level} is out of range for ${config.compression.algorithm} (zstd 1–19, gzip 0–9).";
+      }
+      {
+        assertion =
+          let
+            c = config.squashfs;
+          in
+          c.level == null || c.level <= (if c.algorithm == "zstd" then 22 else 12);
+        message = "squashfs.level ${toString config.squashfs.level} is out of range for ${config.squashfs.algorithm} (lz4hc 1–12, zstd 1–22).";
       }
       {
         assertion = config.compression.windowLog == null || config.compression.algorithm == "zstd";

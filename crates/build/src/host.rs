@@ -100,6 +100,8 @@ pub struct HostOptions {
     /// How the large components (containerd, kubelet) travel: `squashfs` (mounted read-only by
     /// the init; less RAM, faster boot) or `cpio` (unpacked by the kernel).
     pub packing: Packing,
+    /// The block codec of the squashfs-packed components.
+    pub squashfs: SquashfsCompression,
     /// An SSH server (dropbear, Debian's `dropbear-bin`): root, key login only, with the keys
     /// a node's inventory entry gives it (`/root/.ssh/authorized_keys` in its node segment).
     pub ssh: bool,
@@ -731,6 +733,7 @@ pub fn host_plan(
                 .expect("a valid command line"),
         },
         compression: Compression::default(),
+        squashfs: args.squashfs,
         components,
         images: images
             .into_iter()

@@ -150,6 +150,7 @@ pub fn plan(
             cmdline: Words::new("console=ttyS0,115200 panic=10").expect("a valid command line"),
         },
         compression: Compression::default(),
+        squashfs: args.squashfs,
         components: vec![base, modules, control_plane],
         images: Vec::new(),
         node: Node {

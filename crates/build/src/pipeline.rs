@@ -12,6 +12,7 @@ use crate::plan::{Packing, Plan};
 use crate::preload::Preloader;
 use crate::resolve::{Content, Entry, EntryKind, Tree};
 use crate::segment;
+use crate::squashfs::SquashfsCodec;
 use crate::store::{Cache, Store};
 use anyhow::Context;
 use diskless_contract::image::{ImageContract, SegmentRef, CONTRACT_PATH, CONTRACT_VERSION};
@@ -137,6 +138,7 @@ struct Job {
     name: String,
     codec: Codec,
     packing: Packing,
+    squashfs: SquashfsCodec,
     tree: Tree,
 }
 
@@ -192,7 +194,7 @@ fn run_jobs(
                     let (tree, squashfs) = match job.packing {
                         Packing::Cpio => (std::borrow::Cow::Borrowed(&job.tree), None),
                         Packing::Squashfs => {
-                            let (t, path) = pack_squashfs(job, mtime, cache, &warnings)?;
+                            let (t, path) = pack_squashfs(job, mtime, threads, cache, &warnings)?;
                             (std::borrow::Cow::Owned(t), path)
                         }
                     };
@@ -242,6 +244,7 @@ fn run_jobs(
 fn pack_squashfs(
     job: &Job,
     mtime: u32,
+    threads: usize,
     cache: &Cache,
     warnings: &Mutex<Vec<String>>,
 ) -> anyhow::Result<(Tree, Option<String>)> {
@@ -252,7 +255,7 @@ fn pack_squashfs(
     let listing = segment::write(&job.name, &ro, mtime)?;
     let key = Cache::key(
         &crate::store::sha256_hex(&listing.cpio),
-        &crate::squashfs::label(),
+        &crate::squashfs::label(job.squashfs),
     );
     drop(listing);
     let hit = cache.get(&key).unwrap_or_else(|w| {
@@ -262,7 +265,7 @@ fn pack_squashfs(
     let image = match hit {
         Some(bytes) => bytes,
         None => {
-            let bytes = crate::squashfs::pack(&job.name, &ro, mtime)?;
+            let bytes = crate::squashfs::pack(&job.name, &ro, mtime, job.squashfs, threads)?;
             if let Err(w) = cache.put(&key, &bytes) {
                 warnings.lock().unwrap().push(w);
             }
@@ -306,6 +309,7 @@ pub fn build(
             name: c.name.clone(),
             codec: c.codec,
             packing: c.packing,
+            squashfs: c.squashfs,
             tree: c.tree.clone(),
         })
         .collect();
@@ -318,6 +322,7 @@ pub fn build(
             name: s.segment_name,
             codec: image_codec,
             packing: Packing::Cpio,
+            squashfs: SquashfsCodec::default(),
             tree: s.tree,
         });
     }
@@ -391,6 +396,7 @@ pub fn build(
             name: "manifest".into(),
             codec: image.codec,
             packing: Packing::Cpio,
+            squashfs: SquashfsCodec::default(),
             tree: manifest,
         }],
         1,

@@ -44,6 +44,9 @@ pub struct Plan {
     pub kernel: Kernel,
     #[serde(default)]
     pub compression: Compression,
+    /// Block codec of every squashfs-packed segment (a component may override it).
+    #[serde(default, skip_serializing_if = "SquashfsCompression::is_default")]
+    pub squashfs: SquashfsCompression,
     /// Ordered: each becomes one cpio segment, in this order.
     pub components: Vec<Component>,
     /// Container images preloaded into containerd (each becomes its own segment).
@@ -96,6 +99,38 @@ impl Packing {
     }
 }
 
+/// The block codec of a squashfs image. The kernel decompresses a block on the first read of
+/// any page in it, so this trades download size against decompression at boot
+/// (docs/performance.md). Only codecs that win one of those trades are offered: gzip and xz
+/// lose on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SquashfsAlgorithm {
+    /// LZ4 at high compression: the fastest to decompress, the largest.
+    #[default]
+    Lz4hc,
+    /// zstd: 25 % smaller than LZ4-HC, about twice the decompression work.
+    Zstd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SquashfsCompression {
+    #[serde(default)]
+    pub algorithm: SquashfsAlgorithm,
+    /// lz4hc 1..=12, zstd 1..=22; the default is chosen per algorithm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<i32>,
+}
+
+impl SquashfsCompression {
+    /// Left out of the canonical JSON when default, so that plans written before this setting
+    /// existed keep their digest.
+    fn is_default(&self) -> bool {
+        *self == SquashfsCompression::default()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Compression {
@@ -131,6 +166,9 @@ pub struct Component {
     /// `cpio` (default) or `squashfs`: see [`Packing`].
     #[serde(default, skip_serializing_if = "Packing::is_cpio")]
     pub packing: Packing,
+    /// Overrides the plan-wide `squashfs` codec; only with `packing: squashfs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub squashfs: Option<SquashfsCompression>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -337,6 +375,9 @@ mod tests {
     fn minimal_plan_parses_with_defaults() {
         let p = parse(MINIMAL).unwrap();
         assert_eq!(p.compression.algorithm, Algorithm::Zstd);
+        assert_eq!(p.squashfs.algorithm, SquashfsAlgorithm::Lz4hc);
+        // A plan without the setting keeps the canonical JSON (and so the digest) it had.
+        assert!(!p.canonical_json().contains("squashfs"));
         assert_eq!(p.node.network, Network::Dhcp { interface: None });
     }
 
@@ -399,6 +440,31 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("octal"), "{e}");
+    }
+
+    #[test]
+    fn squashfs_codec_parses_plan_wide_and_per_component() {
+        let p = parse(
+            r#"{"version":1,"name":"t","kernel":{"image":"/k"},"squashfs":{"algorithm":"zstd","level":15},
+            "components":[{"name":"c","packing":"squashfs","squashfs":{"algorithm":"lz4hc"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.squashfs.algorithm, SquashfsAlgorithm::Zstd);
+        assert_eq!(p.squashfs.level, Some(15));
+        assert_eq!(
+            p.components[0].squashfs.unwrap().algorithm,
+            SquashfsAlgorithm::Lz4hc
+        );
+        assert_eq!(parse(&p.canonical_json()).unwrap(), p);
+        let e = parse(
+            r#"{"version":1,"name":"t","kernel":{"image":"/k"},"squashfs":{"algorithm":"xz"},"components":[]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("squashfs.algorithm") && e.contains("lz4hc"),
+            "{e}"
+        );
     }
 
     #[test]

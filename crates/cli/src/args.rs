@@ -41,6 +41,10 @@ pub struct HostArgs {
     /// the init; less RAM, faster boot) or `cpio` (unpacked by the kernel).
     #[arg(long, value_enum, default_value = "squashfs")]
     pub packing: PackingArg,
+    /// Block codec of the squashfs-packed components: `lz4hc` (default) or `zstd`, with an
+    /// optional level (`zstd-19`, `lz4hc-12`); see docs/performance.md.
+    #[arg(long, value_name = "CODEC[-LEVEL]", default_value = "lz4hc", value_parser = squashfs_codec)]
+    pub squashfs_codec: diskless_build::plan::SquashfsCompression,
     /// An SSH server (dropbear from Debian's dropbear-bin): root, key login only; the keys come
     /// from the inventory (`ssh_authorized_keys_file`), host keys are made on the node.
     #[arg(long)]
@@ -61,6 +65,28 @@ pub enum RoleArg {
 pub enum RuntimeArg {
     Stack,
     Debian,
+}
+
+/// `zstd`, `zstd-19`: the plan's `squashfs` setting (its range is checked with the plan).
+fn squashfs_codec(s: &str) -> Result<diskless_build::plan::SquashfsCompression, String> {
+    use diskless_build::plan::SquashfsAlgorithm;
+    let (name, level) = match s.split_once('-') {
+        Some((name, level)) => (
+            name,
+            Some(
+                level
+                    .parse()
+                    .map_err(|_| format!("level {level:?} is not a number"))?,
+            ),
+        ),
+        None => (s, None),
+    };
+    let algorithm = match name {
+        "lz4hc" => SquashfsAlgorithm::Lz4hc,
+        "zstd" => SquashfsAlgorithm::Zstd,
+        _ => return Err(format!("{name:?} is not lz4hc or zstd")),
+    };
+    Ok(diskless_build::plan::SquashfsCompression { algorithm, level })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -92,6 +118,7 @@ impl From<HostArgs> for HostOptions {
                 PackingArg::Squashfs => diskless_build::plan::Packing::Squashfs,
                 PackingArg::Cpio => diskless_build::plan::Packing::Cpio,
             },
+            squashfs: a.squashfs_codec,
             ssh: a.ssh,
             registry_mirrors: a.registry_mirrors,
         }

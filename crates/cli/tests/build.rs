@@ -849,6 +849,139 @@ fn squashfs_packing_holds_the_read_only_files() {
     );
 }
 
+/// The squashfs codec is the plan's: a zstd image whose bytes do not depend on `--jobs`, read
+/// back by squashfs-tools and, as root, mounted by the host kernel (the kernel the images boot).
+#[test]
+fn squashfs_zstd_codec_is_the_plans_whatever_the_jobs() {
+    if Command::new("unsquashfs").arg("-help").output().is_err() {
+        println!("skipped: unsquashfs not installed (apt-get install squashfs-tools)");
+        return;
+    }
+    let c = Case::new();
+    let modules = mount_modules(&c);
+    std::fs::create_dir_all(c.path("tree/small")).unwrap();
+    // Several blocks of each big file, and small files that share fragment blocks.
+    let noise = |n: u32, seed: u32| -> Vec<u8> {
+        (0..n).map(|i| (i.wrapping_mul(seed) >> 9) as u8).collect()
+    };
+    std::fs::write(c.path("tree/big"), noise(1_500_000, 2_654_435_761)).unwrap();
+    std::fs::write(c.path("tree/big2"), noise(700_000, 40_503)).unwrap();
+    for i in 0..30 {
+        std::fs::write(c.path(&format!("tree/small/{i}")), noise(30_000 + i, i + 3)).unwrap();
+    }
+    let plan = serde_json::json!({
+        "version": 1, "name": "sq",
+        "kernel": {"image": c.path("kernel"), "modules_dir": modules},
+        "squashfs": {"algorithm": "zstd", "level": 19},
+        "components": [
+            {"name": "mods", "modules": ["loop", "squashfs", "overlay"]},
+            {"name": "rt", "packing": "squashfs",
+             "trees": [{"source": c.path("tree"), "dest": "/usr/lib/rt"}]},
+            {"name": "rt2", "packing": "squashfs", "squashfs": {"algorithm": "lz4hc"},
+             "trees": [{"source": c.path("tree/small"), "dest": "/usr/lib/rt2"}]}
+        ]
+    });
+    std::fs::write(c.path("plan.json"), plan.to_string()).unwrap();
+    let mut indexes = Vec::new();
+    for jobs in ["1", "3"] {
+        let out = c.path(&format!("out{jobs}"));
+        let o = run(diskless()
+            .args(["build", "--no-cache", "--jobs", jobs, "--plan"])
+            .arg(c.path("plan.json"))
+            .arg("--out")
+            .arg(&out));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("sq.json")).unwrap()).unwrap();
+        indexes.push((out, index));
+    }
+    let digests = |i: &serde_json::Value| -> Vec<String> {
+        i["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["sha256"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        digests(&indexes[0].1),
+        digests(&indexes[1].1),
+        "--jobs changed the bytes"
+    );
+    let (out, index) = &indexes[1];
+    let unpacked = c.path("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    unpack_segments(out, index, &unpacked);
+    for (seg, codec) in [("rt", "zstd"), ("rt2", "lz4")] {
+        let image = unpacked.join(format!(".diskless/squashfs/{seg}.sqfs"));
+        let o = run(Command::new("unsquashfs").arg("-s").arg(&image));
+        let info = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            info.contains(&format!("Compression {codec}")),
+            "{seg}: {info}"
+        );
+    }
+    let image = unpacked.join(".diskless/squashfs/rt.sqfs");
+    let sq = c.path("sq");
+    let o = run(Command::new("unsquashfs")
+        .arg("-no-progress")
+        .arg("-d")
+        .arg(&sq)
+        .arg(&image));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = snapshot(&c.path("tree"));
+    let got = |root: &Path| -> Vec<(String, String)> {
+        snapshot(root)
+            .into_iter()
+            .filter(|(_, v)| v.0 == 'f')
+            .map(|(k, v)| (k, v.2))
+            .collect()
+    };
+    let want: Vec<(String, String)> = want
+        .into_iter()
+        .filter(|(_, v)| v.0 == 'f')
+        .map(|(k, v)| (format!("usr/lib/rt/{k}"), v.2))
+        .collect();
+    assert_eq!(got(&sq), want, "unsquashfs reads back other contents");
+    if !is_root() {
+        println!("skipped: mounting with the host kernel needs root");
+        return;
+    }
+    let mnt = c.path("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let o = run(Command::new("mount")
+        .args(["-t", "squashfs", "-o", "loop,ro"])
+        .arg(&image)
+        .arg(&mnt));
+    if !o.status.success() {
+        println!("skipped: cannot mount a squashfs here: {}", stderr(&o));
+        return;
+    }
+    let mounted = got(&mnt);
+    let _ = Command::new("umount").arg(&mnt).status();
+    assert_eq!(mounted, want, "the host kernel reads back other contents");
+}
+
+#[test]
+fn a_squashfs_codec_needs_squashfs_packing() {
+    let c = Case::new();
+    let plan = c.plan(serde_json::json!([
+        {"name": "rt", "squashfs": {"algorithm": "zstd"},
+         "generated": [{"dest": "/usr/bin/x", "contents": "x"}]}
+    ]));
+    let e = c.fails(&plan, &[]);
+    assert!(
+        e.contains("components[0] (rt).squashfs") && e.contains("packing"),
+        "{e}"
+    );
+    let plan = serde_json::json!({
+        "version": 1, "name": "bad", "kernel": {"image": c.path("kernel")},
+        "squashfs": {"algorithm": "zstd", "level": 23}, "components": []
+    });
+    let e = c.fails(&plan.to_string(), &[]);
+    assert!(e.contains("squashfs: zstd level 23"), "{e}");
+}
+
 #[test]
 fn squashfs_packing_needs_its_modules() {
     let c = Case::new();

@@ -617,7 +617,13 @@ fn containerd_only_image_composes_without_the_kubelet() {
     let lib = or_skip!(nix_env());
     let fx = or_skip!(Fixtures::new());
     let root = fx.path();
-    let (path, plan) = fx.plan(&lib, "containerd-only", "[ ]");
+    // zstd squashfs blocks here (the worker keeps the default): the codec travels from the
+    // option through the plan into the built segment.
+    let (path, plan) = fx.plan(
+        &lib,
+        "containerd-only",
+        r#"[ { squashfs = { algorithm = "zstd"; level = 19; }; } ]"#,
+    );
 
     let names: Vec<&str> = plan.components.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["base", "kernel-modules", "containerd"]);
@@ -627,6 +633,13 @@ fn containerd_only_image_composes_without_the_kubelet() {
     }
     assert_eq!(plan.node.services.len(), 1);
     assert_eq!(plan.compression.level, Some(3));
+    assert_eq!(
+        plan.squashfs,
+        diskless_build::plan::SquashfsCompression {
+            algorithm: diskless_build::plan::SquashfsAlgorithm::Zstd,
+            level: Some(19)
+        }
+    );
     let network = serde_json::to_value(&plan.node.network).unwrap();
     assert_eq!(network["mode"], "static");
     assert_eq!(network["address"], "10.0.2.15/24");
@@ -657,6 +670,7 @@ fn configuration_mistakes_are_named() {
             "set containerd.enable = true",
         ),
         ("{ compression.level = 42; }", "out of range for zstd"),
+        ("{ squashfs.level = 13; }", "out of range for lz4hc"),
         // Types are checked: modes are octal strings.
         (
             r#"{ components.base.generated."/etc/x" = { text = "x"; mode = "rw"; }; }"#,

@@ -19,6 +19,7 @@ use crate::compress::{Codec, CompressError};
 use crate::ipxe::words::Words;
 use crate::kmod::{KmodError, ModuleTree};
 use crate::plan::{Algorithm, Component, Compression, Node, Packing, Plan, PreloadImage};
+use crate::squashfs::SquashfsCodec;
 pub use crate::tree::{Content, Entry, EntryKind, Tree};
 pub use checks::{check_dest, check_name};
 use diskless_contract::image::ModuleRef;
@@ -63,6 +64,8 @@ pub enum ResolveError {
     Kmod(#[from] KmodError),
     #[error(transparent)]
     Compress(#[from] CompressError),
+    #[error(transparent)]
+    SquashfsCodec(#[from] crate::squashfs::codec::CodecError),
 }
 
 /// A plan after every check: what the segment writer and the index need, nothing else.
@@ -85,6 +88,8 @@ pub struct ResolvedComponent {
     pub name: String,
     pub codec: Codec,
     pub packing: crate::plan::Packing,
+    /// The squashfs block codec, when packed so.
+    pub squashfs: SquashfsCodec,
     pub tree: Tree,
 }
 
@@ -99,6 +104,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ResolveError
 pub fn resolve(plan: &Plan) -> Result<ResolvedImage, ResolveError> {
     check_name("name", &plan.name)?;
     let codec = Codec::from_plan(&plan.compression, "compression")?;
+    let squashfs = SquashfsCodec::from_plan(&plan.squashfs, "squashfs")?;
     let kmeta = checks::check_readable("kernel.image", &plan.kernel.image)?;
     if !kmeta.is_file() {
         return Err(invalid(
@@ -121,7 +127,7 @@ pub fn resolve(plan: &Plan) -> Result<ResolvedImage, ResolveError> {
         components.push(resolve_component(
             i,
             c,
-            codec,
+            (codec, squashfs),
             modules.as_ref(),
             &mut loaded,
         )?);
@@ -148,7 +154,7 @@ pub fn resolve(plan: &Plan) -> Result<ResolvedImage, ResolveError> {
 fn resolve_component(
     index: usize,
     c: &Component,
-    default_codec: Codec,
+    (default_codec, default_squashfs): (Codec, SquashfsCodec),
     modules: Option<&ModuleTree>,
     loaded: &mut Vec<ModuleRef>,
 ) -> Result<ResolvedComponent, ResolveError> {
@@ -174,10 +180,18 @@ fn resolve_component(
         )?,
         None => default_codec,
     };
+    let squashfs = match (&c.squashfs, c.packing) {
+        (None, _) => default_squashfs,
+        (Some(s), Packing::Squashfs) => SquashfsCodec::from_plan(s, &col.field("squashfs"))?,
+        (Some(_), Packing::Cpio) => Err(crate::squashfs::codec::CodecError::NotSquashfs {
+            what: col.field("squashfs"),
+        })?,
+    };
     Ok(ResolvedComponent {
         name: c.name.clone(),
         codec,
         packing: c.packing,
+        squashfs,
         tree: col.tree,
     })
 }
