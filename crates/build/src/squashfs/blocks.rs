@@ -3,7 +3,7 @@
 //! backhand writes file data in path order (compared component by component): a file of at
 //! least one block becomes blocks of `block_size` (the last one shorter; an all-zero block is a
 //! hole, stored as nothing), a smaller one is appended to the fragment block, which is
-//! compressed whenever the next small file would not fit, and once at the end. [`foresee`]
+//! compressed whenever the next small file would not fit, and once at the end. [`Layout`]
 //! lays out the same blocks. A block laid out otherwise is only a miss, compressed during the
 //! write: the image depends on the bytes, never on this guess or on which thread compressed.
 
@@ -12,32 +12,48 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// The blocks backhand will compress for these file contents, given in its write order.
-pub fn foresee<'a>(files: impl IntoIterator<Item = &'a [u8]>, block_size: usize) -> Vec<Vec<u8>> {
-    let mut blocks = Vec::new();
-    let mut fragment = Vec::with_capacity(block_size);
-    for data in files {
+/// The blocks backhand will compress, from file contents given in its write order.
+pub struct Layout {
+    block_size: usize,
+    blocks: Vec<Vec<u8>>,
+    fragment: Vec<u8>,
+}
+
+impl Layout {
+    pub fn new(block_size: usize) -> Self {
+        Layout {
+            block_size,
+            blocks: Vec::new(),
+            fragment: Vec::with_capacity(block_size),
+        }
+    }
+
+    /// The next file's contents.
+    pub fn add(&mut self, data: &[u8]) {
+        let block_size = self.block_size;
         if data.is_empty() {
-            continue;
+            return;
         }
         if data.len() < block_size {
-            if fragment.len() + data.len() > block_size {
-                blocks.push(std::mem::replace(
-                    &mut fragment,
-                    Vec::with_capacity(block_size),
-                ));
+            if self.fragment.len() + data.len() > block_size {
+                let full = std::mem::replace(&mut self.fragment, Vec::with_capacity(block_size));
+                self.blocks.push(full);
             }
-            fragment.extend_from_slice(data);
-            continue;
+            self.fragment.extend_from_slice(data);
+            return;
         }
-        blocks.extend(
+        self.blocks.extend(
             data.chunks(block_size)
                 .filter(|b| b.iter().any(|&x| x != 0))
                 .map(<[u8]>::to_vec),
         );
     }
-    blocks.push(fragment);
-    blocks
+
+    /// Every block, the last fragment block included.
+    pub fn finish(mut self) -> Vec<Vec<u8>> {
+        self.blocks.push(self.fragment);
+        self.blocks
+    }
 }
 
 /// Compresses `blocks` on `threads` threads, each block once: its bytes → its compressed bytes.
@@ -87,12 +103,15 @@ mod tests {
     fn small_files_share_fragment_blocks_and_holes_are_skipped() {
         let big: Vec<u8> = (0..10u8).cycle().take(9).collect();
         let zeros = vec![0u8; 8];
-        let files: [&[u8]; 6] = [b"abc", b"", &big, b"de", &zeros, b"fgh"];
-        let blocks = foresee(files, 4);
+        let foresee = |files: &[&[u8]]| {
+            let mut l = Layout::new(4);
+            files.iter().for_each(|f| l.add(f));
+            l.finish()
+        };
+        let blocks = foresee(&[b"abc", b"", &big, b"de", &zeros, b"fgh"]);
         let expected: [&[u8]; 6] = [&big[..4], &big[4..8], &big[8..], b"abc", b"de", b"fgh"];
         assert_eq!(blocks, expected.map(<[u8]>::to_vec));
-        let full: [&[u8]; 2] = [b"ab", b"cd"];
-        assert_eq!(foresee(full, 4), [b"abcd".to_vec()]);
+        assert_eq!(foresee(&[b"ab", b"cd"]), [b"abcd".to_vec()]);
     }
 
     #[test]

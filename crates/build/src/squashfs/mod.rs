@@ -96,21 +96,27 @@ fn precompress(
     codec: SquashfsCodec,
     threads: usize,
 ) -> anyhow::Result<std::collections::HashMap<Vec<u8>, Vec<u8>>> {
-    let mut files: Vec<(&str, std::borrow::Cow<[u8]>)> = Vec::new();
-    for (path, entry) in &tree.entries {
-        let data = match &entry.kind {
-            EntryKind::File(Content::Path { path: src, .. }) => std::fs::read(src)
-                .map(std::borrow::Cow::Owned)
-                .with_context(|| format!("segment {name}: cannot read {}", src.display()))?,
-            EntryKind::File(Content::Bytes(b)) => std::borrow::Cow::Borrowed(b.as_slice()),
-            _ => continue,
-        };
-        files.push((path, data));
-    }
     // backhand's order: paths compared by component.
+    let mut files: Vec<(&str, &Content)> = tree
+        .entries
+        .iter()
+        .filter_map(|(p, e)| match &e.kind {
+            EntryKind::File(c) => Some((p.as_str(), c)),
+            _ => None,
+        })
+        .collect();
     files.sort_by(|a, b| Path::new(a.0).cmp(Path::new(b.0)));
-    let blocks = blocks::foresee(files.iter().map(|f| f.1.as_ref()), BLOCK_SIZE as usize);
-    drop(files);
+    let mut layout = blocks::Layout::new(BLOCK_SIZE as usize);
+    for (_, content) in files {
+        match content {
+            Content::Path { path: src, .. } => layout.add(
+                &std::fs::read(src)
+                    .with_context(|| format!("segment {name}: cannot read {}", src.display()))?,
+            ),
+            Content::Bytes(b) => layout.add(b),
+        }
+    }
+    let blocks = layout.finish();
     blocks::compress(blocks, codec, threads)
         .with_context(|| format!("segment {name}: compressing squashfs blocks"))
 }
