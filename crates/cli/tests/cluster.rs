@@ -6,8 +6,8 @@
 //!
 //! `DISKLESS_CLUSTER_CONTROL_PLANE=host` runs the control plane as host processes on the
 //! bridge instead of the VM (quicker, for work on the workers).
-//! `DISKLESS_CLUSTER_REBOOT=1` adds the power cycle of one worker (the full run, documented
-//! as a benchmark in docs/boot-server.md); without it the test stops after the Service checks.
+//! The run ends with one worker power-cycled and back (Ready, its pod running again, pod to
+//! pod and the Service again); `DISKLESS_CLUSTER_REBOOT=0` stops after the Service checks.
 
 use diskless_harness::cluster::{self, ControlPlaneSide, LabNetwork, Options};
 use diskless_harness::cluster_control_plane::MachineControlPlane;
@@ -57,7 +57,7 @@ fn two_workers_make_a_cluster() {
     }
     let built = t0.elapsed().as_secs_f64();
 
-    let reboot = std::env::var_os("DISKLESS_CLUSTER_REBOOT").is_some_and(|v| v == "1");
+    let reboot = std::env::var_os("DISKLESS_CLUSTER_REBOOT").is_none_or(|v| v != "0");
     let memory = std::env::var("DISKLESS_CLUSTER_MEMORY")
         .ok()
         .and_then(|m| m.parse().ok())
