@@ -21,6 +21,13 @@ let
   '';
   finalPackage = if cfg.slim then kubeletOnly else cfg.package;
 
+  # The file whose presence at boot says the node joins a cluster. A standalone image can join
+  # too: when its node segment says so (`kubelet_mode`), the init switches the kubelet to join
+  # with the bootstrap kubeconfig at the image contract's path, the default of
+  # `join.bootstrapKubeconfig` (crates/contract/src/node.rs, `BOOTSTRAP_KUBECONFIG`).
+  joinCondition =
+    if cfg.mode == "join" then cfg.join.bootstrapKubeconfig else "${nodeDir}/bootstrap-kubeconfig";
+
   args =
     [
       "${finalPackage}/bin/kubelet"
@@ -146,11 +153,33 @@ in
       '';
     };
 
+    podRoutes = mkOption {
+      type = types.bool;
+      default = cfg.cniBridge;
+      defaultText = lib.literalExpression "config.kubelet.cniBridge";
+      description = ''
+        Run the init's `pod-routes` service on nodes that join a cluster (its condition is the
+        bootstrap kubeconfig of the node's segment, as kube-proxy's): it routes the other
+        nodes' pod ranges via their InternalIPs (host-gw; the nodes must share an L2 segment)
+        and keeps the nat chain `DISKLESS-POD-ROUTES` that exempts pod-to-pod traffic between
+        nodes from the bridge's masquerading (crates/init/src/podroutes.rs). Needs `ip` and
+        `iptables-restore` on `PATH` (`path`). Off with a cluster CNI, which routes itself.
+      '';
+    };
+
     finalPackage = mkOption {
       type = types.package;
       readOnly = true;
       internal = true;
       description = "The package whose `bin/kubelet` the image runs (see `slim`).";
+    };
+
+    joinCondition = mkOption {
+      type = types.str;
+      default = joinCondition;
+      readOnly = true;
+      internal = true;
+      description = "The path whose presence at boot means the node joins a cluster (services that only a cluster member runs wait for it).";
     };
   };
 
@@ -212,6 +241,17 @@ in
       role = "kubelet";
       command = args;
       conditionPath = if cfg.mode == "join" then cfg.join.bootstrapKubeconfig else null;
+    };
+
+    # Routes to the other nodes' pod ranges, only where the node joins: a standalone node has
+    # no other nodes. The init's own subcommand, as in the host plan.
+    services.pod-routes = lib.mkIf cfg.podRoutes {
+      order = 260;
+      command = [
+        "/init"
+        "pod-routes"
+      ];
+      conditionPath = joinCondition;
     };
 
     components.kubelet = {

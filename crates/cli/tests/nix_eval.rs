@@ -164,8 +164,11 @@ impl Fixtures {
             }
         }
         std::os::unix::fs::symlink("busybox", root.join("busybox/bin/sh")).unwrap();
-        let kubelet = std::env::var("KUBELET").unwrap_or_default();
-        place(&root.join("kubernetes/bin/kubelet"), &[kubelet.as_str()]);
+        // nixpkgs' kubernetes holds kube-proxy beside the kubelet (and the control plane).
+        for (bin, var) in [("kubelet", "KUBELET"), ("kube-proxy", "KUBE_PROXY")] {
+            let host = std::env::var(var).unwrap_or_default();
+            place(&root.join("kubernetes/bin").join(bin), &[host.as_str()]);
+        }
 
         // The archive names are what fake pkgs' pullImage derives from name and tag.
         let images = root.join("images");
@@ -549,9 +552,13 @@ fn worker_plan_is_what_the_modules_promise_and_builds() {
         root.join("diskless/bin/diskless-init")
     );
 
-    // containerd first and ready before the kubelet, which is standalone (no join material).
+    // containerd first and ready before the kubelet, which is standalone (no join material);
+    // kube-proxy and pod-routes are there for a node whose segment makes it join.
     let services: Vec<&str> = plan.node.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(services, ["containerd", "kubelet"]);
+    assert_eq!(
+        services,
+        ["containerd", "kubelet", "kube-proxy", "pod-routes"]
+    );
     let containerd = &plan.node.services[0];
     assert_eq!(
         containerd.ready_path.as_deref(),
@@ -607,9 +614,172 @@ fn worker_plan_is_what_the_modules_promise_and_builds() {
         serde_json::from_str(generated(&plan, "kubelet", "/etc/kubernetes/kubelet.json")).unwrap();
     assert_eq!(kubelet_config["cgroupDriver"], "cgroupfs");
     assert_eq!(kubelet_config["staticPodPath"], "/etc/kubernetes/manifests");
+    cluster_member_services(&plan, root);
 
     assert_closed(&plan, root);
     build(&path, &plan, &root.join("out-worker"));
+}
+
+/// What makes a worker a cluster member, as the host plan has it (crates/build/src/host.rs):
+/// kube-proxy from the kubelet's package, in its segment, with the host plan's configuration
+/// (as JSON), and the init's `pod-routes`; both only where the node segment holds the
+/// bootstrap kubeconfig, and with iptables and `ip` on their PATH.
+fn cluster_member_services(plan: &Plan, root: &Path) {
+    let service = |name: &str| {
+        plan.node
+            .services
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} service"))
+    };
+    let proxy = service("kube-proxy");
+    assert_eq!(
+        proxy.command,
+        [
+            root.join("kubernetes/bin/kube-proxy").display().to_string(),
+            "--config=/etc/kubernetes/kube-proxy.json".to_string()
+        ]
+    );
+    let routes = service("pod-routes");
+    assert_eq!(routes.command, ["/init", "pod-routes"]);
+    for s in [proxy, routes] {
+        assert_eq!(
+            s.condition_path.as_deref(),
+            Some(diskless_contract::node::BOOTSTRAP_KUBECONFIG),
+            "{}",
+            s.name
+        );
+        assert!(s.restart && s.role.is_none(), "{}", s.name);
+        for tool in ["iptables-legacy", "iproute2"] {
+            assert!(
+                s.env["PATH"].contains(&format!("{}/{tool}/bin", root.display())),
+                "{}: {tool} not on PATH {}",
+                s.name,
+                s.env["PATH"]
+            );
+        }
+    }
+    assert!(trees(plan, "kubelet").contains(&root.join("kubernetes")));
+    let config: serde_json::Value = serde_json::from_str(generated(
+        plan,
+        "kubelet",
+        "/etc/kubernetes/kube-proxy.json",
+    ))
+    .unwrap();
+    assert_eq!(
+        config,
+        serde_json::json!({
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "clientConnection": { "kubeconfig": "/var/lib/kubelet/kubeconfig" },
+            "mode": "iptables",
+            "conntrack": { "maxPerCore": 0 },
+        })
+    );
+    // The same settings as the host plan's YAML, line for line.
+    for line in [
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1",
+        "kind: KubeProxyConfiguration",
+        "  kubeconfig: /var/lib/kubelet/kubeconfig",
+        "mode: iptables",
+        "  maxPerCore: 0",
+    ] {
+        assert!(
+            diskless_build::host::KUBE_PROXY_CONFIG.contains(line),
+            "the host plan's kube-proxy configuration no longer has {line:?}: update modules/kube-proxy.nix"
+        );
+    }
+    let modules = &component(plan, "kernel-modules").modules;
+    for m in [
+        "br_netfilter",
+        "iptable_nat",
+        "iptable_mangle",
+        "xt_statistic",
+        "xt_mark",
+    ] {
+        assert!(modules.iter().any(|x| x == m), "{m} not in {modules:?}");
+    }
+}
+
+#[test]
+fn join_mode_and_the_cluster_member_options() {
+    let lib = or_skip!(nix_env());
+    let fx = or_skip!(Fixtures::new());
+    let root = fx.path();
+    let names = |plan: &Plan| -> Vec<String> {
+        plan.node.services.iter().map(|s| s.name.clone()).collect()
+    };
+
+    // A join image: the kubelet waits for the same file as kube-proxy and pod-routes, and
+    // the plan still passes the builder's validation (Plan::load).
+    let (_, plan) = fx.plan(&lib, "worker", r#"[ { kubelet.mode = "join"; } ]"#);
+    assert_eq!(
+        names(&plan),
+        ["containerd", "kubelet", "kube-proxy", "pod-routes"]
+    );
+    for s in &plan.node.services[1..] {
+        assert_eq!(
+            s.condition_path.as_deref(),
+            Some(diskless_contract::node::BOOTSTRAP_KUBECONFIG),
+            "{}",
+            s.name
+        );
+    }
+    cluster_member_services(&plan, root);
+
+    // A join path of the user's own: the cluster members' services follow it.
+    let (_, plan) = fx.plan(
+        &lib,
+        "worker",
+        r#"[ { kubelet.mode = "join"; kubelet.join.bootstrapKubeconfig = "/.diskless/node/k/bk"; } ]"#,
+    );
+    for s in &plan.node.services[1..] {
+        assert_eq!(
+            s.condition_path.as_deref(),
+            Some("/.diskless/node/k/bk"),
+            "{}",
+            s.name
+        );
+    }
+
+    // Settings merge over the defaults; a cluster CNI routes itself, so no pod-routes.
+    let (_, plan) = fx.plan(
+        &lib,
+        "worker",
+        r#"[ { kubelet.cniBridge = false; kubeProxy.settings.mode = "nftables"; kubeProxy.extraArgs = [ "--v=2" ]; } ]"#,
+    );
+    assert_eq!(names(&plan), ["containerd", "kubelet", "kube-proxy"]);
+    assert_eq!(plan.node.services[2].command.last().unwrap(), "--v=2");
+    let config: serde_json::Value = serde_json::from_str(generated(
+        &plan,
+        "kubelet",
+        "/etc/kubernetes/kube-proxy.json",
+    ))
+    .unwrap();
+    assert_eq!(config["mode"], "nftables");
+    assert_eq!(config["conntrack"]["maxPerCore"], 0);
+
+    // Off: neither the service nor its configuration.
+    let (_, plan) = fx.plan(
+        &lib,
+        "worker",
+        "[ { kubeProxy.enable = false; kubelet.podRoutes = false; } ]",
+    );
+    assert_eq!(names(&plan), ["containerd", "kubelet"]);
+    assert!(!component(&plan, "kubelet")
+        .generated
+        .iter()
+        .any(|g| g.dest == "/etc/kubernetes/kube-proxy.json"));
+
+    // No kubelet, no kube-proxy: containerd-only images have neither; forcing it is named.
+    let (_, plan) = fx.plan(&lib, "containerd-only", "[ ]");
+    assert_eq!(names(&plan), ["containerd"]);
+    let out = fx.eval(&lib, "containerd-only", "[ { kubeProxy.enable = true; } ]");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("kubeProxy.enable needs the kubelet"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -827,6 +997,14 @@ fn flake_checks_and_builds_with_stub_nixpkgs() {
     assert!(
         in_trees("kubelet", kubelet) && kubelet.contains("-kubelet-"),
         "kubelet {kubelet} should be the slimmed copy, in the kubelet segment"
+    );
+    let proxy = &plan.node.services[2];
+    assert!(
+        proxy.name == "kube-proxy"
+            && in_trees("kubelet", &proxy.command[0])
+            && proxy.command[0].contains("-kube-proxy-"),
+        "kube-proxy {:?} should be the slimmed copy, in the kubelet segment",
+        proxy.command
     );
     let containerd = &plan.node.services[0].command[0];
     assert!(
