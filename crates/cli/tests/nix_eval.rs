@@ -844,6 +844,93 @@ fn configuration_mistakes_are_named() {
     }
 }
 
+/// A Nix module setting `option` to `value`, read from a JSON file (so any string, control
+/// characters included, arrives as it is).
+fn json_module(fx: &Fixtures, name: &str, option: &str, value: &serde_json::Value) -> String {
+    let file = fx.path().join(format!("{name}.json"));
+    fs::write(&file, value.to_string()).unwrap();
+    format!(
+        "[ {{ {option} = builtins.fromJSON (builtins.readFile {}); }} ]",
+        file.display()
+    )
+}
+
+/// The failed assertions of evaluating `image` with `extra`; panics if it evaluates.
+fn eval_errors(fx: &Fixtures, lib: &Path, image: &str, extra: &str) -> String {
+    let out = fx.eval(lib, image, extra);
+    assert!(!out.status.success(), "{extra} evaluated without error");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn authorized_keys_are_checked_as_publish_checks_them() {
+    use base64::Engine;
+    use diskless_publish::authorized_keys::{AuthorizedKeys, KEY_TYPES};
+    let lib = or_skip!(nix_env());
+    let fx = or_skip!(Fixtures::new());
+    // A well-formed blob of `key_type`: the type as an SSH string, then key bytes.
+    let blob = |key_type: &str| {
+        let mut b = (key_type.len() as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(key_type.as_bytes());
+        b.extend_from_slice(&[0, 0, 0, 32]);
+        b.extend_from_slice(&[7; 32]);
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    let ssh = |name: &str, keys: &[String]| {
+        let keys = json_module(&fx, name, "ssh.authorizedKeys", &serde_json::json!(keys));
+        format!("{} ++ [ {{ ssh.enable = true; }} ]", keys)
+    };
+
+    // Every key type dropbear accepts, with and without a comment.
+    let good: Vec<String> = KEY_TYPES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match i % 2 {
+            0 => format!("{t} {} admin@lab é", blob(t)),
+            _ => format!("{t}\t{}", blob(t)),
+        })
+        .collect();
+    let (_, plan) = fx.plan(&lib, "worker", &ssh("good-keys", &good));
+    let file = generated(&plan, "ssh", "/root/.ssh/authorized_keys");
+    assert_eq!(
+        file,
+        good.iter().map(|k| format!("{k}\n")).collect::<String>()
+    );
+    AuthorizedKeys::parse(file).unwrap_or_else(|e| panic!("publish refuses what Nix took: {e}"));
+
+    let ed = blob("ssh-ed25519");
+    let bad = [
+        (
+            format!("command=\"/bin/sh\" ssh-ed25519 {ed}"),
+            "options before the key",
+        ),
+        (format!("no-pty ssh-ed25519 {ed}"), "options before the key"),
+        ("ssh-dss AAAA".into(), "\"ssh-dss\" is not a key type"),
+        ("ssh-ed25519".into(), "ssh-ed25519 without its base64 key"),
+        ("ssh-ed25519 AAAA!!".into(), "not valid base64"),
+        (format!("ssh-rsa {ed}"), "not a ssh-rsa key"),
+        (
+            format!("ssh-ed25519 {ed} a\nssh-rsa {}", blob("ssh-rsa")),
+            "line break",
+        ),
+        (format!("ssh-ed25519 {ed} a\u{1b}[2Jb"), "control character"),
+    ];
+    let keys: Vec<String> = bad.iter().map(|(k, _)| k.clone()).collect();
+    let stderr = eval_errors(&fx, &lib, "worker", &ssh("bad-keys", &keys));
+    for (i, (key, why)) in bad.iter().enumerate() {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&format!("ssh.authorizedKeys[{i}] ")))
+            .unwrap_or_else(|| panic!("{key:?} was not refused:\n{stderr}"));
+        assert!(line.contains(why), "{key:?}: expected {why:?} in {line}");
+        // In a keys file a line break only starts the next key; an option entry holds one.
+        assert!(
+            key.contains('\n') || AuthorizedKeys::parse(key).is_err(),
+            "publish takes {key:?}, which Nix refuses"
+        );
+    }
+}
+
 #[test]
 fn options_doc_is_current() {
     let lib = or_skip!(nix_env());
