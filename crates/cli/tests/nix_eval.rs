@@ -932,6 +932,62 @@ fn authorized_keys_are_checked_as_publish_checks_them() {
 }
 
 #[test]
+fn registry_mirrors_keep_their_order_and_are_checked() {
+    let lib = or_skip!(nix_env());
+    let fx = or_skip!(Fixtures::new());
+    let mirrors = serde_json::json!({
+        "docker.io": ["https://z.example", "http://10.0.0.1:5000/cache", "https://z.example"],
+        "10.0.0.5:5000": ["http://[fd00::2]:5000"],
+    });
+    let module = json_module(&fx, "mirrors", "containerd.registryMirrors", &mirrors);
+    let (_, plan) = fx.plan(&lib, "worker", &module);
+    let hosts: toml::Value = toml::from_str(generated(
+        &plan,
+        "containerd",
+        "/etc/containerd/certs.d/docker.io/hosts.toml",
+    ))
+    .unwrap();
+    assert_eq!(
+        hosts["server"].as_str(),
+        Some("https://registry-1.docker.io")
+    );
+    let text = generated(
+        &plan,
+        "containerd",
+        "/etc/containerd/certs.d/docker.io/hosts.toml",
+    );
+    let z = text.find("[host.\"https://z.example\"]").expect(text);
+    let ip = text
+        .find("[host.\"http://10.0.0.1:5000/cache\"]")
+        .expect(text);
+    assert!(z < ip, "mirrors out of the order given:\n{text}");
+    assert_eq!(text.matches("z.example").count(), 1, "{text}");
+    generated(
+        &plan,
+        "containerd",
+        "/etc/containerd/certs.d/10.0.0.5:5000/hosts.toml",
+    );
+
+    let bad = serde_json::json!({
+        "../etc": ["http://a.example"],
+        "docker.io": ["ftp://a.example", "http://a.example/b?c", "http://a\"]\nx"],
+    });
+    let module = json_module(&fx, "bad-mirrors", "containerd.registryMirrors", &bad);
+    let stderr = eval_errors(&fx, &lib, "worker", &module);
+    for expected in [
+        "registry \"../etc\" is not a host name",
+        "containerd.registryMirrors.\"docker.io\"[0]: \"ftp://a.example\" is not",
+        "containerd.registryMirrors.\"docker.io\"[1]",
+        "containerd.registryMirrors.\"docker.io\"[2]",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
 fn options_doc_is_current() {
     let lib = or_skip!(nix_env());
     let out = Command::new("nix-instantiate")
