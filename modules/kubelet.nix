@@ -25,8 +25,8 @@ let
   # too: when its node segment says so (`kubelet_mode`), the init switches the kubelet to join
   # with the bootstrap kubeconfig at the image contract's path, the default of
   # `join.bootstrapKubeconfig` (crates/contract/src/node.rs, `BOOTSTRAP_KUBECONFIG`).
-  joinCondition =
-    if cfg.mode == "join" then cfg.join.bootstrapKubeconfig else "${nodeDir}/bootstrap-kubeconfig";
+  contractBootstrap = "${nodeDir}/bootstrap-kubeconfig";
+  joinCondition = if cfg.mode == "join" then cfg.join.bootstrapKubeconfig else contractBootstrap;
 
   args =
     [
@@ -75,7 +75,7 @@ in
 
     join.bootstrapKubeconfig = mkOption {
       type = types.str;
-      default = "${nodeDir}/bootstrap-kubeconfig";
+      default = contractBootstrap;
       description = "Path of the per-node bootstrap kubeconfig (delivered in the node's segment, not the image).";
     };
 
@@ -163,7 +163,9 @@ in
         nodes' pod ranges via their InternalIPs (host-gw; the nodes must share an L2 segment)
         and keeps the nat chain `DISKLESS-POD-ROUTES` that exempts pod-to-pod traffic between
         nodes from the bridge's masquerading (crates/init/src/podroutes.rs). Needs `ip` and
-        `iptables-restore` on `PATH` (`path`). Off with a cluster CNI, which routes itself.
+        `iptables-restore` on `PATH` (`path`), and `join.bootstrapKubeconfig` at its default:
+        it reads the API server's address and CA there. Off with a cluster CNI, which routes
+        itself.
       '';
     };
 
@@ -296,6 +298,11 @@ in
       {
         assertion = cfg.mode == "join" || cfg.staticPods != { };
         message = "kubelet.mode is \"standalone\" but kubelet.staticPods is empty: a standalone kubelet would run nothing. Add a static pod or use mode = \"join\".";
+      }
+      {
+        # `/init pod-routes` finds the API server and its CA at the contract's path.
+        assertion = !cfg.podRoutes || joinCondition == contractBootstrap;
+        message = "kubelet.podRoutes reads the API server's address and CA from ${contractBootstrap}, where diskless publish puts the bootstrap kubeconfig, but kubelet.join.bootstrapKubeconfig is ${builtins.toJSON cfg.join.bootstrapKubeconfig}: keep its default, or set kubelet.podRoutes = false.";
       }
     ];
   };

@@ -727,12 +727,23 @@ fn join_mode_and_the_cluster_member_options() {
     }
     cluster_member_services(&plan, root);
 
-    // A join path of the user's own: the cluster members' services follow it.
+    // A join path of the user's own: kube-proxy follows it; pod-routes reads the contract's
+    // path, so it is refused there, by name.
+    let custom =
+        r#"{ kubelet.mode = "join"; kubelet.join.bootstrapKubeconfig = "/.diskless/node/k/bk"; }"#;
+    let out = fx.eval(&lib, "worker", &format!("[ {custom} ]"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("kubelet.podRoutes reads the API server's address"),
+        "{stderr}"
+    );
     let (_, plan) = fx.plan(
         &lib,
         "worker",
-        r#"[ { kubelet.mode = "join"; kubelet.join.bootstrapKubeconfig = "/.diskless/node/k/bk"; } ]"#,
+        &format!("[ {custom} {{ kubelet.podRoutes = false; }} ]"),
     );
+    assert_eq!(names(&plan), ["containerd", "kubelet", "kube-proxy"]);
     for s in &plan.node.services[1..] {
         assert_eq!(
             s.condition_path.as_deref(),
