@@ -23,7 +23,10 @@ let
       [
         {
           server =
-            if registry == "docker.io" then "https://registry-1.docker.io" else "https://${registry}";
+            if registry == "docker.io" then
+              "https://registry-1.docker.io"
+            else
+              "https://${registry}";
         }
       ]
       ++ map (m: {

@@ -30,10 +30,10 @@ in
       defaultText = lib.literalExpression "config.kubelet.enable";
       description = ''
         kube-proxy (iptables mode), started only on nodes that join a cluster: its service's
-        condition is the bootstrap kubeconfig in the node's segment (`kubelet.join.bootstrapKubeconfig`
-        in join mode; in standalone mode the image contract's path, where the init finds it when
-        a node's segment makes the node join), so a standalone node never runs it. Needs
-        `kubelet.enable`.
+        condition is the bootstrap kubeconfig in the node's segment
+        (`kubelet.join.bootstrapKubeconfig` in join mode; in standalone mode the image
+        contract's path, where the init finds it when a node's segment makes the node join),
+        so a standalone node never runs it. Needs `kubelet.enable`.
       '';
     };
 

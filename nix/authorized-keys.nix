@@ -41,7 +41,7 @@ let
   hasControl =
     key: builtins.match "[^[:cntrl:]]*" (builtins.replaceStrings [ "\t" ] [ " " ] key) == null;
 
-  # TYPE, BASE64 and the comment (null when absent), split on blanks.
+  # TYPE, BASE64 and the rest (the comment, maybe empty), split on blanks.
   parts = key: builtins.match "[ \t]*([^ \t]*)[ \t]*([^ \t]*)[ \t]*(.*)" key;
 
   typeProblem =
@@ -56,7 +56,8 @@ let
     if blob == "" then
       "${type} without its base64 key"
     else if
-      builtins.match "[A-Za-z0-9+/]*={0,2}" blob == null || lib.mod (builtins.stringLength blob) 4 != 0
+      builtins.match "[A-Za-z0-9+/]*={0,2}" blob == null
+      || lib.mod (builtins.stringLength blob) 4 != 0
     then
       "the ${type} key is not valid base64"
     else if !lib.hasPrefix prefixes.${type} blob then
