@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// 2: services carry a `role`; the init no longer recognises containerd and the kubelet by name.
-pub const CONTRACT_VERSION: u32 = 2;
+pub const CONTRACT_VERSION: u32 = 3;
 /// Where the contract lives inside the image.
 pub const CONTRACT_PATH: &str = "/.diskless/image.json";
 /// Written by the init once every preloaded image has been imported (or failed to: its
@@ -370,7 +370,7 @@ mod tests {
     }
 
     const DOC: &str = r#"{
-      "version": 2, "name": "worker", "unpacked_bytes": 1000,
+      "version": 3, "name": "worker", "unpacked_bytes": 1000,
       "segments": [{"name": "base", "sentinel": "/.diskless/segments/base", "content": "ab"}],
       "modules": [{"name": "virtio_net", "path": "/lib/modules/x/virtio_net.ko", "optional": false}],
       "sysctls": {"net.ipv4.ip_forward": "1"},
@@ -415,8 +415,10 @@ mod tests {
 
     #[test]
     fn other_versions_are_refused() {
-        let e = ImageContract::parse(r#"{"version": 3, "new": 1}"#).unwrap_err();
-        assert!(e.contains("has version 3"), "{e}");
+        for v in [2, 4] {
+            let e = ImageContract::parse(&format!(r#"{{"version": {v}, "new": 1}}"#)).unwrap_err();
+            assert!(e.contains(&format!("has version {v}")), "{e}");
+        }
         for (v, why) in [
             ("-1", "out of range"),
             ("1e40", "out of range"),
