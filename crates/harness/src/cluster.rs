@@ -228,8 +228,7 @@ pub fn run(opts: &Options, cp: &mut dyn ControlPlaneSide) -> anyhow::Result<Repo
     };
     // CoreDNS on the first worker: the second resolves across nodes.
     let dns = serde_json::to_vec(&clusterdns::objects(WORKERS[0].name))?;
-    api.run(&["apply", "--server-side", "-f", "-"], Some(&dns))
-        .map_err(anyhow::Error::msg)
+    apply(&api, &["--server-side"], &dns, opts.timeout)
         .context("cannot apply the cluster DNS objects")?;
 
     let mut consoles: Vec<Logged> = WORKERS
@@ -296,6 +295,24 @@ fn publish(
     })
     .context("cannot publish the workers")?;
     Ok(())
+}
+
+/// `kubectl apply EXTRA -f -` of `objects`, again every 2 s while it fails (an emulated API
+/// server under load misses kubectl's request timeout now and then), for at most `timeout`.
+fn apply(api: &Api, extra: &[&str], objects: &[u8], timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let args: Vec<&str> = ["apply"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .chain(["-f", "-"])
+        .collect();
+    loop {
+        match api.run(&args, Some(objects)) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => bail!("{e}"),
+            Err(_) => std::thread::sleep(Duration::from_secs(2)),
+        }
+    }
 }
 
 /// A BIOS machine on `tap`: SeaBIOS boots the NIC's iPXE ROM, which DHCPs from dnsmasq and
@@ -384,9 +401,7 @@ impl LabRun<'_> {
         // 2. The Deployment across both workers, and its Service.
         let t_apply = Instant::now();
         let objects = serde_json::to_vec(&app_objects())?;
-        self.api
-            .run(&["apply", "-f", "-"], Some(&objects))
-            .map_err(anyhow::Error::msg)
+        apply(&self.api, &[], &objects, self.opts.timeout)
             .context("cannot apply the Deployment and Service")?;
         let pods = self.wait("both Deployment pods Running on different nodes", |s| {
             let pods = s.pods()?;
@@ -413,7 +428,9 @@ impl LabRun<'_> {
 
         // 5. Memory per node, with its pods running (a container's /proc/meminfo is the node's).
         for p in &pods {
-            let used = self.used_mib(&p.name)?;
+            let used = self.wait(&format!("{}'s /proc/meminfo", p.name), |s| {
+                s.used_mib(&p.name).map(Some).map_err(|e| format!("{e:#}"))
+            })?;
             if let Some(n) = report.nodes.iter_mut().find(|n| n.name == p.node) {
                 n.used_mib = used;
             }
