@@ -96,6 +96,21 @@ pub struct ImageRef {
     /// the kubelet back (the cluster DNS: 16 MB, ≈ 3 s under TCG).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deferred: bool,
+    /// Imported only where this file exists at boot, as a service's `condition_path` (plan
+    /// `condition_path`): the cluster DNS only where the node joins a cluster (the bootstrap
+    /// kubeconfig), as a standalone node has no cluster to serve and would hold it in RAM for
+    /// nothing. The pool blobs of an image left out are deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition_path: Option<String>,
+}
+
+impl ImageRef {
+    /// Whether this boot imports it: no condition, or its file exists.
+    pub fn wanted(&self) -> bool {
+        self.condition_path
+            .as_deref()
+            .is_none_or(|p| std::path::Path::new(p).exists())
+    }
 }
 
 /// How the node's network comes up (plan `node.network`, passed through unchanged).
@@ -292,6 +307,16 @@ pub fn check_images(images: &[ImageRef]) -> Result<(), String> {
         for r in &image.refs {
             Reference::qualified(r)
                 .map_err(|e| format!("image {:?}: ref {r:?}: {e}", image.name))?;
+        }
+        if let Some(p) = image
+            .condition_path
+            .as_deref()
+            .filter(|p| !p.starts_with('/'))
+        {
+            return Err(format!(
+                "image {:?}: condition_path {p:?} is not an absolute path",
+                image.name
+            ));
         }
         for b in &image.blobs {
             if crate::digest::sha256_of(b).is_none() {
