@@ -274,18 +274,12 @@ fn publish(
         cluster_dns: vec![CLUSTER_DNS.to_string()],
         cluster_domain: Some(CLUSTER_DOMAIN.to_string()),
     });
-    inventory.hosts.extend(WORKERS.iter().map(|w| Host {
-        mac: w.mac.to_string(),
-        hostname: w.name.to_string(),
-        image: opts.image.clone(),
-        labels: Default::default(),
-        taints: Vec::new(),
-        kernel_args: String::new(),
-        kubelet_mode: KubeletMode::Join,
-        ssh_host_keys_dir: None,
-        // The controller-manager allocates them.
-        pod_cidr: None,
-    }));
+    // Their pod ranges come from the controller-manager (`--allocate-node-cidrs`).
+    inventory.hosts.extend(
+        WORKERS
+            .iter()
+            .map(|w| Host::new(w.mac, w.name, &opts.image, KubeletMode::Join)),
+    );
     let path = lab.join("lab.toml");
     std::fs::write(&path, inventory.to_toml())?;
     diskless_publish::publish(&diskless_publish::PublishOptions {

@@ -150,15 +150,8 @@ impl Lab {
         let snapshots = dir.path().join("snapshots");
         let inventory = Inventory {
             hosts: vec![Host {
-                mac: mac.to_string(),
-                hostname: HOSTNAME.to_string(),
-                image: image.to_string(),
-                labels: Default::default(),
-                taints: Vec::new(),
                 kernel_args,
-                kubelet_mode: KubeletMode::Standalone,
-                ssh_host_keys_dir: None,
-                pod_cidr: None,
+                ..Host::new(mac, HOSTNAME, image, KubeletMode::Standalone)
             }],
             control_plane: Some(ControlPlane {
                 host: HOSTNAME.to_string(),
