@@ -3,7 +3,9 @@
 #
 # What it proves: a RAM-only node booted over the network runs a static pod from a preloaded
 # image with no registry and no API server (flake check `vm-worker`). Set `kubelet.mode = "join"`
-# and the same image joins a cluster using the bootstrap kubeconfig in each node's own segment.
+# (or the node's `kubelet_mode` in the inventory) and the same image joins a cluster using the
+# bootstrap kubeconfig in each node's own segment, with kube-proxy and the init's pod-routes
+# (modules/kube-proxy.nix, `kubelet.podRoutes`), which start only where that file is.
 { pkgs, ... }:
 let
   pinned = import ./pinned.nix { inherit pkgs; };

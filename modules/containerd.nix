@@ -14,20 +14,36 @@ let
   certsDir = "/etc/containerd/certs.d";
 
   # hosts.toml per registry: the configuration format containerd 1.5+ and 2.x both read (the
-  # older `registry.mirrors` table is gone in 2.0).
+  # older `registry.mirrors` table is gone in 2.0). containerd tries the `[host."URL"]` tables
+  # in file order, and a Nix attribute set would sort them: one table per mirror, in the order
+  # given, a URL given twice counted once (as crates/build/src/mirror.rs writes them).
   hostsToml =
     registry: mirrors:
-    toml.toTOML (
-      {
-        server =
-          if registry == "docker.io" then "https://registry-1.docker.io" else "https://${registry}";
-      }
-      // {
-        host = lib.listToAttrs (
-          map (m: lib.nameValuePair m { capabilities = [ "pull" "resolve" ]; }) mirrors
-        );
-      }
+    lib.concatMapStringsSep "\n" toml.toTOML (
+      [
+        {
+          server =
+            if registry == "docker.io" then
+              "https://registry-1.docker.io"
+            else
+              "https://${registry}";
+        }
+      ]
+      ++ map (m: {
+        host.${m}.capabilities = [
+          "pull"
+          "resolve"
+        ];
+      }) (lib.unique mirrors)
     );
+
+  # What crates/contract/src/reference.rs (`check_domain`) and crates/build/src/mirror.rs
+  # accept: a host name, IPv4 or [IPv6] address with an optional port; a mirror's path holds
+  # letters, digits and / . _ ~ - only. The registry names a directory of the image.
+  label = "[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?";
+  domain = "(${label}(\\.${label})*|\\[[0-9A-Fa-f:.]+])(:[0-9]+)?";
+  mirrorUrl = "https?://${domain}(/[A-Za-z0-9/._~-]*)?";
+  matches = re: s: builtins.match re s != null;
 in
 {
   options.containerd = {
@@ -82,8 +98,10 @@ in
       type = types.attrsOf (types.nonEmptyListOf types.str);
       default = { };
       description = ''
-        Pull-through mirrors per registry host, tried in order before the registry itself;
-        written as `${certsDir}/<registry>/hosts.toml`.
+        Pull-through mirrors per registry host, tried in the order given before the registry
+        itself; written as `${certsDir}/<registry>/hosts.toml`. A registry is a host name, IPv4
+        or [IPv6] address with an optional `:port`; a mirror is an `http://` or `https://` URL
+        of such a host with an optional path (letters, digits and `/ . _ ~ -`).
       '';
       example = {
         "docker.io" = [ "https://mirror.lab.example" ];
@@ -181,5 +199,21 @@ in
         "/usr/sbin/runc" = "${cfg.runc}/bin/runc";
       };
     };
+
+    assertions = lib.concatLists (
+      lib.mapAttrsToList (
+        registry: mirrors:
+        [
+          {
+            assertion = matches domain registry;
+            message = "containerd.registryMirrors: registry ${builtins.toJSON registry} is not a host name, IPv4 or [IPv6] address with an optional :port (e.g. \"docker.io\", \"10.0.0.5:5000\").";
+          }
+        ]
+        ++ lib.imap0 (i: url: {
+          assertion = matches mirrorUrl url;
+          message = "containerd.registryMirrors.${builtins.toJSON registry}[${toString i}]: ${builtins.toJSON url} is not an http:// or https:// URL of a registry host with an optional path of letters, digits and / . _ ~ - (e.g. \"http://10.0.0.5:5000\").";
+        }) mirrors
+      ) cfg.registryMirrors
+    );
   };
 }

@@ -11,6 +11,7 @@
     ./network.nix
     ./containerd.nix
     ./kubelet.nix
+    ./kube-proxy.nix
     ./control-plane.nix
     ./preload.nix
     ./ssh.nix

@@ -21,6 +21,13 @@ let
   '';
   finalPackage = if cfg.slim then kubeletOnly else cfg.package;
 
+  # The file whose presence at boot says the node joins a cluster. A standalone image can join
+  # too: when its node segment says so (`kubelet_mode`), the init switches the kubelet to join
+  # with the bootstrap kubeconfig at the image contract's path, the default of
+  # `join.bootstrapKubeconfig` (crates/contract/src/node.rs, `BOOTSTRAP_KUBECONFIG`).
+  contractBootstrap = "${nodeDir}/bootstrap-kubeconfig";
+  joinCondition = if cfg.mode == "join" then cfg.join.bootstrapKubeconfig else contractBootstrap;
+
   args =
     [
       "${finalPackage}/bin/kubelet"
@@ -68,7 +75,7 @@ in
 
     join.bootstrapKubeconfig = mkOption {
       type = types.str;
-      default = "${nodeDir}/bootstrap-kubeconfig";
+      default = contractBootstrap;
       description = "Path of the per-node bootstrap kubeconfig (delivered in the node's segment, not the image).";
     };
 
@@ -146,11 +153,35 @@ in
       '';
     };
 
+    podRoutes = mkOption {
+      type = types.bool;
+      default = cfg.cniBridge;
+      defaultText = lib.literalExpression "config.kubelet.cniBridge";
+      description = ''
+        Run the init's `pod-routes` service on nodes that join a cluster (its condition is the
+        bootstrap kubeconfig of the node's segment, as kube-proxy's): it routes the other
+        nodes' pod ranges via their InternalIPs (host-gw; the nodes must share an L2 segment)
+        and keeps the nat chain `DISKLESS-POD-ROUTES` that exempts pod-to-pod traffic between
+        nodes from the bridge's masquerading (crates/init/src/podroutes.rs). Needs `ip` and
+        `iptables-restore` on `PATH` (`path`), and `join.bootstrapKubeconfig` at its default:
+        it reads the API server's address and CA there. Off with a cluster CNI, which routes
+        itself.
+      '';
+    };
+
     finalPackage = mkOption {
       type = types.package;
       readOnly = true;
       internal = true;
       description = "The package whose `bin/kubelet` the image runs (see `slim`).";
+    };
+
+    joinCondition = mkOption {
+      type = types.str;
+      default = joinCondition;
+      readOnly = true;
+      internal = true;
+      description = "The path whose presence at boot means the node joins a cluster (services that only a cluster member runs wait for it).";
     };
   };
 
@@ -214,6 +245,17 @@ in
       conditionPath = if cfg.mode == "join" then cfg.join.bootstrapKubeconfig else null;
     };
 
+    # Routes to the other nodes' pod ranges, only where the node joins: a standalone node has
+    # no other nodes. The init's own subcommand, as in the host plan.
+    services.pod-routes = lib.mkIf cfg.podRoutes {
+      order = 260;
+      command = [
+        "/init"
+        "pod-routes"
+      ];
+      conditionPath = joinCondition;
+    };
+
     components.kubelet = {
       order = 300;
       packing = lib.mkDefault "squashfs";
@@ -256,6 +298,11 @@ in
       {
         assertion = cfg.mode == "join" || cfg.staticPods != { };
         message = "kubelet.mode is \"standalone\" but kubelet.staticPods is empty: a standalone kubelet would run nothing. Add a static pod or use mode = \"join\".";
+      }
+      {
+        # `/init pod-routes` finds the API server and its CA at the contract's path.
+        assertion = !cfg.podRoutes || joinCondition == contractBootstrap;
+        message = "kubelet.podRoutes reads the API server's address and CA from ${contractBootstrap}, where diskless publish puts the bootstrap kubeconfig, but kubelet.join.bootstrapKubeconfig is ${builtins.toJSON cfg.join.bootstrapKubeconfig}: keep its default, or set kubelet.podRoutes = false.";
       }
     ];
   };

@@ -128,6 +128,7 @@ let
     }
     // optionalAttrs i.pinned { labels."io.cri-containerd.pinned" = "pinned"; }
     // optionalAttrs i.deferred { deferred = true; }
+    // optionalAttrs (i.conditionPath != null) { condition_path = i.conditionPath; }
     ) config.preload.images;
     node = {
       inherit (config) sysctls;

@@ -40,6 +40,17 @@ in
               the kubelet's retry.
             '';
           };
+          conditionPath = mkOption {
+            type = types.nullOr (types.strMatching "/.*");
+            default = null;
+            description = ''
+              Import the image only where this absolute path exists at boot, as a service's
+              condition: e.g. the cluster DNS only where the node joins
+              (`/.diskless/node/kubelet/bootstrap-kubeconfig`); a node left without it deletes the
+              image's blobs instead and keeps its RAM.
+            '';
+            example = "/.diskless/node/kubelet/bootstrap-kubeconfig";
+          };
         };
       }
     );

@@ -8,6 +8,7 @@
 let
   inherit (lib) mkOption types;
   cfg = config.ssh;
+  keys = import ../nix/authorized-keys.nix { inherit lib; };
 in
 {
   options.ssh = {
@@ -29,7 +30,12 @@ in
     authorizedKeys = mkOption {
       type = types.listOf types.str;
       default = [ ];
-      description = "Public keys allowed to log in as root.";
+      description = ''
+        Public keys allowed to log in as root, one per element: `TYPE BASE64 [COMMENT]` with
+        a key type dropbear accepts (${lib.concatStringsSep ", " keys.keyTypes}). Options
+        before the key (`command=`, `no-pty`, …), line breaks and control characters are
+        refused at evaluation, as `diskless publish` refuses them in an inventory's keys file.
+      '';
       example = [ "ssh-ed25519 AAAA… admin@lab" ];
     };
   };
@@ -68,6 +74,18 @@ in
         assertion = cfg.authorizedKeys != [ ];
         message = "ssh.enable is set but ssh.authorizedKeys is empty: nobody could log in (passwords are off). Add a public key.";
       }
+    ]
+    ++ lib.imap0 (
+      i: key:
+      let
+        problem = keys.problem key;
+      in
+      {
+        assertion = problem == null;
+        message = "ssh.authorizedKeys[${toString i}] ${builtins.toJSON key}: ${toString problem}.";
+      }
+    ) cfg.authorizedKeys
+    ++ [
       {
         assertion = config.environment.shell != null;
         message = "ssh.enable needs a login shell: environment.shell must not be null.";

@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         refs: vec!["docker.io/library/fuzz:latest".into()],
         labels: Default::default(),
         deferred: false,
+        condition_path: None,
     };
     let _ = diskless_oci::image_segments_with_cache(&[image], &dir.path().join("cache"));
 });

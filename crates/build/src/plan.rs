@@ -259,6 +259,11 @@ pub struct PreloadImage {
     /// waits for the kubelet's retry.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deferred: bool,
+    /// Import it only where this absolute path exists at boot, like a service's
+    /// `condition_path`; e.g. the cluster DNS only where the node joins (its bootstrap
+    /// kubeconfig).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition_path: Option<String>,
 }
 
 /// What the init does at boot. The builder copies this into `/.diskless/image.json` after

@@ -164,8 +164,11 @@ impl Fixtures {
             }
         }
         std::os::unix::fs::symlink("busybox", root.join("busybox/bin/sh")).unwrap();
-        let kubelet = std::env::var("KUBELET").unwrap_or_default();
-        place(&root.join("kubernetes/bin/kubelet"), &[kubelet.as_str()]);
+        // nixpkgs' kubernetes holds kube-proxy beside the kubelet (and the control plane).
+        for (bin, var) in [("kubelet", "KUBELET"), ("kube-proxy", "KUBE_PROXY")] {
+            let host = std::env::var(var).unwrap_or_default();
+            place(&root.join("kubernetes/bin").join(bin), &[host.as_str()]);
+        }
 
         // The archive names are what fake pkgs' pullImage derives from name and tag.
         let images = root.join("images");
@@ -549,9 +552,13 @@ fn worker_plan_is_what_the_modules_promise_and_builds() {
         root.join("diskless/bin/diskless-init")
     );
 
-    // containerd first and ready before the kubelet, which is standalone (no join material).
+    // containerd first and ready before the kubelet, which is standalone (no join material);
+    // kube-proxy and pod-routes are there for a node whose segment makes it join.
     let services: Vec<&str> = plan.node.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(services, ["containerd", "kubelet"]);
+    assert_eq!(
+        services,
+        ["containerd", "kubelet", "kube-proxy", "pod-routes"]
+    );
     let containerd = &plan.node.services[0];
     assert_eq!(
         containerd.ready_path.as_deref(),
@@ -607,9 +614,183 @@ fn worker_plan_is_what_the_modules_promise_and_builds() {
         serde_json::from_str(generated(&plan, "kubelet", "/etc/kubernetes/kubelet.json")).unwrap();
     assert_eq!(kubelet_config["cgroupDriver"], "cgroupfs");
     assert_eq!(kubelet_config["staticPodPath"], "/etc/kubernetes/manifests");
+    cluster_member_services(&plan, root);
 
     assert_closed(&plan, root);
     build(&path, &plan, &root.join("out-worker"));
+}
+
+/// What makes a worker a cluster member, as the host plan has it (crates/build/src/host.rs):
+/// kube-proxy from the kubelet's package, in its segment, with the host plan's configuration
+/// (as JSON), and the init's `pod-routes`; both only where the node segment holds the
+/// bootstrap kubeconfig, and with iptables and `ip` on their PATH.
+fn cluster_member_services(plan: &Plan, root: &Path) {
+    let service = |name: &str| {
+        plan.node
+            .services
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} service"))
+    };
+    let proxy = service("kube-proxy");
+    assert_eq!(
+        proxy.command,
+        [
+            root.join("kubernetes/bin/kube-proxy").display().to_string(),
+            "--config=/etc/kubernetes/kube-proxy.json".to_string()
+        ]
+    );
+    let routes = service("pod-routes");
+    assert_eq!(routes.command, ["/init", "pod-routes"]);
+    for s in [proxy, routes] {
+        assert_eq!(
+            s.condition_path.as_deref(),
+            Some(diskless_contract::node::BOOTSTRAP_KUBECONFIG),
+            "{}",
+            s.name
+        );
+        assert!(s.restart && s.role.is_none(), "{}", s.name);
+        for tool in ["iptables-legacy", "iproute2"] {
+            assert!(
+                s.env["PATH"].contains(&format!("{}/{tool}/bin", root.display())),
+                "{}: {tool} not on PATH {}",
+                s.name,
+                s.env["PATH"]
+            );
+        }
+    }
+    assert!(trees(plan, "kubelet").contains(&root.join("kubernetes")));
+    let config: serde_json::Value = serde_json::from_str(generated(
+        plan,
+        "kubelet",
+        "/etc/kubernetes/kube-proxy.json",
+    ))
+    .unwrap();
+    assert_eq!(
+        config,
+        serde_json::json!({
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "clientConnection": { "kubeconfig": "/var/lib/kubelet/kubeconfig" },
+            "mode": "iptables",
+            "conntrack": { "maxPerCore": 0 },
+        })
+    );
+    // The same settings as the host plan's YAML, line for line.
+    for line in [
+        "apiVersion: kubeproxy.config.k8s.io/v1alpha1",
+        "kind: KubeProxyConfiguration",
+        "  kubeconfig: /var/lib/kubelet/kubeconfig",
+        "mode: iptables",
+        "  maxPerCore: 0",
+    ] {
+        assert!(
+            diskless_build::host::KUBE_PROXY_CONFIG.contains(line),
+            "the host plan's kube-proxy configuration no longer has {line:?}: update modules/kube-proxy.nix"
+        );
+    }
+    let modules = &component(plan, "kernel-modules").modules;
+    for m in [
+        "br_netfilter",
+        "iptable_nat",
+        "iptable_mangle",
+        "xt_statistic",
+        "xt_mark",
+    ] {
+        assert!(modules.iter().any(|x| x == m), "{m} not in {modules:?}");
+    }
+}
+
+#[test]
+fn join_mode_and_the_cluster_member_options() {
+    let lib = or_skip!(nix_env());
+    let fx = or_skip!(Fixtures::new());
+    let root = fx.path();
+    let names = |plan: &Plan| -> Vec<String> {
+        plan.node.services.iter().map(|s| s.name.clone()).collect()
+    };
+
+    // A join image: the kubelet waits for the same file as kube-proxy and pod-routes, and
+    // the plan still passes the builder's validation (Plan::load).
+    let (_, plan) = fx.plan(&lib, "worker", r#"[ { kubelet.mode = "join"; } ]"#);
+    assert_eq!(
+        names(&plan),
+        ["containerd", "kubelet", "kube-proxy", "pod-routes"]
+    );
+    for s in &plan.node.services[1..] {
+        assert_eq!(
+            s.condition_path.as_deref(),
+            Some(diskless_contract::node::BOOTSTRAP_KUBECONFIG),
+            "{}",
+            s.name
+        );
+    }
+    cluster_member_services(&plan, root);
+
+    // A join path of the user's own: kube-proxy follows it; pod-routes reads the contract's
+    // path, so it is refused there, by name.
+    let custom =
+        r#"{ kubelet.mode = "join"; kubelet.join.bootstrapKubeconfig = "/.diskless/node/k/bk"; }"#;
+    let out = fx.eval(&lib, "worker", &format!("[ {custom} ]"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("kubelet.podRoutes reads the API server's address"),
+        "{stderr}"
+    );
+    let (_, plan) = fx.plan(
+        &lib,
+        "worker",
+        &format!("[ {custom} {{ kubelet.podRoutes = false; }} ]"),
+    );
+    assert_eq!(names(&plan), ["containerd", "kubelet", "kube-proxy"]);
+    for s in &plan.node.services[1..] {
+        assert_eq!(
+            s.condition_path.as_deref(),
+            Some("/.diskless/node/k/bk"),
+            "{}",
+            s.name
+        );
+    }
+
+    // Settings merge over the defaults; a cluster CNI routes itself, so no pod-routes.
+    let (_, plan) = fx.plan(
+        &lib,
+        "worker",
+        r#"[ { kubelet.cniBridge = false; kubeProxy.settings.mode = "nftables"; kubeProxy.extraArgs = [ "--v=2" ]; } ]"#,
+    );
+    assert_eq!(names(&plan), ["containerd", "kubelet", "kube-proxy"]);
+    assert_eq!(plan.node.services[2].command.last().unwrap(), "--v=2");
+    let config: serde_json::Value = serde_json::from_str(generated(
+        &plan,
+        "kubelet",
+        "/etc/kubernetes/kube-proxy.json",
+    ))
+    .unwrap();
+    assert_eq!(config["mode"], "nftables");
+    assert_eq!(config["conntrack"]["maxPerCore"], 0);
+
+    // Off: neither the service nor its configuration.
+    let (_, plan) = fx.plan(
+        &lib,
+        "worker",
+        "[ { kubeProxy.enable = false; kubelet.podRoutes = false; } ]",
+    );
+    assert_eq!(names(&plan), ["containerd", "kubelet"]);
+    assert!(!component(&plan, "kubelet")
+        .generated
+        .iter()
+        .any(|g| g.dest == "/etc/kubernetes/kube-proxy.json"));
+
+    // No kubelet, no kube-proxy: containerd-only images have neither; forcing it is named.
+    let (_, plan) = fx.plan(&lib, "containerd-only", "[ ]");
+    assert_eq!(names(&plan), ["containerd"]);
+    let out = fx.eval(&lib, "containerd-only", "[ { kubeProxy.enable = true; } ]");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("kubeProxy.enable needs the kubelet"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -684,6 +865,149 @@ fn configuration_mistakes_are_named() {
         assert!(
             stderr.contains(expected),
             "{module}: expected {expected:?} in:\n{stderr}"
+        );
+    }
+}
+
+/// A Nix module setting `option` to `value`, read from a JSON file (so any string, control
+/// characters included, arrives as it is).
+fn json_module(fx: &Fixtures, name: &str, option: &str, value: &serde_json::Value) -> String {
+    let file = fx.path().join(format!("{name}.json"));
+    fs::write(&file, value.to_string()).unwrap();
+    format!(
+        "[ {{ {option} = builtins.fromJSON (builtins.readFile {}); }} ]",
+        file.display()
+    )
+}
+
+/// The failed assertions of evaluating `image` with `extra`; panics if it evaluates.
+fn eval_errors(fx: &Fixtures, lib: &Path, image: &str, extra: &str) -> String {
+    let out = fx.eval(lib, image, extra);
+    assert!(!out.status.success(), "{extra} evaluated without error");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn authorized_keys_are_checked_as_publish_checks_them() {
+    use base64::Engine;
+    use diskless_publish::authorized_keys::{AuthorizedKeys, KEY_TYPES};
+    let lib = or_skip!(nix_env());
+    let fx = or_skip!(Fixtures::new());
+    // A well-formed blob of `key_type`: the type as an SSH string, then key bytes.
+    let blob = |key_type: &str| {
+        let mut b = (key_type.len() as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(key_type.as_bytes());
+        b.extend_from_slice(&[0, 0, 0, 32]);
+        b.extend_from_slice(&[7; 32]);
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    let ssh = |name: &str, keys: &[String]| {
+        let keys = json_module(&fx, name, "ssh.authorizedKeys", &serde_json::json!(keys));
+        format!("{} ++ [ {{ ssh.enable = true; }} ]", keys)
+    };
+
+    // Every key type dropbear accepts, with and without a comment.
+    let good: Vec<String> = KEY_TYPES
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match i % 2 {
+            0 => format!("{t} {} admin@lab é", blob(t)),
+            _ => format!("{t}\t{}", blob(t)),
+        })
+        .collect();
+    let (_, plan) = fx.plan(&lib, "worker", &ssh("good-keys", &good));
+    let file = generated(&plan, "ssh", "/root/.ssh/authorized_keys");
+    assert_eq!(
+        file,
+        good.iter().map(|k| format!("{k}\n")).collect::<String>()
+    );
+    AuthorizedKeys::parse(file).unwrap_or_else(|e| panic!("publish refuses what Nix took: {e}"));
+
+    let ed = blob("ssh-ed25519");
+    let bad = [
+        (
+            format!("command=\"/bin/sh\" ssh-ed25519 {ed}"),
+            "options before the key",
+        ),
+        (format!("no-pty ssh-ed25519 {ed}"), "options before the key"),
+        ("ssh-dss AAAA".into(), "\"ssh-dss\" is not a key type"),
+        ("ssh-ed25519".into(), "ssh-ed25519 without its base64 key"),
+        ("ssh-ed25519 AAAA!!".into(), "not valid base64"),
+        (format!("ssh-rsa {ed}"), "not a ssh-rsa key"),
+        (
+            format!("ssh-ed25519 {ed} a\nssh-rsa {}", blob("ssh-rsa")),
+            "line break",
+        ),
+        (format!("ssh-ed25519 {ed} a\u{1b}[2Jb"), "control character"),
+    ];
+    let keys: Vec<String> = bad.iter().map(|(k, _)| k.clone()).collect();
+    let stderr = eval_errors(&fx, &lib, "worker", &ssh("bad-keys", &keys));
+    for (i, (key, why)) in bad.iter().enumerate() {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&format!("ssh.authorizedKeys[{i}] ")))
+            .unwrap_or_else(|| panic!("{key:?} was not refused:\n{stderr}"));
+        assert!(line.contains(why), "{key:?}: expected {why:?} in {line}");
+        // In a keys file a line break only starts the next key; an option entry holds one.
+        assert!(
+            key.contains('\n') || AuthorizedKeys::parse(key).is_err(),
+            "publish takes {key:?}, which Nix refuses"
+        );
+    }
+}
+
+#[test]
+fn registry_mirrors_keep_their_order_and_are_checked() {
+    let lib = or_skip!(nix_env());
+    let fx = or_skip!(Fixtures::new());
+    let mirrors = serde_json::json!({
+        "docker.io": ["https://z.example", "http://10.0.0.1:5000/cache", "https://z.example"],
+        "10.0.0.5:5000": ["http://[fd00::2]:5000"],
+    });
+    let module = json_module(&fx, "mirrors", "containerd.registryMirrors", &mirrors);
+    let (_, plan) = fx.plan(&lib, "worker", &module);
+    let hosts: toml::Value = toml::from_str(generated(
+        &plan,
+        "containerd",
+        "/etc/containerd/certs.d/docker.io/hosts.toml",
+    ))
+    .unwrap();
+    assert_eq!(
+        hosts["server"].as_str(),
+        Some("https://registry-1.docker.io")
+    );
+    let text = generated(
+        &plan,
+        "containerd",
+        "/etc/containerd/certs.d/docker.io/hosts.toml",
+    );
+    let z = text.find("[host.\"https://z.example\"]").expect(text);
+    let ip = text
+        .find("[host.\"http://10.0.0.1:5000/cache\"]")
+        .expect(text);
+    assert!(z < ip, "mirrors out of the order given:\n{text}");
+    assert_eq!(text.matches("z.example").count(), 1, "{text}");
+    generated(
+        &plan,
+        "containerd",
+        "/etc/containerd/certs.d/10.0.0.5:5000/hosts.toml",
+    );
+
+    let bad = serde_json::json!({
+        "../etc": ["http://a.example"],
+        "docker.io": ["ftp://a.example", "http://a.example/b?c", "http://a\"]\nx"],
+    });
+    let module = json_module(&fx, "bad-mirrors", "containerd.registryMirrors", &bad);
+    let stderr = eval_errors(&fx, &lib, "worker", &module);
+    for expected in [
+        "registry \"../etc\" is not a host name",
+        "containerd.registryMirrors.\"docker.io\"[0]: \"ftp://a.example\" is not",
+        "containerd.registryMirrors.\"docker.io\"[1]",
+        "containerd.registryMirrors.\"docker.io\"[2]",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "expected {expected:?} in:\n{stderr}"
         );
     }
 }
@@ -841,6 +1165,14 @@ fn flake_checks_and_builds_with_stub_nixpkgs() {
     assert!(
         in_trees("kubelet", kubelet) && kubelet.contains("-kubelet-"),
         "kubelet {kubelet} should be the slimmed copy, in the kubelet segment"
+    );
+    let proxy = &plan.node.services[2];
+    assert!(
+        proxy.name == "kube-proxy"
+            && in_trees("kubelet", &proxy.command[0])
+            && proxy.command[0].contains("-kube-proxy-"),
+        "kube-proxy {:?} should be the slimmed copy, in the kubelet segment",
+        proxy.command
     );
     let containerd = &plan.node.services[0].command[0];
     assert!(

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// 2: services carry a `role`; the init no longer recognises containerd and the kubelet by name.
-pub const CONTRACT_VERSION: u32 = 2;
+pub const CONTRACT_VERSION: u32 = 3;
 /// Where the contract lives inside the image.
 pub const CONTRACT_PATH: &str = "/.diskless/image.json";
 /// Written by the init once every preloaded image has been imported (or failed to: its
@@ -96,6 +96,21 @@ pub struct ImageRef {
     /// the kubelet back (the cluster DNS: 16 MB, ≈ 3 s under TCG).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deferred: bool,
+    /// Imported only where this file exists at boot, as a service's `condition_path` (plan
+    /// `condition_path`): the cluster DNS only where the node joins a cluster (the bootstrap
+    /// kubeconfig), as a standalone node has no cluster to serve and would hold it in RAM for
+    /// nothing. The pool blobs of an image left out are deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition_path: Option<String>,
+}
+
+impl ImageRef {
+    /// Whether this boot imports it: no condition, or its file exists.
+    pub fn wanted(&self) -> bool {
+        self.condition_path
+            .as_deref()
+            .is_none_or(|p| std::path::Path::new(p).exists())
+    }
 }
 
 /// How the node's network comes up (plan `node.network`, passed through unchanged).
@@ -293,6 +308,16 @@ pub fn check_images(images: &[ImageRef]) -> Result<(), String> {
             Reference::qualified(r)
                 .map_err(|e| format!("image {:?}: ref {r:?}: {e}", image.name))?;
         }
+        if let Some(p) = image
+            .condition_path
+            .as_deref()
+            .filter(|p| !p.starts_with('/'))
+        {
+            return Err(format!(
+                "image {:?}: condition_path {p:?} is not an absolute path",
+                image.name
+            ));
+        }
         for b in &image.blobs {
             if crate::digest::sha256_of(b).is_none() {
                 return Err(format!(
@@ -370,7 +395,7 @@ mod tests {
     }
 
     const DOC: &str = r#"{
-      "version": 2, "name": "worker", "unpacked_bytes": 1000,
+      "version": 3, "name": "worker", "unpacked_bytes": 1000,
       "segments": [{"name": "base", "sentinel": "/.diskless/segments/base", "content": "ab"}],
       "modules": [{"name": "virtio_net", "path": "/lib/modules/x/virtio_net.ko", "optional": false}],
       "sysctls": {"net.ipv4.ip_forward": "1"},
@@ -415,8 +440,10 @@ mod tests {
 
     #[test]
     fn other_versions_are_refused() {
-        let e = ImageContract::parse(r#"{"version": 3, "new": 1}"#).unwrap_err();
-        assert!(e.contains("has version 3"), "{e}");
+        for v in [2, 4] {
+            let e = ImageContract::parse(&format!(r#"{{"version": {v}, "new": 1}}"#)).unwrap_err();
+            assert!(e.contains(&format!("has version {v}")), "{e}");
+        }
         for (v, why) in [
             ("-1", "out of range"),
             ("1e40", "out of range"),

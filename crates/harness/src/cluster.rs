@@ -8,10 +8,11 @@
 //! with [`Options::reboot`], one worker power-cycled and back Ready with its pod running and
 //! reachable again.
 //!
-//! The control plane is a parameter ([`ControlPlaneSide`]): today the host-process one
+//! The control plane is a parameter ([`ControlPlaneSide`]): the diskless control-plane image
+//! as a third VM on the same bridge, network-booted from the same boot server
+//! ([`crate::cluster_control_plane::MachineControlPlane`]), or the host-process one
 //! ([`crate::controlplane::ControlPlane`] started inside the namespace on the bridge's
-//! address, [`host_control_plane`]); a diskless control-plane VM on the same bridge can take
-//! its place with its API URL, admin kubeconfig and CA.
+//! address, [`host_control_plane`]).
 
 use crate::clusterdns;
 use crate::controlplane::{ControlPlane, CLUSTER_DNS, CLUSTER_DOMAIN};
@@ -73,6 +74,25 @@ pub trait ControlPlaneSide {
     /// Told each node's address once it registered: the host-process control plane's API
     /// server reaches kubelets through its proxy, which must learn where each node is.
     fn node_address(&self, _node: &str, _address: Ipv4Addr) {}
+    /// The inventory a control plane that is a lab machine itself is published with (its
+    /// host and `[control_plane]` section); the workers are added to it.
+    fn inventory(&self) -> Inventory {
+        Inventory::default()
+    }
+    /// A control-plane machine publishes its own image to `server`, alone (minting the
+    /// workers' tokens needs its API), and says so; a host-process one has nothing to publish.
+    fn publish_alone(&self, _server: &Path) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+    /// Boots the control-plane machine once the boot server serves its entry; returns when
+    /// its API server, controller-manager and scheduler work.
+    fn boot(&mut self, _timeout: Duration) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Its console's last lines, for a failure's message (a machine only).
+    fn console_tail(&self) -> String {
+        String::new()
+    }
 }
 
 impl ControlPlaneSide for ControlPlane {
@@ -103,7 +123,8 @@ pub struct LabNetwork {
 impl LabNetwork {
     pub fn enter() -> anyhow::Result<LabNetwork> {
         let ns = Netns::new()?;
-        let taps: Vec<&str> = WORKERS.iter().map(|w| w.tap).collect();
+        let mut taps: Vec<&str> = WORKERS.iter().map(|w| w.tap).collect();
+        taps.push(crate::cluster_control_plane::MACHINE.tap);
         ns.bridge(&SERVER.to_string(), SERVER_V6, &taps)?;
         ns.enter()?;
         Ok(LabNetwork { ns })
@@ -157,8 +178,6 @@ pub struct Report {
     pub nodes: Vec<NodeReport>,
     /// Seconds from applying the Deployment to both its pods Running and ready.
     pub deployment_running: f64,
-    /// The control plane's start (host processes: etcd → controllers ready), s.
-    pub control_plane_start: Option<f64>,
     /// What was proven, in words, in order.
     pub proven: Vec<String>,
     /// Seconds from publishing to the last check.
@@ -167,7 +186,7 @@ pub struct Report {
 
 /// Publishes, serves, boots both workers and runs every check. Err says which check failed,
 /// with the consoles' last lines.
-pub fn run(opts: &Options, cp: &dyn ControlPlaneSide) -> anyhow::Result<Report> {
+pub fn run(opts: &Options, cp: &mut dyn ControlPlaneSide) -> anyhow::Result<Report> {
     let t0 = Instant::now();
     let lab = tempfile::Builder::new()
         .prefix("diskless-cluster-")
@@ -178,16 +197,11 @@ pub fn run(opts: &Options, cp: &dyn ControlPlaneSide) -> anyhow::Result<Report> 
         lab.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )?;
-    let server = publish(opts, cp, lab.path())?;
-    let api = Api {
-        kubectl: cp.kubectl().to_owned(),
-        kubeconfig: cp.admin_kubeconfig().to_owned(),
-    };
-    // CoreDNS on the first worker: the second resolves across nodes.
-    let dns = serde_json::to_vec(&clusterdns::objects(WORKERS[0].name))?;
-    api.run(&["apply", "--server-side", "-f", "-"], Some(&dns))
-        .map_err(anyhow::Error::msg)
-        .context("cannot apply the cluster DNS objects")?;
+    let server = lab.path().join("srv");
+    let machine = cp.publish_alone(&server)?;
+    if !machine {
+        publish(opts, cp, lab.path(), &server)?;
+    }
 
     let mut serve_cmd = Command::new(&opts.diskless);
     serve_cmd
@@ -202,10 +216,24 @@ pub fn run(opts: &Options, cp: &dyn ControlPlaneSide) -> anyhow::Result<Report> 
     {
         bail!("diskless serve did not start:\n{}", serve.text());
     }
+    if machine {
+        cp.boot(opts.timeout)?;
+        // With its API up, publish mints each worker's token and snapshots etcd.
+        publish(opts, cp, lab.path(), &server)?;
+    }
+
+    let api = Api {
+        kubectl: cp.kubectl().to_owned(),
+        kubeconfig: cp.admin_kubeconfig().to_owned(),
+    };
+    // CoreDNS on the first worker: the second resolves across nodes.
+    let dns = serde_json::to_vec(&clusterdns::objects(WORKERS[0].name))?;
+    apply(&api, &["--server-side"], &dns, opts.timeout)
+        .context("cannot apply the cluster DNS objects")?;
 
     let mut consoles: Vec<Logged> = WORKERS
         .iter()
-        .map(|w| Logged::spawn(&mut qemu(w, opts.memory)))
+        .map(|w| Logged::spawn(&mut qemu(w.tap, w.mac, opts.memory)))
         .collect::<anyhow::Result<_>>()?;
     let mut report = Report::default();
     let mut lab_run = LabRun {
@@ -222,59 +250,68 @@ pub fn run(opts: &Options, cp: &dyn ControlPlaneSide) -> anyhow::Result<Report> 
     Ok(report)
 }
 
-/// The inventory (both workers in join mode, tokens minted per host by publish through the
-/// admin kubeconfig) and the boot server; returns the server directory.
-fn publish(opts: &Options, cp: &dyn ControlPlaneSide, lab: &Path) -> anyhow::Result<PathBuf> {
+/// The inventory (the control plane's, if it is a machine, and both workers in join mode,
+/// tokens minted per host by publish through the admin kubeconfig), published to `server`.
+fn publish(
+    opts: &Options,
+    cp: &dyn ControlPlaneSide,
+    lab: &Path,
+    server: &Path,
+) -> anyhow::Result<()> {
     let ca = lab.join("ca.crt");
     std::fs::write(&ca, cp.ca_pem())?;
-    let inventory = Inventory {
-        default_image: None,
-        menu_timeout: 5,
-        join: Some(Join {
-            api_server: cp.api_server(),
-            ca_file: ca,
-            token_file: None,
-            mint_tokens: Some(MintTokens {
-                admin_kubeconfig: cp.admin_kubeconfig().to_owned(),
-                ttl_seconds: 3600,
-                kubectl: Some(cp.kubectl().to_owned()),
-            }),
-            cluster_dns: vec![CLUSTER_DNS.to_string()],
-            cluster_domain: Some(CLUSTER_DOMAIN.to_string()),
+    let mut inventory = cp.inventory();
+    inventory.menu_timeout = 5;
+    inventory.join = Some(Join {
+        api_server: cp.api_server(),
+        ca_file: ca,
+        token_file: None,
+        mint_tokens: Some(MintTokens {
+            admin_kubeconfig: cp.admin_kubeconfig().to_owned(),
+            ttl_seconds: 3600,
+            kubectl: Some(cp.kubectl().to_owned()),
         }),
-        ssh_authorized_keys_file: None,
-        control_plane: None,
-        hosts: WORKERS
+        cluster_dns: vec![CLUSTER_DNS.to_string()],
+        cluster_domain: Some(CLUSTER_DOMAIN.to_string()),
+    });
+    // Their pod ranges come from the controller-manager (`--allocate-node-cidrs`).
+    inventory.hosts.extend(
+        WORKERS
             .iter()
-            .map(|w| Host {
-                mac: w.mac.to_string(),
-                hostname: w.name.to_string(),
-                image: opts.image.clone(),
-                labels: Default::default(),
-                taints: Vec::new(),
-                kernel_args: String::new(),
-                kubelet_mode: KubeletMode::Join,
-                ssh_host_keys_dir: None,
-                // The controller-manager allocates them.
-                pod_cidr: None,
-            })
-            .collect(),
-    };
+            .map(|w| Host::new(w.mac, w.name, &opts.image, KubeletMode::Join)),
+    );
     let path = lab.join("lab.toml");
     std::fs::write(&path, inventory.to_toml())?;
-    let server = lab.join("srv");
     diskless_publish::publish(&diskless_publish::PublishOptions {
         out: opts.out.clone(),
         to: server.display().to_string(),
         inventory: Some(path),
     })
     .context("cannot publish the workers")?;
-    Ok(server)
+    Ok(())
 }
 
-/// A BIOS machine on `w`'s tap: SeaBIOS boots the NIC's iPXE ROM, which DHCPs from
-/// dnsmasq and chains to the boot server's `boot.ipxe` and the host's entry.
-fn qemu(w: &Worker, memory: u32) -> Command {
+/// `kubectl apply EXTRA -f -` of `objects`, again every 2 s while it fails (an emulated API
+/// server under load misses kubectl's request timeout now and then), for at most `timeout`.
+fn apply(api: &Api, extra: &[&str], objects: &[u8], timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let args: Vec<&str> = ["apply"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .chain(["-f", "-"])
+        .collect();
+    loop {
+        match api.run(&args, Some(objects)) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => bail!("{e}"),
+            Err(_) => std::thread::sleep(Duration::from_secs(2)),
+        }
+    }
+}
+
+/// A BIOS machine on `tap`: SeaBIOS boots the NIC's iPXE ROM, which DHCPs from dnsmasq and
+/// chains to the boot server's `boot.ipxe` and the host's entry.
+pub(crate) fn qemu(tap: &str, mac: &str, memory: u32) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
     c.args(["-accel", "tcg,thread=single", "-cpu", "max", "-smp", "1"])
         .args(["-m", &memory.to_string()])
@@ -282,12 +319,9 @@ fn qemu(w: &Worker, memory: u32) -> Command {
         .args(["-serial", "stdio", "-boot", "n"])
         .args([
             "-netdev",
-            &format!("tap,id=n0,ifname={},script=no,downscript=no", w.tap),
+            &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
         ])
-        .args([
-            "-device",
-            &format!("virtio-net-pci,netdev=n0,mac={}", w.mac),
-        ]);
+        .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")]);
     c
 }
 
@@ -361,9 +395,7 @@ impl LabRun<'_> {
         // 2. The Deployment across both workers, and its Service.
         let t_apply = Instant::now();
         let objects = serde_json::to_vec(&app_objects())?;
-        self.api
-            .run(&["apply", "-f", "-"], Some(&objects))
-            .map_err(anyhow::Error::msg)
+        apply(&self.api, &[], &objects, self.opts.timeout)
             .context("cannot apply the Deployment and Service")?;
         let pods = self.wait("both Deployment pods Running on different nodes", |s| {
             let pods = s.pods()?;
@@ -390,7 +422,9 @@ impl LabRun<'_> {
 
         // 5. Memory per node, with its pods running (a container's /proc/meminfo is the node's).
         for p in &pods {
-            let used = self.used_mib(&p.name)?;
+            let used = self.wait(&format!("{}'s /proc/meminfo", p.name), |s| {
+                s.used_mib(&p.name).map(Some).map_err(|e| format!("{e:#}"))
+            })?;
             if let Some(n) = report.nodes.iter_mut().find(|n| n.name == p.node) {
                 n.used_mib = used;
             }
@@ -447,17 +481,13 @@ impl LabRun<'_> {
     }
 
     fn console_tails(&self) -> String {
-        WORKERS
+        let mut tails: Vec<String> = WORKERS
             .iter()
             .zip(self.consoles.iter())
-            .map(|(w, c)| {
-                let text = c.text();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = lines[lines.len().saturating_sub(60)..].join("\n");
-                format!("--- {} console (last 60 lines) ---\n{tail}", w.name)
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+            .map(|(w, c)| console_tail(w.name, c))
+            .collect();
+        tails.push(self.cp.console_tail());
+        tails.join("\n")
     }
 
     fn node(&self, name: &str) -> Result<Option<NodeState>, String> {
@@ -621,7 +651,7 @@ impl LabRun<'_> {
         self.consoles[i].stop();
         // DHCP may hand it another address.
         self.told.remove(w.name);
-        self.consoles[i] = Logged::spawn(&mut qemu(&w, self.opts.memory))?;
+        self.consoles[i] = Logged::spawn(&mut qemu(w.tap, w.mac, self.opts.memory))?;
         self.wait(&format!("{} Ready after its reboot", w.name), |s| {
             Ok(s.node(w.name)?
                 .filter(|n| n.ready && !n.boot_id.is_empty() && n.boot_id != old_boot))
@@ -646,6 +676,14 @@ impl LabRun<'_> {
         self.cross_node(&pods)?;
         self.service_by_name(&pods)
     }
+}
+
+/// `name`'s console's last 60 lines, headed.
+pub(crate) fn console_tail(name: &str, console: &Logged) -> String {
+    let text = console.text();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+    format!("--- {name} console (last 60 lines) ---\n{tail}")
 }
 
 /// A shell line for a Deployment pod: one HTTP request to `ip:port`, the answer on stdout

@@ -23,6 +23,7 @@ use diskless_publish::inventory::{ControlPlane, Host, Inventory, KubeletMode};
 use diskless_publish::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
 use diskless_publish::Additions;
 use serde::Serialize;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -43,37 +44,100 @@ pub struct Options {
     pub hook: Option<PathBuf>,
 }
 
-/// A boot server with the control-plane image published for its host, and the cluster's PKI.
+/// Where the control-plane machine is and how the host reaches it.
+#[derive(Debug, Clone, Copy)]
+pub enum Placement {
+    /// Behind QEMU's slirp (`check --control-plane`): the guest is 10.0.2.15 and the host
+    /// reaches its API server and etcd through forwards to free loopback ports.
+    Slirp,
+    /// At a fixed address on a lab network (the cluster test's bridge), outside the DHCP
+    /// range: a control plane's address is in its certificates and every worker's
+    /// kubeconfig, so it is set on its kernel command line (`diskless.ip=`), not leased.
+    Network {
+        address: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+    },
+}
+
+/// The cluster PKI and the inventory of one control-plane host; [`Lab::start`] also publishes
+/// its image to a boot server directory of its own.
 pub struct Lab {
     /// Holds the PKI, the inventory, the snapshots and the boot server directory.
     pub dir: tempfile::TempDir,
     pub server: PathBuf,
     pub pki: Pki,
-    /// The admin's kubeconfig, for the API server at 127.0.0.1:[`Lab::api_port`].
+    /// The admin's kubeconfig, for the API server at [`Lab::api_url`].
     pub admin_kubeconfig: PathBuf,
-    pub api_port: u16,
-    pub etcd_port: u16,
+    /// Where the host reaches the API server and etcd.
+    pub api_url: String,
+    etcd_url: String,
+    /// slirp's forwards to those ports (none on a lab network).
+    forwards: Vec<qemu::Forward>,
     pub kubectl: PathBuf,
     etcdctl: PathBuf,
     out: PathBuf,
-    inventory: PathBuf,
+    /// The control-plane host and `[control_plane]` section, nothing else.
+    pub inventory: Inventory,
 }
 
 impl Lab {
-    /// Generates the PKI and publishes `out` for one control-plane host with `mac`.
+    /// Generates the PKI and publishes `out` for one control-plane host with `mac` behind slirp.
     pub fn start(out: &Path, image: &str, mac: &str) -> anyhow::Result<Lab> {
+        let lab = Lab::new(out, image, mac, Placement::Slirp)?;
+        lab.publish()
+            .context("cannot publish the control-plane image")?;
+        Ok(lab)
+    }
+
+    /// Generates the PKI and the inventory for one control-plane host with `mac` at
+    /// `placement`; publishes nothing.
+    pub fn new(out: &Path, image: &str, mac: &str, placement: Placement) -> anyhow::Result<Lab> {
+        use diskless_contract::controlplane::{API_PORT, ETCD_CLIENT_PORT};
         let bin = diskless_build::stack::binary;
         let (kubectl, etcdctl, etcdutl) = (bin("kubectl")?, bin("etcdctl")?, bin("etcdutl")?);
         let dir = tempfile::Builder::new()
             .prefix("diskless-cp-")
             .tempdir()
             .context("cannot create the control-plane lab directory")?;
-        let pki = pki::generate_with(&dir.path().join("pki"), &[GUEST_ADDRESS.to_string()])?;
-        let ports = free_ports(2)?;
-        let (api_port, etcd_port) = (ports[0], ports[1]);
+        let (advertise, kernel_args, api_url, etcd_url, forwards) = match placement {
+            Placement::Slirp => {
+                let ports = free_ports(2)?;
+                let (api_port, etcd_port) = (ports[0], ports[1]);
+                let forwards = vec![
+                    qemu::Forward::ToGuest {
+                        host_port: api_port,
+                        guest_port: API_PORT,
+                    },
+                    qemu::Forward::ToGuest {
+                        host_port: etcd_port,
+                        guest_port: ETCD_CLIENT_PORT,
+                    },
+                ];
+                (
+                    GUEST_ADDRESS.to_string(),
+                    String::new(),
+                    format!("https://127.0.0.1:{api_port}"),
+                    format!("https://127.0.0.1:{etcd_port}"),
+                    forwards,
+                )
+            }
+            Placement::Network {
+                address,
+                prefix,
+                gateway,
+            } => (
+                address.to_string(),
+                format!("diskless.ip={address}/{prefix},{gateway}"),
+                format!("https://{address}:{API_PORT}"),
+                format!("https://{address}:{ETCD_CLIENT_PORT}"),
+                Vec::new(),
+            ),
+        };
+        let pki = pki::generate_with(&dir.path().join("pki"), std::slice::from_ref(&advertise))?;
         let admin_kubeconfig = dir.path().join("admin.kubeconfig");
         let admin = Kubeconfig::single(
-            &format!("https://127.0.0.1:{api_port}"),
+            &api_url,
             ClusterCa::File(pki.ca.cert.display().to_string()),
             "kubernetes-admin",
             Credentials {
@@ -86,21 +150,14 @@ impl Lab {
         let snapshots = dir.path().join("snapshots");
         let inventory = Inventory {
             hosts: vec![Host {
-                mac: mac.to_string(),
-                hostname: HOSTNAME.to_string(),
-                image: image.to_string(),
-                labels: Default::default(),
-                taints: Vec::new(),
-                kernel_args: String::new(),
-                kubelet_mode: KubeletMode::Standalone,
-                ssh_host_keys_dir: None,
-                pod_cidr: None,
+                kernel_args,
+                ..Host::new(mac, HOSTNAME, image, KubeletMode::Standalone)
             }],
             control_plane: Some(ControlPlane {
                 host: HOSTNAME.to_string(),
                 pki_dir: dir.path().join("pki"),
-                advertise_address: Some(GUEST_ADDRESS.to_string()),
-                etcd_endpoint: format!("https://127.0.0.1:{etcd_port}"),
+                advertise_address: Some(advertise),
+                etcd_endpoint: etcd_url.clone(),
                 snapshot_dir: snapshots,
                 admin_kubeconfig: Some(admin_kubeconfig.clone()),
                 etcdctl: Some(etcdctl.clone()),
@@ -109,49 +166,53 @@ impl Lab {
             }),
             ..Default::default()
         };
-        let inventory_path = dir.path().join("lab.toml");
-        std::fs::write(&inventory_path, inventory.to_toml())?;
-        let lab = Lab {
+        Ok(Lab {
             server: dir.path().join("server"),
             dir,
             pki,
             admin_kubeconfig,
-            api_port,
-            etcd_port,
+            api_url,
+            etcd_url,
+            forwards,
             kubectl,
             etcdctl,
             out: out.to_owned(),
-            inventory: inventory_path,
-        };
-        lab.publish()
-            .context("cannot publish the control-plane image")?;
-        Ok(lab)
+            inventory,
+        })
     }
 
     /// `diskless publish` of the image and the inventory, as a timer would run it: with the
     /// control plane up, it applies the RBAC and puts a fresh etcd snapshot in the node segment.
     pub fn publish(&self) -> anyhow::Result<()> {
+        self.publish_to(&self.server, &self.out, &self.inventory)
+    }
+
+    /// `diskless publish` of build output `out` to `server` with `inventory` (this host's,
+    /// perhaps with others added), the inventory file kept in the lab directory.
+    pub fn publish_to(
+        &self,
+        server: &Path,
+        out: &Path,
+        inventory: &Inventory,
+    ) -> anyhow::Result<()> {
+        let path = self.dir.path().join("lab.toml");
+        std::fs::write(&path, inventory.to_toml())?;
         diskless_publish::publish(&diskless_publish::PublishOptions {
-            out: self.out.clone(),
-            to: self.server.display().to_string(),
-            inventory: Some(self.inventory.clone()),
+            out: out.to_owned(),
+            to: server.display().to_string(),
+            inventory: Some(path),
         })?;
         Ok(())
     }
 
-    /// The host's ways in: its loopback ports to the guest's API server and etcd.
+    /// This control plane's own build output.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// The host's ways in: its loopback ports to the guest's API server and etcd (slirp only).
     pub fn forwards(&self) -> Vec<qemu::Forward> {
-        use diskless_contract::controlplane::{API_PORT, ETCD_CLIENT_PORT};
-        vec![
-            qemu::Forward::ToGuest {
-                host_port: self.api_port,
-                guest_port: API_PORT,
-            },
-            qemu::Forward::ToGuest {
-                host_port: self.etcd_port,
-                guest_port: ETCD_CLIENT_PORT,
-            },
-        ]
+        self.forwards.clone()
     }
 
     /// `kubectl --kubeconfig=<admin> <args>`, bounded: its output, or Err with its error.
@@ -165,10 +226,10 @@ impl Lab {
     }
 
     /// etcd answers its health check through the forwarded port, with publish's client.
-    fn etcd_healthy(&self) -> Result<String, String> {
+    pub(crate) fn etcd_healthy(&self) -> Result<String, String> {
         let p = |n: &str| self.dir.path().join("pki").join(n);
         let mut cmd = Command::new(&self.etcdctl);
-        cmd.arg(format!("--endpoints=https://127.0.0.1:{}", self.etcd_port))
+        cmd.arg(format!("--endpoints={}", self.etcd_url))
             .arg("--cacert")
             .arg(p("etcd/ca.crt"))
             .arg("--cert")
@@ -520,7 +581,7 @@ fn boot(
 
 /// One look from the host, in order: etcd, the API server, the controller-manager (namespace
 /// `probe` has its `default` ServiceAccount), the scheduler (a pod there is unschedulable).
-fn poll(lab: &Lab, seen: &mut [Option<Instant>; 4], probe: &str) -> Result<(), String> {
+pub(crate) fn poll(lab: &Lab, seen: &mut [Option<Instant>; 4], probe: &str) -> Result<(), String> {
     if seen[0].is_none() {
         lab.etcd_healthy()?;
         seen[0] = Some(Instant::now());

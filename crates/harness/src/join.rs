@@ -117,18 +117,8 @@ impl Lab {
                 cluster_domain: Some(crate::controlplane::CLUSTER_DOMAIN.to_string()),
             }),
             ssh_authorized_keys_file: None,
-            hosts: vec![Host {
-                mac: mac.to_string(),
-                hostname: HOSTNAME.to_string(),
-                image: image.to_string(),
-                labels: Default::default(),
-                taints: Vec::new(),
-                kernel_args: String::new(),
-                kubelet_mode: KubeletMode::Join,
-                ssh_host_keys_dir: None,
-                // The controller-manager allocates it (`--allocate-node-cidrs`).
-                pod_cidr: None,
-            }],
+            // Its pod range comes from the controller-manager (`--allocate-node-cidrs`).
+            hosts: vec![Host::new(mac, HOSTNAME, image, KubeletMode::Join)],
             control_plane: None,
         };
         let inventory_path = dir.path().join("lab.toml");

@@ -7,6 +7,7 @@
 //! checks). README.md says more.
 
 pub mod cluster;
+pub mod cluster_control_plane;
 pub mod clusterdns;
 mod console;
 pub mod controlplane;

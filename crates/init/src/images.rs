@@ -33,14 +33,65 @@ const POOL: &str = "/var/lib/diskless/oci/blobs/sha256";
 /// Blob bytes above which the next image starts a new `ctr import`.
 const BATCH_BYTES: u64 = 64 << 20;
 
-/// The images not deferred first, then the deferred ones, each group in plan order; and how
-/// many come before the kubelet.
-pub fn in_import_order(images: &[ImageRef]) -> (Vec<ImageRef>, usize) {
-    let (mut order, deferred): (Vec<ImageRef>, Vec<ImageRef>) =
-        images.iter().cloned().partition(|i| !i.deferred);
+/// The images this boot imports (`wanted`: their `condition_path` holds), those not deferred
+/// first, then the deferred ones, each group in plan order; and how many come before the
+/// kubelet.
+pub fn in_import_order(
+    images: &[ImageRef],
+    wanted: impl Fn(&ImageRef) -> bool,
+) -> (Vec<ImageRef>, usize) {
+    let (mut order, deferred): (Vec<ImageRef>, Vec<ImageRef>) = images
+        .iter()
+        .filter(|i| wanted(i))
+        .cloned()
+        .partition(|i| !i.deferred);
     let early = order.len();
     order.extend(deferred);
     (order, early)
+}
+
+/// Deletes the pool blobs that only images this boot leaves out (their `condition_path`
+/// missing) use, so their RAM is returned; says what was left out, if anything.
+pub fn drop_left_out(images: &[ImageRef]) -> Option<String> {
+    let (kept, left): (Vec<&ImageRef>, Vec<&ImageRef>) = images.iter().partition(|i| i.wanted());
+    if left.is_empty() {
+        return None;
+    }
+    let mut bytes = 0u64;
+    for blob in blobs_only_in(&left, &kept) {
+        if let Ok(path) = blob_path(blob) {
+            bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let what: Vec<String> = left
+        .iter()
+        .map(|i| {
+            format!(
+                "{} ({} absent)",
+                i.name,
+                i.condition_path.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    Some(format!(
+        "images left out: {}; {:.1} MB of pool blobs deleted",
+        what.join(", "),
+        bytes as f64 / 1e6
+    ))
+}
+
+/// The blobs of `left` that no image of `kept` needs.
+fn blobs_only_in<'a>(left: &[&'a ImageRef], kept: &[&ImageRef]) -> Vec<&'a String> {
+    let needed: HashSet<&String> = kept.iter().flat_map(|i| &i.blobs).collect();
+    let mut out: Vec<&String> = left
+        .iter()
+        .flat_map(|i| &i.blobs)
+        .filter(|b| !needed.contains(b))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Imports `images[part]`; the pool blobs no image after `part` needs are deleted as they go.
@@ -309,6 +360,7 @@ mod tests {
                 Default::default()
             },
             deferred: false,
+            condition_path: None,
         };
         let images = [img(true), img(true), img(false), img(true)];
         assert_eq!(
@@ -327,6 +379,7 @@ mod tests {
             refs: vec![],
             labels: Default::default(),
             deferred,
+            condition_path: None,
         };
         let images = [
             img("dns", true),
@@ -334,10 +387,14 @@ mod tests {
             img("x", true),
             img("app", false),
         ];
-        let (order, early) = in_import_order(&images);
+        let (order, early) = in_import_order(&images, |_| true);
         let names: Vec<&str> = order.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["pause", "app", "dns", "x"]);
         assert_eq!(early, 2);
+        let (order, early) = in_import_order(&images, |i| i.name != "dns" && i.name != "app");
+        let names: Vec<&str> = order.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["pause", "x"]);
+        assert_eq!(early, 1);
     }
 
     #[test]
@@ -381,5 +438,24 @@ mod tests {
     fn digests_are_checked() {
         assert!(blob_path("sha256:../../etc/passwd").is_err());
         assert!(blob_path(&format!("sha256:{}", "a".repeat(64))).is_ok());
+    }
+
+    #[test]
+    fn left_out_images_give_back_only_their_own_blobs() {
+        let img = |name: &str, blobs: &[&str], condition: Option<&str>| ImageRef {
+            name: name.into(),
+            index: "/i".into(),
+            blobs: blobs.iter().map(|b| b.to_string()).collect(),
+            refs: vec![],
+            labels: Default::default(),
+            deferred: false,
+            condition_path: condition.map(String::from),
+        };
+        let pause = img("pause", &["a", "shared"], None);
+        let dns = img("dns", &["shared", "d1", "d2", "d1"], Some("/nonexistent/x"));
+        assert!(pause.wanted());
+        assert!(!dns.wanted());
+        assert!(img("root", &[], Some("/")).wanted());
+        assert_eq!(blobs_only_in(&[&dns], &[&pause]), ["d1", "d2"]);
     }
 }

@@ -243,7 +243,10 @@ fn start_services(
     fixed_hostname: Option<&str>,
     system: &mut System,
 ) {
-    let (images, early) = images::in_import_order(&contract.images);
+    if let Some(left_out) = images::drop_left_out(&contract.images) {
+        log::info(&left_out);
+    }
+    let (images, early) = images::in_import_order(&contract.images, ImageRef::wanted);
     let mut deferred_pending = true;
     for (i, svc) in contract.services.iter().enumerate() {
         match svc.role {
@@ -336,7 +339,7 @@ fn import_deferred() -> i32 {
     unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
     match ImageContract::load() {
         Ok(contract) => {
-            let (images, early) = images::in_import_order(&contract.images);
+            let (images, early) = images::in_import_order(&contract.images, ImageRef::wanted);
             finish_import(&images, early)
         }
         Err(e) => {

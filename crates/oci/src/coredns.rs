@@ -38,8 +38,9 @@ pub fn coredns_image(cache_dir: &Path, coredns: &Path) -> anyhow::Result<Preload
         refs: vec![COREDNS_REF.to_owned()],
         labels: Default::default(),
         // Only the API schedules it (no static pod, not the sandbox): its import need not hold
-        // the kubelet back.
+        // the kubelet back, and a standalone node (no join material) has no cluster to serve.
         deferred: true,
+        condition_path: Some(diskless_contract::node::BOOTSTRAP_KUBECONFIG.to_owned()),
     })
 }
 

@@ -81,6 +81,7 @@ pub fn host_reference_images(cache_dir: &Path) -> anyhow::Result<Vec<PreloadImag
             refs: vec![recipe.reference.to_owned()],
             labels: Default::default(),
             deferred: false,
+            condition_path: None,
         });
     }
     Ok(images)

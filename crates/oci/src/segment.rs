@@ -102,6 +102,7 @@ fn segment(
             refs: image.refs.clone(),
             labels: image.labels.clone(),
             deferred: image.deferred,
+            condition_path: image.condition_path.clone(),
         },
     }
 }
@@ -147,6 +148,13 @@ fn check_entries(images: &[PreloadImage]) -> anyhow::Result<()> {
         }
         for r in &image.refs {
             check_ref(r).with_context(|| format!("{at}: ref {r:?}"))?;
+        }
+        if let Some(p) = image
+            .condition_path
+            .as_deref()
+            .filter(|p| !p.starts_with('/'))
+        {
+            bail!("{at}: condition_path {p:?} must be an absolute path inside the image");
         }
     }
     Ok(())

@@ -150,6 +150,24 @@ pub struct Host {
     pub pod_cidr: Option<String>,
 }
 
+impl Host {
+    /// A host with what a file that names only these four gets: no labels, taints, kernel
+    /// arguments or SSH host keys, and a pod range from the controller-manager.
+    pub fn new(mac: &str, hostname: &str, image: &str, kubelet_mode: KubeletMode) -> Host {
+        Host {
+            mac: mac.to_string(),
+            hostname: hostname.to_string(),
+            image: image.to_string(),
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            kernel_args: String::new(),
+            kubelet_mode,
+            ssh_host_keys_dir: None,
+            pod_cidr: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
     #[error("cannot read inventory {path}: {cause}")]

@@ -251,6 +251,7 @@ pub fn image(name: &str, archive: &Path, r: &str) -> PreloadImage {
         refs: vec![r.into()],
         labels: Default::default(),
         deferred: false,
+        condition_path: None,
     }
 }
 

@@ -79,7 +79,7 @@ pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
     generate_with(dir, &[])
 }
 
-/// [`generate`], the API server's certificate also naming `extra_names` (a control-plane
+/// [`generate`], the API server's and etcd's certificates also naming `extra_names` (a control-plane
 /// machine's own addresses and names).
 pub fn generate_with(dir: &Path, extra_names: &[String]) -> anyhow::Result<Pki> {
     std::fs::create_dir_all(dir.join("etcd"))
@@ -143,7 +143,12 @@ pub fn generate_with(dir: &Path, extra_names: &[String]) -> anyhow::Result<Pki> 
         "etcd/server",
         "etcd",
         None,
-        vec!["127.0.0.1".into(), "localhost".into()],
+        // The machine's own names too: publish takes snapshots over the network.
+        ["127.0.0.1", "localhost"]
+            .map(String::from)
+            .into_iter()
+            .chain(extra_names.iter().cloned())
+            .collect(),
         // Client too, as kubeadm's: etcd's gRPC gateway dials etcd itself with this pair.
         vec![
             ExtendedKeyUsagePurpose::ServerAuth,

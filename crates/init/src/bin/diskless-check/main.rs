@@ -747,9 +747,11 @@ fn check_refs(contract: &ImageContract) -> Result<String, String> {
         Duration::from_secs(20),
     )?;
     let have: Vec<&str> = out.lines().collect();
+    // An image whose condition does not hold on this node was left out by the init.
     let missing: Vec<&String> = contract
         .images
         .iter()
+        .filter(|i| i.wanted())
         .flat_map(|i| &i.refs)
         .filter(|r| !have.contains(&r.as_str()))
         .collect();
@@ -769,7 +771,7 @@ fn check_pinned(contract: &ImageContract) -> Result<String, String> {
     let refs: Vec<&String> = contract
         .images
         .iter()
-        .filter(|i| i.labels.contains_key(PINNED))
+        .filter(|i| i.wanted() && i.labels.contains_key(PINNED))
         .flat_map(|i| &i.refs)
         .collect();
     for r in &refs {

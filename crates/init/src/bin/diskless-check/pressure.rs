@@ -29,6 +29,7 @@ pub fn check(contract: &ImageContract) -> Result<String, String> {
     let (pinned, unpinned): (Vec<_>, Vec<_>) = contract
         .images
         .iter()
+        .filter(|i| i.wanted())
         .partition(|i| i.labels.contains_key(PINNED));
     let pinned: Vec<&str> = pinned
         .iter()
