@@ -396,12 +396,15 @@ fn pinned_images_survive_image_pressure() {
     );
     config["contents"] = yaml.into();
     plan["images"].as_array_mut().unwrap().extend(images);
-    // The host plan's own (pause, busybox and, with a stack that has it, coredns) and `idle`.
+    // The host plan's own (pause, busybox) and `idle`; not coredns, which has a
+    // `condition_path` (the join material) that this standalone node lacks: never imported.
     let pinned = plan["images"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|i| i["labels"]["io.cri-containerd.pinned"] == "pinned")
+        .filter(|i| {
+            i["labels"]["io.cri-containerd.pinned"] == "pinned" && i["condition_path"].is_null()
+        })
         .count();
     let out = build_plan(&plan, &dir);
 
