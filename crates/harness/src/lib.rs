@@ -378,8 +378,9 @@ pub struct CheckReport {
     pub download_bytes: Option<u64>,
     pub stages: Vec<console::Stage>,
     pub checks: Vec<console::CheckResult>,
-    /// From the guest with containerd idle: mem_used_kb (MemTotal − MemAvailable),
-    /// rootfs_used_bytes, rss_containerd_kb, rss_kubelet_kb.
+    /// From the guest with containerd idle: mem_used_kb (MemTotal − MemAvailable), by kind
+    /// (`meminfo_kb`, the zones' reserves), by filesystem (`initramfs_used_bytes`,
+    /// `squashfs_images`, `filesystems`) and by process (`processes`, `rss_services_kb`).
     pub memory: Option<serde_json::Value>,
     /// The same once the checks are done: the kubelet's pods (static; with --join the API pod)
     /// running.
@@ -762,7 +763,7 @@ fn print_memory(when: &str, m: &serde_json::Value) {
     let kb = |k: &str| m.get(k).and_then(|v| v.as_u64());
     let mb = |v: Option<u64>, div: f64| v.map_or("-".into(), |v| format!("{:.1}", v as f64 / div));
     println!(
-        "memory ({when}): used {} MB (MemTotal − MemAvailable) · rootfs {} MB · RSS containerd {} MB · kubelet {} MB",
+        "memory ({when}): used {} MB (MemTotal − MemAvailable) · image on tmpfs and initramfs {} MB · RSS containerd {} MB · kubelet {} MB",
         mb(kb("mem_used_kb"), 1024.0),
         mb(kb("rootfs_used_bytes"), 1048576.0),
         mb(kb("rss_containerd_kb"), 1024.0),
@@ -777,4 +778,73 @@ fn print_memory(when: &str, m: &serde_json::Value) {
             (kb("kernel_stack_kb").unwrap_or(0) + kb("page_tables_kb").unwrap_or(0)) as f64 / 1024.0,
         );
     }
+    if let Some(line) = memory_by_filesystem(m) {
+        println!("{line}");
+    }
+    if let Some(line) = memory_by_process(m) {
+        println!("{line}");
+    }
+}
+
+/// Shmem by where its pages are: the initramfs (the squashfs images itemised) and each tmpfs.
+fn memory_by_filesystem(m: &serde_json::Value) -> Option<String> {
+    let mb = |b: u64| format!("{:.1}", b as f64 / 1048576.0);
+    let initramfs = m.get("initramfs_used_bytes")?.as_u64()?;
+    let images: Vec<String> = m
+        .get("squashfs_images")?
+        .as_array()?
+        .iter()
+        .filter_map(|i| {
+            let file = i.get("file")?.as_str()?;
+            let name = file.rsplit('/').next().unwrap_or(file);
+            Some(format!("{name} {}", mb(i.get("bytes")?.as_u64()?)))
+        })
+        .collect();
+    let mut parts = vec![format!(
+        "initramfs {} (squashfs: {})",
+        mb(initramfs),
+        images.join(", ")
+    )];
+    let mut total = initramfs;
+    for f in m.get("filesystems")?.as_array()? {
+        let used = f.get("used_bytes").and_then(|v| v.as_u64()).unwrap_or(0);
+        total += used;
+        parts.push(format!(
+            "{} {}",
+            f.get("mount").and_then(|v| v.as_str()).unwrap_or("?"),
+            mb(used)
+        ));
+    }
+    let shmem = m.get("shmem_kb")?.as_u64()? * 1024;
+    Some(format!(
+        "memory by filesystem (MB): {} · Σ {} of shmem {}",
+        parts.join(" · "),
+        mb(total),
+        mb(shmem)
+    ))
+}
+
+/// Anonymous memory by process, largest first; the sum next to AnonPages.
+fn memory_by_process(m: &serde_json::Value) -> Option<String> {
+    let procs = m.get("processes")?.as_array()?;
+    let kb = |p: &serde_json::Value, k: &str| p.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let total: u64 = procs.iter().map(|p| kb(p, "anon_kb")).sum();
+    let parts: Vec<String> = procs
+        .iter()
+        .filter(|p| kb(p, "anon_kb") >= 512)
+        .map(|p| {
+            format!(
+                "{} {:.1}",
+                p.get("name").and_then(|v| v.as_str()).unwrap_or("?"),
+                kb(p, "anon_kb") as f64 / 1024.0
+            )
+        })
+        .collect();
+    Some(format!(
+        "memory by process (anon MB, ≥ 0.5): {} · Σ {:.1} of {} processes, AnonPages {:.1}",
+        parts.join(" · "),
+        total as f64 / 1024.0,
+        procs.len(),
+        m.get("anon_kb")?.as_u64()? as f64 / 1024.0
+    ))
 }

@@ -29,6 +29,10 @@ const CARRIED: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
 const KEPT_READ_ONLY: [&str; 2] = ["/usr", "/nix/store"];
 /// Where the squashfs images arrive; left on the initramfs.
 const SQUASHFS_DIR: &str = "/.diskless/squashfs";
+/// The bytes left on the initramfs once the root moved out (the squashfs images and the
+/// read-only `/usr`), in decimal: the check hook's memory report reads it, since the old root
+/// is out of reach once the switch is done.
+pub const INITRAMFS_USED: &str = "/run/diskless/initramfs-used";
 /// Set in the environment of the re-executed init so it continues after the switch.
 pub const SWITCHED_ENV: &str = "DISKLESS_SWITCHED";
 
@@ -99,6 +103,7 @@ pub fn switch(size: u64, squashfs: &[(String, String)]) -> Result<(u64, u64), St
             }
         }
     }
+    record_initramfs_used();
     for dir in CARRIED {
         let target = format!("{NEW_ROOT}{dir}");
         fs::create_dir_all(&target).map_err(|e| format!("mkdir {target}: {e}"))?;
@@ -109,6 +114,15 @@ pub fn switch(size: u64, squashfs: &[(String, String)]) -> Result<(u64, u64), St
     sys::chroot(".")?;
     std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
     Ok((mover.files, mover.bytes))
+}
+
+/// Writes [`INITRAMFS_USED`] while `/` is still the initramfs and `/run` is already the tmpfs
+/// the new root carries. A report, so a failure is only a missing figure.
+fn record_initramfs_used() {
+    if let Ok((_, bsize, blocks, bfree)) = sys::statfs("/") {
+        let _ = fs::create_dir_all("/run/diskless");
+        let _ = fs::write(INITRAMFS_USED, ((blocks - bfree) * bsize).to_string());
+    }
 }
 
 /// Replaces this process with the copy of `/init` in the new root (same PID 1).

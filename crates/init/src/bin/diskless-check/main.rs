@@ -10,6 +10,7 @@
 //! it) the node stays up afterwards: the harness is still watching it join through the API server
 //! and stops the machine itself. `diskless.check=image-pressure` adds `pressure.rs`.
 
+mod memory;
 mod pressure;
 mod watch;
 
@@ -74,7 +75,7 @@ pub(crate) fn run(argv: &[&str], limit: Duration) -> Result<String, String> {
     diskless_init::run::run(argv, Some(limit))
 }
 
-fn service_pid(name: &str) -> Option<i32> {
+pub(crate) fn service_pid(name: &str) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(format!("{PID_DIR}/{name}.pid"))
         .ok()?
         .trim()
@@ -83,18 +84,6 @@ fn service_pid(name: &str) -> Option<i32> {
     std::path::Path::new(&format!("/proc/{pid}"))
         .exists()
         .then_some(pid)
-}
-
-fn rss_kb(pid: Option<i32>) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
-    status.lines().find_map(|l| {
-        l.strip_prefix("VmRSS:")?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
-    })
 }
 
 fn retry<T>(limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> Result<T, String> {
@@ -137,7 +126,7 @@ fn check(mode: CheckMode) -> i32 {
     let mut c = Checker { failures: 0 };
     // Memory first: containerd is idle now, before the checks start containers; and again at
     // the end, with the kubelet's pods (static, and with --join the API pod) running.
-    let memory = || memory(runtime, image_kubelet, &contract.services);
+    let memory = || memory::report(runtime, image_kubelet, &contract.services);
     println!("{CHECK_JSON_PREFIX}{}", json!({ "memory": memory() }));
 
     c.report("root-tmpfs", check_root());
@@ -234,116 +223,6 @@ fn check(mode: CheckMode) -> i32 {
         c.report("containerd-restart", check_restart(runtime));
     }
     finish(c.failures, mode)
-}
-
-/// MemTotal − MemAvailable and where it is: tmpfs pages (image, containerd data), process
-/// memory, kernel; the image's bytes (the tmpfs root plus what stayed on the initramfs: /usr,
-/// bound read-only); the RSS of the runtime and the kubelet.
-fn memory(
-    runtime: Option<&Service>,
-    kubelet: Option<&Service>,
-    services: &[Service],
-) -> serde_json::Value {
-    let used = |p: &str| {
-        sys::statfs(p)
-            .map(|(_, bsize, blocks, bfree)| (blocks - bfree) * bsize)
-            .unwrap_or(0)
-    };
-    let dev = |p: &str| {
-        std::fs::metadata(p)
-            .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
-            .ok()
-    };
-    let initramfs = if dev("/usr").is_some() && dev("/usr") != dev("/") {
-        used("/usr")
-    } else {
-        0
-    };
-    let kb = sys::meminfo_kb;
-    let rss = |svc: Option<&Service>| rss_kb(svc.and_then(|s| service_pid(&s.name)));
-    json!({
-        "mem_total_kb": kb("MemTotal"),
-        "mem_used_kb": kb("MemTotal").zip(kb("MemAvailable")).map(|(t, a)| t - a),
-        "rootfs_used_bytes": used("/") + initramfs,
-        "initramfs_used_bytes": initramfs,
-        "shmem_kb": kb("Shmem"),
-        "anon_kb": kb("AnonPages"),
-        "slab_kb": kb("Slab"),
-        "kernel_stack_kb": kb("KernelStack"),
-        "page_tables_kb": kb("PageTables"),
-        "rss_containerd_kb": rss(runtime),
-        "rss_kubelet_kb": rss(kubelet),
-        "rss_services_kb": services
-            .iter()
-            .map(|s| (s.name.clone(), json!(rss(Some(s)))))
-            .collect::<serde_json::Map<_, _>>(),
-        "meminfo_kb": meminfo_all(),
-        "reserve_kb": watermark_reserve_kb(),
-        "low_watermark_kb": low_watermark_kb(),
-    })
-}
-
-/// Every `/proc/meminfo` field in kB (the `HugePages_*` counts as they are): the harness
-/// splits MemTotal − MemAvailable by kind from these.
-fn meminfo_all() -> serde_json::Map<String, serde_json::Value> {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            let n: u64 = v.trim().trim_end_matches("kB").trim().parse().ok()?;
-            Some((k.to_string(), n.into()))
-        })
-        .collect()
-}
-
-/// The kernel's `totalreserve_pages` in kB, from `/proc/zoneinfo`: per zone its high
-/// watermark plus its largest lowmem reserve. MemAvailable leaves it out, so it counts as
-/// used, and it grows with the RAM (min_free_kbytes, watermark_scale_factor).
-fn watermark_reserve_kb() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/zoneinfo").ok()?;
-    Some(zone_sums(&text).0 * 4)
-}
-
-/// The sum of the zones' low watermarks in kB: MemAvailable counts as used up to this much
-/// page cache and as much reclaimable slab (at most half of each).
-fn low_watermark_kb() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/zoneinfo").ok()?;
-    Some(zone_sums(&text).1 * 4)
-}
-
-/// (Σ min(high + max protection, managed), Σ low) over the zones, in pages: the kernel's
-/// `calculate_totalreserve_pages` and `si_mem_available`'s low watermark.
-fn zone_sums(zoneinfo: &str) -> (u64, u64) {
-    let (mut reserve, mut low) = (0, 0);
-    // (high, largest protection, managed) of the zone being read.
-    let mut zone: Option<(u64, u64, u64)> = None;
-    let close = |zone: Option<(u64, u64, u64)>| zone.map_or(0, |(h, p, m)| (h + p).min(m));
-    for line in zoneinfo.lines() {
-        if line.starts_with("Node ") {
-            reserve += close(zone.replace((0, 0, 0)));
-            continue;
-        }
-        let Some(z) = zone.as_mut() else { continue };
-        let line = line.trim();
-        let mut words = line.split_whitespace();
-        let number = |w: Option<&str>| w.and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
-        match words.next() {
-            Some("high") => z.0 = number(words.next()),
-            Some("low") => low += number(words.next()),
-            Some("managed") => z.2 = number(words.next()),
-            Some("protection:") => {
-                z.1 = line
-                    .trim_start_matches("protection:")
-                    .trim_matches(|c| c == ' ' || c == '(' || c == ')')
-                    .split(',')
-                    .filter_map(|n| n.trim().parse::<u64>().ok())
-                    .max()
-                    .unwrap_or(0)
-            }
-            _ => {}
-        }
-    }
-    (reserve + close(zone), low)
 }
 
 /// A control plane's ports accept connections on the node's loopback: etcd's clients, the API
@@ -871,36 +750,4 @@ fn check_restart(runtime: &Service) -> Result<String, String> {
         "killed pid {old}, pid {new} answering after {:.1} s",
         t.elapsed().as_secs_f64()
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reserve_is_high_plus_protection_capped_at_managed() {
-        let zoneinfo = "Node 0, zone      DMA
-  pages free     3000
-        min      10
-        low      12
-        high     14
-        spanned  4095
-        present  3998
-        managed  3976
-        protection: (0, 2000, 5000, 5000, 5000)
-  pagesets
-    cpu: 0
-              count: 0
-              high:  0
-Node 0, zone    DMA32
-  pages free     100000
-        min      500
-        low      600
-        high     700
-        managed  200000
-        protection: (0, 0, 1000, 1000, 1000)
-";
-        // DMA: 14 + 5000 capped at 3976; DMA32: 700 + 1000.
-        assert_eq!(zone_sums(zoneinfo), (3976 + 1700, 612));
-    }
 }
