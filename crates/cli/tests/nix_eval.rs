@@ -851,7 +851,11 @@ fn configuration_mistakes_are_named() {
             "set containerd.enable = true",
         ),
         ("{ compression.level = 42; }", "out of range for zstd"),
-        ("{ squashfs.level = 13; }", "out of range for lz4hc"),
+        (
+            r#"{ squashfs = { algorithm = "lz4hc"; level = 13; }; }"#,
+            "out of range for lz4hc",
+        ),
+        ("{ squashfs.level = 23; }", "out of range for zstd"),
         // Types are checked: modes are octal strings.
         (
             r#"{ components.base.generated."/etc/x" = { text = "x"; mode = "rw"; }; }"#,
