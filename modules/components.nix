@@ -53,6 +53,17 @@ let
             algorithm = "zstd";
           };
         };
+        conditionPath = mkOption {
+          type = types.nullOr imagePath;
+          default = null;
+          description = ''
+            Mount this segment's squashfs image only where this absolute path exists at boot, as
+            a service's condition: elsewhere the init deletes the image unmounted and its RAM is
+            free (kube-proxy, with the kubelet's join condition, on nodes that never join). Only
+            with `packing = "squashfs"` (the builder refuses it otherwise).
+          '';
+          example = "/.diskless/node/kubelet/bootstrap-kubeconfig";
+        };
         compression = mkOption {
           type = types.nullOr compression;
           default = null;

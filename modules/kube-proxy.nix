@@ -1,7 +1,8 @@
 # `kubeProxy`: kube-proxy on a node that joins a cluster, so that pods reach ClusterIP Services
 # (the `kubernetes` one included) through iptables rules. As in the host plan
-# (crates/build/src/host.rs, `KUBE_PROXY_CONFIG`): in the kubelet's segment, started only where
-# the node segment holds the bootstrap kubeconfig, talking to the API server with the node's own
+# (crates/build/src/host.rs, `KUBE_PROXY_CONFIG`): in its own segment, started (and, when
+# squashfs-packed, mounted) only where the node segment holds the bootstrap kubeconfig, talking
+# to the API server with the node's own
 # credentials (the kubeconfig the kubelet writes once its bootstrap CSR is signed; until then
 # kube-proxy exits and the init restarts it with backoff). The cluster grants nodes the
 # `system:node-proxier` role (docs/boot-server.md).
@@ -94,11 +95,22 @@ in
       conditionPath = kubelet.joinCondition;
     };
 
-    # In the kubelet's (squashfs) segment, as in the host plan. iptables comes with
-    # `kubelet.path`; nixpkgs' iptables extensions (libxt_statistic.so needs libm) find glibc
-    # through their closure, which the Debian host plan has to add by hand.
-    components.kubelet = {
+    # With `slim`, its own segment, packed as the kubelet's, as in the host plan: squashfs-packed,
+    # it is mounted only where its service's condition holds, so a standalone node's init
+    # deletes it unmounted and keeps its RAM. Without `slim` the package is the kubelet's own and
+    # stays in its segment. iptables comes with `kubelet.path`; nixpkgs' iptables extensions
+    # (libxt_statistic.so needs libm) find glibc through their closure, which the Debian host
+    # plan has to add by hand.
+    components.kube-proxy = lib.mkIf cfg.slim {
+      order = 310;
+      packing = mkDefault config.components.kubelet.packing;
       packages = [ finalPackage ];
+      conditionPath = mkDefault (
+        if config.components.kube-proxy.packing == "squashfs" then kubelet.joinCondition else null
+      );
+    };
+    components.kubelet = {
+      packages = lib.mkIf (!cfg.slim) [ finalPackage ];
       generated."/etc/kubernetes/kube-proxy.json".text = builtins.toJSON cfg.settings;
     };
 

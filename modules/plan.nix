@@ -57,6 +57,7 @@ let
     // optionalAttrs (c.compression != null) { compression = compression c.compression; }
     // optionalAttrs (c.packing != "cpio") { inherit (c) packing; }
     // optionalAttrs (c.squashfs != null) { squashfs = squashfs c.squashfs; }
+    // optionalAttrs (c.conditionPath != null) { condition_path = c.conditionPath; }
     // nonEmpty {
       files = mapAttrsToList (
         dest: f:

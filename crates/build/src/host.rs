@@ -664,11 +664,29 @@ pub fn host_plan(
             // condition: the join material publish puts in the node segment).
             match crate::stack::binary("kube-proxy") {
                 Ok(proxy) => {
-                    let kubelet_component = components.last_mut().expect("pushed above");
-                    kubelet_component.binaries.push(BinaryEntry {
+                    let binary = BinaryEntry {
                         source: proxy,
                         dest: Some("/usr/bin/kube-proxy".into()),
-                    });
+                    };
+                    match args.packing {
+                        // Its own squashfs segment with the same condition: a standalone
+                        // node's init deletes it unmounted (≈ 17 MB of RAM).
+                        Packing::Squashfs => components.push(Component {
+                            name: "kube-proxy".into(),
+                            binaries: vec![binary],
+                            packing: args.packing,
+                            condition_path: Some(
+                                diskless_contract::node::BOOTSTRAP_KUBECONFIG.into(),
+                            ),
+                            ..Default::default()
+                        }),
+                        // A cpio segment is unpacked before the init could leave it out.
+                        Packing::Cpio => components
+                            .last_mut()
+                            .expect("pushed above")
+                            .binaries
+                            .push(binary),
+                    }
                     config
                         .generated
                         .push(gen("/etc/kubernetes/kube-proxy.yaml", KUBE_PROXY_CONFIG));

@@ -139,6 +139,8 @@ struct Job {
     codec: Codec,
     packing: Packing,
     squashfs: SquashfsCodec,
+    /// The component's `condition_path`, carried into its segment ref.
+    condition_path: Option<String>,
     tree: Tree,
 }
 
@@ -146,6 +148,7 @@ struct Done {
     seg: segment::Segment,
     /// Image path of the segment's squashfs part, when packed so.
     squashfs: Option<String>,
+    condition_path: Option<String>,
     compressed: Vec<u8>,
     codec: Codec,
     cached: bool,
@@ -195,6 +198,12 @@ fn run_jobs(
                         Packing::Cpio => (std::borrow::Cow::Borrowed(&job.tree), None),
                         Packing::Squashfs => {
                             let (t, path) = pack_squashfs(job, mtime, threads, cache, &warnings)?;
+                            if let (Some(p), None) = (&job.condition_path, &path) {
+                                anyhow::bail!(
+                                    "component {}: condition_path {p:?} would leave nothing out: the component has no files under /usr or /nix/store, so it has no squashfs image; put its programs there or drop condition_path",
+                                    job.name
+                                );
+                            }
                             (std::borrow::Cow::Owned(t), path)
                         }
                     };
@@ -208,6 +217,7 @@ fn run_jobs(
                         return Ok(Done {
                             seg,
                             squashfs,
+                            condition_path: job.condition_path.clone(),
                             compressed: bytes,
                             codec: job.codec,
                             cached: true,
@@ -220,6 +230,7 @@ fn run_jobs(
                     Ok(Done {
                         seg,
                         squashfs,
+                        condition_path: job.condition_path.clone(),
                         compressed,
                         codec: job.codec,
                         cached: false,
@@ -310,6 +321,7 @@ pub fn build(
             codec: c.codec,
             packing: c.packing,
             squashfs: c.squashfs,
+            condition_path: c.condition_path.clone(),
             tree: c.tree.clone(),
         })
         .collect();
@@ -323,6 +335,7 @@ pub fn build(
             codec: image_codec,
             packing: Packing::Cpio,
             squashfs: SquashfsCodec::default(),
+            condition_path: None,
             tree: s.tree,
         });
     }
@@ -371,6 +384,7 @@ pub fn build(
                 sentinel: segment::sentinel_path(&d.seg.name),
                 content: d.seg.content.clone(),
                 squashfs: d.squashfs.clone(),
+                condition_path: d.condition_path.clone(),
             })
             .collect(),
         modules: image.modules.clone(),
@@ -397,6 +411,7 @@ pub fn build(
             codec: image.codec,
             packing: Packing::Cpio,
             squashfs: SquashfsCodec::default(),
+            condition_path: None,
             tree: manifest,
         }],
         1,

@@ -169,6 +169,11 @@ pub struct Component {
     /// Overrides the plan-wide `squashfs` codec; only with `packing: squashfs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub squashfs: Option<SquashfsCompression>,
+    /// Mounted only where this absolute path exists at boot, like an image's `condition_path`;
+    /// elsewhere the init deletes the squashfs image unmounted and its RAM is free. Only with
+    /// `packing: squashfs` (a cpio segment is unpacked before the init runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition_path: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

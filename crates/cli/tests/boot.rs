@@ -170,6 +170,12 @@ fn assert_s2_node(r: &Value) {
 
 /// Runs `diskless check --json`; returns (success, report).
 fn check(out: &Path, extra: &[&str]) -> (bool, Value) {
+    let (ok, report, _) = check_with_console(out, extra);
+    (ok, report)
+}
+
+/// [`check`], and the guest's console (from `--verbose`).
+fn check_with_console(out: &Path, extra: &[&str]) -> (bool, Value, String) {
     let output = Command::new(DISKLESS)
         .arg("check")
         .arg(out)
@@ -198,7 +204,7 @@ fn check(out: &Path, extra: &[&str]) -> (bool, Value) {
         "check {extra:?}: ok={} timeline={} memory={}",
         report["ok"], report["timeline"], report["memory"]
     );
-    (output.status.success(), report)
+    (output.status.success(), report, console.into_owned())
 }
 
 /// The entry named `name` in a report's `stages` or `checks` list.
@@ -328,10 +334,20 @@ fn kubelet_standalone_runs_a_static_pod() {
     let Some(out) = kubelet_image_or_skip() else {
         return;
     };
-    let (ok, r) = check(out, &["--memory", "1024"]);
+    let (ok, r, console) = check_with_console(out, &["--memory", "1024"]);
     assert!(ok && r["ok"] == true, "check failed: {:#}", r["failures"]);
     assert_eq!(check_status(&r, "kubelet-healthz"), Some("ok"));
     assert_eq!(check_status(&r, "static-pod"), Some("ok"));
+    // kube-proxy's segment is only mounted where the node joins: this one does not, so its
+    // init deleted the squashfs image unmounted.
+    let left_out = format!(
+        "segments left out: kube-proxy ({} absent); ",
+        diskless_contract::node::BOOTSTRAP_KUBECONFIG
+    );
+    assert!(
+        console.contains(&left_out),
+        "no {left_out:?} line on the console"
+    );
 }
 
 /// Preloaded images are pinned, so the kubelet's image GC cannot take them from a node that
@@ -799,12 +815,18 @@ fn join_node_becomes_ready_and_runs_an_api_pod() {
     let Some(out) = kubelet_image_or_skip() else {
         return;
     };
-    let (ok, r) = check(
+    let (ok, r, console) = check_with_console(
         out,
         &["--join", "--mac", "52:54:00:aa:bb:09", "--memory", "1024"],
     );
     assert!(ok && r["ok"] == true, "check failed: {:#}", r["failures"]);
     assert_eq!(check_status(&r, "kubelet-join"), Some("ok"));
+    // The join material is there, so kube-proxy's segment is mounted (and the Service
+    // reached below goes through its rules).
+    assert!(
+        !console.contains("segments left out"),
+        "a joining node left a segment out"
+    );
     let t = &r["timeline"];
     let at = |k: &str| {
         t[k].as_f64()

@@ -746,6 +746,74 @@ fn segment<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
         .unwrap_or_else(|| panic!("no segment {name} in {doc}"))
 }
 
+/// A component's `condition_path` reaches its segment ref in the contract (the init leaves the
+/// squashfs image out where the path is absent); where there is no squashfs image to leave out
+/// (cpio packing, or nothing under `/usr`), the build is refused, naming the component.
+#[test]
+fn a_conditional_component_carries_its_condition_into_the_contract() {
+    let c = Case::new();
+    let modules = mount_modules(&c);
+    std::fs::write(c.path("tool"), vec![7u8; 100_000]).unwrap();
+    let join = "/.diskless/node/kubelet/bootstrap-kubeconfig";
+    let plan = |packing: &str, dest: &str| {
+        serde_json::json!({
+            "version": 1, "name": "cond",
+            "kernel": {"image": c.path("kernel"), "modules_dir": modules},
+            "components": [
+                {"name": "mods", "modules": ["loop", "squashfs", "overlay"]},
+                {"name": "proxy", "packing": packing, "condition_path": join,
+                 "files": [{"source": c.path("tool"), "dest": dest}]}
+            ]
+        })
+    };
+    let build = |plan: serde_json::Value, out: &str| {
+        std::fs::write(c.path("plan.json"), plan.to_string()).unwrap();
+        run(diskless()
+            .args(["build", "--no-cache", "--plan"])
+            .arg(c.path("plan.json"))
+            .arg("--out")
+            .arg(c.path(out)))
+    };
+    let o = build(plan("cpio", "/usr/bin/tool"), "out-cpio");
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("components[1] (proxy).condition_path") && e.contains("packing \"squashfs\""),
+        "{e}"
+    );
+    assert!(!c.path("out-cpio/cond.json").exists(), "no partial output");
+    let o = build(plan("squashfs", "/etc/tool"), "out-etc");
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("proxy") && e.contains("no squashfs image"),
+        "{e}"
+    );
+    assert!(!c.path("out-etc/cond.json").exists(), "no partial output");
+
+    let o = build(plan("squashfs", "/usr/bin/tool"), "out");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = c.path("out");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("cond.json")).unwrap()).unwrap();
+    let unpacked = c.path("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    unpack_segments(&out, &index, &unpacked);
+    let text = std::fs::read_to_string(unpacked.join(".diskless/image.json")).unwrap();
+    let typed = diskless_contract::image::ImageContract::parse(&text).unwrap();
+    let proxy = typed.segments.iter().find(|s| s.name == "proxy").unwrap();
+    assert_eq!(proxy.condition_path.as_deref(), Some(join));
+    assert_eq!(
+        proxy.squashfs.as_deref(),
+        Some("/.diskless/squashfs/proxy.sqfs")
+    );
+    assert!(typed
+        .segments
+        .iter()
+        .filter(|s| s.name != "proxy")
+        .all(|s| s.condition_path.is_none()));
+}
+
 /// Squashfs packing: the `/usr` part of a component travels as one squashfs image (read back
 /// with squashfs-tools' unsquashfs), the rest stays cpio, and the contract names the image.
 #[test]

@@ -1173,10 +1173,19 @@ fn flake_checks_and_builds_with_stub_nixpkgs() {
     let proxy = &plan.node.services[2];
     assert!(
         proxy.name == "kube-proxy"
-            && in_trees("kubelet", &proxy.command[0])
+            && in_trees("kube-proxy", &proxy.command[0])
             && proxy.command[0].contains("-kube-proxy-"),
-        "kube-proxy {:?} should be the slimmed copy, in the kubelet segment",
+        "kube-proxy {:?} should be the slimmed copy, in its own segment",
         proxy.command
+    );
+    // Packed as the kubelet's, and mounted only where its service runs: a standalone node's
+    // init deletes it unmounted.
+    let segment = component(&plan, "kube-proxy");
+    assert_eq!(segment.packing, diskless_build::plan::Packing::Squashfs);
+    assert_eq!(segment.condition_path, proxy.condition_path);
+    assert_eq!(
+        segment.condition_path.as_deref(),
+        Some(diskless_contract::node::BOOTSTRAP_KUBECONFIG)
     );
     let containerd = &plan.node.services[0].command[0];
     assert!(

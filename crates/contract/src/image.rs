@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// 2: services carry a `role`; the init no longer recognises containerd and the kubelet by name.
-pub const CONTRACT_VERSION: u32 = 3;
+/// 4: segments carry a `condition_path` (a version-3 init would refuse it as an unknown field).
+pub const CONTRACT_VERSION: u32 = 4;
 /// Where the contract lives inside the image.
 pub const CONTRACT_PATH: &str = "/.diskless/image.json";
 /// Written by the init once every preloaded image has been imported (or failed to: its
@@ -57,6 +58,20 @@ pub struct SegmentRef {
     /// loop-mounts read-only (absent for plain cpio segments).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub squashfs: Option<String>,
+    /// Mounted only where this file exists at boot (plan `components[].condition_path`; only
+    /// with `squashfs`): otherwise its image is deleted from the initramfs unmounted, so a
+    /// program only some nodes run (kube-proxy, on nodes that join) costs the others no RAM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition_path: Option<String>,
+}
+
+impl SegmentRef {
+    /// Whether `exists` says its condition holds (or it has none).
+    pub fn wanted(&self, exists: impl Fn(&std::path::Path) -> bool) -> bool {
+        self.condition_path
+            .as_deref()
+            .is_none_or(|p| exists(std::path::Path::new(p)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,6 +257,7 @@ impl ImageContract {
     /// The rules serde cannot express; the builder checks the plan with the same ones.
     pub fn check(&self) -> Result<(), String> {
         check_services(&self.services)?;
+        check_segments(&self.segments)?;
         check_images(&self.images)?;
         check_network(&self.network)
     }
@@ -299,6 +315,35 @@ pub fn check_network(network: &Network) -> Result<(), String> {
     }
 }
 
+/// A `condition_path` (of an image or a segment) is an absolute path: it is tested on the node,
+/// where a relative one would depend on the init's working directory.
+pub fn check_condition_path(path: &str) -> Result<(), String> {
+    if path.starts_with('/') {
+        Ok(())
+    } else {
+        Err(format!(
+            "condition_path {path:?} is not an absolute path inside the image"
+        ))
+    }
+}
+
+/// A segment's condition leaves out its squashfs image, so only a squashfs segment has one (the
+/// cpio part is unpacked by the kernel before the init can choose).
+pub fn check_segments(segments: &[SegmentRef]) -> Result<(), String> {
+    for s in segments {
+        if let Some(p) = &s.condition_path {
+            check_condition_path(p).map_err(|e| format!("segment {:?}: {e}", s.name))?;
+            if s.squashfs.is_none() {
+                return Err(format!(
+                    "segment {:?} has a condition_path but no squashfs image to leave out",
+                    s.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every preloaded image's refs are fully qualified references by the distribution grammar
 /// (what containerd and the kubelet will look them up by) and its blobs sha256 digests (they
 /// become paths in the blob pool).
@@ -308,15 +353,8 @@ pub fn check_images(images: &[ImageRef]) -> Result<(), String> {
             Reference::qualified(r)
                 .map_err(|e| format!("image {:?}: ref {r:?}: {e}", image.name))?;
         }
-        if let Some(p) = image
-            .condition_path
-            .as_deref()
-            .filter(|p| !p.starts_with('/'))
-        {
-            return Err(format!(
-                "image {:?}: condition_path {p:?} is not an absolute path",
-                image.name
-            ));
+        if let Some(p) = &image.condition_path {
+            check_condition_path(p).map_err(|e| format!("image {:?}: {e}", image.name))?;
         }
         for b in &image.blobs {
             if crate::digest::sha256_of(b).is_none() {
@@ -395,8 +433,11 @@ mod tests {
     }
 
     const DOC: &str = r#"{
-      "version": 3, "name": "worker", "unpacked_bytes": 1000,
-      "segments": [{"name": "base", "sentinel": "/.diskless/segments/base", "content": "ab"}],
+      "version": 4, "name": "worker", "unpacked_bytes": 1000,
+      "segments": [{"name": "base", "sentinel": "/.diskless/segments/base", "content": "ab"},
+                   {"name": "kube-proxy", "sentinel": "/.diskless/segments/kube-proxy", "content": "cd",
+                    "squashfs": "/.diskless/squashfs/kube-proxy.sqfs",
+                    "condition_path": "/.diskless/node/kubelet/bootstrap-kubeconfig"}],
       "modules": [{"name": "virtio_net", "path": "/lib/modules/x/virtio_net.ko", "optional": false}],
       "sysctls": {"net.ipv4.ip_forward": "1"},
       "cgroup_controllers": ["cpu", "memory"],
@@ -428,6 +469,27 @@ mod tests {
         );
         assert!(c.service(Role::Kubelet).is_none());
         assert_eq!(c.images[0].refs, ["registry.k8s.io/pause:3.6"]);
+        assert_eq!(
+            c.segments[1].condition_path.as_deref(),
+            Some("/.diskless/node/kubelet/bootstrap-kubeconfig")
+        );
+        assert!(c.segments[0].wanted(|_| false));
+        assert!(!c.segments[1].wanted(|_| false));
+        assert!(c.segments[1].wanted(|p| p.ends_with("bootstrap-kubeconfig")));
+    }
+
+    /// The init refuses a segment condition the builder would have refused.
+    #[test]
+    fn segment_conditions_are_checked() {
+        let doc = DOC.replace(
+            "\"/.diskless/node/kubelet/bootstrap-kubeconfig\"",
+            "\"node/kubelet/bootstrap-kubeconfig\"",
+        );
+        let e = ImageContract::parse(&doc).unwrap_err();
+        assert!(e.contains("kube-proxy") && e.contains("absolute"), "{e}");
+        let doc = DOC.replace("\"squashfs\": \"/.diskless/squashfs/kube-proxy.sqfs\",", "");
+        let e = ImageContract::parse(&doc).unwrap_err();
+        assert!(e.contains("kube-proxy") && e.contains("no squashfs"), "{e}");
     }
 
     /// What the builder writes is what the init reads: every field survives the round trip.
@@ -440,7 +502,7 @@ mod tests {
 
     #[test]
     fn other_versions_are_refused() {
-        for v in [2, 4] {
+        for v in [3, 5] {
             let e = ImageContract::parse(&format!(r#"{{"version": {v}, "new": 1}}"#)).unwrap_err();
             assert!(e.contains(&format!("has version {v}")), "{e}");
         }

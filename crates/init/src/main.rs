@@ -133,13 +133,13 @@ fn root_size(cmdline: &Cmdline, contract: &ImageContract) -> u64 {
 }
 
 /// Step 3b: the modules the squashfs mounts need (step 4 then finds them loaded); returns the
-/// squashfs-packed segments as `(segment, image)`. Fatal: the image's programs are in them.
+/// squashfs-packed segments to mount as `(segment, image)`, after deleting the images of those
+/// whose condition is absent. Fatal: the image's programs are in them.
 fn load_squashfs_modules(contract: &ImageContract) -> Vec<(String, String)> {
-    let squashfs: Vec<(String, String)> = contract
-        .segments
-        .iter()
-        .filter_map(|s| Some((s.name.clone(), s.squashfs.clone()?)))
-        .collect();
+    let (squashfs, left_out) = squashfs::split(contract, Path::exists);
+    if let Some(line) = squashfs::drop_left_out(&left_out) {
+        log::info(&line);
+    }
     if !squashfs.is_empty() {
         let t = Instant::now();
         match modules::load_all(&squashfs::modules(contract)) {

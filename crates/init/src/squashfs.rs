@@ -4,11 +4,14 @@
 //! page cache the kernel can drop and re-read. Here each image is attached to a loop device
 //! (read-only, autoclear) and mounted read-only; `switchroot` then stacks those mounts and the
 //! initramfs's own `/usr` into one read-only overlay. The modules this needs (`loop`,
-//! `squashfs`, `overlay`) are loaded first, ahead of step 4.
+//! `squashfs`, `overlay`) are loaded first, ahead of step 4. A segment whose `condition_path`
+//! is absent on this node is not mounted at all: its image is deleted from the initramfs, which
+//! returns its RAM.
 
 use crate::sys;
-use diskless_contract::image::{ImageContract, ModuleRef};
+use diskless_contract::image::{ImageContract, ModuleRef, SegmentRef};
 use std::os::fd::AsRawFd;
+use std::path::Path;
 
 // From <linux/loop.h>; the libc crate has no loop-device bindings.
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
@@ -44,6 +47,52 @@ struct LoopConfig {
 /// The modules needed to mount squashfs images, with what they need first.
 pub fn modules(contract: &ImageContract) -> Vec<ModuleRef> {
     crate::modules::closure(&contract.modules, &["loop", "squashfs", "overlay"])
+}
+
+/// The squashfs-packed segments, in boot order, split into those this boot mounts (as
+/// `(segment, image)`) and those it leaves out (`exists` says their condition is absent).
+pub fn split(
+    contract: &ImageContract,
+    exists: impl Fn(&Path) -> bool,
+) -> (Vec<(String, String)>, Vec<&SegmentRef>) {
+    let mut kept = Vec::new();
+    let mut left = Vec::new();
+    for s in &contract.segments {
+        match &s.squashfs {
+            None => {}
+            Some(image) if s.wanted(&exists) => kept.push((s.name.clone(), image.clone())),
+            Some(_) => left.push(s),
+        }
+    }
+    (kept, left)
+}
+
+/// Deletes the images of the segments left out, so their RAM is returned before the root
+/// moves; says which and how much, if any.
+pub fn drop_left_out(left: &[&SegmentRef]) -> Option<String> {
+    if left.is_empty() {
+        return None;
+    }
+    let mut bytes = 0u64;
+    for image in left.iter().filter_map(|s| s.squashfs.as_deref()) {
+        bytes += std::fs::metadata(image).map_or(0, |m| m.len());
+        let _ = std::fs::remove_file(image);
+    }
+    let what: Vec<String> = left
+        .iter()
+        .map(|s| {
+            format!(
+                "{} ({} absent)",
+                s.name,
+                s.condition_path.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    Some(format!(
+        "segments left out: {}; {:.1} MB freed",
+        what.join(", "),
+        bytes as f64 / 1e6
+    ))
 }
 
 /// Attaches `image` to a free loop device, read-only. Returns the device and its open file:
@@ -92,4 +141,67 @@ pub fn mount(image: &str, target: &str) -> Result<(), String> {
     std::fs::create_dir_all(target).map_err(|e| format!("mkdir {target}: {e}"))?;
     let (dev, _open) = attach(image)?;
     sys::mount(&dev, target, "squashfs", libc::MS_RDONLY, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(name: &str, squashfs: Option<&str>, condition: Option<&str>) -> SegmentRef {
+        SegmentRef {
+            name: name.into(),
+            sentinel: format!("/.diskless/segments/{name}"),
+            content: "00".into(),
+            squashfs: squashfs.map(String::from),
+            condition_path: condition.map(String::from),
+        }
+    }
+
+    fn contract(segments: Vec<SegmentRef>) -> ImageContract {
+        ImageContract {
+            version: diskless_contract::image::CONTRACT_VERSION,
+            name: "t".into(),
+            unpacked_bytes: 0,
+            segments,
+            modules: vec![],
+            sysctls: Default::default(),
+            cgroup_controllers: vec![],
+            network: Default::default(),
+            services: vec![],
+            images: vec![],
+        }
+    }
+
+    #[test]
+    fn a_segment_is_left_out_only_where_its_condition_is_absent() {
+        let join = "/.diskless/node/kubelet/bootstrap-kubeconfig";
+        let c = contract(vec![
+            segment("base", None, None),
+            segment("kubelet", Some("/k.sqfs"), None),
+            segment("kube-proxy", Some("/p.sqfs"), Some(join)),
+        ]);
+        let (kept, left) = split(&c, |_| false);
+        assert_eq!(kept, [("kubelet".to_string(), "/k.sqfs".to_string())]);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].name, "kube-proxy");
+        let (kept, left) = split(&c, |p| p == Path::new(join));
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[1].0, "kube-proxy");
+        assert!(left.is_empty());
+    }
+
+    #[test]
+    fn a_left_out_image_is_deleted_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("p.sqfs");
+        std::fs::write(&image, vec![0u8; 1_500_000]).unwrap();
+        let s = segment("kube-proxy", image.to_str(), Some("/absent"));
+        let line = drop_left_out(&[&s]).unwrap();
+        assert_eq!(
+            line,
+            "segments left out: kube-proxy (/absent absent); 1.5 MB freed"
+        );
+        assert!(!image.exists());
+        assert_eq!(drop_left_out(&[]), None);
+    }
 }

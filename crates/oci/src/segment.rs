@@ -149,12 +149,10 @@ fn check_entries(images: &[PreloadImage]) -> anyhow::Result<()> {
         for r in &image.refs {
             check_ref(r).with_context(|| format!("{at}: ref {r:?}"))?;
         }
-        if let Some(p) = image
-            .condition_path
-            .as_deref()
-            .filter(|p| !p.starts_with('/'))
-        {
-            bail!("{at}: condition_path {p:?} must be an absolute path inside the image");
+        if let Some(p) = &image.condition_path {
+            // The init's rule, which component conditions follow too.
+            diskless_contract::image::check_condition_path(p)
+                .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
         }
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! and source files that exist and can be read.
 
 use super::{invalid, ResolveError};
-use crate::plan::{Mode, Plan};
+use crate::plan::{Component, Mode, Packing, Plan};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -103,6 +103,25 @@ pub(super) fn check_segments_and_services(plan: &Plan) -> Result<(), ResolveErro
     Ok(())
 }
 
+/// A component's `condition_path`: absolute (the contract's rule, which the init applies too),
+/// and only on a squashfs-packed component, the only kind the init can leave out.
+pub(super) fn check_component_condition(
+    field: &str,
+    c: &Component,
+) -> Result<Option<String>, ResolveError> {
+    let Some(p) = &c.condition_path else {
+        return Ok(None);
+    };
+    diskless_contract::image::check_condition_path(p).map_err(|e| invalid(field, e))?;
+    if c.packing == Packing::Cpio {
+        return Err(invalid(
+            field,
+            "only a squashfs-packed component can be left out at boot (the kernel unpacks a cpio segment before the init runs): set packing \"squashfs\" or drop condition_path",
+        ));
+    }
+    Ok(Some(p.clone()))
+}
+
 /// Source file mode → image mode: executable or not, nothing else from the build host.
 pub(super) fn normalized_mode(meta: &std::fs::Metadata) -> u32 {
     use std::os::unix::fs::PermissionsExt;
@@ -142,5 +161,36 @@ mod tests {
             assert!(check_dest("f", bad).is_err(), "{bad}");
         }
         check_dest("f", "/etc/containerd/config.toml").unwrap();
+    }
+
+    #[test]
+    fn a_component_condition_is_absolute_and_needs_squashfs_packing() {
+        let c = |packing, path: &str| Component {
+            name: "kube-proxy".into(),
+            packing,
+            condition_path: Some(path.into()),
+            ..Default::default()
+        };
+        let f = "components[4] (kube-proxy).condition_path";
+        let join = "/.diskless/node/kubelet/bootstrap-kubeconfig";
+        assert_eq!(
+            check_component_condition(f, &c(Packing::Squashfs, join)).unwrap(),
+            Some(join.to_string())
+        );
+        assert_eq!(
+            check_component_condition(f, &Component::default()).unwrap(),
+            None
+        );
+        let e = check_component_condition(f, &c(Packing::Squashfs, "node/x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(f) && e.contains("absolute"), "{e}");
+        let e = check_component_condition(f, &c(Packing::Cpio, join))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(f) && e.contains("packing \"squashfs\"") && e.contains("drop"),
+            "{e}"
+        );
     }
 }

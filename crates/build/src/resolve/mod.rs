@@ -90,6 +90,8 @@ pub struct ResolvedComponent {
     pub packing: crate::plan::Packing,
     /// The squashfs block codec, when packed so.
     pub squashfs: SquashfsCodec,
+    /// The plan's `condition_path`, checked: only on a squashfs-packed component.
+    pub condition_path: Option<String>,
     pub tree: Tree,
 }
 
@@ -159,6 +161,8 @@ fn resolve_component(
     loaded: &mut Vec<ModuleRef>,
 ) -> Result<ResolvedComponent, ResolveError> {
     let mut col = Collector::new(index, &c.name);
+    // Before any source is read: a plan error, not a filesystem one.
+    let condition_path = checks::check_component_condition(&col.field("condition_path"), c)?;
     files::add_directories(&mut col, &c.directories)?;
     files::add_symlinks(&mut col, &c.symlinks)?;
     files::add_generated(&mut col, &c.generated)?;
@@ -192,6 +196,7 @@ fn resolve_component(
         codec,
         packing: c.packing,
         squashfs,
+        condition_path,
         tree: col.tree,
     })
 }
