@@ -93,6 +93,8 @@ in
       ]
       ++ cfg.extraArgs;
       conditionPath = kubelet.joinCondition;
+      # As containerd's (modules/containerd.nix).
+      environment.GOGC = lib.mkDefault "50";
     };
 
     # With `slim`, its own segment, packed as the kubelet's, as in the host plan: squashfs-packed,

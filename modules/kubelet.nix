@@ -243,6 +243,8 @@ in
       role = "kubelet";
       command = args;
       conditionPath = if cfg.mode == "join" then cfg.join.bootstrapKubeconfig else null;
+      # As containerd's (modules/containerd.nix).
+      environment.GOGC = lib.mkDefault "50";
     };
 
     # Routes to the other nodes' pod ranges, only where the node joins: a standalone node has
