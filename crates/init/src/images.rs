@@ -57,27 +57,18 @@ pub fn drop_left_out(images: &[ImageRef]) -> Option<String> {
     if left.is_empty() {
         return None;
     }
-    let mut bytes = 0u64;
-    for blob in blobs_only_in(&left, &kept) {
-        if let Ok(path) = blob_path(blob) {
-            bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
-            let _ = std::fs::remove_file(path);
-        }
-    }
-    let what: Vec<String> = left
+    let names: Vec<(&str, Option<&str>)> = left
         .iter()
-        .map(|i| {
-            format!(
-                "{} ({} absent)",
-                i.name,
-                i.condition_path.as_deref().unwrap_or_default()
-            )
-        })
+        .map(|i| (i.name.as_str(), i.condition_path.as_deref()))
         .collect();
-    Some(format!(
-        "images left out: {}; {:.1} MB of pool blobs deleted",
-        what.join(", "),
-        bytes as f64 / 1e6
+    let blobs = blobs_only_in(&left, &kept)
+        .into_iter()
+        .filter_map(|b| blob_path(b).ok());
+    Some(crate::leftout::remove(
+        "images",
+        &names,
+        blobs,
+        "of pool blobs deleted",
     ))
 }
 

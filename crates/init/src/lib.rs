@@ -10,6 +10,7 @@ pub mod controlplane;
 pub mod images;
 pub mod integrity;
 pub mod kubeletconf;
+pub mod leftout;
 pub mod log;
 pub mod machineid;
 pub mod modules;

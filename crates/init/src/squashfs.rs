@@ -73,26 +73,12 @@ pub fn drop_left_out(left: &[&SegmentRef]) -> Option<String> {
     if left.is_empty() {
         return None;
     }
-    let mut bytes = 0u64;
-    for image in left.iter().filter_map(|s| s.squashfs.as_deref()) {
-        bytes += std::fs::metadata(image).map_or(0, |m| m.len());
-        let _ = std::fs::remove_file(image);
-    }
-    let what: Vec<String> = left
+    let names: Vec<(&str, Option<&str>)> = left
         .iter()
-        .map(|s| {
-            format!(
-                "{} ({} absent)",
-                s.name,
-                s.condition_path.as_deref().unwrap_or_default()
-            )
-        })
+        .map(|s| (s.name.as_str(), s.condition_path.as_deref()))
         .collect();
-    Some(format!(
-        "segments left out: {}; {:.1} MB freed",
-        what.join(", "),
-        bytes as f64 / 1e6
-    ))
+    let images = left.iter().filter_map(|s| s.squashfs.as_deref());
+    Some(crate::leftout::remove("segments", &names, images, "freed"))
 }
 
 /// Attaches `image` to a free loop device, read-only. Returns the device and its open file:
