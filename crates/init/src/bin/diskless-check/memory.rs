@@ -16,8 +16,14 @@ pub fn report(
     kubelet: Option<&Service>,
     services: &[Service],
 ) -> serde_json::Value {
-    let kb = sys::meminfo_kb;
-    let rss = |svc: Option<&Service>| status_kb(svc.and_then(|s| service_pid(&s.name))?, "VmRSS");
+    // One read of /proc/meminfo, so that every figure below is of the same moment.
+    let meminfo = meminfo_all();
+    let kb = |k: &str| meminfo.get(k).and_then(|v| v.as_u64());
+    let rss = |svc: Option<&Service>| {
+        let status = status(svc.and_then(|s| service_pid(&s.name))?)?;
+        status_kb(&status, "VmRSS")
+    };
+    let (reserve, low) = zone_reserves_kb().unzip();
     // What the init measured on the initramfs once the root had moved out of it: the squashfs
     // images and the read-only /usr (the old root is out of reach from here).
     let initramfs: Option<u64> = std::fs::read_to_string(INITRAMFS_USED)
@@ -42,9 +48,9 @@ pub fn report(
             .iter()
             .map(|s| (s.name.clone(), json!(rss(Some(s)))))
             .collect::<serde_json::Map<_, _>>(),
-        "meminfo_kb": meminfo_all(),
-        "reserve_kb": watermark_reserve_kb(),
-        "low_watermark_kb": low_watermark_kb(),
+        "meminfo_kb": meminfo,
+        "reserve_kb": reserve,
+        "low_watermark_kb": low,
     })
 }
 
@@ -148,10 +154,11 @@ fn processes() -> Vec<serde_json::Value> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|pid| {
-            let anon = status_kb(pid, "RssAnon")?;
+            let status = status(pid)?;
+            let anon = status_kb(&status, "RssAnon")?;
             let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-            let file = status_kb(pid, "RssFile").unwrap_or(0);
-            let shmem = status_kb(pid, "RssShmem").unwrap_or(0);
+            let file = status_kb(&status, "RssFile").unwrap_or(0);
+            let shmem = status_kb(&status, "RssShmem").unwrap_or(0);
             Some((anon, pid, name.trim().to_string(), file, shmem))
         })
         .collect();
@@ -164,9 +171,13 @@ fn processes() -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A `kB` field of `/proc/PID/status`; None for kernel threads, which have no memory map.
-fn status_kb(pid: i32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+/// `/proc/PID/status`, read once for all the fields a report takes from it.
+fn status(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).ok()
+}
+
+/// A `kB` field of a `/proc/PID/status` text; None for kernel threads, which have no memory map.
+fn status_kb(status: &str, field: &str) -> Option<u64> {
     status.lines().find_map(|l| {
         l.strip_prefix(field)?
             .strip_prefix(':')?
@@ -191,19 +202,15 @@ fn meminfo_all() -> serde_json::Map<String, serde_json::Value> {
         .collect()
 }
 
-/// The kernel's `totalreserve_pages` in kB, from `/proc/zoneinfo`: per zone its high
-/// watermark plus its largest lowmem reserve. MemAvailable leaves it out, so it counts as
-/// used, and it grows with the RAM (min_free_kbytes, watermark_scale_factor).
-fn watermark_reserve_kb() -> Option<u64> {
+/// From one read of `/proc/zoneinfo`, in kB: the kernel's `totalreserve_pages` (per zone its
+/// high watermark plus its largest lowmem reserve; MemAvailable leaves it out, so it counts as
+/// used, and it grows with the RAM: min_free_kbytes, watermark_scale_factor) and the sum of the
+/// zones' low watermarks (MemAvailable counts as used up to this much page cache and as much
+/// reclaimable slab, at most half of each).
+fn zone_reserves_kb() -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/zoneinfo").ok()?;
-    Some(zone_sums(&text).0 * 4)
-}
-
-/// The sum of the zones' low watermarks in kB: MemAvailable counts as used up to this much
-/// page cache and as much reclaimable slab (at most half of each).
-fn low_watermark_kb() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/zoneinfo").ok()?;
-    Some(zone_sums(&text).1 * 4)
+    let (reserve, low) = zone_sums(&text);
+    Some((reserve * 4, low * 4))
 }
 
 /// (Σ min(high + max protection, managed), Σ low) over the zones, in pages: the kernel's
