@@ -60,6 +60,13 @@ impl Checker {
     }
 }
 
+/// One `diskless-check-json:` line, written to the console in one piece: `println!` would
+/// hand a line of several kB to the terminal in 1 KiB writes, between which PID 1's relayed
+/// service logs (a control plane's are many) can land and break the JSON the harness reads.
+fn print_json(value: serde_json::Value) {
+    log::line(&format!("{CHECK_JSON_PREFIX}{value}"));
+}
+
 fn print_result(name: &str, status: &str, detail: String) {
     let line = CheckLine::Result {
         name: name.into(),
@@ -127,7 +134,7 @@ fn check(mode: CheckMode) -> i32 {
     // Memory first: containerd is idle now, before the checks start containers; and again at
     // the end, with the kubelet's pods (static, and with --join the API pod) running.
     let memory = || memory::report(runtime, image_kubelet, &contract.services);
-    println!("{CHECK_JSON_PREFIX}{}", json!({ "memory": memory() }));
+    print_json(json!({ "memory": memory() }));
 
     c.report("root-tmpfs", check_root());
     c.report("network", check_network());
@@ -215,7 +222,7 @@ fn check(mode: CheckMode) -> i32 {
     if mode == CheckMode::ControlPlane {
         c.report("control-plane-ports", check_control_plane_ports());
     }
-    println!("{CHECK_JSON_PREFIX}{}", json!({ "memory_after": memory() }));
+    print_json(json!({ "memory_after": memory() }));
     if mode == CheckMode::ImagePressure {
         c.report("image-pressure", pressure::check(&contract));
     }
