@@ -16,7 +16,7 @@ let
   # hosts.toml per registry: the configuration format containerd 1.5+ and 2.x both read (the
   # older `registry.mirrors` table is gone in 2.0). containerd tries the `[host."URL"]` tables
   # in file order, and a Nix attribute set would sort them: one table per mirror, in the order
-  # given, a URL given twice counted once (as crates/build/src/mirror.rs writes them).
+  # given, a URL given twice counted once (as crates/hostplan/src/mirror.rs writes them).
   hostsToml =
     registry: mirrors:
     lib.concatMapStringsSep "\n" toml.toTOML (
@@ -37,7 +37,7 @@ let
       }) (lib.unique mirrors)
     );
 
-  # What crates/contract/src/reference.rs (`check_domain`) and crates/build/src/mirror.rs
+  # What crates/contract/src/reference.rs (`check_domain`) and crates/hostplan/src/mirror.rs
   # accept: a host name, IPv4 or [IPv6] address with an optional port; a mirror's path holds
   # letters, digits and / . _ ~ - only. The registry names a directory of the image.
   label = "[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?";
@@ -144,8 +144,8 @@ in
     };
 
     # overlay for the snapshotter; loop and squashfs mount this segment (packing below). One
-    # list with the host plan's, and the reasons: crates/build/data/kernel-modules.json.
-    kernel.modules = (lib.importJSON ../crates/build/data/kernel-modules.json).container-runtime.modules;
+    # list with the host plan's, and the reasons: crates/hostplan/data/kernel-modules.json.
+    kernel.modules = (lib.importJSON ../crates/hostplan/data/kernel-modules.json).container-runtime.modules;
     cgroupControllers = [
       "cpu"
       "memory"

@@ -1,7 +1,7 @@
 # `controlPlane`: a diskless Kubernetes control plane. etcd, kube-apiserver,
 # kube-controller-manager and kube-scheduler run as services the init supervises, with the
-# arguments of the host plan (one file: crates/build/data/control-plane-args.json, generated
-# from crates/build/src/controlplane.rs and checked by its tests). Everything is in RAM: etcd's
+# arguments of the host plan (one file: crates/hostplan/data/control-plane-args.json, generated
+# from crates/kube/src/controlplane.rs and checked by its tests). Everything is in RAM: etcd's
 # data in /var/lib/etcd on the tmpfs root, restored by the init from the snapshot `diskless
 # publish` puts in the node segment. The PKI, kubeconfigs and snapshot come only in that
 # segment (inventory `[control_plane]`, docs/boot-server.md); without it nothing starts.
@@ -14,7 +14,7 @@
 let
   inherit (lib) mkOption types;
   cfg = config.controlPlane;
-  args = lib.importJSON ../crates/build/data/control-plane-args.json;
+  args = lib.importJSON ../crates/hostplan/data/control-plane-args.json;
   # Every service waits for the node segment's cluster CA.
   caCert = "/.diskless/node/control-plane/pki/ca.crt";
   # Only the four programs and etcdutl: the kubernetes package also holds the kubelet,

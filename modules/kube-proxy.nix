@@ -1,6 +1,6 @@
 # `kubeProxy`: kube-proxy on a node that joins a cluster, so that pods reach ClusterIP Services
 # (the `kubernetes` one included) through iptables rules. As in the host plan
-# (crates/build/src/host.rs, `KUBE_PROXY_CONFIG`): in its own segment, started (and, when
+# (crates/hostplan/src/host.rs, `KUBE_PROXY_CONFIG`): in its own segment, started (and, when
 # squashfs-packed, mounted) only where the node segment holds the bootstrap kubeconfig, talking
 # to the API server with the node's own
 # credentials (the kubeconfig the kubelet writes once its bootstrap CSR is signed; until then

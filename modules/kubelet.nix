@@ -224,8 +224,8 @@ in
     };
 
     # The bridge CNI, the iptables rules of the kubelet, CNI and kube-proxy, vxlan: one list
-    # with the host plan's, and the reasons, in crates/build/data/kernel-modules.json.
-    kernel.modules = (lib.importJSON ../crates/build/data/kernel-modules.json).kubelet.modules;
+    # with the host plan's, and the reasons, in crates/hostplan/data/kernel-modules.json.
+    kernel.modules = (lib.importJSON ../crates/hostplan/data/kernel-modules.json).kubelet.modules;
 
     sysctls = {
       "net.ipv4.ip_forward" = "1";
@@ -283,8 +283,8 @@ in
         # A template containerd fills with the node's pod range (its `conf_template`): the
         # range the controller-manager allocated to the Node when joined, the init's standalone
         # default otherwise. So the nodes of a cluster never share a range.
-        # One file with the host plans' (crates/build/src/host.rs).
-        ${cniTemplate}.text = builtins.readFile ../crates/build/data/cni-bridge.conflist.tmpl;
+        # One file with the host plans' (crates/hostplan/src/host.rs).
+        ${cniTemplate}.text = builtins.readFile ../crates/hostplan/data/cni-bridge.conflist.tmpl;
       };
       directories = {
         "/var/lib/kubelet" = { };

@@ -1,5 +1,5 @@
-# Turns the evaluated configuration into the build plan (docs/plan.md, crates/build/src/plan.rs): the one
-# document the Rust builder reads. Field names here must match crates/build/src/plan.rs exactly, since the
+# Turns the evaluated configuration into the build plan (docs/plan.md, crates/builder/src/plan.rs): the one
+# document the Rust builder reads. Field names here must match crates/builder/src/plan.rs exactly, since the
 # builder rejects unknown fields.
 { config, lib, ... }:
 let

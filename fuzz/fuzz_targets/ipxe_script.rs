@@ -1,12 +1,12 @@
-//! The image's iPXE entry (`diskless_build::ipxe::script`), from an index as `publish` and
+//! The image's iPXE entry (`diskless_builder::ipxe::script`), from an index as `publish` and
 //! `verify` read it off disk (serde, with the `Word`/`Words` checks) and the additions a host
 //! entry or the check hook make. Property: the script is exactly the intended commands, every
 //! word an input, no input carrying iPXE syntax (see `src/lib.rs`).
 #![no_main]
 
-use diskless_build::index::{is_sha256_hex, Index};
-use diskless_build::ipxe::words::{BaseUrl, Word, Words};
-use diskless_build::ipxe::{script, Extra};
+use diskless_builder::index::{is_sha256_hex, Index};
+use diskless_builder::ipxe::words::{BaseUrl, Word, Words};
+use diskless_builder::ipxe::{script, Extra};
 use diskless_fuzz::{check, Script};
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;

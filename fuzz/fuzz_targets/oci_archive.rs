@@ -4,7 +4,7 @@
 //! Nothing may panic or hang; errors are the only way out.
 #![no_main]
 
-use diskless_build::plan::PreloadImage;
+use diskless_builder::plan::PreloadImage;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -12,7 +12,7 @@
 //! A name `-` puts the file at `blobs/sha256/<its hex>`. `oci-layout` is added when missing.
 #![no_main]
 
-use diskless_build::plan::PreloadImage;
+use diskless_builder::plan::PreloadImage;
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
 

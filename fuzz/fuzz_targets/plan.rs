@@ -2,7 +2,7 @@
 //! parses survives its canonical JSON (the input of the plan digest in every index) unchanged.
 #![no_main]
 
-use diskless_build::plan::Plan;
+use diskless_builder::plan::Plan;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 

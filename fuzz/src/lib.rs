@@ -144,7 +144,7 @@ pub fn check_path(path: &str) {
     );
 }
 
-/// The expected lines of `diskless_build::ipxe::script`.
+/// The expected lines of `diskless_builder::ipxe::script`.
 pub struct Script<'a> {
     pub name: &'a str,
     pub description: &'a str,

@@ -2,11 +2,11 @@
 //! types carry the flags, defaults and help, and convert into them.
 
 use clap::{Args, ValueEnum};
-use diskless_build::host::{HostOptions, Kubelet, Runtime};
-use diskless_build::ipxe::words::{BaseUrl, Words};
-use diskless_build::mirror::RegistryMirror;
-use diskless_build::{inspect::InspectOptions, pipeline::BuildOptions};
+use diskless_builder::ipxe::words::{BaseUrl, Words};
+use diskless_builder::{inspect::InspectOptions, pipeline::BuildOptions};
 use diskless_harness::{Accel, BootOptions, CheckOptions, Transport};
+use diskless_hostplan::host::{HostOptions, Kubelet, Runtime};
+use diskless_hostplan::mirror::RegistryMirror;
 use diskless_publish::PublishOptions;
 use diskless_serve::ServeOptions;
 use std::path::PathBuf;
@@ -46,7 +46,7 @@ pub struct HostArgs {
     /// build, the same boot on real hardware; `lz4hc` boots faster under emulation
     /// (docs/performance.md).
     #[arg(long, value_name = "CODEC[-LEVEL]", default_value = "zstd-3", value_parser = squashfs_codec)]
-    pub squashfs_codec: diskless_build::plan::SquashfsCompression,
+    pub squashfs_codec: diskless_builder::plan::SquashfsCompression,
     /// An SSH server (dropbear from Debian's dropbear-bin): root, key login only; the keys come
     /// from the inventory (`ssh_authorized_keys_file`), host keys are made on the node.
     #[arg(long)]
@@ -70,8 +70,8 @@ pub enum RuntimeArg {
 }
 
 /// `zstd`, `zstd-19`: the plan's `squashfs` setting (its range is checked with the plan).
-fn squashfs_codec(s: &str) -> Result<diskless_build::plan::SquashfsCompression, String> {
-    use diskless_build::plan::SquashfsAlgorithm;
+fn squashfs_codec(s: &str) -> Result<diskless_builder::plan::SquashfsCompression, String> {
+    use diskless_builder::plan::SquashfsAlgorithm;
     let (name, level) = match s.split_once('-') {
         Some((name, level)) => (
             name,
@@ -88,7 +88,7 @@ fn squashfs_codec(s: &str) -> Result<diskless_build::plan::SquashfsCompression, 
         "zstd" => SquashfsAlgorithm::Zstd,
         _ => return Err(format!("{name:?} is not lz4hc or zstd")),
     };
-    Ok(diskless_build::plan::SquashfsCompression { algorithm, level })
+    Ok(diskless_builder::plan::SquashfsCompression { algorithm, level })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -101,8 +101,8 @@ impl From<HostArgs> for HostOptions {
     fn from(a: HostArgs) -> Self {
         HostOptions {
             role: match a.role {
-                RoleArg::Worker => diskless_build::host::HostRole::Worker,
-                RoleArg::ControlPlane => diskless_build::host::HostRole::ControlPlane,
+                RoleArg::Worker => diskless_hostplan::host::HostRole::Worker,
+                RoleArg::ControlPlane => diskless_hostplan::host::HostRole::ControlPlane,
             },
             kubelet: match (a.kubelet, a.no_kubelet) {
                 (_, true) => Kubelet::None,
@@ -117,8 +117,8 @@ impl From<HostArgs> for HostOptions {
             kernel: a.kernel,
             name: a.name,
             packing: match a.packing {
-                PackingArg::Squashfs => diskless_build::plan::Packing::Squashfs,
-                PackingArg::Cpio => diskless_build::plan::Packing::Cpio,
+                PackingArg::Squashfs => diskless_builder::plan::Packing::Squashfs,
+                PackingArg::Cpio => diskless_builder::plan::Packing::Cpio,
             },
             squashfs: a.squashfs_codec,
             ssh: a.ssh,

@@ -1,8 +1,8 @@
 //! `diskless cache …`: argument parsing and printing only; the work is in `build::cachegc`.
 
 use clap::{ArgGroup, Args, Subcommand};
-use diskless_build::cachegc::{gc, Policy};
-use diskless_build::store::Cache;
+use diskless_builder::cachegc::{gc, Policy};
+use diskless_builder::store::Cache;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -51,8 +51,9 @@ pub fn main(cmd: &CacheCommand) -> anyhow::Result<()> {
                     e.bytes
                 );
             }
-            let sum =
-                |v: &[diskless_build::cachegc::CacheEntry]| v.iter().map(|e| e.bytes).sum::<u64>();
+            let sum = |v: &[diskless_builder::cachegc::CacheEntry]| {
+                v.iter().map(|e| e.bytes).sum::<u64>()
+            };
             println!(
                 "{}: removed {} entries ({} bytes), kept {} entries ({} bytes)",
                 root.display(),

@@ -7,7 +7,8 @@ mod oci;
 
 use args::{BootArgs, BuildArgs, CheckArgs, HostArgs, InspectArgs, PublishArgs, ServeArgs};
 use clap::{Parser, Subcommand};
-use diskless_build::{host, inspect, pipeline, plan::Plan, verify};
+use diskless_builder::{inspect, pipeline, plan::Plan, verify};
+use diskless_hostplan::host;
 use diskless_publish as publish;
 use std::io::Write;
 use std::path::PathBuf;
@@ -162,7 +163,7 @@ fn host_plan(args: HostArgs) -> anyhow::Result<Plan> {
     let options: host::HostOptions = args.into();
     let mut dns_warning = None;
     if options.runtime == host::Runtime::Stack && options.kubelet != host::Kubelet::None {
-        match diskless_build::stack::binary("coredns") {
+        match diskless_kube::stack::binary("coredns") {
             Ok(coredns) => images.push(diskless_oci::coredns_image(&cache, &coredns)?),
             Err(e) => {
                 dns_warning = Some(format!(

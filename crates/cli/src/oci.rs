@@ -1,8 +1,8 @@
 //! `diskless oci …`: argument parsing and printing only; the work is in the `oci` crate.
 
 use clap::{Args, Subcommand};
-use diskless_build::plan::PreloadImage;
-use diskless_build::tree::EntryKind;
+use diskless_builder::plan::PreloadImage;
+use diskless_builder::tree::EntryKind;
 use diskless_oci::{
     build_from_dir, image_segments, BuildSpec, ImageSegment, LayerCompression, BLOB_POOL,
 };
@@ -95,7 +95,7 @@ pub fn main(cmd: &OciCommand) -> anyhow::Result<()> {
             Ok(())
         }
         OciCommand::Segments { plan } => {
-            let plan = diskless_build::plan::Plan::load(plan)?;
+            let plan = diskless_builder::plan::Plan::load(plan)?;
             let segments = image_segments(&plan.images)?;
             print_segments(&plan.images, &segments)
         }

@@ -93,7 +93,7 @@ fn kubelet_binary() -> Result<String, String> {
     if let Some(k) = std::env::var_os("KUBELET") {
         return Ok(k.to_str().expect("$KUBELET is UTF-8").to_string());
     }
-    diskless_build::stack::binary("kubelet")
+    diskless_kube::stack::binary("kubelet")
         .map(|p| p.display().to_string())
         .map_err(|e| format!("no kubelet binary ($KUBELET unset, {e:#})"))
 }
@@ -472,7 +472,7 @@ fn compressed_module_trees_boot() {
         .flatten()
         .map(|m| ("plan".to_string(), m.as_str().unwrap().to_string()))
         .collect();
-    let tree = diskless_build::kmod::ModuleTree::load(&host_tree).unwrap();
+    let tree = diskless_builder::kmod::ModuleTree::load(&host_tree).unwrap();
     let modules = tree.resolve(&requests).unwrap();
     // As the kernel's own `make modules_install` does (xz replaces its input; zstd is told to).
     let tools: [(&str, &[&str]); 2] = [

@@ -30,7 +30,7 @@ fn why_skip() -> Option<String> {
         "etcdctl",
         "etcdutl",
     ] {
-        if let Err(e) = diskless_build::stack::binary(b) {
+        if let Err(e) = diskless_kube::stack::binary(b) {
             return Some(format!("no pinned stack ({e:#}): scripts/build-stack"));
         }
     }
@@ -133,7 +133,7 @@ fn two_workers_make_a_cluster() {
 /// `diskless build --host EXTRA --out OUT` (the pinned kubelet), from scratch.
 fn build(out: &Path, extra: &[&str]) {
     let _ = std::fs::remove_dir_all(out);
-    let kubelet = diskless_build::stack::binary("kubelet").unwrap();
+    let kubelet = diskless_kube::stack::binary("kubelet").unwrap();
     let o = Command::new(DISKLESS)
         .args(["build", "--host"])
         .args(extra)

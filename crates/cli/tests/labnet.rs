@@ -272,7 +272,7 @@ fn bios_and_uefi_machines_boot_through_dnsmasq_and_nginx() {
     let t_test = Instant::now();
     // The containerd-only reference worker (the smallest image the boot tests bring to
     // containerd ready), with its single padded initrd: what a UEFI machine's ipxe.efi needs
-    // (see crates/build/src/ipxe).
+    // (see crates/builder/src/ipxe).
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("labnet-worker");
     let _ = std::fs::remove_dir_all(&out);
     common::ok(

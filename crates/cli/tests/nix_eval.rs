@@ -10,8 +10,8 @@
 //! Needs `nix-instantiate` and `nix` (Debian's nix-bin), and `$NIXPKGS_LIB`: a checkout of nixpkgs
 //! or of nix-community/nixpkgs.lib. Without them each test prints `skipped: …` and returns.
 
-use diskless_build::index::{object_path, Index};
-use diskless_build::plan::Plan;
+use diskless_builder::index::{object_path, Index};
+use diskless_builder::plan::Plan;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -223,7 +223,7 @@ impl Fixtures {
 
 /// A module tree as nixpkgs' kernels ship it (`.ko.xz`, common-config.nix, indexed by
 /// depmod), made from the host's: the modules every group of the one module list names
-/// (crates/build/data/kernel-modules.json) and their dependencies, each compressed by `xz`.
+/// (crates/hostplan/data/kernel-modules.json) and their dependencies, each compressed by `xz`.
 fn xz_module_tree(host: &Path, dest: &Path) -> Result<(), String> {
     for tool in ["xz", "/usr/sbin/depmod"] {
         if Command::new(tool).arg("--version").output().is_err() {
@@ -233,7 +233,7 @@ fn xz_module_tree(host: &Path, dest: &Path) -> Result<(), String> {
         }
     }
     let list: serde_json::Value = serde_json::from_slice(
-        &fs::read(repo().join("crates/build/data/kernel-modules.json")).unwrap(),
+        &fs::read(repo().join("crates/hostplan/data/kernel-modules.json")).unwrap(),
     )
     .unwrap();
     let requests: Vec<(String, String)> = list
@@ -243,7 +243,7 @@ fn xz_module_tree(host: &Path, dest: &Path) -> Result<(), String> {
         .flat_map(|g| g["modules"].as_array().unwrap())
         .map(|m| ("fixture".to_string(), m.as_str().unwrap().to_string()))
         .collect();
-    let tree = diskless_build::kmod::ModuleTree::load(host).map_err(|e| e.to_string())?;
+    let tree = diskless_builder::kmod::ModuleTree::load(host).map_err(|e| e.to_string())?;
     let modules = tree.resolve(&requests).map_err(|e| e.to_string())?;
     for m in &modules {
         let to = dest.join(&m.relpath);
@@ -445,7 +445,7 @@ fn assert_closed(plan: &Plan, fixtures: &Path) {
     }
 }
 
-fn component<'a>(plan: &'a Plan, name: &str) -> &'a diskless_build::plan::Component {
+fn component<'a>(plan: &'a Plan, name: &str) -> &'a diskless_builder::plan::Component {
     plan.components
         .iter()
         .find(|c| c.name == name)
@@ -541,7 +541,7 @@ fn worker_plan_is_what_the_modules_promise_and_builds() {
     }
     assert_eq!(
         component(&plan, "containerd").packing,
-        diskless_build::plan::Packing::Squashfs
+        diskless_builder::plan::Packing::Squashfs
     );
     let modules = &component(&plan, "kernel-modules").modules;
     for m in ["virtio_pci", "virtio_net", "overlay", "br_netfilter"] {
@@ -620,7 +620,7 @@ fn worker_plan_is_what_the_modules_promise_and_builds() {
     build(&path, &plan, &root.join("out-worker"));
 }
 
-/// What makes a worker a cluster member, as the host plan has it (crates/build/src/host.rs):
+/// What makes a worker a cluster member, as the host plan has it (crates/hostplan/src/host.rs):
 /// kube-proxy from the kubelet's package, in its segment, with the host plan's configuration
 /// (as JSON), and the init's `pod-routes`; both only where the node segment holds the
 /// bootstrap kubeconfig, and with iptables and `ip` on their PATH.
@@ -685,7 +685,7 @@ fn cluster_member_services(plan: &Plan, root: &Path) {
         "  maxPerCore: 0",
     ] {
         assert!(
-            diskless_build::host::KUBE_PROXY_CONFIG.contains(line),
+            diskless_hostplan::host::KUBE_PROXY_CONFIG.contains(line),
             "the host plan's kube-proxy configuration no longer has {line:?}: update modules/kube-proxy.nix"
         );
     }
@@ -816,8 +816,8 @@ fn containerd_only_image_composes_without_the_kubelet() {
     assert_eq!(plan.compression.level, Some(3));
     assert_eq!(
         plan.squashfs,
-        diskless_build::plan::SquashfsCompression {
-            algorithm: diskless_build::plan::SquashfsAlgorithm::Zstd,
+        diskless_builder::plan::SquashfsCompression {
+            algorithm: diskless_builder::plan::SquashfsAlgorithm::Zstd,
             level: Some(19)
         }
     );
@@ -1181,7 +1181,7 @@ fn flake_checks_and_builds_with_stub_nixpkgs() {
     // Packed as the kubelet's, and mounted only where its service runs: a standalone node's
     // init deletes it unmounted.
     let segment = component(&plan, "kube-proxy");
-    assert_eq!(segment.packing, diskless_build::plan::Packing::Squashfs);
+    assert_eq!(segment.packing, diskless_builder::plan::Packing::Squashfs);
     assert_eq!(segment.condition_path, proxy.condition_path);
     assert_eq!(
         segment.condition_path.as_deref(),

@@ -4,8 +4,8 @@
 
 mod oci_fixtures;
 
-use diskless_build::plan::PreloadImage;
-use diskless_build::tree::{Content, EntryKind};
+use diskless_builder::plan::PreloadImage;
+use diskless_builder::tree::{Content, EntryKind};
 use diskless_oci::{image_segments_with_cache, ImageSegment, LayerCompression, BLOB_POOL, OCI_DIR};
 use oci_fixtures::*;
 use std::path::Path;

@@ -5,7 +5,7 @@
 
 mod oci_fixtures;
 
-use diskless_build::tree::{Content, EntryKind};
+use diskless_builder::tree::{Content, EntryKind};
 use diskless_oci::{
     host_reference_images, image_segments_with_cache, ImageSegment, PAUSE_REF, WORKLOAD_REF,
 };

@@ -60,7 +60,7 @@ fn skopeo_written_archives_are_ingested() {
     // skopeo stored the layer uncompressed: a new blob, with the plain tar media type.
     assert_ne!(first.contract.blobs[2], docker.contract.blobs[2]);
     let manifest = &docker.tree.entries[&format!("{BLOB_POOL}/{}", &docker.contract.blobs[0][7..])];
-    let diskless_build::tree::EntryKind::File(diskless_build::tree::Content::Bytes(m)) =
+    let diskless_builder::tree::EntryKind::File(diskless_builder::tree::Content::Bytes(m)) =
         &manifest.kind
     else {
         panic!("converted manifest is built in memory")

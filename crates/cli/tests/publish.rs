@@ -89,9 +89,10 @@ fn publish_twice_is_a_no_op_and_hosts_get_their_own_segment() {
 
     // Inside the node segment: identity and join material, secrets mode 0600.
     let bytes = std::fs::read(dest.join("objects").join(node)).unwrap();
-    let files =
-        diskless_build::inspect::list_cpio(&diskless_build::inspect::decompress(&bytes).unwrap())
-            .unwrap();
+    let files = diskless_builder::inspect::list_cpio(
+        &diskless_builder::inspect::decompress(&bytes).unwrap(),
+    )
+    .unwrap();
     let mode = |name: &str| {
         files
             .iter()
@@ -317,7 +318,7 @@ fn publish_refuses_a_directory_that_is_not_a_boot_server() {
     // What a first publish killed before its record leaves is not foreign: objects by digest.
     let dest = lab.p("half");
     std::fs::create_dir_all(dest.join("objects")).unwrap();
-    let leftover = diskless_build::store::sha256_hex(b"left by a killed publish");
+    let leftover = diskless_builder::store::sha256_hex(b"left by a killed publish");
     std::fs::write(
         dest.join("objects").join(&leftover),
         b"left by a killed publish",

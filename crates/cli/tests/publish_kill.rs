@@ -79,7 +79,7 @@ fn entries(dest: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// Every object an entry names exists and hashes to its name.
 fn check_objects(dest: &Path, entry: &Path, text: &str, what: &str) {
-    for sha in diskless_build::ipxe::referenced_objects(text) {
+    for sha in diskless_builder::ipxe::referenced_objects(text) {
         let bytes = std::fs::read(dest.join("objects").join(sha))
             .unwrap_or_else(|e| panic!("{what}: {} names objects/{sha}: {e}", entry.display()));
         assert_eq!(hex::encode(Sha256::digest(&bytes)), sha, "{what}");

@@ -20,7 +20,7 @@ use crate::join::Api;
 use crate::logged::Logged;
 use crate::netns::Netns;
 use anyhow::{bail, Context};
-use diskless_build::host::WORKLOAD_REF;
+use diskless_kube::images::WORKLOAD_REF;
 use diskless_publish::inventory::{Host, Inventory, Join, KubeletMode, MintTokens};
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;

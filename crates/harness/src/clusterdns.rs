@@ -6,7 +6,7 @@
 //! nothing: names outside the cluster domain get SERVFAIL/NXDOMAIN.
 
 use crate::controlplane::{CLUSTER_DNS, KUBERNETES_SERVICE_IP};
-use diskless_build::host::COREDNS_REF;
+use diskless_kube::images::COREDNS_REF;
 use serde_json::{json, Value};
 
 /// The name the API pod resolves: the `kubernetes` Service, fully qualified (with the trailing

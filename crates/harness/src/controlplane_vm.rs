@@ -17,7 +17,7 @@ use crate::console::Console;
 use crate::controlplane::pki::{self, Pki};
 use crate::{hook, prepare, qemu, start, BootOptions, Guest};
 use anyhow::{bail, Context};
-use diskless_build::ipxe::words::{Word, Words};
+use diskless_builder::ipxe::words::{Word, Words};
 use diskless_contract::console::CheckMode;
 use diskless_publish::inventory::{ControlPlane, Host, Inventory, KubeletMode};
 use diskless_publish::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
@@ -94,7 +94,7 @@ impl Lab {
     /// `placement`; publishes nothing.
     pub fn new(out: &Path, image: &str, mac: &str, placement: Placement) -> anyhow::Result<Lab> {
         use diskless_contract::controlplane::{API_PORT, ETCD_CLIENT_PORT};
-        let bin = diskless_build::stack::binary;
+        let bin = diskless_kube::stack::binary;
         let (kubectl, etcdctl, etcdutl) = (bin("kubectl")?, bin("etcdctl")?, bin("etcdutl")?);
         let dir = tempfile::Builder::new()
             .prefix("diskless-cp-")

@@ -4,9 +4,9 @@
 //! The init starts it when the command line says `diskless.check=`.
 
 use anyhow::Context;
-use diskless_build::compress::Codec;
-use diskless_build::plan::Algorithm;
-use diskless_build::tree::{Content, Entry, EntryKind, Tree};
+use diskless_builder::compress::Codec;
+use diskless_builder::plan::Algorithm;
+use diskless_builder::tree::{Content, Entry, EntryKind, Tree};
 use diskless_contract::console::CHECK_HOOK;
 use std::path::{Path, PathBuf};
 
@@ -39,7 +39,7 @@ pub fn segment(binary: &Path) -> anyhow::Result<Vec<u8>> {
             origin: "check hook".into(),
         },
     );
-    let seg = diskless_build::segment::write("check", &tree, 0)?;
+    let seg = diskless_builder::segment::write("check", &tree, 0)?;
     let codec = Codec {
         algorithm: Algorithm::Zstd,
         level: 3,

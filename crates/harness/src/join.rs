@@ -12,7 +12,7 @@
 use crate::clusterdns;
 use crate::controlplane::{ControlPlane, CLUSTER_DNS, KUBERNETES_SERVICE_IP};
 use anyhow::Context;
-use diskless_build::host::{COREDNS_REF, WORKLOAD_REF};
+use diskless_kube::images::{COREDNS_REF, WORKLOAD_REF};
 use diskless_publish::inventory::{Host, Inventory, Join, KubeletMode, MintTokens};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

@@ -26,9 +26,9 @@ mod serve;
 
 use anyhow::{bail, Context};
 use console::Console;
-use diskless_build::index::{object_path, Index};
-use diskless_build::ipxe::words::{BaseUrl, Word, Words};
-use diskless_build::ipxe::Extra;
+use diskless_builder::index::{object_path, Index};
+use diskless_builder::ipxe::words::{BaseUrl, Word, Words};
+use diskless_builder::ipxe::Extra;
 use diskless_contract::console::{CheckLine, CheckMode};
 use diskless_publish::Additions;
 use qemu::{Machine, Source};
@@ -196,7 +196,7 @@ fn prepare_build(args: &BootOptions, add: &Additions) -> anyhow::Result<Prepared
             );
         }
     }
-    let sha = diskless_build::store::sha256_hex(&index_bytes);
+    let sha = diskless_builder::store::sha256_hex(&index_bytes);
     let script = if add.cmdline.is_empty() && add.initrds.is_empty() {
         // Exactly what a lab's boot server would serve.
         let p = args.out.join(format!("{}.ipxe", args.name));
@@ -207,7 +207,7 @@ fn prepare_build(args: &BootOptions, add: &Additions) -> anyhow::Result<Prepared
             cmdline: add.cmdline.clone(),
             initrds: add.initrds.clone(),
         };
-        diskless_build::ipxe::script(&index, &sha, &BaseUrl::default(), &extra)
+        diskless_builder::ipxe::script(&index, &sha, &BaseUrl::default(), &extra)
     };
     Ok(Prepared {
         files: vec![("boot.ipxe".into(), script.into_bytes())],

@@ -19,7 +19,7 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// The control plane, or None (having said why) without the stack.
 fn start() -> Option<ControlPlane> {
-    if let Err(e) = diskless_build::stack::bin_dir() {
+    if let Err(e) = diskless_kube::stack::bin_dir() {
         println!("skipped: {e:#}");
         return None;
     }

@@ -17,7 +17,7 @@
 use super::verify::HashingWriter;
 use super::Blob;
 use anyhow::{bail, Context};
-use diskless_build::tree::Content;
+use diskless_builder::tree::Content;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;

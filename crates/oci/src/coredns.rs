@@ -7,8 +7,8 @@
 use super::build::{build_from_dir, BuildSpec, LayerCompression};
 use super::verify::{hash_file, sha256_hex};
 use anyhow::Context;
-use diskless_build::host::COREDNS_REF;
-use diskless_build::plan::PreloadImage;
+use diskless_builder::plan::PreloadImage;
+use diskless_kube::images::COREDNS_REF;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -26,7 +26,7 @@ pub fn coredns_image(cache_dir: &Path, coredns: &Path) -> anyhow::Result<Preload
         &sha256_hex(key.as_bytes())[..32]
     ));
     if out.exists() {
-        diskless_build::store::touch(&out);
+        diskless_builder::store::touch(&out);
     } else {
         std::fs::create_dir_all(cache_dir)
             .with_context(|| format!("cannot create {}", cache_dir.display()))?;

@@ -13,7 +13,7 @@ use super::layout::check_platform;
 use super::verify::{canonical_json, sha256_digest, sha256_hex};
 use super::{Blob, Ingested};
 use anyhow::{bail, Context};
-use diskless_build::tree::Content;
+use diskless_builder::tree::Content;
 use diskless_contract::digest::is_sha256_hex;
 use diskless_contract::reference::Reference;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifestBuilder, MediaType};

@@ -276,7 +276,7 @@ mod tests {
             ("var/.wh..wh..opq", Regular, None),
         ]);
         let hex = scan(&bytes[..], Limits::DEFAULT).unwrap();
-        assert_eq!(hex, diskless_build::store::sha256_hex(&bytes));
+        assert_eq!(hex, diskless_builder::store::sha256_hex(&bytes));
     }
 
     #[test]

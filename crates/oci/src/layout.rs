@@ -7,7 +7,7 @@ use super::layer;
 use super::verify::{check_blob, descriptor_hex};
 use super::{Blob, Ingested};
 use anyhow::{bail, Context};
-use diskless_build::tree::Content;
+use diskless_builder::tree::Content;
 use oci_spec::image::{
     Arch, Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType, OciLayout, Os,
 };

@@ -20,21 +20,21 @@ mod verify;
 pub use archive::default_cache_dir;
 pub use build::{build_from_dir, BuildSpec, BuildSummary, LayerCompression};
 pub use coredns::coredns_image;
-pub use diskless_build::host::{COREDNS_REF, PAUSE_REF, WORKLOAD_REF};
+pub use diskless_kube::images::{COREDNS_REF, PAUSE_REF, WORKLOAD_REF};
 pub use reference::host_reference_images;
 pub use segment::{check_ref, image_segments_with_cache, BLOB_POOL, OCI_DIR};
 
-use diskless_build::plan::{Algorithm, Compression, PreloadImage};
-use diskless_build::tree::Content;
+use diskless_builder::plan::{Algorithm, Compression, PreloadImage};
+use diskless_builder::tree::Content;
 use oci_spec::image::{Arch, Os, Platform, PlatformBuilder};
 
-pub use diskless_build::preload::ImageSegment;
+pub use diskless_builder::preload::ImageSegment;
 
 /// The pipeline's source of image segments: tar archives unpacked through the blob cache at
 /// [`default_cache_dir`].
 pub struct Preload;
 
-impl diskless_build::preload::Preloader for Preload {
+impl diskless_builder::preload::Preloader for Preload {
     fn segments(&self, images: &[PreloadImage]) -> anyhow::Result<Vec<ImageSegment>> {
         image_segments(images)
     }

@@ -5,8 +5,8 @@
 use super::build::{build_from_dir, BuildSpec, LayerCompression};
 use super::verify::{hash_file, sha256_hex};
 use anyhow::Context;
-use diskless_build::host::{PAUSE_REF, WORKLOAD_REF};
-use diskless_build::plan::PreloadImage;
+use diskless_builder::plan::PreloadImage;
+use diskless_kube::images::{PAUSE_REF, WORKLOAD_REF};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
@@ -70,7 +70,7 @@ pub fn host_reference_images(cache_dir: &Path) -> anyhow::Result<Vec<PreloadImag
             &sha256_hex(key.as_bytes())[..32]
         ));
         if out.exists() {
-            diskless_build::store::touch(&out);
+            diskless_builder::store::touch(&out);
         } else {
             build(&recipe, busybox, &out)
                 .with_context(|| format!("cannot build the {} reference image", recipe.name))?;

@@ -9,11 +9,11 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::str::FromStr;
 
-pub use diskless_build::store::sha256_hex;
+pub use diskless_builder::store::sha256_hex;
 
 /// sha256 and length of a file.
 pub fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
-    diskless_build::store::hash_file(path)
+    diskless_builder::store::hash_file(path)
         .with_context(|| format!("cannot read {}", path.display()))
 }
 

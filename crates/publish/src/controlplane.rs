@@ -24,7 +24,7 @@ pub(crate) fn files(cp: &ControlPlane) -> anyhow::Result<Files> {
     let mut files = Files::new();
     for (name, secret) in PKI_FILES {
         let path = cp.pki_dir.join(name);
-        let bytes = diskless_build::store::read_regular(&path).with_context(|| {
+        let bytes = diskless_builder::store::read_regular(&path).with_context(|| {
             format!(
                 "inventory: control_plane.pki_dir: cannot read {} (the control plane needs every file of kubeadm's layout)",
                 path.display()
@@ -77,7 +77,7 @@ pub(crate) fn files(cp: &ControlPlane) -> anyhow::Result<Files> {
         }
     };
     if let Some(path) = snapshot {
-        let bytes = diskless_build::store::read_regular(&path)
+        let bytes = diskless_builder::store::read_regular(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         files.insert(ETCD_SNAPSHOT.into(), (bytes, 0o600));
     }
@@ -91,7 +91,7 @@ fn warn(what: &str) {
 /// `kubectl apply --server-side` of the bootstrap RBAC.
 fn apply_rbac(cp: &ControlPlane, admin: &Path) -> anyhow::Result<()> {
     let kubectl = program(&cp.kubectl, "kubectl");
-    let list = diskless_build::controlplane::list(diskless_build::controlplane::bootstrap_rbac());
+    let list = diskless_kube::controlplane::list(diskless_kube::controlplane::bootstrap_rbac());
     let out = duct::cmd!(
         &kubectl,
         "--kubeconfig",

@@ -4,8 +4,8 @@
 use crate::dest::{Dest, Snapshot};
 use crate::entries::{self, Additions};
 use anyhow::{bail, Context};
-use diskless_build::index::{sha256_hex, Artifact, Index};
-use diskless_build::ipxe::words::{Word, Words};
+use diskless_builder::index::{sha256_hex, Artifact, Index};
+use diskless_builder::ipxe::words::{Word, Words};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -133,7 +133,7 @@ pub(crate) fn read_indexes(
     let wanted: Vec<String> = shas
         .into_iter()
         .filter(|s| !indexes.contains_key(s))
-        .map(|s| diskless_build::index::object_path(&s))
+        .map(|s| diskless_builder::index::object_path(&s))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -142,7 +142,7 @@ pub(crate) fn read_indexes(
         let index = serde_json::from_slice::<Index>(&bytes).map_err(|e| {
             format!(
                 "{rel} is not an image index of version {}: {e}",
-                diskless_build::index::INDEX_VERSION
+                diskless_builder::index::INDEX_VERSION
             )
         });
         indexes.insert(sha, index);

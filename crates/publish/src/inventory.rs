@@ -5,7 +5,7 @@
 //! join check) write inventories through the type, not as TOML text.
 
 use crate::authorized_keys::AuthorizedKeys;
-use diskless_build::ipxe::words::Words;
+use diskless_builder::ipxe::words::Words;
 use diskless_contract::{cluster, identity};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -193,7 +193,7 @@ impl Inventory {
     }
 
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-        let text = diskless_build::store::read_regular_text(path).map_err(|cause| {
+        let text = diskless_builder::store::read_regular_text(path).map_err(|cause| {
             InventoryError::Read {
                 path: path.to_owned(),
                 cause,
@@ -381,7 +381,7 @@ impl Inventory {
             field: "ssh_authorized_keys_file".into(),
             message,
         };
-        let text = diskless_build::store::read_regular_text(file)
+        let text = diskless_builder::store::read_regular_text(file)
             .map_err(|e| invalid(format!("cannot read {}: {e}", file.display())))?;
         AuthorizedKeys::parse(&text)
             .map(Some)

@@ -25,9 +25,9 @@
 use crate::inventory::Inventory;
 use anyhow::{bail, Context};
 use dest::{Dest, Snapshot, Source};
-use diskless_build::index::Index;
-use diskless_build::ipxe::words::Word;
-use diskless_build::store::sha256_hex;
+use diskless_builder::index::Index;
+use diskless_builder::ipxe::words::Word;
+use diskless_builder::store::sha256_hex;
 use generation::{read_generations, read_indexes, record, referenced, GENERATION_VERSION};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -118,7 +118,7 @@ fn read_build_output(out: &Path) -> anyhow::Result<BTreeMap<Word, (String, Index
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(image) = name.strip_suffix(".json") {
             let index = Index::load(&e.path())?;
-            let bytes = diskless_build::store::read_regular(&e.path())
+            let bytes = diskless_builder::store::read_regular(&e.path())
                 .with_context(|| format!("cannot read {}", e.path().display()))?;
             // The name entries use is the index's own (checked when it was read), and a
             // renamed index file would publish one image under two names.
@@ -131,7 +131,7 @@ fn read_build_output(out: &Path) -> anyhow::Result<BTreeMap<Word, (String, Index
                 );
             }
             // What `verify OUT` rejects is not published: missing objects, sizes that lie.
-            let problems = diskless_build::verify::index_objects(out, &name, &index);
+            let problems = diskless_builder::verify::index_objects(out, &name, &index);
             if !problems.is_empty() {
                 bail!(
                     "{} is not a complete build output: {}; rebuild it (`diskless verify {}` lists every problem)",
@@ -251,7 +251,7 @@ pub fn publish(args: &PublishOptions) -> anyhow::Result<PublishReport> {
     }
     let present: BTreeMap<String, u64> = needed
         .iter()
-        .map(|o| diskless_build::index::object_path(o))
+        .map(|o| diskless_builder::index::object_path(o))
         .filter_map(|rel| files.get(&rel).map(|size| (rel, *size)))
         .collect();
     let damaged: BTreeSet<String> = dest
@@ -263,9 +263,9 @@ pub fn publish(args: &PublishOptions) -> anyhow::Result<PublishReport> {
     let missing: Vec<(&str, PathBuf)> = needed
         .iter()
         .filter(|o| {
-            damaged.contains(**o) || !present.contains_key(&diskless_build::index::object_path(o))
+            damaged.contains(**o) || !present.contains_key(&diskless_builder::index::object_path(o))
         })
-        .map(|o| (*o, args.out.join(diskless_build::index::object_path(o))))
+        .map(|o| (*o, args.out.join(diskless_builder::index::object_path(o))))
         .collect();
     let sources: Vec<(&str, Source)> = node_segments
         .iter()
@@ -357,7 +357,7 @@ pub fn rollback(to: &str, image: &str) -> anyhow::Result<u64> {
     let needed =
         referenced(&indexes, &next).with_context(|| format!("cannot roll back {image}"))?;
     for o in needed {
-        if !files.contains_key(&diskless_build::index::object_path(&o)) {
+        if !files.contains_key(&diskless_builder::index::object_path(&o)) {
             bail!("cannot roll back {image}: object {o} was garbage-collected");
         }
     }

@@ -6,10 +6,10 @@ use crate::generation::{Generation, PublishedHost};
 use crate::inventory::{Host, Inventory, Join, KubeletMode};
 use crate::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
 use anyhow::Context;
-use diskless_build::index::Artifact;
-use diskless_build::ipxe::words::{Word, Words};
-use diskless_build::store::sha256_hex;
-use diskless_build::tree::{Content, Entry, EntryKind, Tree};
+use diskless_builder::index::Artifact;
+use diskless_builder::ipxe::words::{Word, Words};
+use diskless_builder::store::sha256_hex;
+use diskless_builder::tree::{Content, Entry, EntryKind, Tree};
 use diskless_contract::controlplane::ControlPlaneNode;
 use diskless_contract::node::{NodeConfig, BOOTSTRAP_KUBECONFIG, CLIENT_CA, NODE_JSON};
 use std::collections::BTreeMap;
@@ -72,7 +72,7 @@ fn join_settings<T>(inv: &Inventory, host: &Host, f: impl Fn(&Join) -> T) -> Opt
 }
 
 fn read_secret(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    diskless_build::store::read_regular(path)
+    diskless_builder::store::read_regular(path)
         .with_context(|| format!("inventory: cannot read {what} {}", path.display()))
 }
 
@@ -199,9 +199,9 @@ fn node_segment(files: &BTreeMap<String, (Vec<u8>, u32)>) -> anyhow::Result<Vec<
             origin: "nonce".into(),
         },
     );
-    let seg = diskless_build::segment::write("node", &tree, 0)?;
-    let codec = diskless_build::compress::Codec {
-        algorithm: diskless_build::plan::Algorithm::Zstd,
+    let seg = diskless_builder::segment::write("node", &tree, 0)?;
+    let codec = diskless_builder::compress::Codec {
+        algorithm: diskless_builder::plan::Algorithm::Zstd,
         level: 3,
         window_log: 0,
     };

@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use diskless_build::controlplane::BOOTSTRAP_GROUP;
+pub use diskless_kube::controlplane::BOOTSTRAP_GROUP;
 
 /// A bootstrap token, `<id>.<secret>`: `[a-z0-9]{6}` and `[a-z0-9]{16}`.
 #[derive(Clone)]

@@ -2,7 +2,7 @@
 
 use crate::dest::Dest;
 use crate::generation::{index_of, read_generations, read_indexes, referenced, Indexes};
-use diskless_build::verify::VerifyReport;
+use diskless_builder::verify::VerifyReport;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `verify --to DEST`: objects hash to their names, every entry refers to existing objects,
@@ -11,7 +11,7 @@ pub fn verify_dest(to: &str) -> anyhow::Result<VerifyReport> {
     let dest = Dest::parse(to)?;
     let (snap, mut report) = match &dest {
         Dest::Local(path) => {
-            let report = diskless_build::verify::verify_objects(path)?;
+            let report = diskless_builder::verify::verify_objects(path)?;
             (dest.snapshot()?, report)
         }
         Dest::Ssh(_) => {
@@ -40,7 +40,7 @@ pub fn verify_dest(to: &str) -> anyhow::Result<VerifyReport> {
         match referenced(&indexes, g) {
             Ok(objs) => {
                 for o in objs {
-                    if !files.contains_key(&diskless_build::index::object_path(&o)) {
+                    if !files.contains_key(&diskless_builder::index::object_path(&o)) {
                         report
                             .problems
                             .push(format!("generation {}: object {o} is missing", g.number));
@@ -59,8 +59,8 @@ pub fn verify_dest(to: &str) -> anyhow::Result<VerifyReport> {
     for (rel, bytes) in snap.texts.iter().filter(|(rel, _)| is_entry(rel)) {
         let text = String::from_utf8_lossy(bytes);
         let in_hosts = rel.starts_with("hosts/");
-        for sha in diskless_build::ipxe::referenced_objects(&text) {
-            if !files.contains_key(&diskless_build::index::object_path(sha)) {
+        for sha in diskless_builder::ipxe::referenced_objects(&text) {
+            if !files.contains_key(&diskless_builder::index::object_path(sha)) {
                 report
                     .problems
                     .push(format!("{rel}: refers to objects/{sha}, which is missing"));

@@ -2,7 +2,7 @@
 //! is committed, and each test says exactly which bytes it feeds the ingester.
 #![allow(dead_code)] // each test crate uses a different subset
 
-use diskless_build::plan::PreloadImage;
+use diskless_builder::plan::PreloadImage;
 use diskless_oci::{build_from_dir, BuildSpec, LayerCompression};
 use serde_json::json;
 use sha2::{Digest, Sha256};

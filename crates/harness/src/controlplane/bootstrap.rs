@@ -1,7 +1,7 @@
 //! What `kubeadm init` adds to a fresh cluster so that nodes can join with a bootstrap token:
 //! the token's Secret and the RBAC bindings of kubeadm's `bootstrap-token` phase (shared with
 //! `diskless publish`, which applies them to a diskless control plane:
-//! `diskless_build::controlplane::bootstrap_rbac`), as one `List` for `kubectl apply`. Built
+//! `diskless_kube::controlplane::bootstrap_rbac`), as one `List` for `kubectl apply`. Built
 //! with `serde_json::json!`: the token is a value, never YAML text.
 
 use serde_json::Value;
@@ -13,8 +13,8 @@ pub use diskless_publish::token::{Token, BOOTSTRAP_GROUP};
 pub fn objects(token: &Token, ttl: Duration) -> anyhow::Result<Value> {
     let secret = token.secret(ttl, "diskless throwaway control plane")?;
     let mut items = vec![secret];
-    items.extend(diskless_build::controlplane::bootstrap_rbac());
-    Ok(diskless_build::controlplane::list(items))
+    items.extend(diskless_kube::controlplane::bootstrap_rbac());
+    Ok(diskless_kube::controlplane::list(items))
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! How each component of the throwaway control plane is run: the files and ports of one
-//! control plane, turned into the shared command lines of `diskless_build::controlplane`
+//! control plane, turned into the shared command lines of `diskless_kube::controlplane`
 //! (which the diskless control-plane image runs too). What differs here carries its reason.
 
 use super::pki::Pki;
 use super::GUEST_API_ADDR;
-use diskless_build::controlplane as flags;
+use diskless_kube::controlplane as flags;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 

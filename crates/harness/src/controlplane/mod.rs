@@ -1,6 +1,6 @@
 //! A throwaway Kubernetes control plane on the host's loopback, for guests to join: etcd,
 //! kube-apiserver, kube-controller-manager and kube-scheduler from the pinned stack
-//! (`diskless_build::stack`), a fresh PKI (`pki.rs`), a bootstrap token with kubeadm's RBAC
+//! (`diskless_kube::stack`), a fresh PKI (`pki.rs`), a bootstrap token with kubeadm's RBAC
 //! (`bootstrap.rs`), node CIDR allocation, and a way back from the API server to the guests'
 //! kubelets (`kubelet_proxy.rs`). Everything lives in one temporary directory and dies with
 //! the [`ControlPlane`]: dropping it stops every process it started and removes the directory.
@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 pub const GUEST_API_ADDR: &str = "10.0.2.100";
 pub const GUEST_API_PORT: u16 = 6443;
 /// kubeadm's defaults (shared with the diskless control-plane image).
-pub use diskless_build::controlplane::{
+pub use diskless_kube::controlplane::{
     CLUSTER_CIDR, CLUSTER_DNS, CLUSTER_DOMAIN, KUBERNETES_SERVICE_IP, NODE_CIDR_MASK, SERVICE_CIDR,
 };
 /// The kubelet's HTTPS port in the guest.
@@ -109,7 +109,7 @@ impl ControlPlane {
     /// token and RBAC are in, the controllers run. Err names the step and, if a process
     /// exited, quotes the end of its log; what was started is stopped again.
     pub fn start(opts: Options) -> anyhow::Result<ControlPlane> {
-        let bin = diskless_build::stack::binary;
+        let bin = diskless_kube::stack::binary;
         let (etcd, apiserver_bin, cm, scheduler, kubectl) = (
             bin("etcd")?,
             bin("kube-apiserver")?,

@@ -95,7 +95,7 @@ pub(super) fn hash_objects<'a>(
     names
         .into_iter()
         .map(|name| {
-            let d = diskless_build::store::hash_file(&root.join("objects").join(name))
+            let d = diskless_builder::store::hash_file(&root.join("objects").join(name))
                 .map(|(d, _)| d)
                 .map_err(|e| e.to_string());
             (name.to_string(), d)
@@ -113,7 +113,7 @@ fn join(dir: &str, name: &str) -> String {
 
 /// Stores `objects/<sha>`, hashing the copy where it landed before trusting it.
 pub(super) fn put_object(root: &Path, sha: &str, src: Source) -> anyhow::Result<()> {
-    let target = root.join(diskless_build::index::object_path(sha));
+    let target = root.join(diskless_builder::index::object_path(sha));
     let bytes = match src {
         Source::File(p) => {
             std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?
@@ -122,7 +122,7 @@ pub(super) fn put_object(root: &Path, sha: &str, src: Source) -> anyhow::Result<
     };
     write_local(root, &target, &bytes)
         .with_context(|| format!("cannot write {}", target.display()))?;
-    let (copied, _) = diskless_build::store::hash_file(&target)?;
+    let (copied, _) = diskless_builder::store::hash_file(&target)?;
     if copied != sha {
         let _ = std::fs::remove_file(&target);
         bail!(

@@ -135,9 +135,9 @@ impl Dest {
         let mut total = 0;
         for (sha, src) in objects {
             let (digest, size) = match src {
-                Source::File(p) => diskless_build::store::hash_file(p)
+                Source::File(p) => diskless_builder::store::hash_file(p)
                     .with_context(|| format!("cannot read {}", p.display()))?,
-                Source::Bytes(b) => (diskless_build::store::sha256_hex(b), b.len() as u64),
+                Source::Bytes(b) => (diskless_builder::store::sha256_hex(b), b.len() as u64),
             };
             if digest != *sha {
                 let what = match src {

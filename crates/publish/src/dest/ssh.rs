@@ -287,7 +287,7 @@ impl Ssh {
             let tmp = q(&format!("{}/{i}", self.session));
             checks.push_str(&format!(
                 "check {tmp} {}\n",
-                diskless_build::store::sha256_hex(bytes)
+                diskless_builder::store::sha256_hex(bytes)
             ));
             moves.push_str(&format!("mv -f {tmp} {} || exit 1\n", q(rel)));
         }

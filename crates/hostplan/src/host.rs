@@ -8,19 +8,13 @@
 //! so that changing it recompresses nothing else. Two preloaded images follow: a busybox-made
 //! `pause` under containerd's default sandbox reference, and a busybox test workload.
 
-use crate::ipxe::words::Words;
-use crate::plan::*;
 use anyhow::{bail, Context};
+use diskless_builder::ipxe::words::Words;
+use diskless_builder::plan::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// containerd 1.6's default sandbox image, and the test workload, both preloaded (made from
-/// busybox by the `oci` crate's `host_reference_images`, which the caller passes in).
-pub const PAUSE_REF: &str = "registry.k8s.io/pause:3.6";
-pub const WORKLOAD_REF: &str = "docker.io/library/busybox:diskless";
-/// The cluster DNS image (the `oci` crate's `coredns_image`, from the stack's `coredns`), preloaded
-/// when the stack has one: the version is `COREDNS_VERSION` of stack/versions (a test checks).
-pub const COREDNS_REF: &str = "diskless.local/coredns:v1.15.0";
+pub use diskless_kube::images::{COREDNS_REF, PAUSE_REF, WORKLOAD_REF};
 
 /// The kernel modules a worker needs, by what needs them, with the reason: one file that the
 /// Nix modules read too (`modules/containerd.nix`, `modules/kubelet.nix`, the images' NIC), so
@@ -82,7 +76,7 @@ pub enum HostRole {
     /// containerd and a kubelet (`images/worker`).
     #[default]
     Worker,
-    /// etcd and the Kubernetes control plane (`host_control_plane.rs`, `images/control-plane`).
+    /// etcd and the Kubernetes control plane (`control_plane.rs`, `images/control-plane`).
     ControlPlane,
 }
 
@@ -181,7 +175,7 @@ fn runtime_binaries(runtime: Runtime) -> anyhow::Result<Vec<(PathBuf, String)>> 
         Runtime::Stack => {
             bins.push(("crictl", "/usr/bin/crictl".into()));
             bins.into_iter()
-                .map(|(name, dest)| Ok((crate::stack::binary(name)?, dest)))
+                .map(|(name, dest)| Ok((diskless_kube::stack::binary(name)?, dest)))
                 .collect()
         }
     }
@@ -534,7 +528,7 @@ pub fn host_plan(
     };
 
     if args.role == HostRole::ControlPlane {
-        return crate::host_control_plane::plan(args, kernel, modules_dir, base);
+        return crate::control_plane::plan(args, kernel, modules_dir, base);
     }
     let modules = Component {
         name: "kernel-modules".into(),
@@ -624,7 +618,7 @@ pub fn host_plan(
     }
 
     let kubelet = match &args.kubelet {
-        Kubelet::Stack => Some(crate::stack::binary("kubelet").context(
+        Kubelet::Stack => Some(diskless_kube::stack::binary("kubelet").context(
             "the worker's kubelet comes from the pinned stack; or pass --kubelet PATH, or --no-kubelet for a containerd-only worker",
         )?),
         Kubelet::Path(p) => Some(p.clone()),
@@ -670,7 +664,7 @@ pub fn host_plan(
             });
             // kube-proxy from the same pinned build, started only where the node joins (its
             // condition: the join material publish puts in the node segment).
-            match crate::stack::binary("kube-proxy") {
+            match diskless_kube::stack::binary("kube-proxy") {
                 Ok(proxy) => {
                     let binary = BinaryEntry {
                         source: proxy,

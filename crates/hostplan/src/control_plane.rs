@@ -1,6 +1,6 @@
 //! The reference control plane (`diskless build --host --role control-plane`): etcd,
 //! kube-apiserver, kube-controller-manager and kube-scheduler from the pinned stack, each a
-//! service the init supervises, with the command lines of [`crate::controlplane`] over the
+//! service the init supervises, with the command lines of [`diskless_kube::controlplane`] over the
 //! files publish puts in the control-plane host's node segment
 //! (`diskless_contract::controlplane`). Everything is in RAM: the image on the tmpfs root and
 //! etcd's data in `/var/lib/etcd` beside it. No container runtime, no kubelet: the
@@ -9,12 +9,12 @@
 //! Nothing per-cluster or secret is in the image: every service waits for the node segment's
 //! cluster CA (`condition_path`), and the API server's address comes from `node.json`.
 
-use crate::controlplane::{self as flags, Layout};
 use crate::host::{module_group, HostOptions};
-use crate::ipxe::words::Words;
-use crate::plan::*;
 use anyhow::Context;
+use diskless_builder::ipxe::words::Words;
+use diskless_builder::plan::*;
 use diskless_contract::controlplane as paths;
+use diskless_kube::controlplane::{self as flags, Layout};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -164,7 +164,7 @@ pub fn plan(
 }
 
 fn stack_binary(name: &str) -> anyhow::Result<BinaryEntry> {
-    let source = crate::stack::binary(name).with_context(|| {
+    let source = diskless_kube::stack::binary(name).with_context(|| {
         format!("the control plane's {name} comes from the pinned stack (scripts/build-stack)")
     })?;
     Ok(BinaryEntry {
@@ -182,7 +182,7 @@ mod tests {
         let want = serde_json::to_string_pretty(&service_args()).unwrap() + "\n";
         assert!(
             ARGS_JSON == want,
-            "crates/build/data/control-plane-args.json is stale; write this into it:\n{want}"
+            "crates/hostplan/data/control-plane-args.json is stale; write this into it:\n{want}"
         );
     }
 

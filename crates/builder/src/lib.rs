@@ -1,4 +1,4 @@
-//! diskless-build: reproducible, content-addressed initramfs images for diskless Kubernetes
+//! diskless-builder: reproducible, content-addressed initramfs images for diskless Kubernetes
 //! workers.
 //!
 //! The pipeline, one file per step:
@@ -12,15 +12,11 @@
 pub mod bzimage;
 pub mod cachegc;
 pub mod compress;
-pub mod controlplane;
 pub mod elf;
-pub mod host;
-pub mod host_control_plane;
 pub mod index;
 pub mod inspect;
 pub mod ipxe;
 pub mod kmod;
-pub mod mirror;
 pub mod modfile;
 pub mod pipeline;
 pub mod plan;
@@ -28,7 +24,6 @@ pub mod preload;
 pub mod resolve;
 pub mod segment;
 pub mod squashfs;
-pub mod stack;
 pub mod store;
 pub mod tree;
 pub mod verify;
