@@ -32,8 +32,9 @@ pub fn ok(stage: &Stage, detail: &str) {
     stage_line(stage, Status::Ok, detail);
 }
 
-pub fn failed(stage: &Stage, why: &str) {
-    stage_line(stage, Status::Failed, why);
+/// `why` is a step's error (every one says what happened and what to do) or a sentence.
+pub fn failed(stage: &Stage, why: &(impl std::fmt::Display + ?Sized)) {
+    stage_line(stage, Status::Failed, &why.to_string());
 }
 
 pub fn skipped(stage: &Stage, why: &str) {
