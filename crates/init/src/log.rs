@@ -32,7 +32,7 @@ pub fn ok(stage: &Stage, detail: &str) {
     stage_line(stage, Status::Ok, detail);
 }
 
-/// `why` is a step's error (every one says what happened and what to do) or a sentence.
+/// `why`: a step's error (its message is the line's detail) or a sentence.
 pub fn failed(stage: &Stage, why: &(impl std::fmt::Display + ?Sized)) {
     stage_line(stage, Status::Failed, &why.to_string());
 }
