@@ -1,7 +1,7 @@
 # Renders docs/options.md from the modules' option declarations, with nixpkgs' lib only (no
 # store, no pkgs), so it runs anywhere nix-instantiate does:
 #   nix-instantiate --eval --strict --json nix/options-doc.nix --argstr nixpkgsLib PATH | jq -r . > docs/options.md
-# The flake exposes the same text as `packages.<system>.options-doc`; tests/nix_eval.rs fails
+# The flake exposes the same text as `packages.<system>.options-doc`; tests/nix_options.rs fails
 # when the committed file is stale.
 {
   nixpkgsLib ? null,

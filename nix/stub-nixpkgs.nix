@@ -1,6 +1,6 @@
 # A stand-in for `nixpkgs.legacyPackages.<system>`, so that the flake itself (flake.nix,
 # nix/mk-image.nix, nix/package.nix) can be evaluated, checked and partly built on a machine with
-# Nix but without nixpkgs or a binary cache (tests/nix_eval.rs, with --override-input).
+# Nix but without nixpkgs or a binary cache (tests/nix_flake.rs, with --override-input).
 #
 # Every derivation here is real (builtins.derivation, built by Nix with /bin/sh and host tools,
 # sandbox off) but nothing is compiled: packages are copies of the fixture directories the test

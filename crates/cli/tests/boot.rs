@@ -3,6 +3,11 @@
 //! One image is built per test binary and shared. Each boot takes about a minute under TCG,
 //! where a machine's CPUs run on one host thread: `scripts/test` runs these tests two at a
 //! time (`--test-threads=2`), one QEMU per core of the machines this suite runs on.
+//!
+//! Why one file of over 800 lines: its tests must stay one test binary. The images are built
+//! once per binary (`OnceLock`) and shared, and the two-at-a-time pairing works across all of
+//! them; split into several binaries, each would build its images again and Cargo would run
+//! the binaries one after another, a lone long boot leaving a core idle.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

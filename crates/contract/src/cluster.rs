@@ -5,13 +5,34 @@
 
 use std::net::IpAddr;
 
+/// A cluster setting the kubelet would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{value:?} is not a pod range like 10.244.3.0/24: {why}")]
+    PodCidr { value: String, why: String },
+    #[error("{0:?} is not an IP address (the cluster DNS Service's, e.g. 10.96.0.10)")]
+    DnsServer(String),
+    #[error(
+        "{0:?} is not a cluster domain like cluster.local (lowercase DNS labels joined by '.')"
+    )]
+    Domain(String),
+}
+
+/// For callers whose own errors are still sentences.
+impl From<ClusterError> for String {
+    fn from(e: ClusterError) -> String {
+        e.to_string()
+    }
+}
+
 /// A pod range as the kubelet's `podCIDR` takes it: `10.244.3.0/24` or `fd00:10:244:3::/64`,
 /// with no host bits set (the kubelet and the bridge CNI's host-local IPAM refuse those).
-pub fn pod_cidr(s: &str) -> Result<(), String> {
+pub fn pod_cidr(s: &str) -> Result<(), ClusterError> {
     let bad = |why: &str| {
-        Err(format!(
-            "{s:?} is not a pod range like 10.244.3.0/24: {why}"
-        ))
+        Err(ClusterError::PodCidr {
+            value: s.to_owned(),
+            why: why.to_owned(),
+        })
     };
     let Some((addr, prefix)) = s.split_once('/') else {
         return bad("no /prefix");
@@ -35,15 +56,15 @@ pub fn pod_cidr(s: &str) -> Result<(), String> {
 
 /// A cluster DNS server (the kubelet's `clusterDNS`): an IP address, usually the DNS Service's
 /// ClusterIP (`10.96.0.10`).
-pub fn dns_server(s: &str) -> Result<(), String> {
-    s.parse::<IpAddr>().map(|_| ()).map_err(|_| {
-        format!("{s:?} is not an IP address (the cluster DNS Service's, e.g. 10.96.0.10)")
-    })
+pub fn dns_server(s: &str) -> Result<(), ClusterError> {
+    s.parse::<IpAddr>()
+        .map(|_| ())
+        .map_err(|_| ClusterError::DnsServer(s.to_owned()))
 }
 
 /// The cluster domain (the kubelet's `clusterDomain`): a DNS subdomain of lowercase labels,
 /// such as `cluster.local`.
-pub fn domain(s: &str) -> Result<(), String> {
+pub fn domain(s: &str) -> Result<(), ClusterError> {
     let label = |l: &str| {
         (1..=63).contains(&l.len())
             && !l.starts_with('-')
@@ -54,9 +75,7 @@ pub fn domain(s: &str) -> Result<(), String> {
     if s.len() <= 253 && s.split('.').all(label) {
         Ok(())
     } else {
-        Err(format!(
-            "{s:?} is not a cluster domain like cluster.local (lowercase DNS labels joined by '.')"
-        ))
+        Err(ClusterError::Domain(s.to_owned()))
     }
 }
 
@@ -84,7 +103,7 @@ mod tests {
             ("10.244.3.0/24\n", "0–32"),
             ("", "no /prefix"),
         ] {
-            let e = pod_cidr(bad).unwrap_err();
+            let e = pod_cidr(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad:?}: {e}");
         }
     }

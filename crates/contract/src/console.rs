@@ -55,15 +55,12 @@ impl CheckMode {
             .unwrap()
     }
 
-    pub fn parse(word: &str) -> Result<Self, String> {
+    pub fn parse(word: &str) -> Result<Self, UnknownCheckMode> {
         MODES
             .iter()
             .find(|(_, w)| *w == word)
             .map(|(m, _)| *m)
-            .ok_or_else(|| {
-                let known: Vec<&str> = MODES.iter().map(|(_, w)| *w).collect();
-                format!("unknown check mode {word:?} (known: {})", known.join(", "))
-            })
+            .ok_or_else(|| UnknownCheckMode(word.to_owned()))
     }
 
     /// Whether the hook leaves the machine running when done: the harness still watches a
@@ -75,6 +72,11 @@ impl CheckMode {
         )
     }
 }
+
+/// A `diskless.check=` word this init does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown check mode {0:?} (known: {known})", known = MODES.iter().map(|(_, w)| *w).collect::<Vec<_>>().join(", "))]
+pub struct UnknownCheckMode(pub String);
 
 /// The init's boot steps, in boot order; services log under their own name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,7 +310,7 @@ mod tests {
             assert_eq!(mode.as_str(), *word);
             assert_eq!(CheckMode::parse(word), Ok(*mode));
         }
-        let e = CheckMode::parse("pressure").unwrap_err();
+        let e = CheckMode::parse("pressure").unwrap_err().to_string();
         assert!(
             e.contains("\"pressure\"") && e.contains("image-pressure"),
             "{e}"

@@ -21,15 +21,65 @@ const KUBELET_LABELS: &[&str] = &[
 ];
 pub const TAINT_EFFECTS: &[&str] = &["NoSchedule", "PreferNoSchedule", "NoExecute"];
 
+/// An identity the kubelet (or iPXE) would refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{0:?} is not a valid node name (lowercase letters, digits, '-' and '.', at most 63)")]
+    Hostname(String),
+    #[error("{0:?} is not a MAC address like 52:54:00:12:34:56")]
+    Mac(String),
+    #[error("{0:?} is a broadcast or multicast address (the group bit of its first byte is set):              give the machine's own MAC, e.g. from `ip link` or the DHCP server's log")]
+    GroupMac(String),
+    #[error(
+        "{0:?} is the all-zero address, which no network card has: give the machine's own MAC"
+    )]
+    ZeroMac(String),
+    #[error(
+        "the kubelet refuses to start with this label: in the kubernetes.io/k8s.io \
+         namespaces it may only set {}/…, {}/… and {}; use e.g. \
+         node.kubernetes.io/{name} or set the label with kubectl once the node has joined",
+        KUBELET_LABEL_PREFIXES[0],
+        KUBELET_LABEL_PREFIXES[1],
+        KUBELET_LABELS.join(", ")
+    )]
+    KubeletLabel { name: String },
+    #[error("prefix {prefix:?} is not a DNS subdomain (lowercase letters, digits, '-', '.'): {key:?} is not a label key")]
+    LabelPrefix { prefix: String, key: String },
+    #[error(
+        "name {name:?} must be 1–63 of letters, digits, '-', '_', '.', starting and ending \
+         alphanumeric: {key:?} is not a label key"
+    )]
+    LabelName { name: String, key: String },
+    #[error("value {0:?} must be empty or 1–63 of letters, digits, '-', '_', '.', starting and ending alphanumeric")]
+    LabelValue(String),
+    #[error("expected key=value:Effect or key:Effect")]
+    TaintForm,
+    #[error("effect {0:?} is not one of {effects}", effects = TAINT_EFFECTS.join(", "))]
+    TaintEffect(String),
+    /// `why` is one of the others, about a part of the taint.
+    #[error("{taint:?}: {why}")]
+    Taint {
+        taint: String,
+        why: Box<IdentityError>,
+    },
+    #[error("api_server {url:?} {why}; write it as https://<host>:6443")]
+    ApiServer { url: String, why: &'static str },
+}
+
+/// For callers whose own errors are still sentences.
+impl From<IdentityError> for String {
+    fn from(e: IdentityError) -> String {
+        e.to_string()
+    }
+}
+
 /// A node name: an RFC 1123 subdomain of lowercase labels, at most 63 characters in all (the
 /// kernel's hostname holds 64 bytes with its NUL).
-pub fn hostname(h: &str) -> Result<(), String> {
+pub fn hostname(h: &str) -> Result<(), IdentityError> {
     if h.len() <= 63 && h.split('.').all(dns_label) {
         Ok(())
     } else {
-        Err(format!(
-            "{h:?} is not a valid node name (lowercase letters, digits, '-' and '.', at most 63)"
-        ))
+        Err(IdentityError::Hostname(h.to_owned()))
     }
 }
 
@@ -44,103 +94,91 @@ fn dns_label(l: &str) -> bool {
 
 /// `52:54:00:AB:cd:ef` or `52-54-00-ab-cd-ef` → `52-54-00-ab-cd-ef`, the form of iPXE's
 /// `${mac:hexhyp}`, which names the host entry.
-pub fn mac(m: &str) -> Result<String, String> {
+pub fn mac(m: &str) -> Result<String, IdentityError> {
     let parts: Vec<&str> = m.split([':', '-']).collect();
     if parts.len() != 6
         || parts
             .iter()
             .any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()))
     {
-        return Err(format!("{m:?} is not a MAC address like 52:54:00:12:34:56"));
+        return Err(IdentityError::Mac(m.to_owned()));
     }
     let first = u8::from_str_radix(parts[0], 16).expect("two hex digits");
     // No network card has a group address (broadcast ff:ff:…, multicast 01:00:5e:…, 33:33:…)
     // or all zeros: an entry for one would never be fetched, or shadow a typo.
     if first & 1 == 1 {
-        return Err(format!(
-            "{m:?} is a broadcast or multicast address (the group bit of its first byte is set):              give the machine's own MAC, e.g. from `ip link` or the DHCP server's log"
-        ));
+        return Err(IdentityError::GroupMac(m.to_owned()));
     }
     if parts.iter().all(|p| *p == "00") {
-        return Err(format!(
-            "{m:?} is the all-zero address, which no network card has: give the machine's own MAC"
-        ));
+        return Err(IdentityError::ZeroMac(m.to_owned()));
     }
     Ok(parts.join("-").to_ascii_lowercase())
 }
 
 /// A label the kubelet accepts in `--node-labels`: `[prefix/]name` and an empty or name-shaped
 /// value, and in the kubernetes.io/k8s.io namespaces only what the kubelet may set on itself.
-pub fn label(key: &str, value: &str) -> Result<(), String> {
+pub fn label(key: &str, value: &str) -> Result<(), IdentityError> {
     let name = label_key(key)?;
     label_value(value)?;
     if !kubelet_may_set(key) {
-        return Err(format!(
-            "the kubelet refuses to start with this label: in the kubernetes.io/k8s.io \
-             namespaces it may only set {}/…, {}/… and {}; use e.g. \
-             node.kubernetes.io/{name} or set the label with kubectl once the node has joined",
-            KUBELET_LABEL_PREFIXES[0],
-            KUBELET_LABEL_PREFIXES[1],
-            KUBELET_LABELS.join(", "),
-        ));
+        return Err(IdentityError::KubeletLabel {
+            name: name.to_owned(),
+        });
     }
     Ok(())
 }
 
 /// A taint as `--register-with-taints` takes it: `key[=value]:Effect`.
-pub fn taint(t: &str) -> Result<(), String> {
+pub fn taint(t: &str) -> Result<(), IdentityError> {
     taint_parts(t).map(|_| ())
 }
 
 /// A checked taint's `(key, value, effect)`; the value is empty for `key:Effect`.
-pub fn taint_parts(t: &str) -> Result<(&str, &str, &str), String> {
+pub fn taint_parts(t: &str) -> Result<(&str, &str, &str), IdentityError> {
     let check = || {
-        let (kv, effect) = t
-            .rsplit_once(':')
-            .ok_or("expected key=value:Effect or key:Effect")?;
+        let (kv, effect) = t.rsplit_once(':').ok_or(IdentityError::TaintForm)?;
         if !TAINT_EFFECTS.contains(&effect) {
-            return Err(format!(
-                "effect {effect:?} is not one of {}",
-                TAINT_EFFECTS.join(", ")
-            ));
+            return Err(IdentityError::TaintEffect(effect.to_owned()));
         }
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         label_key(k)?;
         label_value(v)?;
         Ok((k, v, effect))
     };
-    check().map_err(|why| format!("{t:?}: {why}"))
+    check().map_err(|why| IdentityError::Taint {
+        taint: t.to_owned(),
+        why: Box::new(why),
+    })
 }
 
 /// `[prefix/]name`; returns the name. Also keeps ',' and '=' out, which would split the
 /// kubelet's `--node-labels` flag elsewhere.
-fn label_key(key: &str) -> Result<&str, String> {
+fn label_key(key: &str) -> Result<&str, IdentityError> {
     let (prefix, name) = key
         .split_once('/')
         .map_or((None, key), |(p, n)| (Some(p), n));
     if let Some(p) = prefix {
         if p.len() > 253 || !p.split('.').all(dns_label) {
-            return Err(format!(
-                "prefix {p:?} is not a DNS subdomain (lowercase letters, digits, '-', '.'): {key:?} is not a label key"
-            ));
+            return Err(IdentityError::LabelPrefix {
+                prefix: p.to_owned(),
+                key: key.to_owned(),
+            });
         }
     }
     if !label_name(name) {
-        return Err(format!(
-            "name {name:?} must be 1–63 of letters, digits, '-', '_', '.', starting and ending \
-             alphanumeric: {key:?} is not a label key"
-        ));
+        return Err(IdentityError::LabelName {
+            name: name.to_owned(),
+            key: key.to_owned(),
+        });
     }
     Ok(name)
 }
 
-fn label_value(v: &str) -> Result<(), String> {
+fn label_value(v: &str) -> Result<(), IdentityError> {
     if v.is_empty() || label_name(v) {
         Ok(())
     } else {
-        Err(format!(
-            "value {v:?} must be empty or 1–63 of letters, digits, '-', '_', '.', starting and ending alphanumeric"
-        ))
+        Err(IdentityError::LabelValue(v.to_owned()))
     }
 }
 
@@ -168,11 +206,12 @@ fn kubelet_may_set(key: &str) -> bool {
 /// The API server a node joins, as it goes into the bootstrap kubeconfig: `https://` and a
 /// host (DNS name, IPv4, or `[IPv6]`) with an optional port 1-65535 and path; no user info,
 /// query, fragment, whitespace or control characters.
-pub fn api_server(url: &str) -> Result<(), String> {
-    let bad = |why: &str| {
-        Err(format!(
-            "api_server {url:?} {why}; write it as https://<host>:6443"
-        ))
+pub fn api_server(url: &str) -> Result<(), IdentityError> {
+    let bad = |why: &'static str| {
+        Err(IdentityError::ApiServer {
+            url: url.to_owned(),
+            why,
+        })
     };
     let Some(rest) = url.strip_prefix("https://") else {
         return bad("is not an https:// URL");
@@ -258,7 +297,10 @@ mod tests {
     fn macs_normalize_to_ipxe_hexhyp() {
         assert_eq!(mac("52:54:00:AB:cd:0F").unwrap(), "52-54-00-ab-cd-0f");
         assert!(mac("52:54:00:ab:cd").is_err());
-        assert!(mac("52:54:00:ab:cd:zz").unwrap_err().contains("not a MAC"));
+        assert!(mac("52:54:00:ab:cd:zz")
+            .unwrap_err()
+            .to_string()
+            .contains("not a MAC"));
         for group in [
             "ff:ff:ff:ff:ff:ff",
             "FF-FF-FF-FF-FF-FF",
@@ -267,9 +309,15 @@ mod tests {
             "01:80:c2:00:00:00",
             "53:54:00:12:34:56",
         ] {
-            assert!(mac(group).unwrap_err().contains("multicast"), "{group}");
+            assert!(
+                mac(group).unwrap_err().to_string().contains("multicast"),
+                "{group}"
+            );
         }
-        assert!(mac("00:00:00:00:00:00").unwrap_err().contains("all-zero"));
+        assert!(mac("00:00:00:00:00:00")
+            .unwrap_err()
+            .to_string()
+            .contains("all-zero"));
         // Locally administered unicast (QEMU's 52:54:00, 02:…) is fine.
         mac("02:00:00:00:00:01").unwrap();
     }
@@ -292,7 +340,10 @@ mod tests {
             "foo.k8s.io/x",
         ] {
             assert!(!kubelet_may_set(refused), "{refused}");
-            assert!(label(refused, "").unwrap_err().contains("refuses"));
+            assert!(label(refused, "")
+                .unwrap_err()
+                .to_string()
+                .contains("refuses"));
         }
     }
 
@@ -300,12 +351,15 @@ mod tests {
     fn label_syntax() {
         assert!(label("bad key", "x")
             .unwrap_err()
+            .to_string()
             .starts_with("name \"bad key\""));
         assert!(label("Bad_Prefix/x", "")
             .unwrap_err()
+            .to_string()
             .contains("not a label key"));
         assert!(label("zone", "a,b")
             .unwrap_err()
+            .to_string()
             .starts_with("value \"a,b\""));
         label("zone", "").unwrap();
     }
@@ -320,7 +374,7 @@ mod tests {
             ("a b:NoSchedule", "not a label key"),
             ("k=a,b:NoExecute", "value"),
         ] {
-            let e = taint(bad).unwrap_err();
+            let e = taint(bad).unwrap_err().to_string();
             assert!(
                 e.starts_with(&format!("{bad:?}: ")) && e.contains(why),
                 "{e}"

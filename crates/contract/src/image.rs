@@ -5,7 +5,7 @@
 //! `node` section, unchanged. Unknown fields are refused on both sides, so a newer builder's
 //! additions are not silently ignored by an older init.
 
-use crate::reference::Reference;
+use crate::reference::{Reference, ReferenceError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -214,6 +214,70 @@ impl Role {
     }
 }
 
+/// Why the init cannot use `image.json`; every message starts with [`CONTRACT_PATH`].
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    #[error("cannot read {CONTRACT_PATH}: {0}; the manifest segment (the first `initrd` line of the iPXE entry) is missing")]
+    Read(std::io::Error),
+    /// Not JSON, or not the shape of [`ImageContract`].
+    #[error("{CONTRACT_PATH}: {0}")]
+    Json(serde_json::Error),
+    #[error("{CONTRACT_PATH} has version {0}; this init reads version {CONTRACT_VERSION}: rebuild the image with a matching builder")]
+    WrongVersion(u64),
+    #[error("{CONTRACT_PATH}: {0}; this init reads version {CONTRACT_VERSION}: rebuild the image with a matching builder")]
+    Version(crate::version::VersionError),
+    /// Parses, but breaks a rule serde cannot express.
+    #[error("{CONTRACT_PATH}: {0}")]
+    Rule(RuleError),
+}
+
+/// A contract (or plan) the init would refuse: the rules serde cannot express, which the
+/// builder checks the plan with too.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error(
+        "interface {0:?} is not a Linux interface name (1-15 characters, no '/', ':' or spaces)"
+    )]
+    Interface(String),
+    #[error("address {0:?} needs a prefix length, e.g. 10.0.0.5/24")]
+    NoPrefixLength(String),
+    #[error("address {address:?}: the prefix length must be 0-{max}")]
+    PrefixLength { address: String, max: u8 },
+    /// `what` is `address`, `gateway` or `dns server`.
+    #[error("{what} {value:?} is not an IP address")]
+    NotIp { what: &'static str, value: String },
+    #[error("condition_path {0:?} is not an absolute path inside the image")]
+    ConditionPath(String),
+    #[error("segment {name:?}: {why}")]
+    Segment { name: String, why: Box<RuleError> },
+    #[error("segment {0:?} has a condition_path but no squashfs image to leave out")]
+    ConditionWithoutSquashfs(String),
+    #[error("image {image:?}: ref {reference:?}: {why}")]
+    ImageRef {
+        image: String,
+        reference: String,
+        why: ReferenceError,
+    },
+    #[error("image {image:?}: {why}")]
+    Image { image: String, why: Box<RuleError> },
+    #[error("image {image:?}: blob {blob:?} is not a sha256:<64 lowercase hex> digest")]
+    Blob { image: String, blob: String },
+    #[error("service {0:?} needs a command whose first word is an absolute path")]
+    Command(String),
+    #[error("services {holders:?} all have role {role:?}; at most one service may")]
+    RoleTwice {
+        holders: Vec<String>,
+        role: &'static str,
+    },
+}
+
+/// For callers whose own errors are still sentences.
+impl From<RuleError> for String {
+    fn from(e: RuleError) -> String {
+        e.to_string()
+    }
+}
+
 impl ImageContract {
     /// The service with `role`, if any.
     pub fn service(&self, role: Role) -> Option<&Service> {
@@ -221,41 +285,27 @@ impl ImageContract {
     }
 
     /// Reads the contract from [`CONTRACT_PATH`] (on the node).
-    pub fn load() -> Result<ImageContract, String> {
-        let text = std::fs::read_to_string(CONTRACT_PATH).map_err(|e| {
-            format!(
-                "cannot read {CONTRACT_PATH}: {e}; the manifest segment (the first `initrd` line of the iPXE entry) is missing"
-            )
-        })?;
+    pub fn load() -> Result<ImageContract, ContractError> {
+        let text = std::fs::read_to_string(CONTRACT_PATH).map_err(ContractError::Read)?;
         ImageContract::parse(&text)
     }
 
     /// Parses and checks a contract; errors start with [`CONTRACT_PATH`].
-    pub fn parse(text: &str) -> Result<ImageContract, String> {
+    pub fn parse(text: &str) -> Result<ImageContract, ContractError> {
         // Version first, so a v3 document gets "unknown version", not an unknown-field error.
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("{CONTRACT_PATH}: {e}"))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(ContractError::Json)?;
         match crate::version::document_version(&value) {
             Ok(v) if v == u64::from(CONTRACT_VERSION) => {}
-            Ok(other) => {
-                return Err(format!(
-                    "{CONTRACT_PATH} has version {other}; this init reads version {CONTRACT_VERSION}: rebuild the image with a matching builder"
-                ))
-            }
-            Err(e) => {
-                return Err(format!(
-                    "{CONTRACT_PATH}: {e}; this init reads version {CONTRACT_VERSION}: rebuild the image with a matching builder"
-                ))
-            }
+            Ok(other) => return Err(ContractError::WrongVersion(other)),
+            Err(e) => return Err(ContractError::Version(e)),
         }
-        let c: ImageContract =
-            serde_json::from_value(value).map_err(|e| format!("{CONTRACT_PATH}: {e}"))?;
-        c.check().map_err(|e| format!("{CONTRACT_PATH}: {e}"))?;
+        let c: ImageContract = serde_json::from_value(value).map_err(ContractError::Json)?;
+        c.check().map_err(ContractError::Rule)?;
         Ok(c)
     }
 
     /// The rules serde cannot express; the builder checks the plan with the same ones.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), RuleError> {
         check_services(&self.services)?;
         check_segments(&self.segments)?;
         check_images(&self.images)?;
@@ -266,17 +316,18 @@ impl ImageContract {
 /// A static network the init can configure: `address` is an IP address with a prefix length
 /// valid for its family, the gateway and DNS servers are IP addresses, the interface a name
 /// the kernel accepts (1–15 bytes, no '/', whitespace or ':').
-pub fn check_network(network: &Network) -> Result<(), String> {
-    let interface_ok = |i: &Option<String>| {
-        match i {
-        Some(name) if name.is_empty()
-            || name.len() > 15
-            || name.chars().any(|c| c == '/' || c == ':' || !c.is_ascii_graphic()) =>
+pub fn check_network(network: &Network) -> Result<(), RuleError> {
+    let interface_ok = |i: &Option<String>| match i {
+        Some(name)
+            if name.is_empty()
+                || name.len() > 15
+                || name
+                    .chars()
+                    .any(|c| c == '/' || c == ':' || !c.is_ascii_graphic()) =>
         {
-            Err(format!("interface {name:?} is not a Linux interface name (1-15 characters, no '/', ':' or spaces)"))
+            Err(RuleError::Interface(name.clone()))
         }
         _ => Ok(()),
-    }
     };
     match network {
         Network::Dhcp { interface } => interface_ok(interface),
@@ -288,18 +339,22 @@ pub fn check_network(network: &Network) -> Result<(), String> {
             dns,
         } => {
             interface_ok(interface)?;
-            let bad = |what: &str, v: &str| format!("{what} {v:?} is not an IP address");
-            let (ip, prefix) = address.split_once('/').ok_or_else(|| {
-                format!("address {address:?} needs a prefix length, e.g. 10.0.0.5/24")
-            })?;
+            let bad = |what: &'static str, v: &str| RuleError::NotIp {
+                what,
+                value: v.to_owned(),
+            };
+            let (ip, prefix) = address
+                .split_once('/')
+                .ok_or_else(|| RuleError::NoPrefixLength(address.clone()))?;
             let ip: std::net::IpAddr = ip.parse().map_err(|_| bad("address", address))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
             match prefix.parse::<u8>() {
                 Ok(p) if p <= max => {}
                 _ => {
-                    return Err(format!(
-                        "address {address:?}: the prefix length must be 0-{max}"
-                    ))
+                    return Err(RuleError::PrefixLength {
+                        address: address.clone(),
+                        max,
+                    })
                 }
             }
             if let Some(g) = gateway {
@@ -317,27 +372,25 @@ pub fn check_network(network: &Network) -> Result<(), String> {
 
 /// A `condition_path` (of an image or a segment) is an absolute path: it is tested on the node,
 /// where a relative one would depend on the init's working directory.
-pub fn check_condition_path(path: &str) -> Result<(), String> {
+pub fn check_condition_path(path: &str) -> Result<(), RuleError> {
     if path.starts_with('/') {
         Ok(())
     } else {
-        Err(format!(
-            "condition_path {path:?} is not an absolute path inside the image"
-        ))
+        Err(RuleError::ConditionPath(path.to_owned()))
     }
 }
 
 /// A segment's condition leaves out its squashfs image, so only a squashfs segment has one (the
 /// cpio part is unpacked by the kernel before the init can choose).
-pub fn check_segments(segments: &[SegmentRef]) -> Result<(), String> {
+pub fn check_segments(segments: &[SegmentRef]) -> Result<(), RuleError> {
     for s in segments {
         if let Some(p) = &s.condition_path {
-            check_condition_path(p).map_err(|e| format!("segment {:?}: {e}", s.name))?;
+            check_condition_path(p).map_err(|e| RuleError::Segment {
+                name: s.name.clone(),
+                why: Box::new(e),
+            })?;
             if s.squashfs.is_none() {
-                return Err(format!(
-                    "segment {:?} has a condition_path but no squashfs image to leave out",
-                    s.name
-                ));
+                return Err(RuleError::ConditionWithoutSquashfs(s.name.clone()));
             }
         }
     }
@@ -347,21 +400,27 @@ pub fn check_segments(segments: &[SegmentRef]) -> Result<(), String> {
 /// Every preloaded image's refs are fully qualified references by the distribution grammar
 /// (what containerd and the kubelet will look them up by) and its blobs sha256 digests (they
 /// become paths in the blob pool).
-pub fn check_images(images: &[ImageRef]) -> Result<(), String> {
+pub fn check_images(images: &[ImageRef]) -> Result<(), RuleError> {
     for image in images {
         for r in &image.refs {
-            Reference::qualified(r)
-                .map_err(|e| format!("image {:?}: ref {r:?}: {e}", image.name))?;
+            Reference::qualified(r).map_err(|why| RuleError::ImageRef {
+                image: image.name.clone(),
+                reference: r.clone(),
+                why,
+            })?;
         }
         if let Some(p) = &image.condition_path {
-            check_condition_path(p).map_err(|e| format!("image {:?}: {e}", image.name))?;
+            check_condition_path(p).map_err(|e| RuleError::Image {
+                image: image.name.clone(),
+                why: Box::new(e),
+            })?;
         }
         for b in &image.blobs {
             if crate::digest::sha256_of(b).is_none() {
-                return Err(format!(
-                    "image {:?}: blob {b:?} is not a sha256:<64 lowercase hex> digest",
-                    image.name
-                ));
+                return Err(RuleError::Blob {
+                    image: image.name.clone(),
+                    blob: b.clone(),
+                });
             }
         }
     }
@@ -370,13 +429,10 @@ pub fn check_images(images: &[ImageRef]) -> Result<(), String> {
 
 /// Every service has a command whose first word is an absolute path, and each role is held by
 /// at most one service.
-pub fn check_services(services: &[Service]) -> Result<(), String> {
+pub fn check_services(services: &[Service]) -> Result<(), RuleError> {
     for s in services {
         if s.command.is_empty() || !s.command[0].starts_with('/') {
-            return Err(format!(
-                "service {:?} needs a command whose first word is an absolute path",
-                s.name
-            ));
+            return Err(RuleError::Command(s.name.clone()));
         }
     }
     for role in [
@@ -385,16 +441,16 @@ pub fn check_services(services: &[Service]) -> Result<(), String> {
         Role::Etcd,
         Role::ApiServer,
     ] {
-        let holders: Vec<&str> = services
+        let holders: Vec<String> = services
             .iter()
             .filter(|s| s.role == Some(role))
-            .map(|s| s.name.as_str())
+            .map(|s| s.name.clone())
             .collect();
         if holders.len() > 1 {
-            return Err(format!(
-                "services {holders:?} all have role {:?}; at most one service may",
-                role.as_str()
-            ));
+            return Err(RuleError::RoleTwice {
+                holders,
+                role: role.as_str(),
+            });
         }
     }
     Ok(())
@@ -422,13 +478,14 @@ mod tests {
             (net("10.0.0.5/24", Some("gw"), &[]), "gateway"),
             (net("10.0.0.5/24", None, &["8.8.8"]), "dns server"),
         ] {
-            let e = check_network(&n).unwrap_err();
+            let e = check_network(&n).unwrap_err().to_string();
             assert!(e.contains(why), "{e}");
         }
         let e = check_network(&Network::Dhcp {
             interface: Some("eth0/x".into()),
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("interface"), "{e}");
     }
 
@@ -485,10 +542,10 @@ mod tests {
             "\"/.diskless/node/kubelet/bootstrap-kubeconfig\"",
             "\"node/kubelet/bootstrap-kubeconfig\"",
         );
-        let e = ImageContract::parse(&doc).unwrap_err();
+        let e = ImageContract::parse(&doc).unwrap_err().to_string();
         assert!(e.contains("kube-proxy") && e.contains("absolute"), "{e}");
         let doc = DOC.replace("\"squashfs\": \"/.diskless/squashfs/kube-proxy.sqfs\",", "");
-        let e = ImageContract::parse(&doc).unwrap_err();
+        let e = ImageContract::parse(&doc).unwrap_err().to_string();
         assert!(e.contains("kube-proxy") && e.contains("no squashfs"), "{e}");
     }
 
@@ -503,7 +560,9 @@ mod tests {
     #[test]
     fn other_versions_are_refused() {
         for v in [3, 5] {
-            let e = ImageContract::parse(&format!(r#"{{"version": {v}, "new": 1}}"#)).unwrap_err();
+            let e = ImageContract::parse(&format!(r#"{{"version": {v}, "new": 1}}"#))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(&format!("has version {v}")), "{e}");
         }
         for (v, why) in [
@@ -511,10 +570,12 @@ mod tests {
             ("1e40", "out of range"),
             ("\"2\"", "not a number"),
         ] {
-            let e = ImageContract::parse(&format!(r#"{{"version": {v}}}"#)).unwrap_err();
+            let e = ImageContract::parse(&format!(r#"{{"version": {v}}}"#))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(why) && e.contains(CONTRACT_PATH), "{v}: {e}");
         }
-        let e = ImageContract::parse("{}").unwrap_err();
+        let e = ImageContract::parse("{}").unwrap_err().to_string();
         assert!(e.contains("missing field `version`"), "{e}");
     }
 
@@ -523,6 +584,7 @@ mod tests {
         let doc = DOC.replacen("\"name\": \"worker\"", "\"name\": \"worker\", \"x\": 1", 1);
         assert!(ImageContract::parse(&doc)
             .unwrap_err()
+            .to_string()
             .contains("unknown field `x`"));
     }
 
@@ -562,7 +624,7 @@ mod tests {
             ),
         ] {
             let doc = DOC.replace(from, to);
-            let e = ImageContract::parse(&doc).unwrap_err();
+            let e = ImageContract::parse(&doc).unwrap_err().to_string();
             assert!(e.contains(why) && e.contains(CONTRACT_PATH), "{to:?}: {e}");
         }
     }
@@ -572,10 +634,12 @@ mod tests {
         let doc = DOC.replace("[\"/usr/bin/containerd\"]", "[\"containerd\"]");
         assert!(ImageContract::parse(&doc)
             .unwrap_err()
+            .to_string()
             .contains("absolute path"));
         let doc = DOC.replace("[\"/usr/bin/containerd\"]", "[]");
         assert!(ImageContract::parse(&doc)
             .unwrap_err()
+            .to_string()
             .contains("absolute path"));
     }
 
@@ -590,7 +654,9 @@ mod tests {
             restart: true,
             role: Some(Role::ContainerRuntime),
         };
-        let e = check_services(&[svc("containerd"), svc("crio")]).unwrap_err();
+        let e = check_services(&[svc("containerd"), svc("crio")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("container-runtime") && e.contains("crio"), "{e}");
     }
 }

@@ -64,45 +64,63 @@ pub struct NodeConfig {
     pub control_plane: Option<ControlPlaneNode>,
 }
 
+/// Why `node.json` cannot be used; every message starts with [`NODE_JSON`] and names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    /// Not JSON, or not the shape of [`NodeConfig`]; `field` is `None` when the error is
+    /// about the document itself (a missing field, bad JSON).
+    #[error("{NODE_JSON}: {}{message}", field.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
+    Parse {
+        field: Option<String>,
+        message: String,
+    },
+    /// A value the kubelet would refuse, by the rules of [`identity`] and [`cluster`].
+    #[error("{NODE_JSON}: {field}: {why}")]
+    Invalid { field: String, why: String },
+}
+
 /// The pod range of a standalone node: its pods talk to each other and, masqueraded, out.
 pub const STANDALONE_POD_CIDR: &str = "10.88.0.0/16";
 
 impl NodeConfig {
     /// Parses and checks `node.json`; errors start with [`NODE_JSON`] and name the field.
-    pub fn parse(text: &str) -> Result<NodeConfig, String> {
+    pub fn parse(text: &str) -> Result<NodeConfig, NodeError> {
         let de = &mut serde_json::Deserializer::from_str(text);
         let node: NodeConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             // "." or "?" when the error is about the document itself (a missing field, bad JSON).
             let field = match path.as_str() {
-                "." | "?" => String::new(),
-                p => format!("{p}: "),
+                "." | "?" => None,
+                p => Some(p.to_owned()),
             };
-            format!("{NODE_JSON}: {field}{}", e.inner())
+            NodeError::Parse {
+                field,
+                message: e.inner().to_string(),
+            }
         })?;
         node.check()
-            .map_err(|(field, why)| format!("{NODE_JSON}: {field}: {why}"))?;
+            .map_err(|(field, why)| NodeError::Invalid { field, why })?;
         Ok(node)
     }
 
     /// Every field by the rules of [`identity`]: `Err((field, why))`.
     pub fn check(&self) -> Result<(), (String, String)> {
-        identity::hostname(&self.hostname).map_err(|why| ("hostname".to_string(), why))?;
-        identity::mac(&self.mac).map_err(|why| ("mac".to_string(), why))?;
+        identity::hostname(&self.hostname).map_err(|why| ("hostname".to_string(), why.into()))?;
+        identity::mac(&self.mac).map_err(|why| ("mac".to_string(), why.into()))?;
         for (k, v) in &self.labels {
-            identity::label(k, v).map_err(|why| (format!("labels.{k:?}"), why))?;
+            identity::label(k, v).map_err(|why| (format!("labels.{k:?}"), why.into()))?;
         }
         for (i, t) in self.taints.iter().enumerate() {
-            identity::taint(t).map_err(|why| (format!("taints[{i}]"), why))?;
+            identity::taint(t).map_err(|why| (format!("taints[{i}]"), why.into()))?;
         }
         if let Some(c) = &self.pod_cidr {
-            cluster::pod_cidr(c).map_err(|why| ("pod_cidr".to_string(), why))?;
+            cluster::pod_cidr(c).map_err(|why| ("pod_cidr".to_string(), why.into()))?;
         }
         for (i, d) in self.cluster_dns.iter().enumerate() {
-            cluster::dns_server(d).map_err(|why| (format!("cluster_dns[{i}]"), why))?;
+            cluster::dns_server(d).map_err(|why| (format!("cluster_dns[{i}]"), why.into()))?;
         }
         if let Some(d) = &self.cluster_domain {
-            cluster::domain(d).map_err(|why| ("cluster_domain".to_string(), why))?;
+            cluster::domain(d).map_err(|why| ("cluster_domain".to_string(), why.into()))?;
         }
         if let Some(c) = &self.control_plane {
             c.check()?;
@@ -231,7 +249,7 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            let e = NodeConfig::parse(&text).unwrap_err();
+            let e = NodeConfig::parse(&text).unwrap_err().to_string();
             assert!(e.starts_with(NODE_JSON), "{e}");
             assert!(e.contains(want), "want {want:?} in {e}");
         }

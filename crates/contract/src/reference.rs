@@ -19,6 +19,57 @@
 
 use std::fmt;
 
+/// Why a string is not an image reference, or not one containerd can find a preloaded image by.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("a reference cannot be empty")]
+    Empty,
+    #[error("a reference cannot contain whitespace or control characters (found {0:?})")]
+    Whitespace(char),
+    #[error("the name is {0} bytes; a reference's name (domain and path) has at most {NAME_MAX}")]
+    NameTooLong(usize),
+    #[error(
+        "tag {0:?} is not a valid tag: 1-{TAG_MAX} of A-Z a-z 0-9 _ . -, not starting with . or -"
+    )]
+    Tag(String),
+    #[error("digest {0:?} is not algorithm:hex, e.g. sha256:<64 hex>")]
+    DigestForm(String),
+    #[error("digest {digest:?}: algorithm {algorithm:?} is not sha256, sha384 or sha512")]
+    DigestAlgorithm { digest: String, algorithm: String },
+    #[error("digest {digest:?}: a {algorithm} digest is {want} lowercase hex digits")]
+    DigestHex {
+        digest: String,
+        algorithm: String,
+        want: usize,
+    },
+    #[error(
+        "registry domain {0:?} is not a host name, IPv4 or [IPv6] address with an optional :port"
+    )]
+    Domain(String),
+    #[error("repository path component {0:?} must be lowercase (write {lower:?})", lower = .0.to_ascii_lowercase())]
+    Uppercase(String),
+    #[error("repository path component {0:?} is not valid: lowercase letters and digits, separated by one '.', '_' or '__' or by dashes")]
+    PathComponent(String),
+    /// `suggestion` is the full form, itself valid, when there is one.
+    #[error("{}", match suggestion {
+        Some(full) => format!("not fully qualified: write {full} (containerd and kubelet know images by their full name)"),
+        None => "not fully qualified: give the registry domain, e.g. docker.io/library/NAME:TAG".into(),
+    })]
+    NotQualified { suggestion: Option<String> },
+    #[error("{}", match suggestion {
+        Some(full) => format!("no tag: write {full} or the tag you mean"),
+        None => "no tag: add :TAG or @sha256:DIGEST".into(),
+    })]
+    NoTag { suggestion: Option<String> },
+}
+
+/// For callers whose own errors are still sentences.
+impl From<ReferenceError> for String {
+    fn from(e: ReferenceError) -> String {
+        e.to_string()
+    }
+}
+
 /// A reference that follows the grammar. Its parts are kept as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
@@ -36,15 +87,12 @@ const TAG_MAX: usize = 128;
 
 impl Reference {
     /// Parses `s` by the grammar only (short names like `busybox:1` are valid).
-    pub fn parse(s: &str) -> Result<Reference, String> {
+    pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
         if s.is_empty() {
-            return Err("a reference cannot be empty".into());
+            return Err(ReferenceError::Empty);
         }
         if let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!(
-                "a reference cannot contain whitespace or control characters (found {:?})",
-                c
-            ));
+            return Err(ReferenceError::Whitespace(c));
         }
         let (rest, digest) = match s.split_once('@') {
             Some((rest, digest)) => (rest, Some(check_digest(digest)?)),
@@ -60,10 +108,7 @@ impl Reference {
             None => (rest, None),
         };
         if name.len() > NAME_MAX {
-            return Err(format!(
-                "the name is {} bytes; a reference's name (domain and path) has at most {NAME_MAX}",
-                name.len()
-            ));
+            return Err(ReferenceError::NameTooLong(name.len()));
         }
         let (domain, path) = match name.split_once('/') {
             Some((first, path)) if is_domain(first) => (Some(first), path),
@@ -85,7 +130,7 @@ impl Reference {
 
     /// Parses `s` and requires what containerd and the kubelet need to find a preloaded image:
     /// a domain and a tag or digest. The error suggests the full form, itself valid.
-    pub fn qualified(s: &str) -> Result<Reference, String> {
+    pub fn qualified(s: &str) -> Result<Reference, ReferenceError> {
         let mut r = Reference::parse(s)?;
         if r.domain.is_none() {
             let mut full = r.clone();
@@ -96,18 +141,14 @@ impl Reference {
             if full.tag.is_none() && full.digest.is_none() {
                 full.tag = Some("latest".into());
             }
-            return Err(match suggest(&full) {
-                Some(full) => format!(
-                    "not fully qualified: write {full} (containerd and kubelet know images by their full name)"
-                ),
-                None => "not fully qualified: give the registry domain, e.g. docker.io/library/NAME:TAG".into(),
+            return Err(ReferenceError::NotQualified {
+                suggestion: suggest(&full),
             });
         }
         if r.tag.is_none() && r.digest.is_none() {
             r.tag = Some("latest".into());
-            return Err(match suggest(&r) {
-                Some(full) => format!("no tag: write {full} or the tag you mean"),
-                None => "no tag: add :TAG or @sha256:DIGEST".into(),
+            return Err(ReferenceError::NoTag {
+                suggestion: suggest(&r),
             });
         }
         Ok(r)
@@ -147,7 +188,7 @@ fn is_domain(first: &str) -> bool {
         || first.bytes().any(|b| b.is_ascii_uppercase())
 }
 
-fn check_tag(tag: &str) -> Result<(), String> {
+fn check_tag(tag: &str) -> Result<(), ReferenceError> {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let ok = tag.len() <= TAG_MAX
         && tag.bytes().next().is_some_and(word)
@@ -155,24 +196,23 @@ fn check_tag(tag: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "tag {tag:?} is not a valid tag: 1-{TAG_MAX} of A-Z a-z 0-9 _ . -, not starting with . or -"
-        ))
+        Err(ReferenceError::Tag(tag.to_owned()))
     }
 }
 
-fn check_digest(digest: &str) -> Result<&str, String> {
+fn check_digest(digest: &str) -> Result<&str, ReferenceError> {
     let (algorithm, hex) = digest
         .split_once(':')
-        .ok_or_else(|| format!("digest {digest:?} is not algorithm:hex, e.g. sha256:<64 hex>"))?;
+        .ok_or_else(|| ReferenceError::DigestForm(digest.to_owned()))?;
     let want = match algorithm {
         "sha256" => 64,
         "sha384" => 96,
         "sha512" => 128,
         _ => {
-            return Err(format!(
-                "digest {digest:?}: algorithm {algorithm:?} is not sha256, sha384 or sha512"
-            ))
+            return Err(ReferenceError::DigestAlgorithm {
+                digest: digest.to_owned(),
+                algorithm: algorithm.to_owned(),
+            })
         }
     };
     let hex_ok = hex.len() == want
@@ -180,21 +220,19 @@ fn check_digest(digest: &str) -> Result<&str, String> {
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !hex_ok {
-        return Err(format!(
-            "digest {digest:?}: a {algorithm} digest is {want} lowercase hex digits"
-        ));
+        return Err(ReferenceError::DigestHex {
+            digest: digest.to_owned(),
+            algorithm: algorithm.to_owned(),
+            want,
+        });
     }
     Ok(digest)
 }
 
 /// A registry domain by the grammar above (`host[:port]`, `[IPv6][:port]`): also how
 /// containerd names a registry's `certs.d` directory.
-pub fn check_domain(domain: &str) -> Result<(), String> {
-    let err = || {
-        format!(
-            "registry domain {domain:?} is not a host name, IPv4 or [IPv6] address with an optional :port"
-        )
-    };
+pub fn check_domain(domain: &str) -> Result<(), ReferenceError> {
+    let err = || ReferenceError::Domain(domain.to_owned());
     let (host, port) = if let Some(rest) = domain.strip_prefix('[') {
         let (v6, after) = rest.split_once(']').ok_or_else(err)?;
         if v6.parse::<std::net::Ipv6Addr>().is_err() {
@@ -226,7 +264,7 @@ pub fn check_domain(domain: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_path_component(c: &str) -> Result<(), String> {
+fn check_path_component(c: &str) -> Result<(), ReferenceError> {
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let bytes = c.as_bytes();
     let mut ok = !bytes.is_empty() && alnum(bytes[0]) && alnum(bytes[bytes.len() - 1]);
@@ -247,14 +285,9 @@ fn check_path_component(c: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else if c.bytes().any(|b| b.is_ascii_uppercase()) {
-        Err(format!(
-            "repository path component {c:?} must be lowercase (write {:?})",
-            c.to_ascii_lowercase()
-        ))
+        Err(ReferenceError::Uppercase(c.to_owned()))
     } else {
-        Err(format!(
-            "repository path component {c:?} is not valid: lowercase letters and digits, separated by one '.', '_' or '__' or by dashes"
-        ))
+        Err(ReferenceError::PathComponent(c.to_owned()))
     }
 }
 
@@ -322,7 +355,7 @@ mod tests {
             ("[zz::1]:5000/x:1", "registry domain"),
             (&format!("docker.io/{}:1", "a".repeat(250)), "at most 255"),
         ] {
-            let e = Reference::qualified(s).unwrap_err();
+            let e = Reference::qualified(s).unwrap_err().to_string();
             assert!(e.contains(why), "{s:?}: {e}");
         }
     }
@@ -342,17 +375,19 @@ mod tests {
                 "docker.io/library/busybox:latest",
             ),
         ] {
-            let e = Reference::qualified(s).unwrap_err();
+            let e = Reference::qualified(s).unwrap_err().to_string();
             assert!(e.contains(want), "{s:?}: {e}");
             Reference::qualified(want).unwrap();
         }
         // A name so long that adding docker.io/library/ breaks the limit gets no suggestion.
         let long = "a".repeat(250);
-        let e = Reference::qualified(&format!("{long}:1")).unwrap_err();
+        let e = Reference::qualified(&format!("{long}:1"))
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains(&long), "{e}");
         // Bad refs are refused for their fault, not offered a "fix" that is still bad.
         for bad in ["busybox:t#x", "Busybox:1", "busybox@sha256:bad"] {
-            let e = Reference::qualified(bad).unwrap_err();
+            let e = Reference::qualified(bad).unwrap_err().to_string();
             assert!(!e.contains("write docker.io"), "{bad:?}: {e}");
         }
     }

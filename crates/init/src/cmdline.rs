@@ -24,19 +24,29 @@ pub struct Cmdline {
     pub root_size_mib: Option<u64>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub struct CmdlineError(pub String);
-
-impl std::fmt::Display for CmdlineError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A `diskless.*` option the init cannot honour; each names the option as written.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdlineError {
+    #[error("cannot read /proc/cmdline: {0}")]
+    Read(std::io::Error),
+    #[error("diskless.hostname={value}: {why}")]
+    Hostname {
+        value: String,
+        why: identity::IdentityError,
+    },
+    #[error(
+        "diskless.ip={0} is not ADDR/PREFIX[,GATEWAY] (e.g. diskless.ip=10.0.0.5/24,10.0.0.1)"
+    )]
+    Ip(String),
+    #[error("diskless.rootsize={0} is not a size in MiB")]
+    RootSize(String),
+    #[error("unknown option {0} (known: diskless.ip, diskless.hostname, diskless.debug, diskless.check, diskless.rootsize)")]
+    Unknown(String),
 }
 
 impl Cmdline {
     pub fn read() -> Result<Cmdline, CmdlineError> {
-        let text = std::fs::read_to_string("/proc/cmdline")
-            .map_err(|e| CmdlineError(format!("cannot read /proc/cmdline: {e}")))?;
+        let text = std::fs::read_to_string("/proc/cmdline").map_err(CmdlineError::Read)?;
         Cmdline::parse(&text)
     }
 
@@ -57,20 +67,21 @@ impl Cmdline {
                 // The node name rule of node.json and the inventory: this overrides them.
                 ("diskless.hostname", v) => {
                     let v = v.unwrap_or("");
-                    identity::hostname(v)
-                        .map_err(|why| CmdlineError(format!("diskless.hostname={v}: {why}")))?;
+                    identity::hostname(v).map_err(|why| CmdlineError::Hostname {
+                        value: v.to_owned(),
+                        why,
+                    })?;
                     c.hostname = Some(v.into());
                 }
                 ("diskless.ip", Some(v)) => c.ip = Some(parse_ip(v)?),
                 ("diskless.rootsize", Some(v)) => {
-                    c.root_size_mib = Some(v.parse().map_err(|_| {
-                        CmdlineError(format!("diskless.rootsize={v} is not a size in MiB"))
-                    })?)
+                    c.root_size_mib = Some(
+                        v.parse()
+                            .map_err(|_| CmdlineError::RootSize(v.to_owned()))?,
+                    )
                 }
                 (k, _) if k.starts_with("diskless.") => {
-                    return Err(CmdlineError(format!(
-                        "unknown option {word} (known: diskless.ip, diskless.hostname, diskless.debug, diskless.check, diskless.rootsize)"
-                    )))
+                    return Err(CmdlineError::Unknown(word.to_owned()))
                 }
                 _ => {}
             }
@@ -80,11 +91,7 @@ impl Cmdline {
 }
 
 fn parse_ip(v: &str) -> Result<StaticIp, CmdlineError> {
-    let bad = || {
-        CmdlineError(format!(
-            "diskless.ip={v} is not ADDR/PREFIX[,GATEWAY] (e.g. diskless.ip=10.0.0.5/24,10.0.0.1)"
-        ))
-    };
+    let bad = || CmdlineError::Ip(v.to_owned());
     let (address, gateway) = match v.split_once(',') {
         Some((a, g)) => (a, Some(g)),
         None => (v, None),
@@ -152,7 +159,7 @@ mod tests {
             "diskless.rootsize=lots",
             "diskless.colour=red",
         ] {
-            let e = Cmdline::parse(bad).unwrap_err().0;
+            let e = Cmdline::parse(bad).unwrap_err().to_string();
             assert!(e.contains(bad.split('=').next().unwrap()), "{bad}: {e}");
         }
     }

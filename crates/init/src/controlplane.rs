@@ -10,6 +10,15 @@ use diskless_contract::node::NodeConfig;
 use std::path::Path;
 use std::time::Duration;
 
+/// Why etcd's data was not restored (etcd is then not started).
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("the etcd service has no {0} flag to restore with")]
+    NoFlag(String),
+    #[error("{0}; etcd is not started")]
+    Failed(crate::run::RunError),
+}
+
 /// How long a restore may take (a few MB under TCG take seconds).
 const RESTORE_LIMIT: Duration = Duration::from_secs(180);
 
@@ -22,10 +31,9 @@ const BUMP_REVISION: u64 = 1_000_000_000;
 /// The `etcdutl snapshot restore` command for the image's etcd service: `etcdutl` beside
 /// `etcd` (the stack's `/usr/bin`, or a Nix package's `bin/`), the member name, peer URL and
 /// data directory from etcd's own flags, so the restored member is the one etcd starts as.
-pub fn restore_command(etcd: &Service, snapshot: &str) -> Result<Vec<String>, String> {
+pub fn restore_command(etcd: &Service, snapshot: &str) -> Result<Vec<String>, RestoreError> {
     let flag = |name: &str| {
-        flag_value(&etcd.command, name)
-            .ok_or_else(|| format!("the etcd service has no {name} flag to restore with"))
+        flag_value(&etcd.command, name).ok_or_else(|| RestoreError::NoFlag(name.to_owned()))
     };
     let etcdutl = Path::new(&etcd.command[0]).with_file_name("etcdutl");
     Ok(vec![
@@ -48,7 +56,7 @@ pub fn restore_command(etcd: &Service, snapshot: &str) -> Result<Vec<String>, St
 /// Restores etcd's data from [`ETCD_SNAPSHOT`] when the node segment has one. `Ok` says what
 /// happened; `Err` means etcd must not start (an empty etcd would be snapshotted by the next
 /// publish and its emptiness kept).
-pub fn restore_etcd(etcd: &Service) -> Result<String, String> {
+pub fn restore_etcd(etcd: &Service) -> Result<String, RestoreError> {
     let Ok(meta) = std::fs::metadata(ETCD_SNAPSHOT) else {
         return Ok(format!(
             "no {ETCD_SNAPSHOT}: etcd starts empty (a new cluster, or no publish since it came up)"
@@ -63,7 +71,7 @@ pub fn restore_etcd(etcd: &Service) -> Result<String, String> {
     crate::run::run(&args, Some(RESTORE_LIMIT)).map_err(|e| {
         // A partial data directory must not look like a restored one.
         let _ = std::fs::remove_dir_all(&data);
-        format!("{e}; etcd is not started")
+        RestoreError::Failed(e)
     })?;
     Ok(format!(
         "{} bytes restored from {ETCD_SNAPSHOT} into {data} (hash checked)",
@@ -128,6 +136,7 @@ mod tests {
         let bare = service(&["/usr/bin/etcd"], Role::Etcd);
         assert!(restore_command(&bare, "/snap")
             .unwrap_err()
+            .to_string()
             .contains("--data-dir"));
     }
 

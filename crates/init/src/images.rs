@@ -29,6 +29,66 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use crate::sys::{self, SysError};
+
+/// Why preloaded images are not (all) in the container runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// `names` are the batch's images, joined by ", ".
+    #[error("images {names}: {why}")]
+    Batch { names: String, why: BatchError },
+    #[error(transparent)]
+    Digest(#[from] BadDigest),
+}
+
+/// What went wrong with one `ctr import`.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("cannot read {index}: {err}")]
+    ReadIndex { index: String, err: std::io::Error },
+    #[error("{index}: {why}")]
+    Index { index: String, why: IndexError },
+    #[error("{0}")]
+    Json(serde_json::Error),
+    #[error("cannot run ctr: {0}")]
+    Spawn(std::io::Error),
+    #[error("ctr: {0}")]
+    Wait(std::io::Error),
+    #[error("`ctr -n k8s.io images import -` failed ({status}): {stderr}")]
+    Ctr {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("streaming {path} to ctr: {err}")]
+    Stream { path: String, err: std::io::Error },
+    #[error("streaming to ctr: {0}")]
+    Finish(std::io::Error),
+    #[error("missing blob {path}: {err} (was the image's segment left out of the iPXE entry?)")]
+    MissingBlob { path: String, err: std::io::Error },
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error(transparent)]
+    Digest(#[from] BadDigest),
+}
+
+/// An image's OCI index the init cannot name descriptors from.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("it lists no manifests")]
+    NoManifests,
+    #[error("a manifest descriptor is not an object")]
+    NotAnObject,
+    #[error("annotations is not an object")]
+    Annotations,
+}
+
+/// A blob name that is not a digest, so no path in the pool.
+#[derive(Debug, thiserror::Error)]
+#[error("blob {0:?} is not a sha256:<64 lowercase hex> digest")]
+pub struct BadDigest(String);
+
 const POOL: &str = "/var/lib/diskless/oci/blobs/sha256";
 /// Blob bytes above which the next image starts a new `ctr import`.
 const BATCH_BYTES: u64 = 64 << 20;
@@ -86,7 +146,7 @@ fn blobs_only_in<'a>(left: &[&'a ImageRef], kept: &[&ImageRef]) -> Vec<&'a Strin
 }
 
 /// Imports `images[part]`; the pool blobs no image after `part` needs are deleted as they go.
-pub fn import_all(images: &[ImageRef], part: Range<usize>) -> Result<String, String> {
+pub fn import_all(images: &[ImageRef], part: Range<usize>) -> Result<String, ImportError> {
     let t0 = Instant::now();
     let (offset, all) = (part.start, images);
     let images = &all[part];
@@ -141,12 +201,12 @@ pub fn import_all(images: &[ImageRef], part: Range<usize>) -> Result<String, Str
 }
 
 /// Says every image has been dealt with ([`IMAGES_IMPORTED`]).
-pub fn mark_imported(summary: &str) -> Result<(), String> {
+pub fn mark_imported(summary: &str) -> Result<(), SysError> {
     let dir = std::path::Path::new(IMAGES_IMPORTED)
         .parent()
         .expect("a file in a directory");
-    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    std::fs::write(IMAGES_IMPORTED, summary).map_err(|e| format!("write {IMAGES_IMPORTED}: {e}"))
+    std::fs::create_dir_all(dir).map_err(sys::io("create", dir.display().to_string()))?;
+    std::fs::write(IMAGES_IMPORTED, summary).map_err(sys::io("write", IMAGES_IMPORTED))
 }
 
 /// Groups consecutive images while their blob bytes stay within `limit` (an image larger than
@@ -182,36 +242,34 @@ fn split_where_labels_change(images: &[ImageRef], range: Range<usize>) -> Vec<Ra
     out
 }
 
-fn blob_path(digest: &str) -> Result<String, String> {
+fn blob_path(digest: &str) -> Result<String, BadDigest> {
     match diskless_contract::digest::sha256_of(digest) {
         Some(hex) => Ok(format!("{POOL}/{hex}")),
-        None => Err(format!(
-            "blob {digest:?} is not a sha256:<64 lowercase hex> digest"
-        )),
+        None => Err(BadDigest(digest.to_owned())),
     }
 }
 
 /// The manifest descriptors for an image's refs, one per ref, each named by annotation.
-pub fn named_descriptors(index: &str, refs: &[String]) -> Result<Vec<serde_json::Value>, String> {
-    let doc: serde_json::Value =
-        serde_json::from_str(index).map_err(|e| format!("not JSON: {e}"))?;
+pub fn named_descriptors(
+    index: &str,
+    refs: &[String],
+) -> Result<Vec<serde_json::Value>, IndexError> {
+    let doc: serde_json::Value = serde_json::from_str(index).map_err(IndexError::NotJson)?;
     let first = doc
         .get("manifests")
         .and_then(|m| m.as_array())
         .and_then(|m| m.first())
         .cloned()
-        .ok_or("it lists no manifests")?;
+        .ok_or(IndexError::NoManifests)?;
     let mut manifests = Vec::new();
     for r in refs {
         let mut d = first.clone();
-        let obj = d
-            .as_object_mut()
-            .ok_or("a manifest descriptor is not an object")?;
+        let obj = d.as_object_mut().ok_or(IndexError::NotAnObject)?;
         let ann = obj
             .entry("annotations")
             .or_insert_with(|| serde_json::json!({}))
             .as_object_mut()
-            .ok_or("annotations is not an object")?;
+            .ok_or(IndexError::Annotations)?;
         // Only the full name: a bare tag would make ctr invent an `import-<date>` name too.
         ann.remove("org.opencontainers.image.ref.name");
         ann.insert("io.containerd.image.name".into(), r.clone().into());
@@ -228,18 +286,28 @@ static DISCARD: AtomicBool = AtomicBool::new(true);
 /// where ctr can (`--local --discard-unpacked-layers`, ctr ≥ 1.7): containers run from the unpacked snapshots, so a compressed copy of every
 /// layer would only hold RAM (the CoreDNS image's 16 MB). An older ctr refuses the flag: then
 /// the batch is streamed again without it (the pool still holds its blobs).
-fn import(batch: &[ImageRef]) -> Result<u64, String> {
+fn import(batch: &[ImageRef]) -> Result<u64, ImportError> {
     let names: Vec<&str> = batch.iter().map(|i| i.name.as_str()).collect();
-    let ctx = |e: String| format!("images {}: {e}", names.join(", "));
+    let ctx = |why: BatchError| ImportError::Batch {
+        names: names.join(", "),
+        why,
+    };
     let mut manifests = Vec::new();
     let mut blobs = Vec::new();
     let mut seen = HashSet::new();
     for img in batch {
-        let text = std::fs::read_to_string(&img.index)
-            .map_err(|e| ctx(format!("cannot read {}: {e}", img.index)))?;
-        manifests.extend(
-            named_descriptors(&text, &img.refs).map_err(|e| ctx(format!("{}: {e}", img.index)))?,
-        );
+        let text = std::fs::read_to_string(&img.index).map_err(|err| {
+            ctx(BatchError::ReadIndex {
+                index: img.index.clone(),
+                err,
+            })
+        })?;
+        manifests.extend(named_descriptors(&text, &img.refs).map_err(|why| {
+            ctx(BatchError::Index {
+                index: img.index.clone(),
+                why,
+            })
+        })?);
         blobs.extend(img.blobs.iter().filter(|b| seen.insert(*b)).cloned());
     }
     let index = serde_json::to_vec(&serde_json::json!({
@@ -247,11 +315,11 @@ fn import(batch: &[ImageRef]) -> Result<u64, String> {
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": manifests,
     }))
-    .map_err(|e| ctx(e.to_string()))?;
+    .map_err(|e| ctx(BatchError::Json(e)))?;
     loop {
         let discard = DISCARD.load(Ordering::Relaxed);
         match ctr_import(&batch[0].labels, discard, &index, &blobs) {
-            Err(e) if discard && e.contains("flag provided but not defined") => {
+            Err(e) if discard && e.to_string().contains("flag provided but not defined") => {
                 DISCARD.store(false, Ordering::Relaxed);
             }
             r => return r.map_err(ctx),
@@ -264,7 +332,7 @@ fn ctr_import(
     discard: bool,
     index: &[u8],
     blobs: &[String],
-) -> Result<u64, String> {
+) -> Result<u64, BatchError> {
     let labels = labels
         .iter()
         .flat_map(|(k, v)| ["--label".to_string(), format!("{k}={v}")]);
@@ -283,23 +351,22 @@ fn ctr_import(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot run ctr: {e}"))?;
+        .map_err(BatchError::Spawn)?;
     let stdin = child.stdin.take().expect("piped");
     let written = write_archive(stdin, index, blobs);
-    let out = child.wait_with_output().map_err(|e| format!("ctr: {e}"))?;
+    let out = child.wait_with_output().map_err(BatchError::Wait)?;
     if !out.status.success() {
-        return Err(format!(
-            "`ctr -n k8s.io images import -` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(BatchError::Ctr {
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
     }
     written
 }
 
 /// Streams `oci-layout`, `index.json` and `blobs/sha256/<hex>` as a tar; returns the bytes of
 /// blobs sent.
-fn write_archive(out: impl Write, index: &[u8], blobs: &[String]) -> Result<u64, String> {
+fn write_archive(out: impl Write, index: &[u8], blobs: &[String]) -> Result<u64, BatchError> {
     let mut tar = tar::Builder::new(out);
     let add = |tar: &mut tar::Builder<_>, path: &str, size: u64, data: &mut dyn std::io::Read| {
         let mut h = tar::Header::new_ustar();
@@ -307,7 +374,10 @@ fn write_archive(out: impl Write, index: &[u8], blobs: &[String]) -> Result<u64,
         h.set_size(size);
         h.set_mtime(0);
         tar.append_data(&mut h, path, data)
-            .map_err(|e| format!("streaming {path} to ctr: {e}"))
+            .map_err(|err| BatchError::Stream {
+                path: path.to_owned(),
+                err,
+            })
     };
     let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
     add(
@@ -320,17 +390,16 @@ fn write_archive(out: impl Write, index: &[u8], blobs: &[String]) -> Result<u64,
     let mut total = 0;
     for digest in blobs {
         let path = blob_path(digest)?;
-        let f = std::fs::File::open(&path).map_err(|e| {
-            format!(
-                "missing blob {path}: {e} (was the image's segment left out of the iPXE entry?)"
-            )
+        let f = std::fs::File::open(&path).map_err(|err| BatchError::MissingBlob {
+            path: path.clone(),
+            err,
         })?;
-        let size = f.metadata().map_err(|e| format!("stat {path}: {e}"))?.len();
+        let size = f.metadata().map_err(sys::io("stat", &path))?.len();
         let name = format!("blobs/sha256/{}", &digest["sha256:".len()..]);
         add(&mut tar, &name, size, &mut std::io::BufReader::new(f))?;
         total += size;
     }
-    tar.finish().map_err(|e| format!("streaming to ctr: {e}"))?;
+    tar.finish().map_err(BatchError::Finish)?;
     Ok(total)
 }
 

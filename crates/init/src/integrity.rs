@@ -5,30 +5,54 @@
 
 use diskless_contract::image::ImageContract;
 
-pub fn check(contract: &ImageContract) -> Result<usize, String> {
+/// A segment that did not arrive whole; `index` counts from 1.
+#[derive(Debug, thiserror::Error)]
+pub enum IntegrityError {
+    #[error("segment {name:?} ({index} of {total}) is from another build: sentinel {sentinel} holds {found:?}, the image index says {want:?}; the iPXE entry mixes segments of different builds")]
+    OtherBuild {
+        name: String,
+        index: usize,
+        total: usize,
+        sentinel: String,
+        found: String,
+        want: String,
+    },
+    /// `cause` is the likely reason, with what to do.
+    #[error("segment {name:?} ({index} of {total}) is missing (no sentinel {sentinel}): {cause}")]
+    Missing {
+        name: String,
+        index: usize,
+        total: usize,
+        sentinel: String,
+        cause: String,
+    },
+}
+
+pub fn check(contract: &ImageContract) -> Result<usize, IntegrityError> {
     let total = contract.segments.len();
     for (i, seg) in contract.segments.iter().enumerate() {
         let found = std::fs::read_to_string(&seg.sentinel);
         let cause = match found {
             Ok(text) if text.trim_end_matches('\n') == seg.content => continue,
             Ok(text) => {
-                return Err(format!(
-                    "segment {:?} ({} of {total}) is from another build: sentinel {} holds {:?}, the image index says {:?}; the iPXE entry mixes segments of different builds",
-                    seg.name,
-                    i + 1,
-                    seg.sentinel,
-                    text.trim_end(),
-                    seg.content
-                ))
+                return Err(IntegrityError::OtherBuild {
+                    name: seg.name.clone(),
+                    index: i + 1,
+                    total,
+                    sentinel: seg.sentinel.clone(),
+                    found: text.trim_end().to_owned(),
+                    want: seg.content.clone(),
+                })
             }
             Err(_) => missing_cause(contract.unpacked_bytes),
         };
-        return Err(format!(
-            "segment {:?} ({} of {total}) is missing (no sentinel {}): {cause}",
-            seg.name,
-            i + 1,
-            seg.sentinel
-        ));
+        return Err(IntegrityError::Missing {
+            name: seg.name.clone(),
+            index: i + 1,
+            total,
+            sentinel: seg.sentinel.clone(),
+            cause,
+        });
     }
     Ok(total)
 }

@@ -80,7 +80,7 @@ pub struct Authorization {
 impl Taint {
     /// `key[=value]:Effect`, split by the rule node.json's parser checked it with
     /// (`identity::taint_parts`).
-    pub fn parse(t: &str) -> Result<Taint, String> {
+    pub fn parse(t: &str) -> Result<Taint, identity::IdentityError> {
         let (key, value, effect) = identity::taint_parts(t)?;
         Ok(Taint {
             key: key.into(),

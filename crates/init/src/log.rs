@@ -32,8 +32,9 @@ pub fn ok(stage: &Stage, detail: &str) {
     stage_line(stage, Status::Ok, detail);
 }
 
-pub fn failed(stage: &Stage, why: &str) {
-    stage_line(stage, Status::Failed, why);
+/// `why`: a step's error (its message is the line's detail) or a sentence.
+pub fn failed(stage: &Stage, why: &(impl std::fmt::Display + ?Sized)) {
+    stage_line(stage, Status::Failed, &why.to_string());
 }
 
 pub fn skipped(stage: &Stage, why: &str) {

@@ -1,7 +1,7 @@
 //! `/etc/machine-id`: unique per node and per boot, so the image must not carry one (kubelet,
 //! journald and DHCP client ids read it). 128 random bits as 32 lowercase hex digits.
 
-pub fn ensure() -> Result<(), String> {
+pub fn ensure() -> Result<(), crate::sys::SysError> {
     const PATH: &str = "/etc/machine-id";
     if std::path::Path::new(PATH).exists() {
         return Ok(());
@@ -13,5 +13,5 @@ pub fn ensure() -> Result<(), String> {
     id[8] = (id[8] & 0x3f) | 0x80;
     let text: String = id.iter().map(|b| format!("{b:02x}")).collect();
     let _ = std::fs::create_dir_all("/etc");
-    std::fs::write(PATH, format!("{text}\n")).map_err(|e| format!("write {PATH}: {e}"))
+    std::fs::write(PATH, format!("{text}\n")).map_err(crate::sys::io("write", PATH))
 }

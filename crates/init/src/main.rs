@@ -13,6 +13,7 @@ use diskless_contract::console::{Stage, CHECK_HOOK};
 use diskless_contract::image::{ImageContract, ImageRef, Role, Service};
 use diskless_contract::node::{NodeConfig, NODE_JSON};
 use diskless_init::cmdline::Cmdline;
+use diskless_init::node::NodeFileError;
 use diskless_init::services::Output;
 use diskless_init::supervisor::Supervisor;
 use diskless_init::{
@@ -100,7 +101,7 @@ fn mount_kernel_filesystems() {
 
 /// The `diskless.*` options. Fatal: a mistyped option must not silently change the boot.
 fn read_cmdline() -> Cmdline {
-    Cmdline::read().unwrap_or_else(|e| fatal(&Stage::Cmdline, &e.0))
+    Cmdline::read().unwrap_or_else(|e| fatal(&Stage::Cmdline, &e))
 }
 
 /// `/.diskless/image.json`. Fatal: without it the init knows nothing to do.
@@ -127,7 +128,9 @@ fn root_size(cmdline: &Cmdline, contract: &ImageContract) -> u64 {
         Some(mib) => Ok(mib << 20),
         None => sys::mem_total()
             .ok_or_else(|| "cannot read MemTotal from /proc/meminfo".to_string())
-            .and_then(|mem| switchroot::root_size(contract.unpacked_bytes, mem)),
+            .and_then(|mem| {
+                switchroot::root_size(contract.unpacked_bytes, mem).map_err(|e| e.to_string())
+            }),
     };
     size.unwrap_or_else(|e| fatal(&Stage::Switchroot, &e))
 }
@@ -181,7 +184,10 @@ fn write_machine_id() {
 
 /// Per-node configuration (hostname, labels, taints, kubelet mode). Not fatal, but when it is
 /// malformed the kubelet is not started rather than started wrong.
-fn read_node(cmdline: &Cmdline, contract: &ImageContract) -> Result<Option<NodeConfig>, String> {
+fn read_node(
+    cmdline: &Cmdline,
+    contract: &ImageContract,
+) -> Result<Option<NodeConfig>, NodeFileError> {
     let node = node::load();
     match &node {
         Ok(Some(n)) => log::ok(&Stage::Node, &node_line(n, cmdline, contract)),
@@ -239,7 +245,7 @@ fn load_overlay(contract: &ImageContract) {
 fn start_services(
     sup: &mut Supervisor,
     contract: &ImageContract,
-    node: &Result<Option<NodeConfig>, String>,
+    node: &Result<Option<NodeConfig>, NodeFileError>,
     fixed_hostname: Option<&str>,
     system: &mut System,
 ) {
@@ -310,6 +316,7 @@ fn import_images(images: &[ImageRef], part: Range<usize>, stage: &Stage) -> (boo
             (true, s)
         }
         Err(e) => {
+            let e = e.to_string();
             log::failed(stage, &e);
             (false, e)
         }
@@ -365,7 +372,7 @@ fn finish_import(images: &[ImageRef], early: usize) -> i32 {
 fn start_kubelet(
     sup: &mut Supervisor,
     image: &Service,
-    node: &Result<Option<NodeConfig>, String>,
+    node: &Result<Option<NodeConfig>, NodeFileError>,
     hostname: Option<&str>,
 ) {
     let kubelet = match node::kubelet_service(image, node) {
@@ -383,7 +390,7 @@ fn start_kubelet(
     // Not fatal: without it the kubelet makes its own (slowly).
     let cert = hostname
         .ok_or_else(|| "the node has no hostname: the network step did not name it".to_string())
-        .and_then(|h| servingcert::ensure(&kubelet.service.command, h));
+        .and_then(|h| servingcert::ensure(&kubelet.service.command, h).map_err(|e| e.to_string()));
     match cert {
         Ok(s) => log::ok(&Stage::KubeletCert, &s),
         Err(e) => log::failed(&Stage::KubeletCert, &e),
@@ -555,7 +562,7 @@ fn internal_service(name: &str, command: Vec<String>) -> Service {
 
 /// Stops the boot sequence, keeps the machine up for debugging: PID 1 still reaps and
 /// answers poweroff/reboot, and with `diskless.debug` a shell runs on the console.
-fn fatal(stage: &Stage, why: &str) -> ! {
+fn fatal(stage: &Stage, why: &dyn std::fmt::Display) -> ! {
     log::failed(stage, why);
     // Read again: the command line itself may be what failed.
     let debug = std::fs::read_to_string("/proc/cmdline")

@@ -5,9 +5,15 @@
 //! one at a time it was a second of boot under TCG. Not fatal: a missing driver is reported and
 //! the boot goes on, since the console is still useful to find out why.
 
+use crate::sys::{self, SysError};
 use diskless_contract::image::ModuleRef;
 use std::os::fd::AsRawFd;
 use std::sync::{Condvar, Mutex};
+
+/// Required modules that did not load, each as `name (why)`.
+#[derive(Debug, thiserror::Error)]
+#[error("could not load {}", .0.join(", "))]
+pub struct ModulesError(pub Vec<String>);
 
 pub struct Loaded {
     pub loaded: usize,
@@ -23,11 +29,13 @@ struct Queue {
     results: Vec<(usize, Result<bool, String>)>,
 }
 
-pub fn load_all(modules: &[ModuleRef]) -> Result<Loaded, String> {
+pub fn load_all(modules: &[ModuleRef]) -> Result<Loaded, ModulesError> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
-    load_with(modules, workers, load)
+    load_with(modules, workers, |path| {
+        load(path).map_err(|e| e.to_string())
+    })
 }
 
 /// The modules named in `names` that the image has, with everything they must follow, in
@@ -46,12 +54,13 @@ pub fn closure(all: &[ModuleRef], names: &[&str]) -> Vec<ModuleRef> {
         .collect()
 }
 
-/// Loads `modules` on `workers` threads with `loader` (finit_module, or a recorder in tests).
+/// Loads `modules` on `workers` threads with `loader` (finit_module, or a recorder in tests);
+/// a loader's error is only a reason in the list of what failed.
 fn load_with(
     modules: &[ModuleRef],
     workers: usize,
     loader: impl Fn(&str) -> Result<bool, String> + Sync,
-) -> Result<Loaded, String> {
+) -> Result<Loaded, ModulesError> {
     // Only earlier modules count as prerequisites, so the first pending module is always
     // ready and no contract can make the workers wait forever.
     let after: Vec<Vec<usize>> = modules
@@ -99,7 +108,7 @@ fn load_with(
     if errors.is_empty() {
         Ok(out)
     } else {
-        Err(format!("could not load {}", errors.join(", ")))
+        Err(ModulesError(errors))
     }
 }
 
@@ -136,8 +145,8 @@ fn worker(
 }
 
 /// Loads one module file; `Ok(false)` when it is already loaded or built in.
-fn load(path: &str) -> Result<bool, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("open {path}: {e}"))?;
+fn load(path: &str) -> Result<bool, SysError> {
+    let f = std::fs::File::open(path).map_err(sys::io("open", path))?;
     let params = c"";
     // SAFETY: finit_module(fd, param_values, flags) with an open fd and a NUL-terminated
     // (empty) parameter string; the kernel only reads both.
@@ -149,7 +158,7 @@ fn load(path: &str) -> Result<bool, String> {
     if e.raw_os_error() == Some(libc::EEXIST) {
         Ok(false)
     } else {
-        Err(format!("finit_module {path}: {e}"))
+        Err(sys::io("finit_module", path)(e))
     }
 }
 
@@ -242,7 +251,8 @@ mod tests {
             }
         })
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
         assert!(e.contains("bad (nope)"), "{e}");
     }
 }

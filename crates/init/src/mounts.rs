@@ -1,13 +1,13 @@
 //! Step 1: the kernel filesystems every later step needs. Fatal on failure: without /proc and
 //! /dev nothing else can work.
 
-use crate::sys::mount;
+use crate::sys::{io, mount, SysError};
 
 const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
 
-pub fn mount_all() -> Result<(), String> {
+pub fn mount_all() -> Result<(), SysError> {
     for dir in ["/proc", "/sys", "/dev", "/run"] {
-        std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
+        std::fs::create_dir_all(dir).map_err(io("mkdir", dir))?;
     }
     mount("proc", "/proc", "proc", NOSUID_NODEV_NOEXEC, "")?;
     mount("sysfs", "/sys", "sysfs", NOSUID_NODEV_NOEXEC, "")?;
@@ -28,7 +28,7 @@ pub fn mount_all() -> Result<(), String> {
         "",
     )?;
     for dir in ["/dev/pts", "/dev/shm"] {
-        std::fs::create_dir_all(dir).map_err(|e| format!("mkdir {dir}: {e}"))?;
+        std::fs::create_dir_all(dir).map_err(io("mkdir", dir))?;
     }
     mount(
         "devpts",

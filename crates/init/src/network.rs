@@ -9,9 +9,29 @@
 
 use crate::cmdline::Cmdline;
 use crate::log;
-use crate::run::{run, run_env};
+use crate::run::{run, run_env, RunError};
+use crate::sys::{self, SysError};
 use diskless_contract::image::Network;
 use std::time::{Duration, Instant};
+
+/// Why the node has no (or not the wanted) network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error(
+        "interface {wanted} (from the image's network setting) does not exist; found: {found:?}"
+    )]
+    NoSuchInterface { wanted: String, found: Vec<String> },
+    #[error("no network interface: is the NIC's driver among the image's modules (virtio_pci + virtio_net for QEMU)?")]
+    NoInterface,
+    #[error("no link on {0:?} after 5 s: is a cable plugged in?")]
+    NoLink(Vec<String>),
+    #[error("no DHCP lease on {iface}: {err}")]
+    NoLease { iface: String, err: RunError },
+}
 
 /// Written after configuration, read by the check binary and people: `key=value` lines.
 pub const STATE_FILE: &str = "/run/diskless/network";
@@ -22,7 +42,7 @@ pub const FIXED_HOSTNAME_ENV: &str = "DISKLESS_HOSTNAME";
 /// What the network step did.
 pub struct Configured {
     /// The stage line's detail, or why the step failed.
-    pub result: Result<String, String>,
+    pub result: Result<String, NetworkError>,
     /// The node's hostname once the step ended (DHCP's script may have set it); `None` when the
     /// step stopped before naming the node.
     pub hostname: Option<String>,
@@ -47,7 +67,7 @@ fn configure_named(
     image_name: &str,
     fixed_hostname: Option<&str>,
     named: &mut Option<String>,
-) -> Result<String, String> {
+) -> Result<String, NetworkError> {
     run(&["ip", "link", "set", "lo", "up"], None)?;
     let wanted = match network {
         Network::None if cmdline.ip.is_none() => return Ok("loopback only".into()),
@@ -95,23 +115,24 @@ fn current_hostname() -> String {
 }
 
 /// The named interface, or the first one (by name) that reports carrier within a few seconds.
-fn pick_interface(wanted: Option<&str>) -> Result<String, String> {
+fn pick_interface(wanted: Option<&str>) -> Result<String, NetworkError> {
     let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .map_err(|e| format!("read /sys/class/net: {e}"))?
+        .map_err(sys::io("read", "/sys/class/net"))?
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .filter(|n| n != "lo")
         .collect();
     names.sort();
     if let Some(w) = wanted {
         if !names.iter().any(|n| n == w) {
-            return Err(format!(
-                "interface {w} (from the image's network setting) does not exist; found: {names:?}"
-            ));
+            return Err(NetworkError::NoSuchInterface {
+                wanted: w.to_owned(),
+                found: names,
+            });
         }
         names = vec![w.to_string()];
     }
     if names.is_empty() {
-        return Err("no network interface: is the NIC's driver among the image's modules (virtio_pci + virtio_net for QEMU)?".into());
+        return Err(NetworkError::NoInterface);
     }
     for n in &names {
         run(&["ip", "link", "set", n, "up"], None)?;
@@ -125,9 +146,7 @@ fn pick_interface(wanted: Option<&str>) -> Result<String, String> {
             }
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "no link on {names:?} after 5 s: is a cable plugged in?"
-            ));
+            return Err(NetworkError::NoLink(names));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -138,7 +157,7 @@ fn set_static(
     address: &str,
     gateway: Option<&str>,
     dns: &[String],
-) -> Result<(), String> {
+) -> Result<(), NetworkError> {
     run(&["ip", "addr", "replace", address, "dev", iface], None)?;
     default_route(iface, gateway)?;
     write_resolv_conf(dns, None);
@@ -146,7 +165,7 @@ fn set_static(
     Ok(())
 }
 
-fn dhcp(iface: &str, fixed_hostname: Option<&str>) -> Result<String, String> {
+fn dhcp(iface: &str, fixed_hostname: Option<&str>) -> Result<String, NetworkError> {
     // -n: exit if no lease (the parent then reports); after a lease udhcpc forks into the
     // background and keeps renewing. -t/-T: 5 discovers, 1 s apart (slirp answers in ≈ 0.3 s).
     let env: Vec<(&str, &str)> = fixed_hostname
@@ -160,7 +179,10 @@ fn dhcp(iface: &str, fixed_hostname: Option<&str>) -> Result<String, String> {
         &env,
         None,
     )
-    .map_err(|e| format!("no DHCP lease on {iface}: {e}"))?;
+    .map_err(|err| NetworkError::NoLease {
+        iface: iface.to_owned(),
+        err,
+    })?;
     let state = std::fs::read_to_string(STATE_FILE).unwrap_or_default();
     let get = |k: &str| {
         state
@@ -184,7 +206,7 @@ fn dhcp(iface: &str, fixed_hostname: Option<&str>) -> Result<String, String> {
 /// Without a gateway (an isolated lab, slirp with `restrict=on`) the default route goes on the
 /// link itself: programs that find the node's address through the default route (kubelet:
 /// "no default routes" otherwise) work, and nothing becomes reachable that was not.
-fn default_route(iface: &str, gateway: Option<&str>) -> Result<(), String> {
+fn default_route(iface: &str, gateway: Option<&str>) -> Result<(), RunError> {
     match gateway {
         Some(gw) => run(
             &["ip", "route", "replace", "default", "via", gw, "dev", iface],
@@ -225,7 +247,8 @@ pub fn dhcp_event(event: &str) -> i32 {
     let result = match event {
         "deconfig" => run(&["ip", "addr", "flush", "dev", &iface], None)
             .and_then(|_| run(&["ip", "link", "set", &iface, "up"], None))
-            .map(|_| ()),
+            .map(|_| ())
+            .map_err(NetworkError::from),
         "bound" | "renew" => apply_lease(&iface, &env),
         // leasefail / nak / unknown: udhcpc retries by itself.
         _ => Ok(()),
@@ -239,7 +262,7 @@ pub fn dhcp_event(event: &str) -> i32 {
     }
 }
 
-fn apply_lease(iface: &str, env: &dyn Fn(&str) -> String) -> Result<(), String> {
+fn apply_lease(iface: &str, env: &dyn Fn(&str) -> String) -> Result<(), NetworkError> {
     let ip = env("ip");
     let mask = env("mask");
     let prefix = if mask.is_empty() {

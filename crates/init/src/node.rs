@@ -7,6 +7,7 @@
 //! the kubelet is not started at all: a kubelet registering a wrong node is worse than none.
 
 use crate::kubeletconf::{self, Authentication, Authorization, DropIn, Enabled, X509};
+use crate::sys::{self, SysError};
 use diskless_contract::image::Service;
 use diskless_contract::node::{
     KubeletMode, NodeConfig, BOOTSTRAP_KUBECONFIG, CLIENT_CA, NODE_JSON,
@@ -18,12 +19,34 @@ use std::path::{Path, PathBuf};
 const KUBECONFIG: &str = "/var/lib/kubelet/kubeconfig";
 const CERT_DIR: &str = "/var/lib/kubelet/pki";
 
+/// Why `node.json` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeFileError {
+    #[error("cannot read {NODE_JSON}: {0}")]
+    Read(std::io::Error),
+    /// Malformed, or a value the kubelet would refuse.
+    #[error(transparent)]
+    Invalid(#[from] diskless_contract::node::NodeError),
+}
+
+/// Why the kubelet is not started: a `FAILED` line, not a kubelet registering a wrong node.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeletError {
+    #[error("not started: {NODE_JSON} is invalid (see the node line)")]
+    InvalidNode,
+    #[error(
+        "not started: the node is in join mode but {0} is missing \
+         (publish the host with the inventory's [join] section)"
+    )]
+    Missing(String),
+}
+
 /// `Ok(None)` when the machine booted a shared entry without a per-node segment.
-pub fn load() -> Result<Option<NodeConfig>, String> {
+pub fn load() -> Result<Option<NodeConfig>, NodeFileError> {
     match std::fs::read_to_string(NODE_JSON) {
-        Ok(text) => NodeConfig::parse(&text).map(Some),
+        Ok(text) => Ok(Some(NodeConfig::parse(&text)?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {NODE_JSON}: {e}")),
+        Err(e) => Err(NodeFileError::Read(e)),
     }
 }
 
@@ -58,15 +81,15 @@ impl Kubelet {
     }
 
     /// Writes the drop-in (and the empty static-pod directory it may name).
-    pub fn write_drop_in(&self) -> Result<String, String> {
+    pub fn write_drop_in(&self) -> Result<String, SysError> {
         let path = self.drop_in_path();
         let dir = path.parent().expect("a file in a directory");
-        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(sys::io("create", dir.display().to_string()))?;
         if let Some(p) = &self.drop_in.static_pod_path {
-            std::fs::create_dir_all(p).map_err(|e| format!("create {p}: {e}"))?;
+            std::fs::create_dir_all(p).map_err(sys::io("create", p))?;
         }
         std::fs::write(&path, self.drop_in.to_bytes())
-            .map_err(|e| format!("write {}: {e}", path.display()))?;
+            .map_err(sys::io("write", path.display().to_string()))?;
         Ok(path.display().to_string())
     }
 }
@@ -157,22 +180,15 @@ pub fn kubelet_for(image: &Service, node: Option<&NodeConfig>) -> Kubelet {
 /// must not run (a `FAILED` line, not a kubelet registering a wrong node).
 pub fn kubelet_service(
     image: &Service,
-    node: &Result<Option<NodeConfig>, String>,
-) -> Result<Kubelet, String> {
+    node: &Result<Option<NodeConfig>, NodeFileError>,
+) -> Result<Kubelet, KubeletError> {
     let node = match node {
-        Err(_) => {
-            return Err(format!(
-                "not started: {NODE_JSON} is invalid (see the node line)"
-            ))
-        }
+        Err(_) => return Err(KubeletError::InvalidNode),
         Ok(n) => n.as_ref(),
     };
     let k = kubelet_for(image, node);
     match k.needs.iter().find(|p| !Path::new(p).exists()) {
-        Some(missing) => Err(format!(
-            "not started: the node is in join mode but {missing} is missing \
-             (publish the host with the inventory's [join] section)"
-        )),
+        Some(missing) => Err(KubeletError::Missing(missing.clone())),
         None => Ok(k),
     }
 }

@@ -19,8 +19,8 @@
 //! server's cache (`resourceVersion=0`) costs nothing, needs no chunked decoding or resume
 //! logic, and a new node's pods cannot run before it is Ready, seconds after it registered.
 
-use crate::apiclient::{Client, CLIENT_PEM};
-use crate::run::run;
+use crate::apiclient::{ApiError, Client, CLIENT_PEM};
+use crate::run::{run, RunError};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -35,6 +35,32 @@ const RULES_FILE: &str = "/run/diskless/pod-routes.rules";
 /// kube-proxy's masquerade mark (`masqueradeBit: 14`).
 const KUBE_PROXY_MASQ_MARK: &str = "0x4000/0x4000";
 
+/// Why the sync did not (yet) bring the routes and rules up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("waiting for {CLIENT_PEM} (the kubelet's bootstrap CSR)")]
+    NoClientCert,
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("the Node list: not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("{RULES_FILE}: {0}")]
+    RulesFile(std::io::Error),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// What went wrong with some nodes' routes or the rules, each said once.
+    #[error("{}", .0.join("; "))]
+    Problems(Vec<String>),
+}
+
+/// A node's `podCIDR` that is not an IPv4 range without host bits.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?}: {why}")]
+pub struct CidrError {
+    value: String,
+    why: &'static str,
+}
+
 /// An IPv4 range, parsed: what goes into a route or a rule is printed from this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ipv4Cidr {
@@ -43,18 +69,22 @@ pub struct Ipv4Cidr {
 }
 
 impl std::str::FromStr for Ipv4Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Ipv4Cidr, String> {
-        let (net, prefix) = s.split_once('/').ok_or(format!("{s:?}: no /prefix"))?;
-        let net: Ipv4Addr = net.parse().map_err(|_| format!("{s:?}: not IPv4"))?;
+    type Err = CidrError;
+    fn from_str(s: &str) -> Result<Ipv4Cidr, CidrError> {
+        let bad = |why| CidrError {
+            value: s.to_owned(),
+            why,
+        };
+        let (net, prefix) = s.split_once('/').ok_or_else(|| bad("no /prefix"))?;
+        let net: Ipv4Addr = net.parse().map_err(|_| bad("not IPv4"))?;
         let prefix: u8 = prefix
             .parse()
             .ok()
             .filter(|p| *p <= 32)
-            .ok_or(format!("{s:?}: bad prefix"))?;
+            .ok_or_else(|| bad("bad prefix"))?;
         let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
         if u32::from(net) & !mask != 0 {
-            return Err(format!("{s:?}: host bits set"));
+            return Err(bad("host bits set"));
         }
         Ok(Ipv4Cidr { net, prefix })
     }
@@ -127,7 +157,7 @@ pub fn main() -> i32 {
     loop {
         let problem = match sync_once(&me, &mut installed, &mut rules) {
             Ok(()) => String::new(),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         };
         if problem != last_problem && !problem.is_empty() {
             println!("{problem}");
@@ -137,16 +167,17 @@ pub fn main() -> i32 {
     }
 }
 
-fn sync_once(me: &str, installed: &mut Routes, rules: &mut Option<String>) -> Result<(), String> {
+fn sync_once(
+    me: &str,
+    installed: &mut Routes,
+    rules: &mut Option<String>,
+) -> Result<(), SyncError> {
     if !std::path::Path::new(CLIENT_PEM).exists() {
-        return Err(format!(
-            "waiting for {CLIENT_PEM} (the kubelet's bootstrap CSR)"
-        ));
+        return Err(SyncError::NoClientCert);
     }
     let client = Client::from_node()?;
     let body = client.get("/api/v1/nodes?resourceVersion=0")?;
-    let list: Value =
-        serde_json::from_slice(&body).map_err(|e| format!("the Node list: not JSON: {e}"))?;
+    let list: Value = serde_json::from_slice(&body).map_err(SyncError::NotJson)?;
     let (wanted, skipped) = routes(&list, me);
     let mut problems = skipped;
     for (cidr, via) in &wanted {
@@ -159,7 +190,7 @@ fn sync_once(me: &str, installed: &mut Routes, rules: &mut Option<String>) -> Re
                 println!("route {c} via {v}");
                 installed.insert(*cidr, *via);
             }
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     let gone: Vec<Ipv4Cidr> = installed
@@ -171,7 +202,7 @@ fn sync_once(me: &str, installed: &mut Routes, rules: &mut Option<String>) -> Re
         let c = cidr.to_string();
         match run(&["ip", "route", "del", &c], None) {
             Ok(_) => println!("route {c} removed (its node left)"),
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
         installed.remove(&cidr);
     }
@@ -182,20 +213,20 @@ fn sync_once(me: &str, installed: &mut Routes, rules: &mut Option<String>) -> Re
                 println!("{CHAIN}: {} pod ranges not masqueraded", installed.len());
                 *rules = Some(text);
             }
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(SyncError::Problems(problems))
     }
 }
 
 /// The chain's rules, then the jump to it at the head of nat POSTROUTING unless it is there.
-fn apply_rules(text: &str) -> Result<(), String> {
+fn apply_rules(text: &str) -> Result<(), SyncError> {
     let _ = std::fs::create_dir_all("/run/diskless");
-    std::fs::write(RULES_FILE, text).map_err(|e| format!("{RULES_FILE}: {e}"))?;
+    std::fs::write(RULES_FILE, text).map_err(SyncError::RulesFile)?;
     run(
         &["iptables-restore", "-w", "5", "--noflush", RULES_FILE],
         None,

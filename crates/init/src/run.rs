@@ -5,10 +5,30 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A command that could not run, ran too long or failed; `command` is its argv joined by spaces.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{command}: {err}")]
+    Spawn {
+        command: String,
+        err: std::io::Error,
+    },
+    #[error("`{command}` timed out after {} s", limit.as_secs())]
+    TimedOut { command: String, limit: Duration },
+    /// `said` is its stdout and stderr, trimmed, joined by a space (ctr and wget explain
+    /// themselves on stdout).
+    #[error("`{command}` failed ({status}): {said}")]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+        said: String,
+    },
+}
+
 /// Runs `argv` (the program found on `PATH`) with an empty stdin and returns its stdout. With a
 /// `limit`, a command still running then is killed: the check binary must finish even when
 /// containerd hangs; the boot's own commands (`ip`, `udhcpc -n`) end by themselves.
-pub fn run(argv: &[&str], limit: Option<Duration>) -> Result<String, String> {
+pub fn run(argv: &[&str], limit: Option<Duration>) -> Result<String, RunError> {
     run_env(argv, &[], limit)
 }
 
@@ -17,7 +37,11 @@ pub fn run_env(
     argv: &[&str],
     env: &[(&str, &str)],
     limit: Option<Duration>,
-) -> Result<String, String> {
+) -> Result<String, RunError> {
+    let spawn = |err| RunError::Spawn {
+        command: argv.join(" "),
+        err,
+    };
     let mut child = Command::new(argv[0])
         .args(&argv[1..])
         .envs(env.iter().copied())
@@ -25,7 +49,7 @@ pub fn run_env(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("{}: {e}", argv.join(" ")))?;
+        .map_err(spawn)?;
     if let Some(limit) = limit {
         // Polling, not a second thread: a command that outlives its limit is killed here.
         // Its output stays in the pipe meanwhile, which holds the few lines these print.
@@ -36,20 +60,17 @@ pub fn run_env(
                 Ok(None) if Instant::now() > deadline => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(format!(
-                        "`{}` timed out after {} s",
-                        argv.join(" "),
-                        limit.as_secs()
-                    ));
+                    return Err(RunError::TimedOut {
+                        command: argv.join(" "),
+                        limit,
+                    });
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-                Err(e) => return Err(format!("{}: {e}", argv.join(" "))),
+                Err(e) => return Err(spawn(e)),
             }
         }
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("{}: {e}", argv.join(" ")))?;
+    let out = child.wait_with_output().map_err(spawn)?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
         return Ok(stdout);
@@ -60,12 +81,11 @@ pub fn run_env(
         .map(|b| String::from_utf8_lossy(b).trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    Err(format!(
-        "`{}` failed ({}): {}",
-        argv.join(" "),
-        out.status,
-        said.join(" ")
-    ))
+    Err(RunError::Failed {
+        command: argv.join(" "),
+        status: out.status,
+        said: said.join(" "),
+    })
 }
 
 #[cfg(test)]
@@ -81,19 +101,23 @@ mod tests {
 
     #[test]
     fn failures_name_the_command_status_and_output() {
-        let e = run(&["sh", "-c", "echo out; echo err >&2; exit 3"], None).unwrap_err();
+        let e = run(&["sh", "-c", "echo out; echo err >&2; exit 3"], None)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "`sh -c echo out; echo err >&2; exit 3` failed (exit status: 3): out err"
         );
-        let e = run(&["/nonexistent/x"], None).unwrap_err();
+        let e = run(&["/nonexistent/x"], None).unwrap_err().to_string();
         assert!(e.starts_with("/nonexistent/x: "), "{e}");
     }
 
     #[test]
     fn a_command_past_its_limit_is_killed() {
         let t = Instant::now();
-        let e = run(&["sleep", "10"], Some(Duration::from_millis(200))).unwrap_err();
+        let e = run(&["sleep", "10"], Some(Duration::from_millis(200)))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`sleep 10` timed out"), "{e}");
         assert!(t.elapsed() < Duration::from_secs(5));
     }

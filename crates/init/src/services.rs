@@ -13,6 +13,19 @@ pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 /// Where the pid of each running service is written, for people and the check hook.
 pub const PID_DIR: &str = "/run/diskless/services";
 
+/// A service that could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("pipe for {name}: {err}")]
+    Pipe { name: String, err: std::io::Error },
+    /// `command` is the service's argv joined by spaces.
+    #[error("start {command}: {err}")]
+    Start {
+        command: String,
+        err: std::io::Error,
+    },
+}
+
 /// How a service's standard streams are connected.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Output {
@@ -22,7 +35,7 @@ pub enum Output {
     Console,
 }
 
-pub fn spawn(svc: &Service, output: Output) -> Result<i32, String> {
+pub fn spawn(svc: &Service, output: Output) -> Result<i32, SpawnError> {
     let mut cmd = Command::new(&svc.command[0]);
     cmd.args(&svc.command[1..])
         .env_clear()
@@ -46,17 +59,20 @@ pub fn spawn(svc: &Service, output: Output) -> Result<i32, String> {
     let reader = match output {
         Output::Console => None,
         Output::Logged => {
-            let (r, w) = pipe().map_err(|e| format!("pipe for {}: {e}", svc.name))?;
-            let w2 = w
-                .try_clone()
-                .map_err(|e| format!("pipe for {}: {e}", svc.name))?;
+            let pipe_err = |err| SpawnError::Pipe {
+                name: svc.name.clone(),
+                err,
+            };
+            let (r, w) = pipe().map_err(pipe_err)?;
+            let w2 = w.try_clone().map_err(pipe_err)?;
             cmd.stdin(Stdio::null()).stdout(w).stderr(w2);
             Some(r)
         }
     };
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("start {}: {e}", svc.command.join(" ")))?;
+    let child = cmd.spawn().map_err(|err| SpawnError::Start {
+        command: svc.command.join(" "),
+        err,
+    })?;
     // `cmd` still holds the write ends: drop it so the reader sees EOF when the service exits.
     drop(cmd);
     let pid = child.id() as i32;

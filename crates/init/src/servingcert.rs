@@ -17,16 +17,27 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::sys::{self, SysError};
+
+/// Why the kubelet has no serving certificate of ours (it then makes its own, slowly).
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("serving certificate for {hostname}: {err}")]
+    Generate { hostname: String, err: rcgen::Error },
+    #[error(transparent)]
+    Sys(#[from] SysError),
+}
+
 /// The kubelet's `--cert-dir` default.
 const DEFAULT_CERT_DIR: &str = "/var/lib/kubelet/pki";
 
 /// Writes `<cert-dir>/kubelet.crt` and `kubelet.key` for `hostname` and the node's addresses
 /// unless both exist; `<cert-dir>` comes from the kubelet's command line. Says what it did.
-pub fn ensure(kubelet_cmd: &[String], hostname: &str) -> Result<String, String> {
+pub fn ensure(kubelet_cmd: &[String], hostname: &str) -> Result<String, CertError> {
     ensure_for(kubelet_cmd, hostname, &node_addresses())
 }
 
-fn ensure_for(kubelet_cmd: &[String], hostname: &str, ips: &[IpAddr]) -> Result<String, String> {
+fn ensure_for(kubelet_cmd: &[String], hostname: &str, ips: &[IpAddr]) -> Result<String, CertError> {
     let dir = crate::node::flag_value(kubelet_cmd, "--cert-dir")
         .unwrap_or_else(|| DEFAULT_CERT_DIR.into());
     let dir = Path::new(&dir);
@@ -36,7 +47,7 @@ fn ensure_for(kubelet_cmd: &[String], hostname: &str, ips: &[IpAddr]) -> Result<
     }
     let t = Instant::now();
     let (cert_pem, key_pem) = generate(hostname, ips)?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(sys::io("create", dir.display().to_string()))?;
     write(&key, key_pem.as_bytes(), 0o600)?;
     write(&crt, cert_pem.as_bytes(), 0o644)?;
     let names: Vec<String> = std::iter::once(hostname.to_string())
@@ -92,8 +103,11 @@ fn node_addresses() -> Vec<IpAddr> {
 
 /// A self-signed server certificate for `hostname` (a DNS name or an IP address) and `ips`,
 /// and its key, both PEM.
-fn generate(hostname: &str, ips: &[IpAddr]) -> Result<(String, String), String> {
-    let fail = |e: rcgen::Error| format!("serving certificate for {hostname}: {e}");
+fn generate(hostname: &str, ips: &[IpAddr]) -> Result<(String, String), CertError> {
+    let fail = |err: rcgen::Error| CertError::Generate {
+        hostname: hostname.to_owned(),
+        err,
+    };
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(fail)?;
     let mut params = rcgen::CertificateParams::new(vec![hostname.to_string()]).map_err(fail)?;
     for ip in ips {
@@ -111,7 +125,7 @@ fn generate(hostname: &str, ips: &[IpAddr]) -> Result<(String, String), String> 
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SysError> {
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -119,7 +133,7 @@ fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
         .mode(mode)
         .open(path)
         .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| format!("write {}: {e}", path.display()))
+        .map_err(sys::io("write", path.display().to_string()))
 }
 
 #[cfg(test)]

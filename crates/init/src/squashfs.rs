@@ -13,6 +13,23 @@ use diskless_contract::image::{ImageContract, ModuleRef, SegmentRef};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
+/// A squashfs image that could not be mounted.
+#[derive(Debug, thiserror::Error)]
+pub enum SquashfsError {
+    #[error(transparent)]
+    Sys(#[from] sys::SysError),
+    #[error("open /dev/loop-control: {0} (is the loop module loaded?)")]
+    LoopControl(std::io::Error),
+    #[error("no free loop device: {0}")]
+    NoFreeLoop(std::io::Error),
+    #[error("attach {image} to {dev}: {err}")]
+    Attach {
+        image: String,
+        dev: String,
+        err: std::io::Error,
+    },
+}
+
 // From <linux/loop.h>; the libc crate has no loop-device bindings.
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
@@ -84,26 +101,23 @@ pub fn drop_left_out(left: &[&SegmentRef]) -> Option<String> {
 /// Attaches `image` to a free loop device, read-only. Returns the device and its open file:
 /// with autoclear the device detaches on its last close, so the caller keeps it open until the
 /// mount holds the device (which then detaches when unmounted).
-fn attach(image: &str) -> Result<(String, std::fs::File), String> {
-    let file = std::fs::File::open(image).map_err(|e| format!("open {image}: {e}"))?;
+fn attach(image: &str) -> Result<(String, std::fs::File), SquashfsError> {
+    let file = std::fs::File::open(image).map_err(sys::io("open", image))?;
     let ctl = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/loop-control")
-        .map_err(|e| format!("open /dev/loop-control: {e} (is the loop module loaded?)"))?;
+        .map_err(SquashfsError::LoopControl)?;
     // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number or -1.
     let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) };
     if n < 0 {
-        return Err(format!(
-            "no free loop device: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(SquashfsError::NoFreeLoop(std::io::Error::last_os_error()));
     }
     let dev = format!("/dev/loop{n}");
     let lo = std::fs::OpenOptions::new()
         .read(true)
         .open(&dev)
-        .map_err(|e| format!("open {dev}: {e}"))?;
+        .map_err(sys::io("open", &dev))?;
     // SAFETY: an all-zero loop_config is valid (no offset, no limit, no encryption).
     let mut cfg: LoopConfig = unsafe { std::mem::zeroed() };
     cfg.fd = file.as_raw_fd() as u32;
@@ -114,19 +128,20 @@ fn attach(image: &str) -> Result<(String, std::fs::File), String> {
     // SAFETY: LOOP_CONFIGURE reads a struct loop_config that lives across the call; the
     // backing fd stays open until the ioctl returns (the kernel takes its own reference).
     if unsafe { libc::ioctl(lo.as_raw_fd(), LOOP_CONFIGURE, &cfg) } != 0 {
-        return Err(format!(
-            "attach {image} to {dev}: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(SquashfsError::Attach {
+            image: image.to_owned(),
+            dev,
+            err: std::io::Error::last_os_error(),
+        });
     }
     Ok((dev, lo))
 }
 
 /// Mounts `image` read-only on `target` through a loop device.
-pub fn mount(image: &str, target: &str) -> Result<(), String> {
-    std::fs::create_dir_all(target).map_err(|e| format!("mkdir {target}: {e}"))?;
+pub fn mount(image: &str, target: &str) -> Result<(), SquashfsError> {
+    std::fs::create_dir_all(target).map_err(sys::io("mkdir", target))?;
     let (dev, _open) = attach(image)?;
-    sys::mount(&dev, target, "squashfs", libc::MS_RDONLY, "")
+    Ok(sys::mount(&dev, target, "squashfs", libc::MS_RDONLY, "")?)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! mask back before `exec` (`services::spawn`): std's `Command` does not reset it.
 
 use crate::log;
-use crate::services::{self, Output};
+use crate::services::{self, Output, SpawnError};
 use diskless_contract::console::Stage;
 use diskless_contract::image::Service;
 use std::time::{Duration, Instant};
@@ -64,6 +64,15 @@ struct Slot {
     restart_at: Option<Instant>,
 }
 
+/// A service that did not become ready.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadyError {
+    #[error("{name} exited before {path} appeared; see its output above and /var/log/{name}.log")]
+    Exited { name: String, path: String },
+    #[error("{path} did not appear within {} s", timeout.as_secs())]
+    Timeout { path: String, timeout: Duration },
+}
+
 #[derive(Default)]
 pub struct Supervisor {
     slots: Vec<Slot>,
@@ -76,7 +85,7 @@ pub enum Exit {
 
 impl Supervisor {
     /// Starts a service and keeps watching it; returns its slot number.
-    pub fn start(&mut self, svc: Service, output: Output) -> Result<usize, String> {
+    pub fn start(&mut self, svc: Service, output: Output) -> Result<usize, SpawnError> {
         let pid = services::spawn(&svc, output)?;
         self.slots.push(Slot {
             svc,
@@ -91,7 +100,12 @@ impl Supervisor {
 
     /// Waits for a service's ready path; fails early if it exits first (it is then restarted
     /// by the loop like any other exit).
-    pub fn wait_ready(&mut self, slot: usize, path: &str, timeout: Duration) -> Result<(), String> {
+    pub fn wait_ready(
+        &mut self,
+        slot: usize,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(), ReadyError> {
         let deadline = Instant::now() + timeout;
         let name = self.slots[slot].svc.name.clone();
         loop {
@@ -108,15 +122,16 @@ impl Supervisor {
                 }
             }
             if self.slots[slot].pid.is_none() {
-                return Err(format!(
-                    "{name} exited before {path} appeared; see its output above and /var/log/{name}.log"
-                ));
+                return Err(ReadyError::Exited {
+                    name,
+                    path: path.to_owned(),
+                });
             }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "{path} did not appear within {} s",
-                    timeout.as_secs()
-                ));
+                return Err(ReadyError::Timeout {
+                    path: path.to_owned(),
+                    timeout,
+                });
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -22,6 +22,25 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
+/// Why the root could not move into its tmpfs.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error("the image unpacks to {unpacked_mib} MiB but the machine has {mem_mib} MiB of RAM")]
+    TooSmall { unpacked_mib: u64, mem_mib: u64 },
+    #[error(transparent)]
+    Sys(#[from] sys::SysError),
+    #[error(transparent)]
+    Squashfs(#[from] crate::squashfs::SquashfsError),
+    /// Moving one entry of the old root: `what` is `copy`, `symlink`, `mkdir for`…
+    #[error("{what} {} to {}: {err}", src.display(), dst.display())]
+    Move {
+        what: &'static str,
+        src: std::path::PathBuf,
+        dst: std::path::PathBuf,
+        err: std::io::Error,
+    },
+}
+
 const NEW_ROOT: &str = "/.diskless-root";
 /// The kernel filesystems mounted in step 1, carried over into the new root.
 const CARRIED: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
@@ -39,21 +58,20 @@ pub const SWITCHED_ENV: &str = "DISKLESS_SWITCHED";
 /// Size of the tmpfs root: the image itself plus half of the RAM left beside it, so containerd's
 /// layers and logs have room while processes keep the other half (the kernel's default, 50 % of
 /// RAM, is too small for a large image on a small machine and needlessly large otherwise).
-pub fn root_size(unpacked: u64, mem_total: u64) -> Result<u64, String> {
+pub fn root_size(unpacked: u64, mem_total: u64) -> Result<u64, SwitchError> {
     const MIB: u64 = 1024 * 1024;
     if unpacked >= mem_total {
-        return Err(format!(
-            "the image unpacks to {} MiB but the machine has {} MiB of RAM",
-            unpacked / MIB,
-            mem_total / MIB
-        ));
+        return Err(SwitchError::TooSmall {
+            unpacked_mib: unpacked / MIB,
+            mem_mib: mem_total / MIB,
+        });
     }
     Ok(unpacked + (mem_total - unpacked) / 2)
 }
 
 /// Switches into a tmpfs of `size` bytes; `squashfs` lists (segment, image path) in boot order.
-pub fn switch(size: u64, squashfs: &[(String, String)]) -> Result<(u64, u64), String> {
-    fs::create_dir_all(NEW_ROOT).map_err(|e| format!("mkdir {NEW_ROOT}: {e}"))?;
+pub fn switch(size: u64, squashfs: &[(String, String)]) -> Result<(u64, u64), SwitchError> {
+    fs::create_dir_all(NEW_ROOT).map_err(sys::io("mkdir", NEW_ROOT))?;
     sys::mount(
         "tmpfs",
         NEW_ROOT,
@@ -62,7 +80,7 @@ pub fn switch(size: u64, squashfs: &[(String, String)]) -> Result<(u64, u64), St
         &format!("mode=0755,size={size}"),
     )?;
     let root_dev = fs::symlink_metadata("/")
-        .map_err(|e| format!("stat /: {e}"))?
+        .map_err(sys::io("stat", "/"))?
         .dev();
     let mut mover = Mover {
         root_dev,
@@ -92,11 +110,11 @@ pub fn switch(size: u64, squashfs: &[(String, String)]) -> Result<(u64, u64), St
         match sources.as_slice() {
             [] => continue,
             [one] => {
-                fs::create_dir_all(&target).map_err(|e| format!("mkdir {target}: {e}"))?;
+                fs::create_dir_all(&target).map_err(sys::io("mkdir", &target))?;
                 sys::bind_read_only(one, &target)?;
             }
             many => {
-                fs::create_dir_all(&target).map_err(|e| format!("mkdir {target}: {e}"))?;
+                fs::create_dir_all(&target).map_err(sys::io("mkdir", &target))?;
                 // Only lower layers: overlayfs mounts it read-only.
                 let opts = format!("lowerdir={}", many.join(":"));
                 sys::mount("overlay", &target, "overlay", libc::MS_RDONLY, &opts)?;
@@ -106,13 +124,13 @@ pub fn switch(size: u64, squashfs: &[(String, String)]) -> Result<(u64, u64), St
     record_initramfs_used();
     for dir in CARRIED {
         let target = format!("{NEW_ROOT}{dir}");
-        fs::create_dir_all(&target).map_err(|e| format!("mkdir {target}: {e}"))?;
+        fs::create_dir_all(&target).map_err(sys::io("mkdir", &target))?;
         sys::mount_move(dir, &target)?;
     }
-    std::env::set_current_dir(NEW_ROOT).map_err(|e| format!("chdir {NEW_ROOT}: {e}"))?;
+    std::env::set_current_dir(NEW_ROOT).map_err(sys::io("chdir", NEW_ROOT))?;
     sys::mount_move(".", "/")?;
     sys::chroot(".")?;
-    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    std::env::set_current_dir("/").map_err(sys::io("chdir", "/"))?;
     Ok((mover.files, mover.bytes))
 }
 
@@ -144,13 +162,14 @@ struct Mover {
 
 impl Mover {
     /// Moves the contents of `from` (on the initramfs) into the existing directory `to`.
-    fn move_dir(&mut self, from: &Path, to: &Path) -> Result<(), String> {
-        let entries = fs::read_dir(from).map_err(|e| format!("read {}: {e}", from.display()))?;
+    fn move_dir(&mut self, from: &Path, to: &Path) -> Result<(), SwitchError> {
+        let read = || sys::io("read", from.display().to_string());
+        let entries = fs::read_dir(from).map_err(read())?;
         for entry in entries {
-            let entry = entry.map_err(|e| format!("read {}: {e}", from.display()))?;
+            let entry = entry.map_err(read())?;
             let src = entry.path();
             let meta =
-                fs::symlink_metadata(&src).map_err(|e| format!("stat {}: {e}", src.display()))?;
+                fs::symlink_metadata(&src).map_err(sys::io("stat", src.display().to_string()))?;
             // Other filesystems (proc, sys, dev, run, the new root itself) are not the image;
             // the read-only directories are bind-mounted instead.
             if meta.dev() != self.root_dev
@@ -166,9 +185,12 @@ impl Mover {
         Ok(())
     }
 
-    fn move_one(&mut self, src: &Path, dst: &Path, meta: &fs::Metadata) -> Result<(), String> {
-        let ctx = |what: &str, e: std::io::Error| {
-            format!("{what} {} to {}: {e}", src.display(), dst.display())
+    fn move_one(&mut self, src: &Path, dst: &Path, meta: &fs::Metadata) -> Result<(), SwitchError> {
+        let ctx = |what: &'static str, err: std::io::Error| SwitchError::Move {
+            what,
+            src: src.to_owned(),
+            dst: dst.to_owned(),
+            err,
         };
         let ft = meta.file_type();
         if ft.is_dir() {
@@ -225,6 +247,9 @@ mod tests {
     fn root_holds_image_plus_half_the_rest() {
         const M: u64 = 1024 * 1024;
         assert_eq!(root_size(100 * M, 500 * M).unwrap(), 300 * M);
-        assert!(root_size(600 * M, 500 * M).unwrap_err().contains("600 MiB"));
+        assert!(root_size(600 * M, 500 * M)
+            .unwrap_err()
+            .to_string()
+            .contains("600 MiB"));
     }
 }

@@ -4,6 +4,46 @@
 use std::ffi::CString;
 use std::io;
 
+/// A syscall that failed, with what it was asked to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SysError {
+    /// `device` is the mount's source (a device, or the filesystem's name).
+    #[error("mount {fstype} {device} on {target}: {err}")]
+    Mount {
+        fstype: String,
+        device: String,
+        target: String,
+        err: io::Error,
+    },
+    #[error("mount --move {from} {to}: {err}")]
+    Move {
+        from: String,
+        to: String,
+        err: io::Error,
+    },
+    #[error("make the bind mount read-only: {0}")]
+    ReadOnly(Box<SysError>),
+    #[error("chroot {path}: {err}")]
+    Chroot { path: String, err: io::Error },
+    #[error("sethostname {name}: {err}")]
+    Sethostname { name: String, err: io::Error },
+    #[error("getrandom: {0}")]
+    Getrandom(io::Error),
+    /// A filesystem call: `op` is `mkdir`, `write`, `read`…
+    #[error("{op} {path}: {err}")]
+    Io {
+        op: &'static str,
+        path: String,
+        err: io::Error,
+    },
+}
+
+/// `map_err(sys::io("mkdir", dir))`: a filesystem call's error with what was attempted.
+pub fn io(op: &'static str, path: impl Into<String>) -> impl FnOnce(io::Error) -> SysError {
+    let path = path.into();
+    move |err| SysError::Io { op, path, err }
+}
+
 fn cstr(s: &str) -> CString {
     CString::new(s).expect("no NUL in paths built by the init")
 }
@@ -15,22 +55,24 @@ pub fn mount(
     fstype: &str,
     flags: libc::c_ulong,
     data: &str,
-) -> Result<(), String> {
+) -> Result<(), SysError> {
     let (s, t, f, d) = (cstr(source), cstr(target), cstr(fstype), cstr(data));
     // SAFETY: all four pointers are valid NUL-terminated strings that outlive the call.
     let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, d.as_ptr().cast()) };
     if rc == 0 {
         Ok(())
     } else {
-        Err(format!(
-            "mount {fstype} {source} on {target}: {}",
-            io::Error::last_os_error()
-        ))
+        Err(SysError::Mount {
+            fstype: fstype.to_owned(),
+            device: source.to_owned(),
+            target: target.to_owned(),
+            err: io::Error::last_os_error(),
+        })
     }
 }
 
 /// Moves the mount at `from` to `to` (`mount --move`).
-pub fn mount_move(from: &str, to: &str) -> Result<(), String> {
+pub fn mount_move(from: &str, to: &str) -> Result<(), SysError> {
     let (s, t) = (cstr(from), cstr(to));
     // SAFETY: valid NUL-terminated strings; MS_MOVE ignores fstype and data, which may be NULL.
     let rc = unsafe {
@@ -45,15 +87,16 @@ pub fn mount_move(from: &str, to: &str) -> Result<(), String> {
     if rc == 0 {
         Ok(())
     } else {
-        Err(format!(
-            "mount --move {from} {to}: {}",
-            io::Error::last_os_error()
-        ))
+        Err(SysError::Move {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            err: io::Error::last_os_error(),
+        })
     }
 }
 
 /// Bind-mounts `from` on `to` read-only (a bind mount ignores MS_RDONLY until remounted).
-pub fn bind_read_only(from: &str, to: &str) -> Result<(), String> {
+pub fn bind_read_only(from: &str, to: &str) -> Result<(), SysError> {
     mount(from, to, "", libc::MS_BIND | libc::MS_REC, "")?;
     mount(
         "",
@@ -62,16 +105,19 @@ pub fn bind_read_only(from: &str, to: &str) -> Result<(), String> {
         libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
         "",
     )
-    .map_err(|e| format!("make the bind mount read-only: {e}"))
+    .map_err(|e| SysError::ReadOnly(Box::new(e)))
 }
 
-pub fn chroot(path: &str) -> Result<(), String> {
+pub fn chroot(path: &str) -> Result<(), SysError> {
     let p = cstr(path);
     // SAFETY: valid NUL-terminated string.
     if unsafe { libc::chroot(p.as_ptr()) } == 0 {
         Ok(())
     } else {
-        Err(format!("chroot {path}: {}", io::Error::last_os_error()))
+        Err(SysError::Chroot {
+            path: path.to_owned(),
+            err: io::Error::last_os_error(),
+        })
     }
 }
 
@@ -92,15 +138,15 @@ pub fn statfs(path: &str) -> io::Result<(i64, u64, u64, u64)> {
     ))
 }
 
-pub fn sethostname(name: &str) -> Result<(), String> {
+pub fn sethostname(name: &str) -> Result<(), SysError> {
     // SAFETY: pointer and length describe the bytes of `name`.
     if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } == 0 {
         Ok(())
     } else {
-        Err(format!(
-            "sethostname {name}: {}",
-            io::Error::last_os_error()
-        ))
+        Err(SysError::Sethostname {
+            name: name.to_owned(),
+            err: io::Error::last_os_error(),
+        })
     }
 }
 
@@ -118,7 +164,7 @@ pub fn meminfo_kb(field: &str) -> Option<u64> {
 }
 
 /// Random bytes from the kernel (`getrandom`, which blocks only until the pool is seeded).
-pub fn random_bytes(buf: &mut [u8]) -> Result<(), String> {
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), SysError> {
     let mut filled = 0;
     while filled < buf.len() {
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
@@ -129,7 +175,7 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<(), String> {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(format!("getrandom: {e}"));
+            return Err(SysError::Getrandom(e));
         }
         filled += n as usize;
     }

@@ -263,7 +263,7 @@ impl Inventory {
         }
         if let Some(j) = &self.join {
             identity::api_server(&j.api_server)
-                .map_err(|why| invalid("join.api_server".into(), why))?;
+                .map_err(|why| invalid("join.api_server".into(), why.into()))?;
             match (&j.token_file, &j.mint_tokens) {
                 (Some(_), None) => {}
                 (None, Some(m)) if m.ttl_seconds < MintTokens::MIN_TTL_SECONDS => {
@@ -288,18 +288,19 @@ impl Inventory {
             }
             for (i, d) in j.cluster_dns.iter().enumerate() {
                 cluster::dns_server(d)
-                    .map_err(|why| invalid(format!("join.cluster_dns[{i}]"), why))?;
+                    .map_err(|why| invalid(format!("join.cluster_dns[{i}]"), why.into()))?;
             }
             if let Some(d) = &j.cluster_domain {
-                cluster::domain(d).map_err(|why| invalid("join.cluster_domain".into(), why))?;
+                cluster::domain(d)
+                    .map_err(|why| invalid("join.cluster_domain".into(), why.into()))?;
             }
         }
         let mut pod_cidrs = BTreeSet::new();
         let mut macs = BTreeSet::new();
         let mut names = BTreeSet::new();
         for (i, h) in self.hosts.iter_mut().enumerate() {
-            let mac =
-                identity::mac(&h.mac).map_err(|why| invalid(format!("hosts[{i}].mac"), why))?;
+            let mac = identity::mac(&h.mac)
+                .map_err(|why| invalid(format!("hosts[{i}].mac"), why.into()))?;
             if !macs.insert(mac.clone()) {
                 return Err(invalid(
                     format!("hosts[{i}].mac"),
@@ -308,7 +309,7 @@ impl Inventory {
             }
             h.mac = mac;
             identity::hostname(&h.hostname)
-                .map_err(|why| invalid(format!("hosts[{i}].hostname"), why))?;
+                .map_err(|why| invalid(format!("hosts[{i}].hostname"), why.into()))?;
             if !names.insert(h.hostname.clone()) {
                 return Err(invalid(
                     format!("hosts[{i}].hostname"),
@@ -324,14 +325,15 @@ impl Inventory {
             }
             for (k, v) in &h.labels {
                 identity::label(k, v)
-                    .map_err(|why| invalid(format!("hosts[{i}].labels.{k:?}"), why))?;
+                    .map_err(|why| invalid(format!("hosts[{i}].labels.{k:?}"), why.into()))?;
             }
             for (j, t) in h.taints.iter().enumerate() {
                 identity::taint(t)
-                    .map_err(|why| invalid(format!("hosts[{i}].taints[{j}]"), why))?;
+                    .map_err(|why| invalid(format!("hosts[{i}].taints[{j}]"), why.into()))?;
             }
             if let Some(c) = &h.pod_cidr {
-                cluster::pod_cidr(c).map_err(|why| invalid(format!("hosts[{i}].pod_cidr"), why))?;
+                cluster::pod_cidr(c)
+                    .map_err(|why| invalid(format!("hosts[{i}].pod_cidr"), why.into()))?;
                 if !pod_cidrs.insert(c.clone()) {
                     return Err(invalid(
                         format!("hosts[{i}].pod_cidr"),

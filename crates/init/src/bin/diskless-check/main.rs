@@ -30,7 +30,7 @@ fn main() {
     let code = match CheckMode::parse(&word) {
         Ok(mode) => check(mode),
         Err(e) => {
-            print_result("mode", CheckLine::FAIL, e);
+            print_result("mode", CheckLine::FAIL, e.to_string());
             finish(1, CheckMode::Once)
         }
     };
@@ -79,7 +79,7 @@ fn print_result(name: &str, status: &str, detail: String) {
 /// [`diskless_init::run::run`] with the time limit every check needs: a hung containerd must
 /// fail a check, not the whole run.
 pub(crate) fn run(argv: &[&str], limit: Duration) -> Result<String, String> {
-    diskless_init::run::run(argv, Some(limit))
+    diskless_init::run::run(argv, Some(limit)).map_err(|e| e.to_string())
 }
 
 pub(crate) fn service_pid(name: &str) -> Option<i32> {
@@ -108,7 +108,7 @@ fn check(mode: CheckMode) -> i32 {
     let contract = match ImageContract::load() {
         Ok(c) => c,
         Err(e) => {
-            print_result("contract", CheckLine::FAIL, e);
+            print_result("contract", CheckLine::FAIL, e.to_string());
             return finish(1, mode);
         }
     };
@@ -169,7 +169,7 @@ fn check(mode: CheckMode) -> i32 {
     if let Some(image_kubelet) = image_kubelet {
         // What the init started: the image's service with this node's flags.
         match node::kubelet_service(image_kubelet, &node) {
-            Err(why) => c.skipped("kubelet", why),
+            Err(why) => c.skipped("kubelet", why.to_string()),
             Ok(kubelet) => match &kubelet.service.condition_path {
                 Some(p) if !std::path::Path::new(p).exists() => {
                     c.skipped("kubelet", format!("condition_path {p} missing"))
@@ -371,12 +371,14 @@ fn check_container() -> Result<String, String> {
 /// The node configuration the init applied, as the running system shows it: the hostname
 /// (the command line's `diskless.hostname=` wins over the node's) and secret files still 0600
 /// after the root switch. `Ok(None)` without a per-node segment.
-fn check_node(node: &Result<Option<NodeConfig>, String>) -> Result<Option<String>, String> {
+fn check_node(
+    node: &Result<Option<NodeConfig>, node::NodeFileError>,
+) -> Result<Option<String>, String> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let n = match node {
         Ok(None) => return Ok(None),
         Ok(Some(n)) => n,
-        Err(e) => return Err(e.clone()),
+        Err(e) => return Err(e.to_string()),
     };
     let cmdline = Cmdline::read().ok().and_then(|c| c.hostname);
     let wanted = node::fixed_hostname(cmdline.as_deref(), Some(n)).unwrap_or_default();
