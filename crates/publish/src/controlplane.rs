@@ -14,7 +14,7 @@ use diskless_contract::controlplane::{
     pki, API_PORT, CONTROLLER_MANAGER_KUBECONFIG, ETCD_SNAPSHOT, PKI_FILES, SCHEDULER_KUBECONFIG,
 };
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// path in the node segment → (bytes, mode).
 pub(crate) type Files = BTreeMap<String, (Vec<u8>, u32)>;
@@ -90,7 +90,7 @@ fn warn(what: &str) {
 
 /// `kubectl apply --server-side` of the bootstrap RBAC.
 fn apply_rbac(cp: &ControlPlane, admin: &Path) -> anyhow::Result<()> {
-    let kubectl = program(&cp.kubectl, "kubectl");
+    let kubectl = cp.kubectl_program();
     let list = diskless_kube::controlplane::list(diskless_kube::controlplane::bootstrap_rbac());
     let out = duct::cmd!(
         &kubectl,
@@ -115,29 +115,10 @@ fn apply_rbac(cp: &ControlPlane, admin: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The configured program, else its name on PATH.
-pub(crate) fn program(configured: &Option<PathBuf>, name: &str) -> PathBuf {
-    configured.clone().unwrap_or_else(|| PathBuf::from(name))
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A control plane whose etcd and tools are unreachable (shared with snapshot.rs's tests).
-    pub(crate) fn control_plane(dir: &Path) -> ControlPlane {
-        ControlPlane {
-            host: "cp".into(),
-            pki_dir: dir.join("pki"),
-            advertise_address: None,
-            etcd_endpoint: "https://127.0.0.1:1".into(),
-            snapshot_dir: dir.join("snapshots"),
-            admin_kubeconfig: None,
-            etcdctl: Some("/nonexistent/etcdctl".into()),
-            etcdutl: Some("/nonexistent/etcdutl".into()),
-            kubectl: None,
-        }
-    }
+    use crate::snapshot::tests::control_plane;
 
     /// Secrets 0600, certificates 0644, kubeconfigs naming the segment's own paths; without
     /// an etcd to snapshot and none kept, no snapshot (and no error).

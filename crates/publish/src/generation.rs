@@ -2,13 +2,11 @@
 //! entry is rendered; reading records and the image indexes they name; what they reference.
 
 use crate::dest::{Dest, Snapshot};
-use crate::entries::{self, Additions};
 use anyhow::{bail, Context};
 use diskless_builder::index::{sha256_hex, Artifact, Index};
 use diskless_builder::ipxe::words::{Word, Words};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 pub(crate) const GENERATION_VERSION: u32 = 1;
 
@@ -70,33 +68,6 @@ pub fn format_utc(secs: u64) -> String {
         rem / 3600,
         (rem % 3600) / 60
     )
-}
-
-/// Every entry of a local boot server directory's newest generation, rendered afresh with
-/// `add` (the harness's check hook): what `diskless check --server` serves.
-pub fn local_entries(dest: &Path, add: &Additions) -> anyhow::Result<Vec<(String, String)>> {
-    let d = Dest::Local(dest.to_owned());
-    let snap = d.snapshot()?;
-    let g = read_generations(&d, &snap)?.pop().with_context(|| {
-        format!(
-            "{} has no generations/: publish to it first",
-            dest.display()
-        )
-    })?;
-    let mut indexes = Indexes::new();
-    read_indexes(&d, &mut indexes, g.images.values().map(|i| i.index.clone()))?;
-    let e = entries::entries(&g, &indexes, add)?;
-    Ok(e.images
-        .into_iter()
-        .chain(e.hosts)
-        .chain(e.shared)
-        .collect())
-}
-
-/// The generation records of a local boot server directory, oldest first.
-pub fn generations(dest: &Path) -> anyhow::Result<Vec<Generation>> {
-    let dest = Dest::Local(dest.to_owned());
-    read_generations(&dest, &dest.snapshot()?)
 }
 
 /// Every record in `snap`, oldest first.

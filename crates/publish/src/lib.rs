@@ -41,15 +41,15 @@ mod foreign;
 mod generation;
 pub mod inventory;
 pub mod kubeconfig;
+mod local;
 mod node;
 pub mod snapshot;
 pub mod token;
 mod verify;
 
 pub use entries::{entries, Additions, Entries};
-pub use generation::{
-    format_utc, generations, local_entries, Generation, Indexes, PublishedHost, PublishedImage,
-};
+pub use generation::{format_utc, Generation, Indexes, PublishedHost, PublishedImage};
+pub use local::{generations, local_entries};
 pub use verify::verify_dest;
 
 #[derive(Debug, Clone)]

@@ -5,7 +5,6 @@
 //! snapshot, exactly as the node will restore it; the newest kept one is checked again before
 //! it is reused.
 
-use crate::controlplane::program;
 use crate::inventory::ControlPlane;
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -54,7 +53,7 @@ pub fn take(cp: &ControlPlane) -> anyhow::Result<PathBuf> {
 /// `etcdctl` against the control plane's etcd with publish's client certificate.
 fn etcdctl(cp: &ControlPlane, args: &[&str]) -> anyhow::Result<()> {
     let pki = |name: &str| cp.pki_dir.join(name);
-    let program = program(&cp.etcdctl, "etcdctl");
+    let program = cp.etcdctl_program();
     let mut argv: Vec<std::ffi::OsString> = vec![
         format!("--endpoints={}", cp.etcd_endpoint).into(),
         "--cacert".into(),
@@ -111,7 +110,7 @@ pub fn verify(cp: &ControlPlane, snapshot: &Path) -> anyhow::Result<()> {
         .prefix(".verify-")
         .tempdir_in(&cp.snapshot_dir)
         .context("cannot create a scratch directory for the restore check")?;
-    let etcdutl = program(&cp.etcdutl, "etcdutl");
+    let etcdutl = cp.etcdutl_program();
     let out = duct::cmd!(
         &etcdutl,
         "snapshot",
@@ -177,10 +176,25 @@ fn last_line(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    use crate::controlplane::tests::control_plane as cp;
+    /// A control plane whose etcd and tools are unreachable (shared with controlplane.rs's tests).
+    pub(crate) fn control_plane(dir: &Path) -> ControlPlane {
+        ControlPlane {
+            host: "cp".into(),
+            pki_dir: dir.join("pki"),
+            advertise_address: None,
+            etcd_endpoint: "https://127.0.0.1:1".into(),
+            snapshot_dir: dir.join("snapshots"),
+            admin_kubeconfig: None,
+            etcdctl: Some("/nonexistent/etcdctl".into()),
+            etcdutl: Some("/nonexistent/etcdutl".into()),
+            kubectl: None,
+        }
+    }
+
+    use control_plane as cp;
 
     #[test]
     fn without_etcdctl_no_snapshot_is_taken_and_none_is_kept() {
