@@ -4,21 +4,20 @@
 
 use crate::dest::Dest;
 use crate::entries::{self, Additions};
+use crate::error::PublishError;
 use crate::generation::{read_generations, read_indexes, Generation, Indexes};
-use anyhow::Context;
 use std::path::Path;
 
 /// Every entry of a local boot server directory's newest generation, rendered afresh with
 /// `add` (the harness's check hook): what `diskless check --server` serves.
-pub fn local_entries(dest: &Path, add: &Additions) -> anyhow::Result<Vec<(String, String)>> {
+pub fn local_entries(dest: &Path, add: &Additions) -> Result<Vec<(String, String)>, PublishError> {
     let d = Dest::Local(dest.to_owned());
     let snap = d.snapshot()?;
-    let g = read_generations(&d, &snap)?.pop().with_context(|| {
-        format!(
-            "{} has no generations/: publish to it first",
-            dest.display()
-        )
-    })?;
+    let g = read_generations(&d, &snap)?
+        .pop()
+        .ok_or_else(|| PublishError::NoGenerations {
+            dest: dest.to_owned(),
+        })?;
     let mut indexes = Indexes::new();
     read_indexes(&d, &mut indexes, g.images.values().map(|i| i.index.clone()))?;
     let e = entries::entries(&g, &indexes, add)?;
@@ -30,7 +29,7 @@ pub fn local_entries(dest: &Path, add: &Additions) -> anyhow::Result<Vec<(String
 }
 
 /// The generation records of a local boot server directory, oldest first.
-pub fn generations(dest: &Path) -> anyhow::Result<Vec<Generation>> {
+pub fn generations(dest: &Path) -> Result<Vec<Generation>, PublishError> {
     let dest = Dest::Local(dest.to_owned());
-    read_generations(&dest, &dest.snapshot()?)
+    Ok(read_generations(&dest, &dest.snapshot()?)?)
 }
