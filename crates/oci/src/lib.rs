@@ -17,12 +17,17 @@ mod reference;
 mod segment;
 mod verify;
 
-pub use archive::default_cache_dir;
-pub use build::{build_from_dir, BuildSpec, BuildSummary, LayerCompression};
+pub use archive::{default_cache_dir, ArchiveError};
+pub use build::{build_from_dir, BuildError, BuildSpec, BuildSummary, LayerCompression};
 pub use coredns::coredns_image;
 pub use diskless_kube::images::{COREDNS_REF, PAUSE_REF, WORKLOAD_REF};
-pub use reference::host_reference_images;
-pub use segment::{check_ref, image_segments_with_cache, BLOB_POOL, OCI_DIR};
+pub use layer::LayerError;
+pub use layout::IngestError;
+pub use reference::{host_reference_images, ReferenceError};
+pub use segment::{
+    check_ref, image_segments_with_cache, PreloadError, RefError, BLOB_POOL, OCI_DIR,
+};
+pub use verify::DigestError;
 
 use diskless_builder::plan::{Algorithm, Compression, PreloadImage};
 use diskless_builder::tree::Content;
@@ -36,7 +41,8 @@ pub struct Preload;
 
 impl diskless_builder::preload::Preloader for Preload {
     fn segments(&self, images: &[PreloadImage]) -> anyhow::Result<Vec<ImageSegment>> {
-        image_segments(images)
+        // The trait is the builder's; its error type is its choice.
+        Ok(image_segments(images)?)
     }
 
     fn compression(&self) -> Compression {
@@ -46,7 +52,7 @@ impl diskless_builder::preload::Preloader for Preload {
 
 /// Segments for the plan's `images[]`, in order, using the blob cache at [`default_cache_dir`]
 /// for tar archives. Errors name the plan entry, its archive and the blob or entry at fault.
-pub fn image_segments(images: &[PreloadImage]) -> anyhow::Result<Vec<ImageSegment>> {
+pub fn image_segments(images: &[PreloadImage]) -> Result<Vec<ImageSegment>, PreloadError> {
     if images.is_empty() {
         return Ok(Vec::new());
     }

@@ -8,10 +8,9 @@
 //! the init can assemble a complete OCI archive for `ctr images import`.
 
 use super::archive::Source;
-use super::layout::{ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME};
+use super::layout::{IngestError, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME};
 use super::verify::canonical_json;
 use super::{docker, layout, ImageSegment, Ingested};
-use anyhow::{bail, Context};
 use diskless_builder::plan::PreloadImage;
 use diskless_builder::tree::{Content, Entry, EntryKind, Tree};
 use diskless_contract::image::ImageRef;
@@ -20,6 +19,51 @@ use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
+
+/// A plan's `images[]` that cannot become segments: the message names the entry (and for an
+/// archive, the blob or member at fault).
+#[derive(Debug, thiserror::Error)]
+pub enum PreloadError {
+    #[error("{at}: name must match [a-z0-9][a-z0-9._-]* (it names the segment image-<name>)")]
+    Name { at: String },
+    #[error("{at}: another image already has this name; names must be unique")]
+    Duplicate { at: String },
+    #[error("{at}: refs is empty; give the reference(s) the image carries, e.g. registry.k8s.io/pause:3.6")]
+    NoRefs { at: String },
+    #[error("{at}: ref {reference:?}: {cause}")]
+    Ref {
+        at: String,
+        reference: String,
+        cause: RefError,
+    },
+    #[error("{at}: {why}")]
+    Condition { at: String, why: String },
+    #[error("image {name:?} ({}): {cause}", archive.display())]
+    Image {
+        name: String,
+        archive: std::path::PathBuf,
+        cause: Box<IngestError>,
+    },
+    /// No blob cache to unpack archives into.
+    #[error(transparent)]
+    Cache(#[from] super::archive::ArchiveError),
+}
+
+impl PreloadError {
+    /// Whether this machine lacks something (a home for the blob cache).
+    pub fn is_environment(&self) -> bool {
+        match self {
+            PreloadError::Image { cause, .. } => cause.is_environment(),
+            PreloadError::Cache(e) => e.is_environment(),
+            _ => false,
+        }
+    }
+}
+
+/// A reference CRI would not look an image up by (the message says why and what to write).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct RefError(String);
 
 /// Where images live in the node's root.
 pub const OCI_DIR: &str = "/var/lib/diskless/oci";
@@ -30,19 +74,22 @@ pub const BLOB_POOL: &str = "/var/lib/diskless/oci/blobs/sha256";
 pub fn image_segments_with_cache(
     images: &[PreloadImage],
     cache: &Path,
-) -> anyhow::Result<Vec<ImageSegment>> {
+) -> Result<Vec<ImageSegment>, PreloadError> {
     check_entries(images)?;
     let mut placed = BTreeSet::new();
     let mut segments = Vec::with_capacity(images.len());
     for image in images {
-        let ingested = ingest(image, cache)
-            .with_context(|| format!("image {:?} ({})", image.name, image.archive.display()))?;
+        let ingested = ingest(image, cache).map_err(|cause| PreloadError::Image {
+            name: image.name.clone(),
+            archive: image.archive.clone(),
+            cause: Box::new(cause),
+        })?;
         segments.push(segment(image, ingested, &mut placed));
     }
     Ok(segments)
 }
 
-fn ingest(image: &PreloadImage, cache: &Path) -> anyhow::Result<Ingested> {
+fn ingest(image: &PreloadImage, cache: &Path) -> Result<Ingested, IngestError> {
     let src = Source::open(&image.archive, cache)?;
     // docker save (25+) writes both layouts into one archive; the OCI one is the exact one.
     let mut ingested = if src.contains("oci-layout") && src.contains("index.json") {
@@ -50,7 +97,7 @@ fn ingest(image: &PreloadImage, cache: &Path) -> anyhow::Result<Ingested> {
     } else if src.contains("manifest.json") {
         docker::ingest(&src, &image.refs)?
     } else {
-        bail!("not an image archive: it has neither oci-layout + index.json (OCI layout) nor manifest.json (docker-archive)")
+        return Err(IngestError::NotAnArchive);
     };
     // Only the blobs the image uses stay in the cache.
     src.keep(&mut ingested.blobs)?;
@@ -124,7 +171,7 @@ pub fn single_image_index(manifest: &Descriptor, reference: &str) -> Vec<u8> {
     canonical_json(&index)
 }
 
-fn check_entries(images: &[PreloadImage]) -> anyhow::Result<()> {
+fn check_entries(images: &[PreloadImage]) -> Result<(), PreloadError> {
     let mut names = BTreeSet::new();
     for (i, image) in images.iter().enumerate() {
         let at = format!("images[{i}] ({:?})", image.name);
@@ -138,21 +185,29 @@ fn check_entries(images: &[PreloadImage]) -> anyhow::Result<()> {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
         if !valid_name {
-            bail!("{at}: name must match [a-z0-9][a-z0-9._-]* (it names the segment image-<name>)");
+            return Err(PreloadError::Name { at });
         }
         if !names.insert(&image.name) {
-            bail!("{at}: another image already has this name; names must be unique");
+            return Err(PreloadError::Duplicate { at });
         }
         if image.refs.is_empty() {
-            bail!("{at}: refs is empty; give the reference(s) the image carries, e.g. registry.k8s.io/pause:3.6");
+            return Err(PreloadError::NoRefs { at });
         }
         for r in &image.refs {
-            check_ref(r).with_context(|| format!("{at}: ref {r:?}"))?;
+            check_ref(r).map_err(|cause| PreloadError::Ref {
+                at: at.clone(),
+                reference: r.clone(),
+                cause,
+            })?;
         }
         if let Some(p) = &image.condition_path {
             // The init's rule, which component conditions follow too.
-            diskless_contract::image::check_condition_path(p)
-                .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+            diskless_contract::image::check_condition_path(p).map_err(|why| {
+                PreloadError::Condition {
+                    at: at.clone(),
+                    why,
+                }
+            })?;
         }
     }
     Ok(())
@@ -161,8 +216,8 @@ fn check_entries(images: &[PreloadImage]) -> anyhow::Result<()> {
 /// Refs must be what CRI looks images up by: valid by the distribution grammar, fully
 /// qualified and tagged (kubelet asks for `docker.io/library/busybox:latest`, never `busybox`).
 /// The init checks the contract with the same rule.
-pub fn check_ref(r: &str) -> anyhow::Result<()> {
-    Reference::qualified(r).map_err(anyhow::Error::msg)?;
+pub fn check_ref(r: &str) -> Result<(), RefError> {
+    Reference::qualified(r).map_err(RefError)?;
     Ok(())
 }
 
