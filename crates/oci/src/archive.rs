@@ -14,8 +14,8 @@
 //! archive, device nodes, duplicate entries, and archives over [`Limits`] are errors naming the
 //! entry or the limit.
 
+use super::blob::Blob;
 use super::verify::HashingWriter;
-use super::Blob;
 use diskless_builder::tree::Content;
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -6,7 +6,8 @@
 //! one, permission bits from the source, a gzip header without timestamp or name, JSON with
 //! sorted keys and no `created` date. Same directory + same options → same bytes.
 
-use super::segment::{check_ref, single_image_index, RefError};
+use super::blob::linux_amd64;
+use super::index::{check_ref, single_image_index, RefError};
 use super::verify::{canonical_json, sha256_digest, sha256_hex, HashingWriter};
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, ImageConfigurationBuilder, ImageManifestBuilder, MediaType,
@@ -186,7 +187,7 @@ pub fn build_from_dir(
         manifest.len() as u64,
         sha256_digest(&manifest_hex),
     );
-    manifest_desc.set_platform(Some(super::linux_amd64()));
+    manifest_desc.set_platform(Some(linux_amd64()));
     let index = single_image_index(&manifest_desc, &spec.reference);
 
     let tmp = tempfile::Builder::new()

@@ -8,10 +8,10 @@
 //! new document, written as canonical JSON so it is the same bytes on every build.
 
 use super::archive::{Compression, Limits, Located, Source};
+use super::blob::{linux_amd64, Blob, Ingested};
 use super::layer;
 use super::layout::{check_platform, json, within, IngestError};
 use super::verify::{canonical_json, sha256_digest, sha256_hex};
-use super::{Blob, Ingested};
 use diskless_builder::tree::Content;
 use diskless_contract::digest::is_sha256_hex;
 use diskless_contract::reference::Reference;
@@ -134,7 +134,7 @@ pub fn ingest(src: &Source, refs: &[String]) -> Result<Ingested, IngestError> {
         bytes.len() as u64,
         sha256_digest(&hex),
     );
-    manifest_desc.set_platform(Some(super::linux_amd64()));
+    manifest_desc.set_platform(Some(linux_amd64()));
     blobs.insert(
         0,
         Blob {

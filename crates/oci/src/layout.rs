@@ -3,9 +3,10 @@
 //! images, buildx output), and collect its verified blobs.
 
 use super::archive::{ArchiveError, Limits, Located, Source};
+use super::blob::{linux_amd64, Blob, Ingested};
+use super::index::{ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME};
 use super::layer::{self, LayerError};
 use super::verify::{check_blob, descriptor_hex, DigestError};
-use super::{Blob, Ingested};
 use diskless_builder::tree::Content;
 use oci_spec::image::{
     Arch, Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType, OciLayout, Os,
@@ -17,11 +18,6 @@ const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// How deep nested indexes may go before we call it a loop.
 const MAX_NESTING: usize = 4;
-
-/// Annotation containerd's importer names an image by.
-pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
-/// The OCI spec's reference-name annotation.
-pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// An image archive (OCI layout or docker-archive) that does not hold one usable linux/amd64
 /// image: the message names the document, descriptor or layer at fault.
@@ -366,7 +362,7 @@ fn image_from_manifest(
         desc.size(),
         desc.digest().clone(),
     );
-    manifest_desc.set_platform(Some(super::linux_amd64()));
+    manifest_desc.set_platform(Some(linux_amd64()));
     Ok(Ingested {
         manifest: manifest_desc,
         blobs,

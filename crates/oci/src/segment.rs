@@ -7,16 +7,16 @@
 //! segment. The contract lists every blob an image needs, including those placed earlier, so
 //! the init can assemble a complete OCI archive for `ctr images import`.
 
-use super::archive::Source;
-use super::layout::{IngestError, ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME};
-use super::verify::canonical_json;
-use super::{docker, layout, ImageSegment, Ingested};
+use super::archive::{ArchiveError, Source};
+use super::blob::Ingested;
+use super::index::{check_ref, single_image_index, RefError};
+use super::layout::IngestError;
+use super::{docker, layout};
 use diskless_builder::plan::PreloadImage;
+use diskless_builder::preload::ImageSegment;
 use diskless_builder::tree::{Content, Entry, EntryKind, Tree};
 use diskless_contract::image::ImageRef;
-use diskless_contract::reference::Reference;
-use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -46,7 +46,7 @@ pub enum PreloadError {
     },
     /// No blob cache to unpack archives into.
     #[error(transparent)]
-    Cache(#[from] super::archive::ArchiveError),
+    Cache(#[from] ArchiveError),
 }
 
 impl PreloadError {
@@ -60,17 +60,12 @@ impl PreloadError {
     }
 }
 
-/// A reference CRI would not look an image up by (the message says why and what to write).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct RefError(String);
-
 /// Where images live in the node's root.
 pub const OCI_DIR: &str = "/var/lib/diskless/oci";
 /// The shared blob pool.
 pub const BLOB_POOL: &str = "/var/lib/diskless/oci/blobs/sha256";
 
-/// Like [`super::image_segments`], with an explicit blob cache for unpacked tar archives.
+/// Like `diskless_oci::image_segments`, with an explicit blob cache for unpacked tar archives.
 pub fn image_segments_with_cache(
     images: &[PreloadImage],
     cache: &Path,
@@ -154,23 +149,6 @@ fn segment(
     }
 }
 
-/// An OCI index with one manifest, named `reference` the two ways containerd's importer reads a
-/// name (`io.containerd.image.name` first, then `org.opencontainers.image.ref.name`).
-pub fn single_image_index(manifest: &Descriptor, reference: &str) -> Vec<u8> {
-    let mut desc = manifest.clone();
-    desc.set_annotations(Some(HashMap::from([
-        (ANNOTATION_CONTAINERD_NAME.to_owned(), reference.to_owned()),
-        (ANNOTATION_REF_NAME.to_owned(), reference.to_owned()),
-    ])));
-    let index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![desc])
-        .build()
-        .expect("all required index fields are set");
-    canonical_json(&index)
-}
-
 fn check_entries(images: &[PreloadImage]) -> Result<(), PreloadError> {
     let mut names = BTreeSet::new();
     for (i, image) in images.iter().enumerate() {
@@ -211,36 +189,4 @@ fn check_entries(images: &[PreloadImage]) -> Result<(), PreloadError> {
         }
     }
     Ok(())
-}
-
-/// Refs must be what CRI looks images up by: valid by the distribution grammar, fully
-/// qualified and tagged (kubelet asks for `docker.io/library/busybox:latest`, never `busybox`).
-/// The init checks the contract with the same rule.
-pub fn check_ref(r: &str) -> Result<(), RefError> {
-    Reference::qualified(r).map_err(RefError)?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refs_must_be_qualified_and_tagged() {
-        check_ref("registry.k8s.io/pause:3.6").unwrap();
-        check_ref("localhost:5000/a/b:1").unwrap();
-        check_ref(&format!(
-            "docker.io/library/busybox@sha256:{}",
-            "ab".repeat(32)
-        ))
-        .unwrap();
-        assert!(check_ref("docker.io/library/busybox@sha256:abc").is_err());
-        let e = check_ref("busybox:1").unwrap_err().to_string();
-        assert!(e.contains("docker.io/library/busybox:1"), "{e}");
-        let e = check_ref("docker.io/library/busybox")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no tag"), "{e}");
-        assert!(check_ref("docker.io/Library/x:1").is_err());
-    }
 }

@@ -3,8 +3,9 @@
 //! standard error as they print them (dnsmasq `log-facility=-`, nginx `error_log stderr`).
 //! If serve is killed outright, its watchdog stops them (`watchdog.rs`).
 
+use crate::dnsmasq::DnsmasqConf;
+use crate::nginx::NginxConf;
 use crate::watchdog::Watchdog;
-use crate::Resolved;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -228,7 +229,8 @@ pub fn run(
     dnsmasq_conf: &Path,
     nginx_conf: &Path,
     state: &Path,
-    r: &Resolved,
+    dhcp: &DnsmasqConf,
+    http: &NginxConf,
 ) -> Result<(), DaemonError> {
     let signals = block_stop_signals();
     // Declared before the daemons, so dropped after them: it only acts if we die first.
@@ -259,7 +261,7 @@ pub fn run(
             }
         }
         if TcpStream::connect_timeout(
-            &(r.nginx.listen, r.nginx.port.get()).into(),
+            &(http.listen, http.port.get()).into(),
             Duration::from_millis(200),
         )
         .is_ok()
@@ -268,8 +270,8 @@ pub fn run(
         }
         if Instant::now() > deadline {
             return Err(DaemonError::NoAnswer {
-                addr: r.nginx.listen,
-                port: r.nginx.port.get(),
+                addr: http.listen,
+                port: http.port.get(),
             });
         }
         if let Some(sig) = stop_signal(&signals, Duration::from_millis(100)) {
@@ -279,8 +281,8 @@ pub fn run(
     }
     eprintln!(
         "diskless serve: ready: DHCP/TFTP on {}, {} over HTTP (Ctrl-C stops both)",
-        r.dnsmasq.interface.as_str(),
-        r.dnsmasq.script_url
+        dhcp.interface.as_str(),
+        dhcp.script_url
     );
     loop {
         if let Some(sig) = stop_signal(&signals, Duration::from_millis(250)) {

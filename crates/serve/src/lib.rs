@@ -291,5 +291,7 @@ pub fn serve(o: &ServeOptions) -> Result<(), ServeError> {
         daemons::check_dhcp_free(&r.dnsmasq.interface)?;
     }
     let files = write_configs(&r, &state)?;
-    Ok(daemons::run(&files[0], &files[1], &state, &r)?)
+    Ok(daemons::run(
+        &files[0], &files[1], &state, &r.dnsmasq, &r.nginx,
+    )?)
 }
