@@ -294,7 +294,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
                 }
                 Ok(())
             }
-            None => diskless_serve::serve(&(&args).into()),
+            None => Ok(diskless_serve::serve(&(&args).into())?),
         },
         Command::Run(args) => diskless_harness::run(&args.into()),
         Command::Check(args) if args.control_plane => {

@@ -14,15 +14,109 @@
 //! archive, device nodes, duplicate entries, and archives over [`Limits`] are errors naming the
 //! entry or the limit.
 
+use super::blob::Blob;
 use super::verify::HashingWriter;
-use super::Blob;
-use anyhow::{bail, Context};
 use diskless_builder::tree::Content;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
+
+/// An archive (or layout directory) that cannot be read, or that a hostile hand made: the
+/// message names the archive, the entry or the limit.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{what} has more than {limit} entries, the limit for an image archive: this is not a real image (or split it into smaller layers)")]
+    TooManyEntries { what: String, limit: u64 },
+    #[error("{what} holds more than {limit} of member data, the limit for an image archive: this is not a real image (or split it into smaller images)")]
+    TooManyBytes { what: String, limit: String },
+    #[error("{} is not a regular file or an OCI layout directory: give the image archive itself", path.display())]
+    NotAFile { path: PathBuf },
+    /// `place` is "the archive" or "the layout directory".
+    #[error("{rel} is missing from {place}")]
+    Missing { rel: String, place: &'static str },
+    #[error("{rel} has {size} bytes; a JSON document over {JSON_LIMIT} bytes is not a real image manifest or config")]
+    TooLarge { rel: String, size: u64 },
+    #[error("{rel} is a symlink leaving the layout directory (to {})", target.display())]
+    LeavesLayout { rel: String, target: PathBuf },
+    #[error("{rel} is not a regular file")]
+    NotRegular { rel: String },
+    #[error("entry {name:?} has an absolute path")]
+    Absolute { name: String },
+    #[error("entry {name:?} has a path traversal (`..`)")]
+    Traversal { name: String },
+    #[error("entry {link:?} is a link leaving the archive ({target})")]
+    LinkLeaves { link: String, target: String },
+    #[error("entry {name:?} has a name that is not UTF-8")]
+    NotUtf8 { name: String },
+    #[error("entry {name:?} is not a directory but names the archive root")]
+    Root { name: String },
+    #[error("duplicate entry {path:?}: an archive must hold each file once")]
+    Duplicate { path: String },
+    #[error("link {path:?} has no target")]
+    NoTarget { path: String },
+    #[error("link {path:?} has a target that is not UTF-8")]
+    TargetNotUtf8 { path: String },
+    #[error("hard link {path:?} is a link leaving the archive: {cause}")]
+    HardLinkLeaves {
+        path: String,
+        cause: Box<ArchiveError>,
+    },
+    #[error("entry {path:?} is a device node or FIFO: image archives hold only files, directories and links")]
+    Device { path: String },
+    #[error("entry {path:?} has tar entry type {kind}, which image archives do not use")]
+    EntryType { path: String, kind: String },
+    #[error("link {link:?} is part of a symlink loop")]
+    Loop { link: String },
+    #[error("link {link:?} points to {target:?}, which is not a file in the archive")]
+    Dangling { link: String, target: String },
+    #[error("{} vanished from the staging directory", path.display())]
+    Vanished { path: PathBuf },
+    /// No place for the blob cache: an environment problem.
+    #[error("neither XDG_CACHE_HOME nor HOME is set: set XDG_CACHE_HOME to a writable directory for the image blob cache")]
+    NoCacheDir,
+    /// An I/O failure, with what was being done.
+    #[error("{context}: {cause}")]
+    Io {
+        context: String,
+        cause: std::io::Error,
+    },
+    /// Another failure, with what was being done.
+    #[error("{context}: {cause}")]
+    In {
+        context: String,
+        cause: Box<ArchiveError>,
+    },
+}
+
+impl ArchiveError {
+    /// Whether this machine lacks something (a home for the blob cache).
+    pub fn is_environment(&self) -> bool {
+        match self {
+            ArchiveError::NoCacheDir => true,
+            ArchiveError::In { cause, .. } | ArchiveError::HardLinkLeaves { cause, .. } => {
+                cause.is_environment()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// For `map_err`: an I/O error while doing `context`.
+fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> ArchiveError {
+    let context = context.into();
+    move |cause| ArchiveError::Io { context, cause }
+}
+
+/// For `map_err`: an error while doing `context`.
+fn within(context: impl Into<String>) -> impl FnOnce(ArchiveError) -> ArchiveError {
+    let context = context.into();
+    move |cause| ArchiveError::In {
+        context,
+        cause: Box::new(cause),
+    }
+}
 
 /// JSON documents (manifests, configs, indexes) larger than this are refused rather than read
 /// into memory: real ones are a few KiB.
@@ -82,14 +176,14 @@ impl Limits {
     };
 
     /// Counts one more entry of `size` bytes against the limits; `what` names the archive.
-    pub fn count(&self, seen: &mut (u64, u64), size: u64, what: &str) -> anyhow::Result<()> {
+    pub fn count(&self, seen: &mut (u64, u64), size: u64, what: &str) -> Result<(), ArchiveError> {
         seen.0 += 1;
         seen.1 = seen.1.saturating_add(size);
         if seen.0 > self.entries {
-            bail!(
-                "{what} has more than {} entries, the limit for an image archive: this is not a real image (or split it into smaller layers)",
-                self.entries
-            );
+            return Err(ArchiveError::TooManyEntries {
+                what: what.to_string(),
+                limit: self.entries,
+            });
         }
         if seen.1 > self.bytes {
             let limit = if self.bytes >= 1 << 30 && self.bytes.is_multiple_of(1 << 30) {
@@ -97,9 +191,10 @@ impl Limits {
             } else {
                 format!("{} bytes", self.bytes)
             };
-            bail!(
-                "{what} holds more than {limit} of member data, the limit for an image archive: this is not a real image (or split it into smaller images)"
-            );
+            return Err(ArchiveError::TooManyBytes {
+                what: what.to_string(),
+                limit,
+            });
         }
         Ok(())
     }
@@ -125,26 +220,28 @@ enum Kind {
 
 impl Source {
     /// Opens a layout directory, or streams a tar archive into a staging directory in `cache`.
-    pub fn open(archive: &Path, cache: &Path) -> anyhow::Result<Source> {
+    pub fn open(archive: &Path, cache: &Path) -> Result<Source, ArchiveError> {
         Self::open_with(archive, cache, Limits::DEFAULT)
     }
 
-    pub fn open_with(archive: &Path, cache: &Path, limits: Limits) -> anyhow::Result<Source> {
-        let meta = std::fs::metadata(archive)
-            .with_context(|| format!("cannot read {}", archive.display()))?;
+    pub fn open_with(archive: &Path, cache: &Path, limits: Limits) -> Result<Source, ArchiveError> {
+        let meta =
+            std::fs::metadata(archive).map_err(io(format!("cannot read {}", archive.display())))?;
         // A FIFO, socket or device would block or never end: only regular files are read.
         if !meta.is_dir() && !meta.is_file() {
-            bail!(
-                "{} is not a regular file or an OCI layout directory: give the image archive itself",
-                archive.display()
-            );
+            return Err(ArchiveError::NotAFile {
+                path: archive.to_owned(),
+            });
         }
         std::fs::create_dir_all(cache)
-            .with_context(|| format!("cannot create blob cache {}", cache.display()))?;
+            .map_err(io(format!("cannot create blob cache {}", cache.display())))?;
         let staging = tempfile::Builder::new()
             .prefix(".partial-")
             .tempdir_in(cache)
-            .with_context(|| format!("cannot create a directory in {}", cache.display()))?;
+            .map_err(io(format!(
+                "cannot create a directory in {}",
+                cache.display()
+            )))?;
         let kind = if meta.is_dir() {
             Kind::Dir {
                 root: archive.to_owned(),
@@ -168,22 +265,22 @@ impl Source {
     }
 
     /// Finds `rel`: a staged copy and the sha256 of exactly those bytes.
-    pub fn locate(&self, rel: &str) -> anyhow::Result<Located> {
+    pub fn locate(&self, rel: &str) -> Result<Located, ArchiveError> {
         let rel = normalize(rel)?;
         match &self.kind {
-            Kind::Tar(files) => files
-                .get(&rel)
-                .cloned()
-                .with_context(|| format!("{rel} is missing from the archive")),
+            Kind::Tar(files) => files.get(&rel).cloned().ok_or(ArchiveError::Missing {
+                rel,
+                place: "the archive",
+            }),
             Kind::Dir { root, copied } => {
                 if let Some(found) = copied.borrow().get(&rel) {
                     return Ok(found.clone());
                 }
                 let path = inside_dir(root, &rel)?;
                 let mut file =
-                    File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+                    File::open(&path).map_err(io(format!("cannot open {}", path.display())))?;
                 let located = store(&mut file, self.staging.path())
-                    .with_context(|| format!("cannot copy {}", path.display()))?;
+                    .map_err(within(format!("cannot copy {}", path.display())))?;
                 copied.borrow_mut().insert(rel, located.clone());
                 Ok(located)
             }
@@ -192,7 +289,7 @@ impl Source {
 
     /// Moves the staged files `blobs` point at into the blob cache (`<cache>/<sha256 hex>`) and
     /// points them there; everything else staged is removed with the source.
-    pub fn keep(self, blobs: &mut [Blob]) -> anyhow::Result<()> {
+    pub fn keep(self, blobs: &mut [Blob]) -> Result<(), ArchiveError> {
         for blob in blobs {
             if let Content::Path { path, .. } = &mut blob.content {
                 if path.starts_with(self.staging.path()) {
@@ -200,11 +297,13 @@ impl Source {
                     // Always the copy just hashed, renamed over whatever has that name: a cache
                     // file of the right size but other bytes is never trusted.
                     if path.exists() {
-                        std::fs::rename(&*path, &dest).with_context(|| {
-                            format!("cannot move {} to {}", path.display(), dest.display())
-                        })?;
+                        std::fs::rename(&*path, &dest).map_err(io(format!(
+                            "cannot move {} to {}",
+                            path.display(),
+                            dest.display()
+                        )))?;
                     } else if !dest.exists() {
-                        bail!("{} vanished from the staging directory", path.display());
+                        return Err(ArchiveError::Vanished { path: path.clone() });
                     }
                     *path = dest;
                 }
@@ -214,61 +313,74 @@ impl Source {
     }
 
     /// Reads a small file (a JSON document) into memory, with its sha256.
-    pub fn read_small(&self, rel: &str) -> anyhow::Result<(Vec<u8>, Located)> {
+    pub fn read_small(&self, rel: &str) -> Result<(Vec<u8>, Located), ArchiveError> {
         let loc = self.locate(rel)?;
         if loc.size > JSON_LIMIT {
-            bail!("{rel} has {} bytes; a JSON document over {JSON_LIMIT} bytes is not a real image manifest or config", loc.size);
+            return Err(ArchiveError::TooLarge {
+                rel: rel.to_string(),
+                size: loc.size,
+            });
         }
-        let bytes = std::fs::read(&loc.path)
-            .with_context(|| format!("cannot read {}", loc.path.display()))?;
+        let bytes =
+            std::fs::read(&loc.path).map_err(io(format!("cannot read {}", loc.path.display())))?;
         Ok((bytes, loc))
     }
 }
 
 /// `rel` inside layout directory `root`, refusing symlinks that lead out of it and anything that
 /// is not a regular file.
-fn inside_dir(root: &Path, rel: &str) -> anyhow::Result<PathBuf> {
+fn inside_dir(root: &Path, rel: &str) -> Result<PathBuf, ArchiveError> {
     let path = root.join(rel);
     let meta = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            bail!("{rel} is missing from the layout directory")
+            return Err(ArchiveError::Missing {
+                rel: rel.to_string(),
+                place: "the layout directory",
+            })
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        Err(e) => return Err(io(format!("cannot read {}", path.display()))(e)),
     };
     if meta.file_type().is_symlink() {
         let real = path
             .canonicalize()
-            .with_context(|| format!("{rel} is a dangling symlink"))?;
+            .map_err(io(format!("{rel} is a dangling symlink")))?;
         let root = root
             .canonicalize()
-            .with_context(|| format!("cannot resolve {}", root.display()))?;
+            .map_err(io(format!("cannot resolve {}", root.display())))?;
         if !real.starts_with(&root) {
-            bail!(
-                "{rel} is a symlink leaving the layout directory (to {})",
-                real.display()
-            );
+            return Err(ArchiveError::LeavesLayout {
+                rel: rel.to_string(),
+                target: real,
+            });
         }
     }
-    let meta =
-        std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta = std::fs::metadata(&path).map_err(io(format!("cannot read {}", path.display())))?;
     if !meta.is_file() {
-        bail!("{rel} is not a regular file");
+        return Err(ArchiveError::NotRegular {
+            rel: rel.to_string(),
+        });
     }
     Ok(path)
 }
 
 /// Normalizes an archive member name: drops `.` and empty components; refuses absolute paths and
 /// `..`, which an extracting tool would write outside its target directory.
-pub fn normalize(name: &str) -> anyhow::Result<String> {
+pub fn normalize(name: &str) -> Result<String, ArchiveError> {
     if name.starts_with('/') {
-        bail!("entry {name:?} has an absolute path");
+        return Err(ArchiveError::Absolute {
+            name: name.to_string(),
+        });
     }
     let mut parts = Vec::new();
     for part in name.split('/') {
         match part {
             "" | "." => {}
-            ".." => bail!("entry {name:?} has a path traversal (`..`)"),
+            ".." => {
+                return Err(ArchiveError::Traversal {
+                    name: name.to_string(),
+                })
+            }
             p => parts.push(p),
         }
     }
@@ -276,9 +388,13 @@ pub fn normalize(name: &str) -> anyhow::Result<String> {
 }
 
 /// Resolves a symlink's target against the link's directory, refusing targets outside the archive.
-fn link_target(link: &str, target: &str) -> anyhow::Result<String> {
+fn link_target(link: &str, target: &str) -> Result<String, ArchiveError> {
+    let leaves = |what: String| ArchiveError::LinkLeaves {
+        link: link.to_string(),
+        target: what,
+    };
     if target.starts_with('/') {
-        bail!("entry {link:?} is a link leaving the archive (absolute target {target:?})");
+        return Err(leaves(format!("absolute target {target:?}")));
     }
     let mut parts: Vec<&str> = link.split('/').collect();
     parts.pop();
@@ -287,7 +403,7 @@ fn link_target(link: &str, target: &str) -> anyhow::Result<String> {
             "" | "." => {}
             ".." => {
                 if parts.pop().is_none() {
-                    bail!("entry {link:?} is a link leaving the archive (target {target:?})");
+                    return Err(leaves(format!("target {target:?}")));
                 }
             }
             p => parts.push(p),
@@ -301,27 +417,24 @@ fn unpack(
     archive: &Path,
     staging: &Path,
     limits: Limits,
-) -> anyhow::Result<BTreeMap<String, Located>> {
-    let file = File::open(archive).with_context(|| format!("cannot open {}", archive.display()))?;
+) -> Result<BTreeMap<String, Located>, ArchiveError> {
+    let file = File::open(archive).map_err(io(format!("cannot open {}", archive.display())))?;
     let reader = decompressed(BufReader::with_capacity(1 << 20, file))
-        .with_context(|| format!("cannot read {}", archive.display()))?;
+        .map_err(io(format!("cannot read {}", archive.display())))?;
     let mut tar = tar::Archive::new(reader);
     let mut files: BTreeMap<String, Located> = BTreeMap::new();
     // link name → target name, resolved once every entry has been seen (targets may come later).
     let mut links: BTreeMap<String, String> = BTreeMap::new();
-    let entries = tar.entries().context("not a tar archive")?;
+    let entries = tar.entries().map_err(io("not a tar archive"))?;
     let what = archive.display().to_string();
     let mut seen = (0, 0);
     for entry in entries {
-        let mut entry = entry.context("not a valid tar archive")?;
+        let mut entry = entry.map_err(io("not a valid tar archive"))?;
         limits.count(&mut seen, entry.size(), &what)?;
         let raw = entry.path_bytes();
         let name = std::str::from_utf8(&raw)
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "entry {:?} has a name that is not UTF-8",
-                    String::from_utf8_lossy(&raw)
-                )
+            .map_err(|_| ArchiveError::NotUtf8 {
+                name: String::from_utf8_lossy(&raw).into_owned(),
             })?
             .to_owned();
         let path = normalize(&name)?;
@@ -331,17 +444,17 @@ fn unpack(
             continue;
         }
         if path.is_empty() {
-            bail!("entry {name:?} is not a directory but names the archive root");
+            return Err(ArchiveError::Root { name });
         }
         if files.contains_key(&path) || links.contains_key(&path) {
-            bail!("duplicate entry {path:?}: an archive must hold each file once");
+            return Err(ArchiveError::Duplicate { path });
         }
-        let link_name = || -> anyhow::Result<String> {
+        let link_name = || -> Result<String, ArchiveError> {
             let target = entry
                 .link_name_bytes()
-                .with_context(|| format!("link {path:?} has no target"))?;
+                .ok_or_else(|| ArchiveError::NoTarget { path: path.clone() })?;
             Ok(std::str::from_utf8(&target)
-                .with_context(|| format!("link {path:?} has a target that is not UTF-8"))?
+                .map_err(|_| ArchiveError::TargetNotUtf8 { path: path.clone() })?
                 .to_owned())
         };
         if kind.is_symlink() {
@@ -349,17 +462,22 @@ fn unpack(
             links.insert(path, target);
         } else if kind.is_hard_link() {
             let target = link_name()?;
-            let target = normalize(&target)
-                .with_context(|| format!("hard link {path:?} is a link leaving the archive"))?;
+            let target = normalize(&target).map_err(|cause| ArchiveError::HardLinkLeaves {
+                path: path.clone(),
+                cause: Box::new(cause),
+            })?;
             links.insert(path, target);
         } else if kind.is_file() || kind == tar::EntryType::Continuous {
             let located = store(&mut entry, staging)
-                .with_context(|| format!("cannot unpack entry {path:?}"))?;
+                .map_err(within(format!("cannot unpack entry {path:?}")))?;
             files.insert(path, located);
         } else if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
-            bail!("entry {path:?} is a device node or FIFO: image archives hold only files, directories and links");
+            return Err(ArchiveError::Device { path });
         } else {
-            bail!("entry {path:?} has tar entry type {kind:?}, which image archives do not use");
+            return Err(ArchiveError::EntryType {
+                path,
+                kind: format!("{kind:?}"),
+            });
         }
     }
     for (link, first) in &links {
@@ -374,9 +492,12 @@ fn unpack(
                     target = next.clone();
                     hops += 1;
                 }
-                Some(_) => bail!("link {link:?} is part of a symlink loop"),
+                Some(_) => return Err(ArchiveError::Loop { link: link.clone() }),
                 None => {
-                    bail!("link {link:?} points to {target:?}, which is not a file in the archive")
+                    return Err(ArchiveError::Dangling {
+                        link: link.clone(),
+                        target,
+                    })
                 }
             }
         };
@@ -387,28 +508,31 @@ fn unpack(
 
 /// Copies `reader` into `dir` under its sha256, hashing in the same pass; temp name and
 /// rename, so a file's name never lies about its content.
-fn store(reader: &mut impl Read, dir: &Path) -> anyhow::Result<Located> {
+fn store(reader: &mut impl Read, dir: &Path) -> Result<Located, ArchiveError> {
     let tmp = tempfile::Builder::new()
         .prefix(".partial-")
         .tempfile_in(dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        .map_err(io(format!("cannot create a file in {}", dir.display())))?;
     let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, tmp));
-    io::copy(reader, &mut writer)?;
+    let copying = || io(format!("cannot copy into {}", dir.display()));
+    io::copy(reader, &mut writer).map_err(copying())?;
     let (buffered, hex, size) = writer.finish();
-    let tmp = buffered.into_inner().map_err(|e| e.into_error())?;
+    let tmp = buffered
+        .into_inner()
+        .map_err(|e| copying()(e.into_error()))?;
     let path = dir.join(&hex);
     tmp.persist(&path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .map_err(|e| io(format!("cannot write {}", path.display()))(e.error))?;
     Ok(Located { path, hex, size })
 }
 
 /// The blob cache: `$XDG_CACHE_HOME/diskless/blobs`, else `~/.cache/diskless/blobs`.
-pub fn default_cache_dir() -> anyhow::Result<PathBuf> {
+pub fn default_cache_dir() -> Result<PathBuf, ArchiveError> {
     let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
             Some(home) => PathBuf::from(home).join(".cache"),
-            None => bail!("neither XDG_CACHE_HOME nor HOME is set: set XDG_CACHE_HOME to a writable directory for the image blob cache"),
+            None => return Err(ArchiveError::NoCacheDir),
         },
     };
     Ok(base.join("diskless").join("blobs"))

@@ -6,9 +6,9 @@
 //! one, permission bits from the source, a gzip header without timestamp or name, JSON with
 //! sorted keys and no `created` date. Same directory + same options → same bytes.
 
-use super::segment::{check_ref, single_image_index};
+use super::blob::linux_amd64;
+use super::index::{check_ref, single_image_index, RefError};
 use super::verify::{canonical_json, sha256_digest, sha256_hex, HashingWriter};
-use anyhow::{bail, Context};
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, ImageConfigurationBuilder, ImageManifestBuilder, MediaType,
     Os, RootFsBuilder,
@@ -20,6 +20,51 @@ use std::path::Path;
 
 /// PATH docker and containerd give images that set none; busybox's applets need it.
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `oci build` refused its options or could not pack the directory; messages name the option
+/// or the file.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("--ref {reference:?}: {cause}")]
+    Ref { reference: String, cause: RefError },
+    #[error("--env {0:?} is not KEY=VALUE (a non-empty name, '=', then the value)")]
+    Env(String),
+    #[error("{} is not a directory", path.display())]
+    NotADirectory { path: std::path::PathBuf },
+    #[error("{} has a name that is not UTF-8", path.display())]
+    NotUtf8 { path: std::path::PathBuf },
+    #[error("{} is {what}; images built from a directory hold only files, directories and symlinks", path.display())]
+    Special {
+        path: std::path::PathBuf,
+        what: &'static str,
+    },
+    #[error("cannot make the image's JSON: {0}")]
+    Spec(#[from] oci_spec::OciSpecError),
+    #[error("cannot walk {}: {cause}", root.display())]
+    Walk {
+        root: std::path::PathBuf,
+        cause: walkdir::Error,
+    },
+    #[error("cannot stat {}: {cause}", path.display())]
+    Stat {
+        path: std::path::PathBuf,
+        cause: walkdir::Error,
+    },
+    /// An I/O failure, with what was being done.
+    #[error("{context}: {cause}")]
+    Io { context: String, cause: io::Error },
+    #[error("cannot pack {}: {cause}", from.display())]
+    Pack {
+        from: std::path::PathBuf,
+        cause: Box<BuildError>,
+    },
+}
+
+/// For `map_err`: an I/O error while doing `context`.
+fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> BuildError {
+    let context = context.into();
+    move |cause| BuildError::Io { context, cause }
+}
 
 /// How the single layer is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,16 +101,25 @@ pub struct BuildSummary {
 }
 
 /// Builds an OCI archive of `from` at `out` (temp name + rename: never a partial archive).
-pub fn build_from_dir(from: &Path, spec: &BuildSpec, out: &Path) -> anyhow::Result<BuildSummary> {
-    check_ref(&spec.reference).with_context(|| format!("--ref {:?}", spec.reference))?;
+pub fn build_from_dir(
+    from: &Path,
+    spec: &BuildSpec,
+    out: &Path,
+) -> Result<BuildSummary, BuildError> {
+    check_ref(&spec.reference).map_err(|cause| BuildError::Ref {
+        reference: spec.reference.clone(),
+        cause,
+    })?;
     for e in &spec.env {
         // What a runtime's config parser expects: `KEY=VALUE`, a non-empty key without '='.
         if e.split_once('=').is_none_or(|(k, _)| k.is_empty()) || e.contains('\0') {
-            bail!("--env {e:?} is not KEY=VALUE (a non-empty name, '=', then the value)");
+            return Err(BuildError::Env(e.clone()));
         }
     }
     if !from.is_dir() {
-        bail!("{} is not a directory", from.display());
+        return Err(BuildError::NotADirectory {
+            path: from.to_owned(),
+        });
     }
     let out_dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -74,10 +128,15 @@ pub fn build_from_dir(from: &Path, spec: &BuildSpec, out: &Path) -> anyhow::Resu
 
     // The layer goes to a temp file first: its digest must be known before the archive's
     // first entry, and a 100 MB layer should not sit in memory.
-    let layer_tmp = tempfile::tempfile_in(out_dir)
-        .with_context(|| format!("cannot create a temp file in {}", out_dir.display()))?;
+    let layer_tmp = tempfile::tempfile_in(out_dir).map_err(io_error(format!(
+        "cannot create a temp file in {}",
+        out_dir.display()
+    )))?;
     let (mut layer_file, diff_id, layer_hex, layer_size) = write_layer(from, spec, layer_tmp)
-        .with_context(|| format!("cannot pack {}", from.display()))?;
+        .map_err(|cause| BuildError::Pack {
+            from: from.to_owned(),
+            cause: Box::new(cause),
+        })?;
 
     let mut env = spec.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -128,13 +187,17 @@ pub fn build_from_dir(from: &Path, spec: &BuildSpec, out: &Path) -> anyhow::Resu
         manifest.len() as u64,
         sha256_digest(&manifest_hex),
     );
-    manifest_desc.set_platform(Some(super::linux_amd64()));
+    manifest_desc.set_platform(Some(linux_amd64()));
     let index = single_image_index(&manifest_desc, &spec.reference);
 
     let tmp = tempfile::Builder::new()
         .prefix(".oci-build-")
         .tempfile_in(out_dir)
-        .with_context(|| format!("cannot create a temp file in {}", out_dir.display()))?;
+        .map_err(io_error(format!(
+            "cannot create a temp file in {}",
+            out_dir.display()
+        )))?;
+    let writing = || io_error(format!("cannot write {}", out.display()));
     let mut tar = tar::Builder::new(BufWriter::new(tmp));
     let dir = |tar: &mut tar::Builder<_>, path: &str| {
         let mut h = header(tar::EntryType::Directory, 0o755, 0, spec.mtime);
@@ -145,8 +208,8 @@ pub fn build_from_dir(from: &Path, spec: &BuildSpec, out: &Path) -> anyhow::Resu
         tar.append_data(&mut h, path, data)
     };
     // Blobs sorted by digest, then index.json and oci-layout: name order throughout.
-    dir(&mut tar, "blobs/")?;
-    dir(&mut tar, "blobs/sha256/")?;
+    dir(&mut tar, "blobs/").map_err(writing())?;
+    dir(&mut tar, "blobs/sha256/").map_err(writing())?;
     let mut blobs: Vec<(&str, u64)> = vec![
         (&config_hex, config.len() as u64),
         (&manifest_hex, manifest.len() as u64),
@@ -157,17 +220,18 @@ pub fn build_from_dir(from: &Path, spec: &BuildSpec, out: &Path) -> anyhow::Resu
     for (hex, size) in blobs {
         let path = format!("blobs/sha256/{hex}");
         if hex == layer_hex {
-            layer_file.rewind()?;
+            layer_file.rewind().map_err(writing())?;
             file(
                 &mut tar,
                 &path,
                 size,
                 &mut io::BufReader::new(&mut layer_file),
-            )?;
+            )
+            .map_err(writing())?;
         } else if hex == config_hex {
-            file(&mut tar, &path, size, &mut config.as_slice())?;
+            file(&mut tar, &path, size, &mut config.as_slice()).map_err(writing())?;
         } else {
-            file(&mut tar, &path, size, &mut manifest.as_slice())?;
+            file(&mut tar, &path, size, &mut manifest.as_slice()).map_err(writing())?;
         }
     }
     file(
@@ -175,21 +239,27 @@ pub fn build_from_dir(from: &Path, spec: &BuildSpec, out: &Path) -> anyhow::Resu
         "index.json",
         index.len() as u64,
         &mut index.as_slice(),
-    )?;
+    )
+    .map_err(writing())?;
     let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
     file(
         &mut tar,
         "oci-layout",
         layout.len() as u64,
         &mut layout.as_slice(),
-    )?;
-    let tmp = tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
-    let archive_bytes = tmp.as_file().metadata()?.len();
+    )
+    .map_err(writing())?;
+    let tmp = tar
+        .into_inner()
+        .map_err(writing())?
+        .into_inner()
+        .map_err(|e| writing()(e.into_error()))?;
+    let archive_bytes = tmp.as_file().metadata().map_err(writing())?.len();
     // Temp files are created 0600; the archive is a normal, shareable output file.
     tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    tmp.persist(out)
-        .with_context(|| format!("cannot write {}", out.display()))?;
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(writing())?;
+    tmp.persist(out).map_err(|e| writing()(e.error))?;
     Ok(BuildSummary {
         reference: spec.reference.clone(),
         manifest: format!("sha256:{manifest_hex}"),
@@ -215,7 +285,7 @@ fn write_layer(
     from: &Path,
     spec: &BuildSpec,
     out: File,
-) -> anyhow::Result<(File, String, String, u64)> {
+) -> Result<(File, String, String, u64), BuildError> {
     let stored = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
     match spec.layer {
         LayerCompression::None => {
@@ -223,7 +293,8 @@ fn write_layer(
             let (stored, diff_id, _) = tar.finish();
             let (buf, hex, size) = stored.finish();
             Ok((
-                buf.into_inner().map_err(|e| e.into_error())?,
+                buf.into_inner()
+                    .map_err(|e| io_error("cannot write the layer")(e.into_error()))?,
                 diff_id,
                 hex,
                 size,
@@ -234,9 +305,13 @@ fn write_layer(
             let gz = flate2::write::GzEncoder::new(stored, flate2::Compression::new(6));
             let tar = append_tree(from, spec.mtime, HashingWriter::new(gz))?;
             let (gz, diff_id, _) = tar.finish();
-            let (buf, hex, size) = gz.finish()?.finish();
+            let (buf, hex, size) = gz
+                .finish()
+                .map_err(io_error("cannot compress the layer"))?
+                .finish();
             Ok((
-                buf.into_inner().map_err(|e| e.into_error())?,
+                buf.into_inner()
+                    .map_err(|e| io_error("cannot write the layer")(e.into_error()))?,
                 diff_id,
                 hex,
                 size,
@@ -246,40 +321,46 @@ fn write_layer(
 }
 
 /// Appends every entry under `root`, in name order, as a tar stream into `w`.
-fn append_tree<W: Write>(root: &Path, mtime: u64, w: W) -> anyhow::Result<W> {
+fn append_tree<W: Write>(root: &Path, mtime: u64, w: W) -> Result<W, BuildError> {
     let mut tar = tar::Builder::new(w);
     let walk = walkdir::WalkDir::new(root)
         .min_depth(1)
         .follow_links(false)
         .sort_by_file_name();
     for item in walk {
-        let item = item.with_context(|| format!("cannot walk {}", root.display()))?;
+        let item = item.map_err(|cause| BuildError::Walk {
+            root: root.to_owned(),
+            cause,
+        })?;
         let path = item.path();
         let rel = path
             .strip_prefix(root)
             .expect("walkdir stays under its root");
-        let name = rel
-            .to_str()
-            .with_context(|| format!("{} has a name that is not UTF-8", path.display()))?;
-        let meta = item
-            .metadata()
-            .with_context(|| format!("cannot stat {}", path.display()))?;
+        let name = rel.to_str().ok_or_else(|| BuildError::NotUtf8 {
+            path: path.to_owned(),
+        })?;
+        let meta = item.metadata().map_err(|cause| BuildError::Stat {
+            path: path.to_owned(),
+            cause,
+        })?;
         let mode = meta.permissions().mode() & 0o7777;
         let ft = meta.file_type();
         if ft.is_dir() {
             let mut h = header(tar::EntryType::Directory, mode, 0, mtime);
-            tar.append_data(&mut h, format!("{name}/"), io::empty())?;
+            tar.append_data(&mut h, format!("{name}/"), io::empty())
+                .map_err(io_error(format!("cannot add {}", path.display())))?;
         } else if ft.is_file() {
             let mut h = header(tar::EntryType::Regular, mode, meta.len(), mtime);
-            let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            let f =
+                File::open(path).map_err(io_error(format!("cannot open {}", path.display())))?;
             tar.append_data(&mut h, name, io::BufReader::new(f))
-                .with_context(|| format!("cannot add {}", path.display()))?;
+                .map_err(io_error(format!("cannot add {}", path.display())))?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(path)
-                .with_context(|| format!("cannot read link {}", path.display()))?;
+                .map_err(io_error(format!("cannot read link {}", path.display())))?;
             let mut h = header(tar::EntryType::Symlink, 0o777, 0, mtime);
             tar.append_link(&mut h, name, &target)
-                .with_context(|| format!("cannot add link {}", path.display()))?;
+                .map_err(io_error(format!("cannot add link {}", path.display())))?;
         } else {
             let what = if ft.is_fifo() {
                 "a FIFO"
@@ -288,8 +369,12 @@ fn append_tree<W: Write>(root: &Path, mtime: u64, w: W) -> anyhow::Result<W> {
             } else {
                 "a device node"
             };
-            bail!("{} is {what}; images built from a directory hold only files, directories and symlinks", path.display());
+            return Err(BuildError::Special {
+                path: path.to_owned(),
+                what,
+            });
         }
     }
-    Ok(tar.into_inner()?)
+    tar.into_inner()
+        .map_err(io_error(format!("cannot pack {}", root.display())))
 }

@@ -5,8 +5,8 @@
 //! busybox-made reference images; gzip layer, so containerd keeps the small blob in RAM.
 
 use super::build::{build_from_dir, BuildSpec, LayerCompression};
+use super::reference::{building, io, ReferenceError};
 use super::verify::{hash_file, sha256_hex};
-use anyhow::Context;
 use diskless_builder::plan::PreloadImage;
 use diskless_kube::images::COREDNS_REF;
 use std::os::unix::fs::PermissionsExt;
@@ -18,8 +18,8 @@ const RECIPE_VERSION: &str = "diskless-coredns-image-v1";
 /// Builds (or reuses) the image archive of `coredns` (a static binary) in `cache_dir` and
 /// returns its plan entry. The archive's name hashes the binary and the recipe, so a present
 /// file is reused and another binary gets another name.
-pub fn coredns_image(cache_dir: &Path, coredns: &Path) -> anyhow::Result<PreloadImage> {
-    let (binary_hex, _) = hash_file(coredns)?;
+pub fn coredns_image(cache_dir: &Path, coredns: &Path) -> Result<PreloadImage, ReferenceError> {
+    let (binary_hex, _) = hash_file(coredns).map_err(ReferenceError::Coredns)?;
     let key = format!("{RECIPE_VERSION}\0{binary_hex}\0{COREDNS_REF}");
     let out = cache_dir.join(format!(
         "coredns-{}.oci.tar",
@@ -29,8 +29,8 @@ pub fn coredns_image(cache_dir: &Path, coredns: &Path) -> anyhow::Result<Preload
         diskless_builder::store::touch(&out);
     } else {
         std::fs::create_dir_all(cache_dir)
-            .with_context(|| format!("cannot create {}", cache_dir.display()))?;
-        build(coredns, &out).context("cannot build the coredns image")?;
+            .map_err(io(format!("cannot create {}", cache_dir.display())))?;
+        build(coredns, &out).map_err(building("cannot build the coredns image"))?;
     }
     Ok(PreloadImage {
         name: "coredns".to_owned(),
@@ -44,13 +44,14 @@ pub fn coredns_image(cache_dir: &Path, coredns: &Path) -> anyhow::Result<Preload
     })
 }
 
-fn build(coredns: &Path, out: &Path) -> anyhow::Result<()> {
-    let root = tempfile::tempdir()?;
+fn build(coredns: &Path, out: &Path) -> Result<(), ReferenceError> {
+    let root = tempfile::tempdir().map_err(io("cannot create a temporary directory"))?;
     let dest = root.path().join("coredns");
-    std::fs::copy(coredns, &dest).with_context(|| format!("cannot copy {}", coredns.display()))?;
+    std::fs::copy(coredns, &dest).map_err(io(format!("cannot copy {}", coredns.display())))?;
     // Modes set explicitly so neither the umask nor the source's mode leaks in.
-    std::fs::set_permissions(&dest, PermissionsExt::from_mode(0o755))?;
-    std::fs::set_permissions(root.path(), PermissionsExt::from_mode(0o755))?;
+    let writing = || io(format!("cannot write {}", root.path().display()));
+    std::fs::set_permissions(&dest, PermissionsExt::from_mode(0o755)).map_err(writing())?;
+    std::fs::set_permissions(root.path(), PermissionsExt::from_mode(0o755)).map_err(writing())?;
     let spec = BuildSpec {
         reference: COREDNS_REF.to_owned(),
         entrypoint: Some(vec!["/coredns".into()]),

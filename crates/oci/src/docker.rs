@@ -8,11 +8,10 @@
 //! new document, written as canonical JSON so it is the same bytes on every build.
 
 use super::archive::{Compression, Limits, Located, Source};
+use super::blob::{linux_amd64, Blob, Ingested};
 use super::layer;
-use super::layout::check_platform;
+use super::layout::{check_platform, json, within, IngestError};
 use super::verify::{canonical_json, sha256_digest, sha256_hex};
-use super::{Blob, Ingested};
-use anyhow::{bail, Context};
 use diskless_builder::tree::Content;
 use diskless_contract::digest::is_sha256_hex;
 use diskless_contract::reference::Reference;
@@ -37,20 +36,24 @@ fn ref_matches(reference: &str, tag: &str) -> bool {
     reference == tag || reference.ends_with(&format!("/{tag}"))
 }
 
-pub fn ingest(src: &Source, refs: &[String]) -> anyhow::Result<Ingested> {
+pub fn ingest(src: &Source, refs: &[String]) -> Result<Ingested, IngestError> {
     let (bytes, _) = src.read_small("manifest.json")?;
-    let entries: Vec<DockerEntry> =
-        serde_json::from_slice(&bytes).context("manifest.json is not a docker-archive manifest")?;
+    let entries: Vec<DockerEntry> = serde_json::from_slice(&bytes)
+        .map_err(json("manifest.json is not a docker-archive manifest"))?;
     // Tags are matched against the plan's refs: a tag no runtime would accept is a broken or
     // hand-made archive, refused here rather than half-matched.
     for (i, entry) in entries.iter().enumerate() {
         for (j, tag) in entry.repo_tags.iter().flatten().enumerate() {
-            Reference::parse(tag)
-                .map_err(|e| anyhow::anyhow!("manifest.json [{i}].RepoTags[{j}] {tag:?}: {e}"))?;
+            Reference::parse(tag).map_err(|e| IngestError::RepoTag {
+                i,
+                j,
+                tag: tag.clone(),
+                why: e.to_string(),
+            })?;
         }
     }
     let entry = match entries.as_slice() {
-        [] => bail!("manifest.json lists no image"),
+        [] => return Err(IngestError::NoImage),
         [one] => one,
         many => {
             let matching: Vec<&DockerEntry> = many
@@ -69,11 +72,10 @@ pub fn ingest(src: &Source, refs: &[String]) -> anyhow::Result<Ingested> {
                         .iter()
                         .map(|e| e.repo_tags.clone().unwrap_or_default().join(" "))
                         .collect();
-                    bail!(
-                        "manifest.json holds {} images (tags: {}); list exactly one of their tags in refs, or give one image per archive",
-                        many.len(),
-                        tags.join("; ")
-                    )
+                    return Err(IngestError::AmbiguousTags {
+                        count: many.len(),
+                        tags: tags.join("; "),
+                    });
                 }
             }
         }
@@ -81,19 +83,19 @@ pub fn ingest(src: &Source, refs: &[String]) -> anyhow::Result<Ingested> {
 
     let (config_bytes, config_loc) = src
         .read_small(&entry.config)
-        .with_context(|| format!("config {}", entry.config))?;
+        .map_err(within(format!("config {}", entry.config)))?;
     check_name(&entry.config, &config_loc)?;
     let what = format!("config {}", entry.config);
     let config: ImageConfiguration = serde_json::from_slice(&config_bytes)
-        .with_context(|| format!("{what} is not a valid image configuration"))?;
+        .map_err(json(format!("{what} is not a valid image configuration")))?;
     check_platform(&config, &what)?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != entry.layers.len() {
-        bail!(
-            "manifest.json lists {} layers but {what} has {} diff_ids",
-            entry.layers.len(),
-            diff_ids.len()
-        );
+        return Err(IngestError::DockerLayerCount {
+            what,
+            layers: entry.layers.len(),
+            diff_ids: diff_ids.len(),
+        });
     }
 
     let config_desc = Descriptor::new(
@@ -107,9 +109,9 @@ pub fn ingest(src: &Source, refs: &[String]) -> anyhow::Result<Ingested> {
         let what = format!("layers[{i}] ({path})");
         let loc = src
             .locate(path)
-            .with_context(|| format!("{what} is missing"))?;
+            .map_err(within(format!("{what} is missing")))?;
         check_name(path, &loc)?;
-        let media_type = check_layer(&loc, diff_id).with_context(|| what.clone())?;
+        let media_type = check_layer(&loc, diff_id).map_err(within(what.clone()))?;
         layer_descs.push(Descriptor::new(
             media_type,
             loc.size,
@@ -124,7 +126,7 @@ pub fn ingest(src: &Source, refs: &[String]) -> anyhow::Result<Ingested> {
         .config(config_desc)
         .layers(layer_descs)
         .build()
-        .context("cannot build the OCI manifest")?;
+        .map_err(IngestError::Manifest)?;
     let bytes = canonical_json(&manifest);
     let hex = sha256_hex(&bytes);
     let mut manifest_desc = Descriptor::new(
@@ -132,7 +134,7 @@ pub fn ingest(src: &Source, refs: &[String]) -> anyhow::Result<Ingested> {
         bytes.len() as u64,
         sha256_digest(&hex),
     );
-    manifest_desc.set_platform(Some(super::linux_amd64()));
+    manifest_desc.set_platform(Some(linux_amd64()));
     blobs.insert(
         0,
         Blob {
@@ -149,14 +151,15 @@ pub fn ingest(src: &Source, refs: &[String]) -> anyhow::Result<Ingested> {
 
 /// Files named by their digest (`<hex>.json`, `blobs/sha256/<hex>`, `<hex>.tar`) must hash to
 /// that name: a mismatch is a corrupt or tampered archive.
-fn check_name(path: &str, loc: &Located) -> anyhow::Result<()> {
+fn check_name(path: &str, loc: &Located) -> Result<(), IngestError> {
     let stem = path.rsplit('/').next().unwrap_or(path);
     let stem = stem.split('.').next().unwrap_or(stem);
     if is_sha256_hex(stem) && stem != loc.hex {
-        bail!(
-            "{path} is corrupt: it is named by digest sha256:{stem} but its content hashes to sha256:{}",
-            loc.hex
-        );
+        return Err(IngestError::CorruptName {
+            path: path.to_string(),
+            stem: stem.to_string(),
+            hex: loc.hex.clone(),
+        });
     }
     Ok(())
 }
@@ -164,13 +167,15 @@ fn check_name(path: &str, loc: &Located) -> anyhow::Result<()> {
 /// A layer's media type from its magic bytes, after checking that it is a tar archive whose
 /// uncompressed content is the config's diff_id (the only digest a docker-archive gives for a
 /// layer) and that no entry escapes the layer root.
-fn check_layer(loc: &Located, diff_id: &str) -> anyhow::Result<MediaType> {
+fn check_layer(loc: &Located, diff_id: &str) -> Result<MediaType, IngestError> {
+    // The caller names the layer.
     let compression = layer::actual(loc)?;
     let uncompressed_hex = layer::check(loc, compression, Limits::DEFAULT)?;
     if diff_id != format!("sha256:{uncompressed_hex}") {
-        bail!(
-            "content does not match the config: uncompressed it hashes to sha256:{uncompressed_hex}, the config's diff_id is {diff_id}"
-        );
+        return Err(IngestError::DockerDiffId {
+            uncompressed: uncompressed_hex,
+            diff_id: diff_id.to_string(),
+        });
     }
     Ok(match compression {
         Compression::None => MediaType::ImageLayer,

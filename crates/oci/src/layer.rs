@@ -5,10 +5,45 @@
 //! hard links out of the layer, whiteouts with a path in their name). One decompressing pass
 //! does all of it, under the same [`Limits`] as archives.
 
-use super::archive::{sniff, Compression, Limits, Located};
+use super::archive::{sniff, ArchiveError, Compression, Limits, Located};
 use super::verify::HashingWriter;
-use anyhow::{bail, Context};
 use std::io::{self, BufReader, Read};
+
+/// A layer containerd would refuse or unpack wrongly; the caller adds which layer it is.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("layer media type {media_type:?} is not one containerd unpacks; use one of: {known}")]
+    MediaType { media_type: String, known: String },
+    #[error("its media type says {declared} but its bytes are {found}: fix the media type or recompress the layer")]
+    Compression {
+        declared: &'static str,
+        found: &'static str,
+    },
+    #[error("it is not a tar archive: {0}")]
+    NotTar(io::Error),
+    #[error("it is not a valid tar archive (after decompression): {0}")]
+    InvalidTar(io::Error),
+    #[error(transparent)]
+    Limits(#[from] ArchiveError),
+    #[error("{what} {path:?} is absolute: layer entries are relative to the layer root")]
+    Absolute { what: String, path: String },
+    #[error("{what} {path:?} has a path traversal (`..`) out of the layer root")]
+    Traversal { what: String, path: String },
+    #[error("whiteout {path:?} names no file in its directory (or leaves it)")]
+    Whiteout { path: String },
+    #[error("hard link {path:?} has no target")]
+    NoTarget { path: String },
+    #[error("hard link {path:?} points at a whiteout ({target:?})")]
+    LinkToWhiteout { path: String, target: String },
+    /// An I/O failure, with what was being done.
+    #[error("{context}: {cause}")]
+    Io { context: String, cause: io::Error },
+}
+
+fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> LayerError {
+    let context = context.into();
+    move |cause| LayerError::Io { context, cause }
+}
 
 /// The layer media types containerd unpacks, with the compression each one means: OCI, the
 /// OCI non-distributable variants (deprecated, still accepted), and Docker schema 2.
@@ -61,58 +96,62 @@ fn name(c: Compression) -> &'static str {
 }
 
 /// The compression a layer media type declares; unknown media types are refused.
-pub fn declared(media_type: &str) -> anyhow::Result<Compression> {
+pub fn declared(media_type: &str) -> Result<Compression, LayerError> {
     match KNOWN.iter().find(|(mt, _)| *mt == media_type) {
         Some((_, c)) => Ok(*c),
-        None => bail!(
-            "layer media type {media_type:?} is not one containerd unpacks; use one of: {}",
-            KNOWN.iter().map(|(m, _)| *m).collect::<Vec<_>>().join(", ")
-        ),
+        None => Err(LayerError::MediaType {
+            media_type: media_type.to_string(),
+            known: KNOWN.iter().map(|(m, _)| *m).collect::<Vec<_>>().join(", "),
+        }),
     }
 }
 
 /// The compression of a layer's bytes, from its magic.
-pub fn actual(loc: &Located) -> anyhow::Result<Compression> {
+pub fn actual(loc: &Located) -> Result<Compression, LayerError> {
     let mut head = [0u8; 4];
     let mut f = std::fs::File::open(&loc.path)
-        .with_context(|| format!("cannot open {}", loc.path.display()))?;
-    let n = f.read(&mut head)?;
+        .map_err(io_error(format!("cannot open {}", loc.path.display())))?;
+    let n = f
+        .read(&mut head)
+        .map_err(io_error(format!("cannot read {}", loc.path.display())))?;
     Ok(sniff(&head[..n]))
 }
 
 /// Checks a layer whose media type declares `declared` compression: its bytes must be that,
 /// and uncompressed a tar archive with no escaping entry. Returns the sha256 of the
 /// uncompressed stream (the diff_id).
-pub fn check(loc: &Located, declared: Compression, limits: Limits) -> anyhow::Result<String> {
+pub fn check(loc: &Located, declared: Compression, limits: Limits) -> Result<String, LayerError> {
     let found = actual(loc)?;
     if found != declared {
-        bail!(
-            "its media type says {} but its bytes are {}: fix the media type or recompress the layer",
-            name(declared),
-            name(found)
-        );
+        return Err(LayerError::Compression {
+            declared: name(declared),
+            found: name(found),
+        });
     }
     let file = std::fs::File::open(&loc.path)
-        .with_context(|| format!("cannot open {}", loc.path.display()))?;
+        .map_err(io_error(format!("cannot open {}", loc.path.display())))?;
     let buffered = BufReader::with_capacity(1 << 20, file);
     let reader: Box<dyn Read> = match found {
         Compression::None => Box::new(buffered),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-        Compression::Zstd => Box::new(zstd::Decoder::with_buffer(buffered)?),
+        Compression::Zstd => Box::new(
+            zstd::Decoder::with_buffer(buffered)
+                .map_err(io_error("cannot start a zstd decoder"))?,
+        ),
     };
     scan(reader, limits)
 }
 
 /// Reads a layer's uncompressed tar stream to its end, checking every entry; returns the
 /// stream's sha256.
-fn scan(reader: impl Read, limits: Limits) -> anyhow::Result<String> {
+fn scan(reader: impl Read, limits: Limits) -> Result<String, LayerError> {
     let mut hashed = HashingReader(HashingWriter::new(io::sink()), reader);
     let mut seen = (0, 0);
     {
         let mut tar = tar::Archive::new(&mut hashed);
-        let entries = tar.entries().context("it is not a tar archive")?;
+        let entries = tar.entries().map_err(LayerError::NotTar)?;
         for entry in entries {
-            let entry = entry.context("it is not a valid tar archive (after decompression)")?;
+            let entry = entry.map_err(LayerError::InvalidTar)?;
             limits.count(&mut seen, entry.size(), "the layer")?;
             let raw = entry.path_bytes();
             let path = String::from_utf8_lossy(&raw).into_owned();
@@ -129,7 +168,7 @@ fn scan(reader: impl Read, limits: Limits) -> anyhow::Result<String> {
     }
     // The tar reader stops at the end-of-archive blocks: the rest (padding) is part of the
     // diff_id too.
-    io::copy(&mut hashed.1, &mut hashed.0).context("cannot read the layer to its end")?;
+    io::copy(&mut hashed.1, &mut hashed.0).map_err(io_error("cannot read the layer to its end"))?;
     let HashingReader(writer, _) = hashed;
     let (_, hex, _) = writer.finish();
     Ok(hex)
@@ -147,15 +186,23 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// Components of a layer path, refusing what would land outside the layer root.
-fn components(path: &str, what: &str) -> anyhow::Result<Vec<String>> {
+fn components(path: &str, what: &str) -> Result<Vec<String>, LayerError> {
     if path.starts_with('/') {
-        bail!("{what} {path:?} is absolute: layer entries are relative to the layer root");
+        return Err(LayerError::Absolute {
+            what: what.to_string(),
+            path: path.to_string(),
+        });
     }
     let mut parts = Vec::new();
     for part in path.split('/') {
         match part {
             "" | "." => {}
-            ".." => bail!("{what} {path:?} has a path traversal (`..`) out of the layer root"),
+            ".." => {
+                return Err(LayerError::Traversal {
+                    what: what.to_string(),
+                    path: path.to_string(),
+                })
+            }
             p => parts.push(p.to_owned()),
         }
     }
@@ -163,13 +210,15 @@ fn components(path: &str, what: &str) -> anyhow::Result<Vec<String>> {
 }
 
 /// An entry name: inside the layer root, and a whiteout (`.wh.<name>`) names one sibling.
-fn check_name(path: &str) -> anyhow::Result<()> {
+fn check_name(path: &str) -> Result<(), LayerError> {
     let parts = components(path, "entry")?;
     if let Some(last) = parts.last() {
         if let Some(hidden) = last.strip_prefix(".wh.") {
             // `.wh..wh..opq` marks an opaque directory; any other whiteout hides one name.
             if hidden != ".wh..opq" && (hidden.is_empty() || hidden == "." || hidden == "..") {
-                bail!("whiteout {path:?} names no file in its directory (or leaves it)");
+                return Err(LayerError::Whiteout {
+                    path: path.to_string(),
+                });
             }
         }
     }
@@ -177,13 +226,18 @@ fn check_name(path: &str) -> anyhow::Result<()> {
 }
 
 /// A hard link's target is another entry of the same layer: relative to the layer root.
-fn check_hard_link(path: &str, target: &str) -> anyhow::Result<()> {
+fn check_hard_link(path: &str, target: &str) -> Result<(), LayerError> {
     if target.is_empty() {
-        bail!("hard link {path:?} has no target");
+        return Err(LayerError::NoTarget {
+            path: path.to_string(),
+        });
     }
     let parts = components(target, &format!("hard link {path:?} → target"))?;
     if parts.last().is_some_and(|p| p.starts_with(".wh.")) {
-        bail!("hard link {path:?} points at a whiteout ({target:?})");
+        return Err(LayerError::LinkToWhiteout {
+            path: path.to_string(),
+            target: target.to_string(),
+        });
     }
     Ok(())
 }

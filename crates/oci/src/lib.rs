@@ -3,30 +3,36 @@
 //! into its own segment; and `diskless oci build`, which makes small images from a directory.
 //!
 //! One file per concern: `archive` (tar/dir access and hostile-archive checks), `verify`
-//! (digests), `layer` (layer media types, compression and entries), `layout` (OCI index → linux/amd64 manifest), `docker` (docker-archive → OCI
-//! manifest), `segment` (blob pool, dedupe, index file), `build` (`oci build`), `reference`
-//! (the reference worker's busybox-made images), `coredns` (its cluster DNS image), `cli` (`diskless oci …`). `docs/images.md` is the user's guide.
+//! (digests), `layer` (layer media types, compression and entries), `layout` (OCI index →
+//! linux/amd64 manifest), `docker` (docker-archive → OCI manifest), `blob` (what an ingested
+//! image is), `index` (refs and the single-image index file), `segment` (blob pool, dedupe),
+//! `build` (`oci build`), `reference` (the reference worker's busybox-made images), `coredns`
+//! (its cluster DNS image). `docs/images.md` is the user's guide.
 
 mod archive;
+mod blob;
 mod build;
 mod coredns;
 mod docker;
+mod index;
 mod layer;
 mod layout;
 mod reference;
 mod segment;
 mod verify;
 
-pub use archive::default_cache_dir;
-pub use build::{build_from_dir, BuildSpec, BuildSummary, LayerCompression};
+pub use archive::{default_cache_dir, ArchiveError};
+pub use build::{build_from_dir, BuildError, BuildSpec, BuildSummary, LayerCompression};
 pub use coredns::coredns_image;
 pub use diskless_kube::images::{COREDNS_REF, PAUSE_REF, WORKLOAD_REF};
-pub use reference::host_reference_images;
-pub use segment::{check_ref, image_segments_with_cache, BLOB_POOL, OCI_DIR};
+pub use index::{check_ref, RefError};
+pub use layer::LayerError;
+pub use layout::IngestError;
+pub use reference::{host_reference_images, ReferenceError};
+pub use segment::{image_segments_with_cache, PreloadError, BLOB_POOL, OCI_DIR};
+pub use verify::DigestError;
 
 use diskless_builder::plan::{Algorithm, Compression, PreloadImage};
-use diskless_builder::tree::Content;
-use oci_spec::image::{Arch, Os, Platform, PlatformBuilder};
 
 pub use diskless_builder::preload::ImageSegment;
 
@@ -36,7 +42,8 @@ pub struct Preload;
 
 impl diskless_builder::preload::Preloader for Preload {
     fn segments(&self, images: &[PreloadImage]) -> anyhow::Result<Vec<ImageSegment>> {
-        image_segments(images)
+        // The trait is the builder's; its error type is its choice.
+        Ok(image_segments(images)?)
     }
 
     fn compression(&self) -> Compression {
@@ -46,7 +53,7 @@ impl diskless_builder::preload::Preloader for Preload {
 
 /// Segments for the plan's `images[]`, in order, using the blob cache at [`default_cache_dir`]
 /// for tar archives. Errors name the plan entry, its archive and the blob or entry at fault.
-pub fn image_segments(images: &[PreloadImage]) -> anyhow::Result<Vec<ImageSegment>> {
+pub fn image_segments(images: &[PreloadImage]) -> Result<Vec<ImageSegment>, PreloadError> {
     if images.is_empty() {
         return Ok(Vec::new());
     }
@@ -63,26 +70,4 @@ pub fn default_compression() -> Compression {
         // Layers are already compressed: a long window would only cost time.
         window_log: Some(0),
     }
-}
-
-/// A blob of an ingested image: its digest, where its bytes are, and what it is (for messages).
-pub(crate) struct Blob {
-    pub hex: String,
-    pub content: Content,
-    pub what: String,
-}
-
-/// An image read from an archive: the manifest descriptor for its index, and its blobs
-/// (manifest, config, layers), every one verified.
-pub(crate) struct Ingested {
-    pub manifest: oci_spec::image::Descriptor,
-    pub blobs: Vec<Blob>,
-}
-
-fn linux_amd64() -> Platform {
-    PlatformBuilder::default()
-        .os(Os::Linux)
-        .architecture(Arch::Amd64)
-        .build()
-        .expect("os and architecture are all a platform needs")
 }

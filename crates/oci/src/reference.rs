@@ -2,13 +2,69 @@
 //! [`build_from_dir`]: no registry, no network. `pause` is what containerd 1.6.20 starts as
 //! every pod's sandbox (its default `sandbox_image`); `busybox` is the test workload.
 
-use super::build::{build_from_dir, BuildSpec, LayerCompression};
-use super::verify::{hash_file, sha256_hex};
-use anyhow::Context;
+use super::build::{build_from_dir, BuildError, BuildSpec, LayerCompression};
+use super::verify::{hash_file, sha256_hex, DigestError};
 use diskless_builder::plan::PreloadImage;
 use diskless_kube::images::{PAUSE_REF, WORKLOAD_REF};
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The images this crate makes itself (busybox's `pause` and `busybox`, `coredns`) could not be
+/// made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// No static busybox to make them of: an environment problem.
+    #[error("the reference images are made from {BUSYBOX} (Debian: busybox-static): {0}")]
+    Busybox(DigestError),
+    /// The stack's coredns binary cannot be read: an environment problem.
+    #[error("{0}")]
+    Coredns(DigestError),
+    #[error("{} --list failed: {status}", busybox.display())]
+    Applets {
+        busybox: PathBuf,
+        status: std::process::ExitStatus,
+    },
+    #[error(transparent)]
+    Image(#[from] BuildError),
+    /// An I/O failure, with what was being done.
+    #[error("{context}: {cause}")]
+    Io {
+        context: String,
+        cause: std::io::Error,
+    },
+    /// Making image `what` failed.
+    #[error("{what}: {cause}")]
+    Build {
+        what: String,
+        cause: Box<ReferenceError>,
+    },
+}
+
+impl ReferenceError {
+    /// Whether this machine lacks what the images are made of (busybox, the stack's coredns).
+    pub fn is_environment(&self) -> bool {
+        match self {
+            ReferenceError::Busybox(_) | ReferenceError::Coredns(_) => true,
+            ReferenceError::Build { cause, .. } => cause.is_environment(),
+            _ => false,
+        }
+    }
+}
+
+/// For `map_err`: an I/O error while doing `context`.
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ReferenceError {
+    let context = context.into();
+    move |cause| ReferenceError::Io { context, cause }
+}
+
+/// For `map_err`: making image `what` failed.
+pub(crate) fn building(what: impl Into<String>) -> impl FnOnce(ReferenceError) -> ReferenceError {
+    let what = what.into();
+    move |cause| ReferenceError::Build {
+        what,
+        cause: Box::new(cause),
+    }
+}
 
 /// The static busybox both images are made of.
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -51,13 +107,11 @@ fn recipes() -> Vec<Recipe> {
 /// Builds (or reuses) `pause` and `busybox` image archives in `cache_dir` and returns their plan
 /// entries. Archive names are derived from everything that goes into them (busybox's bytes and
 /// the recipe), so a present file is reused and a changed busybox gets a new name.
-pub fn host_reference_images(cache_dir: &Path) -> anyhow::Result<Vec<PreloadImage>> {
+pub fn host_reference_images(cache_dir: &Path) -> Result<Vec<PreloadImage>, ReferenceError> {
     let busybox = Path::new(BUSYBOX);
-    let (busybox_hex, _) = hash_file(busybox).with_context(|| {
-        format!("the reference images are made from {BUSYBOX} (Debian: busybox-static)")
-    })?;
+    let (busybox_hex, _) = hash_file(busybox).map_err(ReferenceError::Busybox)?;
     std::fs::create_dir_all(cache_dir)
-        .with_context(|| format!("cannot create {}", cache_dir.display()))?;
+        .map_err(io(format!("cannot create {}", cache_dir.display())))?;
     let mut images = Vec::new();
     for recipe in recipes() {
         let key = format!(
@@ -72,8 +126,10 @@ pub fn host_reference_images(cache_dir: &Path) -> anyhow::Result<Vec<PreloadImag
         if out.exists() {
             diskless_builder::store::touch(&out);
         } else {
-            build(&recipe, busybox, &out)
-                .with_context(|| format!("cannot build the {} reference image", recipe.name))?;
+            build(&recipe, busybox, &out).map_err(building(format!(
+                "cannot build the {} reference image",
+                recipe.name
+            )))?;
         }
         images.push(PreloadImage {
             name: recipe.name.to_owned(),
@@ -87,42 +143,43 @@ pub fn host_reference_images(cache_dir: &Path) -> anyhow::Result<Vec<PreloadImag
     Ok(images)
 }
 
-fn build(recipe: &Recipe, busybox: &Path, out: &Path) -> anyhow::Result<()> {
-    let root = tempfile::tempdir()?;
+fn build(recipe: &Recipe, busybox: &Path, out: &Path) -> Result<(), ReferenceError> {
+    let root = tempfile::tempdir().map_err(io("cannot create a temporary directory"))?;
+    // Every step below writes into the fresh temporary root.
+    let writing = || io(format!("cannot write {}", root.path().display()));
     let bin = root.path().join("bin");
-    std::fs::create_dir(&bin)?;
+    std::fs::create_dir(&bin).map_err(writing())?;
     std::fs::copy(busybox, bin.join("busybox"))
-        .with_context(|| format!("cannot copy {}", busybox.display()))?;
+        .map_err(io(format!("cannot copy {}", busybox.display())))?;
     let applets: Vec<String> = match recipe.applets {
         Some(list) => list.iter().map(|s| s.to_string()).collect(),
         None => list_applets(busybox)?,
     };
     for applet in applets.iter().filter(|a| a.as_str() != "busybox") {
-        symlink("busybox", bin.join(applet))?;
+        symlink("busybox", bin.join(applet)).map_err(writing())?;
     }
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .map_err(writing())
+    };
     // Directories every container expects; mode set explicitly so the umask cannot leak in.
     for (dir, mode) in [("tmp", 0o1777), ("etc", 0o755), ("root", 0o700)] {
         let p = root.path().join(dir);
-        std::fs::create_dir(&p)?;
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        std::fs::create_dir(&p).map_err(writing())?;
+        chmod(&p, mode)?;
     }
     for p in [root.path().to_owned(), bin.clone()] {
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        chmod(&p, 0o755)?;
     }
-    std::fs::set_permissions(
-        bin.join("busybox"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
+    chmod(&bin.join("busybox"), 0o755)?;
     std::fs::write(
         root.path().join("etc/passwd"),
         "root:x:0:0:root:/root:/bin/sh\n",
-    )?;
-    std::fs::write(root.path().join("etc/group"), "root:x:0:\n")?;
+    )
+    .map_err(writing())?;
+    std::fs::write(root.path().join("etc/group"), "root:x:0:\n").map_err(writing())?;
     for f in ["etc/passwd", "etc/group"] {
-        std::fs::set_permissions(
-            root.path().join(f),
-            std::os::unix::fs::PermissionsExt::from_mode(0o644),
-        )?;
+        chmod(&root.path().join(f), 0o644)?;
     }
     let spec = BuildSpec {
         reference: recipe.reference.to_owned(),
@@ -137,13 +194,16 @@ fn build(recipe: &Recipe, busybox: &Path, out: &Path) -> anyhow::Result<()> {
 }
 
 /// `busybox --list`: the applets this busybox build has.
-fn list_applets(busybox: &Path) -> anyhow::Result<Vec<String>> {
+fn list_applets(busybox: &Path) -> Result<Vec<String>, ReferenceError> {
     let out = std::process::Command::new(busybox)
         .arg("--list")
         .output()
-        .with_context(|| format!("cannot run {} --list", busybox.display()))?;
+        .map_err(io(format!("cannot run {} --list", busybox.display())))?;
     if !out.status.success() {
-        anyhow::bail!("{} --list failed: {}", busybox.display(), out.status);
+        return Err(ReferenceError::Applets {
+            busybox: busybox.to_owned(),
+            status: out.status,
+        });
     }
     let mut applets: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -7,42 +7,84 @@
 //! segment. The contract lists every blob an image needs, including those placed earlier, so
 //! the init can assemble a complete OCI archive for `ctr images import`.
 
-use super::archive::Source;
-use super::layout::{ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME};
-use super::verify::canonical_json;
-use super::{docker, layout, ImageSegment, Ingested};
-use anyhow::{bail, Context};
+use super::archive::{ArchiveError, Source};
+use super::blob::Ingested;
+use super::index::{check_ref, single_image_index, RefError};
+use super::layout::IngestError;
+use super::{docker, layout};
 use diskless_builder::plan::PreloadImage;
+use diskless_builder::preload::ImageSegment;
 use diskless_builder::tree::{Content, Entry, EntryKind, Tree};
 use diskless_contract::image::ImageRef;
-use diskless_contract::reference::Reference;
-use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
+
+/// A plan's `images[]` that cannot become segments: the message names the entry (and for an
+/// archive, the blob or member at fault).
+#[derive(Debug, thiserror::Error)]
+pub enum PreloadError {
+    #[error("{at}: name must match [a-z0-9][a-z0-9._-]* (it names the segment image-<name>)")]
+    Name { at: String },
+    #[error("{at}: another image already has this name; names must be unique")]
+    Duplicate { at: String },
+    #[error("{at}: refs is empty; give the reference(s) the image carries, e.g. registry.k8s.io/pause:3.6")]
+    NoRefs { at: String },
+    #[error("{at}: ref {reference:?}: {cause}")]
+    Ref {
+        at: String,
+        reference: String,
+        cause: RefError,
+    },
+    #[error("{at}: {why}")]
+    Condition { at: String, why: String },
+    #[error("image {name:?} ({}): {cause}", archive.display())]
+    Image {
+        name: String,
+        archive: std::path::PathBuf,
+        cause: Box<IngestError>,
+    },
+    /// No blob cache to unpack archives into.
+    #[error(transparent)]
+    Cache(#[from] ArchiveError),
+}
+
+impl PreloadError {
+    /// Whether this machine lacks something (a home for the blob cache).
+    pub fn is_environment(&self) -> bool {
+        match self {
+            PreloadError::Image { cause, .. } => cause.is_environment(),
+            PreloadError::Cache(e) => e.is_environment(),
+            _ => false,
+        }
+    }
+}
 
 /// Where images live in the node's root.
 pub const OCI_DIR: &str = "/var/lib/diskless/oci";
 /// The shared blob pool.
 pub const BLOB_POOL: &str = "/var/lib/diskless/oci/blobs/sha256";
 
-/// Like [`super::image_segments`], with an explicit blob cache for unpacked tar archives.
+/// Like `diskless_oci::image_segments`, with an explicit blob cache for unpacked tar archives.
 pub fn image_segments_with_cache(
     images: &[PreloadImage],
     cache: &Path,
-) -> anyhow::Result<Vec<ImageSegment>> {
+) -> Result<Vec<ImageSegment>, PreloadError> {
     check_entries(images)?;
     let mut placed = BTreeSet::new();
     let mut segments = Vec::with_capacity(images.len());
     for image in images {
-        let ingested = ingest(image, cache)
-            .with_context(|| format!("image {:?} ({})", image.name, image.archive.display()))?;
+        let ingested = ingest(image, cache).map_err(|cause| PreloadError::Image {
+            name: image.name.clone(),
+            archive: image.archive.clone(),
+            cause: Box::new(cause),
+        })?;
         segments.push(segment(image, ingested, &mut placed));
     }
     Ok(segments)
 }
 
-fn ingest(image: &PreloadImage, cache: &Path) -> anyhow::Result<Ingested> {
+fn ingest(image: &PreloadImage, cache: &Path) -> Result<Ingested, IngestError> {
     let src = Source::open(&image.archive, cache)?;
     // docker save (25+) writes both layouts into one archive; the OCI one is the exact one.
     let mut ingested = if src.contains("oci-layout") && src.contains("index.json") {
@@ -50,7 +92,7 @@ fn ingest(image: &PreloadImage, cache: &Path) -> anyhow::Result<Ingested> {
     } else if src.contains("manifest.json") {
         docker::ingest(&src, &image.refs)?
     } else {
-        bail!("not an image archive: it has neither oci-layout + index.json (OCI layout) nor manifest.json (docker-archive)")
+        return Err(IngestError::NotAnArchive);
     };
     // Only the blobs the image uses stay in the cache.
     src.keep(&mut ingested.blobs)?;
@@ -107,24 +149,7 @@ fn segment(
     }
 }
 
-/// An OCI index with one manifest, named `reference` the two ways containerd's importer reads a
-/// name (`io.containerd.image.name` first, then `org.opencontainers.image.ref.name`).
-pub fn single_image_index(manifest: &Descriptor, reference: &str) -> Vec<u8> {
-    let mut desc = manifest.clone();
-    desc.set_annotations(Some(HashMap::from([
-        (ANNOTATION_CONTAINERD_NAME.to_owned(), reference.to_owned()),
-        (ANNOTATION_REF_NAME.to_owned(), reference.to_owned()),
-    ])));
-    let index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![desc])
-        .build()
-        .expect("all required index fields are set");
-    canonical_json(&index)
-}
-
-fn check_entries(images: &[PreloadImage]) -> anyhow::Result<()> {
+fn check_entries(images: &[PreloadImage]) -> Result<(), PreloadError> {
     let mut names = BTreeSet::new();
     for (i, image) in images.iter().enumerate() {
         let at = format!("images[{i}] ({:?})", image.name);
@@ -138,54 +163,30 @@ fn check_entries(images: &[PreloadImage]) -> anyhow::Result<()> {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
         if !valid_name {
-            bail!("{at}: name must match [a-z0-9][a-z0-9._-]* (it names the segment image-<name>)");
+            return Err(PreloadError::Name { at });
         }
         if !names.insert(&image.name) {
-            bail!("{at}: another image already has this name; names must be unique");
+            return Err(PreloadError::Duplicate { at });
         }
         if image.refs.is_empty() {
-            bail!("{at}: refs is empty; give the reference(s) the image carries, e.g. registry.k8s.io/pause:3.6");
+            return Err(PreloadError::NoRefs { at });
         }
         for r in &image.refs {
-            check_ref(r).with_context(|| format!("{at}: ref {r:?}"))?;
+            check_ref(r).map_err(|cause| PreloadError::Ref {
+                at: at.clone(),
+                reference: r.clone(),
+                cause,
+            })?;
         }
         if let Some(p) = &image.condition_path {
             // The init's rule, which component conditions follow too.
-            diskless_contract::image::check_condition_path(p)
-                .map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+            diskless_contract::image::check_condition_path(p).map_err(|why| {
+                PreloadError::Condition {
+                    at: at.clone(),
+                    why,
+                }
+            })?;
         }
     }
     Ok(())
-}
-
-/// Refs must be what CRI looks images up by: valid by the distribution grammar, fully
-/// qualified and tagged (kubelet asks for `docker.io/library/busybox:latest`, never `busybox`).
-/// The init checks the contract with the same rule.
-pub fn check_ref(r: &str) -> anyhow::Result<()> {
-    Reference::qualified(r).map_err(anyhow::Error::msg)?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refs_must_be_qualified_and_tagged() {
-        check_ref("registry.k8s.io/pause:3.6").unwrap();
-        check_ref("localhost:5000/a/b:1").unwrap();
-        check_ref(&format!(
-            "docker.io/library/busybox@sha256:{}",
-            "ab".repeat(32)
-        ))
-        .unwrap();
-        assert!(check_ref("docker.io/library/busybox@sha256:abc").is_err());
-        let e = check_ref("busybox:1").unwrap_err().to_string();
-        assert!(e.contains("docker.io/library/busybox:1"), "{e}");
-        let e = check_ref("docker.io/library/busybox")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("no tag"), "{e}");
-        assert!(check_ref("docker.io/Library/x:1").is_err());
-    }
 }

@@ -2,19 +2,47 @@
 //! Every blob that reaches a segment went through `check_blob`, so a corrupt or substituted
 //! archive fails the build instead of failing `ctr import` on a node at boot.
 
-use anyhow::{bail, Context};
 use oci_spec::image::{Descriptor, Digest, DigestAlgorithm};
 use sha2::{Digest as _, Sha256};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use diskless_builder::store::sha256_hex;
 
+/// A blob that is not what its descriptor names, or a digest this builder cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum DigestError {
+    #[error("{what} has digest {digest}: only sha256 digests are supported")]
+    NotSha256 { what: String, digest: String },
+    #[error("{what} has digest {digest:?}: a sha256 digest is 64 lowercase hex digits")]
+    NotHex { what: String, digest: String },
+    #[error(
+        "{what} blob sha256:{want} is corrupt: its content hashes to sha256:{actual}; \
+         rebuild or re-download the archive"
+    )]
+    Corrupt {
+        what: String,
+        want: String,
+        actual: String,
+    },
+    #[error("{what} blob sha256:{want} has {actual} bytes but its descriptor says {declared}")]
+    Size {
+        what: String,
+        want: String,
+        actual: u64,
+        declared: u64,
+    },
+    #[error("cannot read {}: {cause}", path.display())]
+    Read { path: PathBuf, cause: io::Error },
+}
+
 /// sha256 and length of a file.
-pub fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
-    diskless_builder::store::hash_file(path)
-        .with_context(|| format!("cannot read {}", path.display()))
+pub fn hash_file(path: &Path) -> Result<(String, u64), DigestError> {
+    diskless_builder::store::hash_file(path).map_err(|cause| DigestError::Read {
+        path: path.to_owned(),
+        cause,
+    })
 }
 
 /// A writer that hashes what passes through it, so bytes are hashed in the same pass that
@@ -60,17 +88,20 @@ pub fn sha256_digest(hex: &str) -> Digest {
 
 /// The sha256 hex of a descriptor; other algorithms are refused because the blob pool and
 /// containerd's content store on the node are keyed by sha256.
-pub fn descriptor_hex(desc: &Descriptor, what: &str) -> anyhow::Result<String> {
+pub fn descriptor_hex(desc: &Descriptor, what: &str) -> Result<String, DigestError> {
     let digest = desc.digest();
     if *digest.algorithm() != DigestAlgorithm::Sha256 {
-        bail!("{what} has digest {digest}: only sha256 digests are supported");
+        return Err(DigestError::NotSha256 {
+            what: what.to_string(),
+            digest: digest.to_string(),
+        });
     }
     // The hex becomes a path (`blobs/sha256/<hex>`, the blob cache, the pool).
     if !diskless_contract::digest::is_sha256_hex(digest.digest()) {
-        bail!(
-            "{what} has digest {:?}: a sha256 digest is 64 lowercase hex digits",
-            digest.to_string()
-        );
+        return Err(DigestError::NotHex {
+            what: what.to_string(),
+            digest: digest.to_string(),
+        });
     }
     Ok(digest.digest().to_owned())
 }
@@ -82,19 +113,22 @@ pub fn check_blob(
     what: &str,
     actual_hex: &str,
     actual_size: u64,
-) -> anyhow::Result<()> {
+) -> Result<(), DigestError> {
     let want = descriptor_hex(desc, what)?;
     if actual_hex != want {
-        bail!(
-            "{what} blob sha256:{want} is corrupt: its content hashes to sha256:{actual_hex}; \
-             rebuild or re-download the archive"
-        );
+        return Err(DigestError::Corrupt {
+            what: what.to_string(),
+            want,
+            actual: actual_hex.to_string(),
+        });
     }
     if actual_size != desc.size() {
-        bail!(
-            "{what} blob sha256:{want} has {actual_size} bytes but its descriptor says {}",
-            desc.size()
-        );
+        return Err(DigestError::Size {
+            what: what.to_string(),
+            want,
+            actual: actual_size,
+            declared: desc.size(),
+        });
     }
     Ok(())
 }

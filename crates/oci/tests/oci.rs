@@ -13,7 +13,7 @@ use std::path::Path;
 const REF: &str = "docker.io/library/test:1";
 
 fn segments(images: &[PreloadImage], cache: &Path) -> anyhow::Result<Vec<ImageSegment>> {
-    image_segments_with_cache(images, cache)
+    Ok(image_segments_with_cache(images, cache)?)
 }
 
 fn one(archive: &Path, cache: &Path) -> anyhow::Result<ImageSegment> {

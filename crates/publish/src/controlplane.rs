@@ -9,27 +9,53 @@
 
 use crate::inventory::ControlPlane;
 use crate::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
-use anyhow::{bail, Context};
+use crate::snapshot::SnapshotError;
+use crate::tool::{self, ToolError};
 use diskless_contract::controlplane::{
     pki, API_PORT, CONTROLLER_MANAGER_KUBECONFIG, ETCD_SNAPSHOT, PKI_FILES, SCHEDULER_KUBECONFIG,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+#[derive(Debug, thiserror::Error)]
+pub enum ControlPlaneError {
+    #[error(
+        "inventory: control_plane.pki_dir: cannot read {} (the control plane needs every file \
+         of kubeadm's layout): {cause}",
+        path.display()
+    )]
+    Pki {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    /// The snapshot chosen for the segment could not be read.
+    #[error("cannot read {}: {cause}", path.display())]
+    Snapshot {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    /// The kept snapshots could not be listed.
+    #[error(transparent)]
+    Kept(#[from] SnapshotError),
+}
+
+impl ControlPlaneError {
+    /// Whether this machine lacks a tool the control plane's segment needs.
+    pub fn is_environment(&self) -> bool {
+        matches!(self, ControlPlaneError::Kept(e) if e.is_environment())
+    }
+}
+
 /// path in the node segment → (bytes, mode).
 pub(crate) type Files = BTreeMap<String, (Vec<u8>, u32)>;
 
 /// Everything of the control plane in its host's node segment.
-pub(crate) fn files(cp: &ControlPlane) -> anyhow::Result<Files> {
+pub(crate) fn files(cp: &ControlPlane) -> Result<Files, ControlPlaneError> {
     let mut files = Files::new();
     for (name, secret) in PKI_FILES {
         let path = cp.pki_dir.join(name);
-        let bytes = diskless_builder::store::read_regular(&path).with_context(|| {
-            format!(
-                "inventory: control_plane.pki_dir: cannot read {} (the control plane needs every file of kubeadm's layout)",
-                path.display()
-            )
-        })?;
+        let bytes = diskless_builder::store::read_regular(&path)
+            .map_err(|cause| ControlPlaneError::Pki { path, cause })?;
         files.insert(pki(name), (bytes, if *secret { 0o600 } else { 0o644 }));
     }
     // The components reach the API server on the node's own loopback.
@@ -78,7 +104,7 @@ pub(crate) fn files(cp: &ControlPlane) -> anyhow::Result<Files> {
     };
     if let Some(path) = snapshot {
         let bytes = diskless_builder::store::read_regular(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+            .map_err(|cause| ControlPlaneError::Snapshot { path, cause })?;
         files.insert(ETCD_SNAPSHOT.into(), (bytes, 0o600));
     }
     Ok(files)
@@ -89,55 +115,33 @@ fn warn(what: &str) {
 }
 
 /// `kubectl apply --server-side` of the bootstrap RBAC.
-fn apply_rbac(cp: &ControlPlane, admin: &Path) -> anyhow::Result<()> {
-    let kubectl = program(&cp.kubectl, "kubectl");
+fn apply_rbac(cp: &ControlPlane, admin: &Path) -> Result<(), ToolError> {
     let list = diskless_kube::controlplane::list(diskless_kube::controlplane::bootstrap_rbac());
-    let out = duct::cmd!(
-        &kubectl,
-        "--kubeconfig",
-        admin,
-        "--request-timeout=20s",
-        "apply",
-        "--server-side",
-        "--field-manager=diskless-publish",
-        "-f",
-        "-"
-    )
-    .stdin_bytes(serde_json::to_vec(&list)?)
-    .stdout_capture()
-    .stderr_capture()
-    .unchecked()
-    .run()
-    .with_context(|| format!("cannot run {}", kubectl.display()))?;
-    if !out.status.success() {
-        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
-    }
+    let args: Vec<std::ffi::OsString> = vec![
+        "--kubeconfig".into(),
+        admin.into(),
+        "--request-timeout=20s".into(),
+        "apply".into(),
+        "--server-side".into(),
+        "--field-manager=diskless-publish".into(),
+        "-f".into(),
+        "-".into(),
+    ];
+    let stdin = serde_json::to_vec(&list).expect("a list of objects always serializes");
+    tool::run(
+        &cp.kubectl_program(),
+        args,
+        stdin,
+        || "kubectl apply --server-side".into(),
+        |stderr| stderr.trim().to_string(),
+    )?;
     Ok(())
 }
 
-/// The configured program, else its name on PATH.
-pub(crate) fn program(configured: &Option<PathBuf>, name: &str) -> PathBuf {
-    configured.clone().unwrap_or_else(|| PathBuf::from(name))
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A control plane whose etcd and tools are unreachable (shared with snapshot.rs's tests).
-    pub(crate) fn control_plane(dir: &Path) -> ControlPlane {
-        ControlPlane {
-            host: "cp".into(),
-            pki_dir: dir.join("pki"),
-            advertise_address: None,
-            etcd_endpoint: "https://127.0.0.1:1".into(),
-            snapshot_dir: dir.join("snapshots"),
-            admin_kubeconfig: None,
-            etcdctl: Some("/nonexistent/etcdctl".into()),
-            etcdutl: Some("/nonexistent/etcdutl".into()),
-            kubectl: None,
-        }
-    }
+    use crate::snapshot::tests::control_plane;
 
     /// Secrets 0600, certificates 0644, kubeconfigs naming the segment's own paths; without
     /// an etcd to snapshot and none kept, no snapshot (and no error).

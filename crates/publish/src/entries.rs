@@ -2,8 +2,7 @@
 //! `hosts/<mac>.ipxe` (the image's entry plus the host's kernel arguments and node segment),
 //! `menu.ipxe` and `boot.ipxe`. Pure, so publish, rollback and the harness render the same text.
 
-use crate::generation::{format_utc, index_of, Generation, Indexes};
-use anyhow::anyhow;
+use crate::generation::{format_utc, index_of, Generation, IndexError, Indexes};
 use diskless_builder::index::object_path;
 use diskless_builder::ipxe::words::{BaseUrl, Word, Words};
 use diskless_builder::ipxe::{script, Extra};
@@ -17,6 +16,22 @@ pub struct Additions {
     pub initrds: Vec<Word>,
 }
 
+/// A generation that cannot be rendered: a hand-edited record, or an index that is not there.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    #[error("host {mac:?} is not a normalized MAC (52-54-00-12-34-56)")]
+    Mac { mac: String },
+    #[error("host {mac}: {why}")]
+    Hostname { mac: String, why: String },
+    #[error("host {mac} boots image {image}, which is not published")]
+    Unpublished { mac: String, image: Word },
+    /// A name that would not be one iPXE word (the message says which).
+    #[error("host {mac}: {why}")]
+    Word { mac: String, why: String },
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
 /// A generation's entries as (path, text), in the groups publish writes in order.
 pub struct Entries {
     pub images: Vec<(String, String)>,
@@ -24,7 +39,7 @@ pub struct Entries {
     pub shared: Vec<(String, String)>,
 }
 
-pub fn entries(g: &Generation, indexes: &Indexes, add: &Additions) -> anyhow::Result<Entries> {
+pub fn entries(g: &Generation, indexes: &Indexes, add: &Additions) -> Result<Entries, EntryError> {
     let mut images = Vec::new();
     for (name, img) in &g.images {
         let extra = Extra {
@@ -43,26 +58,32 @@ pub fn entries(g: &Generation, indexes: &Indexes, add: &Additions) -> anyhow::Re
     for (mac, h) in &g.hosts {
         // The key becomes a path: only the normalized form `mac` itself makes.
         if identity::mac(mac).ok().as_deref() != Some(mac.as_str()) {
-            return Err(anyhow!(
-                "host {mac:?} is not a normalized MAC (52-54-00-12-34-56)"
-            ));
+            return Err(EntryError::Mac { mac: mac.clone() });
         }
-        identity::hostname(&h.hostname).map_err(|e| anyhow!("host {mac}: {e}"))?;
+        identity::hostname(&h.hostname).map_err(|why| EntryError::Hostname {
+            mac: mac.clone(),
+            why,
+        })?;
         let img = g
             .images
             .get(&h.image)
-            .ok_or_else(|| anyhow!("host {mac} boots image {}, which is not published", h.image))?;
+            .ok_or_else(|| EntryError::Unpublished {
+                mac: mac.clone(),
+                image: h.image.clone(),
+            })?;
+        let word = |why: String| EntryError::Word {
+            mac: mac.clone(),
+            why,
+        };
         let index = index_of(indexes, &img.index)?;
         // The hostname travels in the node segment's node.json only; the node segment comes
         // after the image's own segments.
         let initrds = std::iter::once(object_path(&h.node_segment.sha256))
             .chain(add.initrds.iter().map(ToString::to_string))
-            .map(|p| Word::new(format!("../{p}")).map_err(anyhow::Error::msg))
-            .collect::<anyhow::Result<_>>()?;
+            .map(|p| Word::new(format!("../{p}")).map_err(word))
+            .collect::<Result<_, _>>()?;
         let extra = Extra {
-            comment: Some(
-                Words::new(format!("host {} ({mac})", h.hostname)).map_err(anyhow::Error::msg)?,
-            ),
+            comment: Some(Words::new(format!("host {} ({mac})", h.hostname)).map_err(word)?),
             cmdline: std::iter::once(h.kernel_args.clone())
                 .chain(add.cmdline.iter().cloned())
                 .collect(),

@@ -5,6 +5,7 @@
 //! (`.lock`, `.staging/`, objects named by their sha256) does not make a directory foreign:
 //! publish writes the generation record before any entry.
 
+use crate::error::PublishError;
 use diskless_contract::digest::is_sha256_hex;
 use std::path::Path;
 
@@ -48,19 +49,17 @@ pub fn local_names(root: &Path) -> Vec<String> {
 }
 
 /// The refusal, naming DEST and a few of the files at stake.
-pub fn refusal(dest: &str, names: &[&String]) -> anyhow::Error {
+pub fn refusal(dest: &str, names: &[&String]) -> PublishError {
     let shown: Vec<String> = names.iter().take(5).map(|n| format!("{n:?}")).collect();
     let more = if names.len() > 5 {
         format!(" and {} more", names.len() - 5)
     } else {
         String::new()
     };
-    anyhow::anyhow!(
-        "{dest} is not empty and is not a diskless boot server (it has no generations/ record): \
-         it holds {}{more}, which publish could overwrite. Publish to an empty or new directory, \
-         or move those files away first",
-        shown.join(", ")
-    )
+    PublishError::Foreign {
+        dest: dest.to_string(),
+        listed: format!("{}{more}", shown.join(", ")),
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,11 @@
 //! The generation record: one JSON file per publish in `DEST/generations/`, from which every
 //! entry is rendered; reading records and the image indexes they name; what they reference.
 
-use crate::dest::{Dest, Snapshot};
-use crate::entries::{self, Additions};
-use anyhow::{bail, Context};
+use crate::dest::{Dest, DestError, Snapshot};
 use diskless_builder::index::{sha256_hex, Artifact, Index};
 use diskless_builder::ipxe::words::{Word, Words};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 pub(crate) const GENERATION_VERSION: u32 = 1;
 
@@ -72,48 +69,68 @@ pub fn format_utc(secs: u64) -> String {
     )
 }
 
-/// Every entry of a local boot server directory's newest generation, rendered afresh with
-/// `add` (the harness's check hook): what `diskless check --server` serves.
-pub fn local_entries(dest: &Path, add: &Additions) -> anyhow::Result<Vec<(String, String)>> {
-    let d = Dest::Local(dest.to_owned());
-    let snap = d.snapshot()?;
-    let g = read_generations(&d, &snap)?.pop().with_context(|| {
-        format!(
-            "{} has no generations/: publish to it first",
-            dest.display()
-        )
-    })?;
-    let mut indexes = Indexes::new();
-    read_indexes(&d, &mut indexes, g.images.values().map(|i| i.index.clone()))?;
-    let e = entries::entries(&g, &indexes, add)?;
-    Ok(e.images
-        .into_iter()
-        .chain(e.hosts)
-        .chain(e.shared)
-        .collect())
+/// A generation record that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationError {
+    #[error(
+        "{dest}/{name} is not a generation record (damaged, edited, or written by a version of \
+         diskless that allowed iPXE syntax in names and descriptions): restore it, or move it \
+         away (it is needed only to roll back to it): {cause}"
+    )]
+    Damaged {
+        dest: String,
+        name: String,
+        cause: serde_json::Error,
+    },
+    #[error("cannot record generation {number} in {dest}: {cause}")]
+    Record {
+        number: u64,
+        dest: String,
+        cause: DestError,
+    },
+    #[error(transparent)]
+    Dest(#[from] DestError),
 }
 
-/// The generation records of a local boot server directory, oldest first.
-pub fn generations(dest: &Path) -> anyhow::Result<Vec<Generation>> {
-    let dest = Dest::Local(dest.to_owned());
-    read_generations(&dest, &dest.snapshot()?)
+impl GenerationError {
+    /// Whether the machine running publish lacks something (see [`DestError::is_environment`]).
+    pub fn is_environment(&self) -> bool {
+        match self {
+            GenerationError::Record { cause, .. } | GenerationError::Dest(cause) => {
+                cause.is_environment()
+            }
+            GenerationError::Damaged { .. } => false,
+        }
+    }
+}
+
+/// An image index a generation names that is not there to render or count it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IndexError {
+    /// Present but not an index (the message says which object and why).
+    #[error("{0}")]
+    Unreadable(String),
+    #[error("image index objects/{sha} is missing")]
+    Missing { sha: String },
 }
 
 /// Every record in `snap`, oldest first.
-pub(crate) fn read_generations(dest: &Dest, snap: &Snapshot) -> anyhow::Result<Vec<Generation>> {
+pub(crate) fn read_generations(
+    dest: &Dest,
+    snap: &Snapshot,
+) -> Result<Vec<Generation>, GenerationError> {
     let mut gens = Vec::new();
     for (name, bytes) in &snap.texts {
         if !name.starts_with("generations/") {
             continue;
         }
         gens.push(
-            serde_json::from_slice::<Generation>(bytes).with_context(|| {
-                format!(
-                    "{}/{name} is not a generation record (damaged, edited, or written by a \
-                         version of diskless that allowed iPXE syntax in names and descriptions): \
-                         restore it, or move it away (it is needed only to roll back to it)",
-                    dest.name()
-                )
+            serde_json::from_slice::<Generation>(bytes).map_err(|cause| {
+                GenerationError::Damaged {
+                    dest: dest.name(),
+                    name: name.clone(),
+                    cause,
+                }
             })?,
         );
     }
@@ -129,7 +146,7 @@ pub(crate) fn read_indexes(
     dest: &Dest,
     indexes: &mut Indexes,
     shas: impl IntoIterator<Item = String>,
-) -> anyhow::Result<()> {
+) -> Result<(), DestError> {
     let wanted: Vec<String> = shas
         .into_iter()
         .filter(|s| !indexes.contains_key(s))
@@ -150,16 +167,21 @@ pub(crate) fn read_indexes(
     Ok(())
 }
 
-pub(crate) fn index_of<'a>(indexes: &'a Indexes, sha: &str) -> anyhow::Result<&'a Index> {
+pub(crate) fn index_of<'a>(indexes: &'a Indexes, sha: &str) -> Result<&'a Index, IndexError> {
     match indexes.get(sha) {
         Some(Ok(index)) => Ok(index),
-        Some(Err(e)) => bail!("{e}"),
-        None => bail!("image index objects/{sha} is missing"),
+        Some(Err(e)) => Err(IndexError::Unreadable(e.clone())),
+        None => Err(IndexError::Missing {
+            sha: sha.to_string(),
+        }),
     }
 }
 
 /// Every object a generation needs.
-pub(crate) fn referenced(indexes: &Indexes, g: &Generation) -> anyhow::Result<BTreeSet<String>> {
+pub(crate) fn referenced(
+    indexes: &Indexes,
+    g: &Generation,
+) -> Result<BTreeSet<String>, IndexError> {
     let mut set = BTreeSet::new();
     for img in g.images.values() {
         set.insert(img.index.clone());
@@ -171,11 +193,15 @@ pub(crate) fn referenced(indexes: &Indexes, g: &Generation) -> anyhow::Result<BT
 }
 
 /// Writes `g`'s record atomically; entries rendered from it may only follow.
-pub(crate) fn record(dest: &Dest, g: &Generation) -> anyhow::Result<()> {
-    let mut json = serde_json::to_vec_pretty(g)?;
+pub(crate) fn record(dest: &Dest, g: &Generation) -> Result<(), GenerationError> {
+    let mut json = serde_json::to_vec_pretty(g).expect("a generation record always serializes");
     json.push(b'\n');
     dest.write(&format!("generations/{}.json", g.number), &json)
-        .with_context(|| format!("cannot record generation {} in {}", g.number, dest.name()))
+        .map_err(|cause| GenerationError::Record {
+            number: g.number,
+            dest: dest.name(),
+            cause,
+        })
 }
 
 #[cfg(test)]

@@ -77,6 +77,26 @@ impl ControlPlane {
     pub fn runs_on(&self, host: &Host) -> bool {
         self.host == host.hostname
     }
+
+    /// The `etcdctl` to run: the configured one, else the name on PATH.
+    pub fn etcdctl_program(&self) -> PathBuf {
+        program(&self.etcdctl, "etcdctl")
+    }
+
+    /// The `etcdutl` to run: the configured one, else the name on PATH.
+    pub fn etcdutl_program(&self) -> PathBuf {
+        program(&self.etcdutl, "etcdutl")
+    }
+
+    /// The `kubectl` to run: the configured one, else the name on PATH.
+    pub fn kubectl_program(&self) -> PathBuf {
+        program(&self.kubectl, "kubectl")
+    }
+}
+
+/// The configured program, else its name on PATH.
+fn program(configured: &Option<PathBuf>, name: &str) -> PathBuf {
+    configured.clone().unwrap_or_else(|| PathBuf::from(name))
 }
 
 fn default_timeout() -> u32 {

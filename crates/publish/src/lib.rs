@@ -23,7 +23,6 @@
 //! entry or `menu.ipxe`; `<image>.ipxe`; `objects/<sha256>`; `generations/<n>.json`.
 
 use crate::inventory::Inventory;
-use anyhow::{bail, Context};
 use dest::{Dest, Snapshot, Source};
 use diskless_builder::index::Index;
 use diskless_builder::ipxe::words::Word;
@@ -37,19 +36,27 @@ pub mod authorized_keys;
 mod controlplane;
 mod dest;
 mod entries;
+mod error;
 mod foreign;
 mod generation;
 pub mod inventory;
 pub mod kubeconfig;
+mod local;
 mod node;
 pub mod snapshot;
 pub mod token;
+mod tool;
 mod verify;
 
-pub use entries::{entries, Additions, Entries};
-pub use generation::{
-    format_utc, generations, local_entries, Generation, Indexes, PublishedHost, PublishedImage,
-};
+pub use controlplane::ControlPlaneError;
+pub use dest::DestError;
+pub use entries::{entries, Additions, Entries, EntryError};
+pub use error::PublishError;
+pub use generation::{format_utc, Generation, Indexes, PublishedHost, PublishedImage};
+pub use generation::{GenerationError, IndexError};
+pub use local::{generations, local_entries};
+pub use node::NodeError;
+pub use tool::ToolError;
 pub use verify::verify_dest;
 
 #[derive(Debug, Clone)]
@@ -102,59 +109,60 @@ fn now() -> u64 {
 
 /// Every image index in the build output `out`, by image name, with its sha256. Read
 /// completely before DEST is touched, so a bad build output fails before any write.
-fn read_build_output(out: &Path) -> anyhow::Result<BTreeMap<Word, (String, Index)>> {
+fn read_build_output(out: &Path) -> Result<BTreeMap<Word, (String, Index)>, PublishError> {
     let mut new_images = BTreeMap::new();
     if !out.exists() {
-        bail!(
-            "{} does not exist: give the output directory of `diskless build`",
-            out.display()
-        );
+        return Err(PublishError::NoBuildOutput {
+            out: out.to_owned(),
+        });
     }
+    let unreadable = |cause| PublishError::ReadBuildOutput {
+        out: out.to_owned(),
+        cause,
+    };
     let mut entries: Vec<_> = std::fs::read_dir(out)
-        .with_context(|| format!("cannot read build output {}", out.display()))?
-        .collect::<Result<_, _>>()?;
+        .map_err(unreadable)?
+        .collect::<Result<_, _>>()
+        .map_err(unreadable)?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(image) = name.strip_suffix(".json") {
-            let index = Index::load(&e.path())?;
-            let bytes = diskless_builder::store::read_regular(&e.path())
-                .with_context(|| format!("cannot read {}", e.path().display()))?;
+            let index =
+                Index::load(&e.path()).map_err(|e| PublishError::BuildIndex(format!("{e:#}")))?;
+            let bytes = diskless_builder::store::read_regular(&e.path()).map_err(|cause| {
+                PublishError::BuildIndex(format!("cannot read {}: {cause}", e.path().display()))
+            })?;
             // The name entries use is the index's own (checked when it was read), and a
             // renamed index file would publish one image under two names.
             if index.name.as_str() != image {
-                bail!(
-                    "{} holds the index of image {:?}: publish it as {}.json, as `diskless build` wrote it",
-                    e.path().display(),
-                    index.name.as_str(),
-                    index.name
-                );
+                return Err(PublishError::RenamedIndex {
+                    path: e.path(),
+                    name: index.name.to_string(),
+                });
             }
             // What `verify OUT` rejects is not published: missing objects, sizes that lie.
             let problems = diskless_builder::verify::index_objects(out, &name, &index);
             if !problems.is_empty() {
-                bail!(
-                    "{} is not a complete build output: {}; rebuild it (`diskless verify {}` lists every problem)",
-                    out.display(),
-                    problems.join("; "),
-                    out.display()
-                );
+                return Err(PublishError::Incomplete {
+                    out: out.to_owned(),
+                    problems: problems.join("; "),
+                });
             }
             new_images.insert(index.name.clone(), (sha256_hex(&bytes), index));
         }
     }
     if new_images.is_empty() {
-        bail!(
-            "{} holds no image index (<name>.json): is it the output of `diskless build`?",
-            out.display()
-        );
+        return Err(PublishError::NoImages {
+            out: out.to_owned(),
+        });
     }
     Ok(new_images)
 }
 
 /// Copies the build output's images to DEST and records them as a new generation (with the
 /// inventory's hosts, or the current ones); changes nothing when nothing changed.
-pub fn publish(args: &PublishOptions) -> anyhow::Result<PublishReport> {
+pub fn publish(args: &PublishOptions) -> Result<PublishReport, PublishError> {
     let dest = Dest::parse(&args.to)?;
     let inventory = args
         .inventory
@@ -224,7 +232,7 @@ pub fn publish(args: &PublishOptions) -> anyhow::Result<PublishReport> {
                     .clone()
                     .map(Word::new)
                     .transpose()
-                    .map_err(|e| anyhow::anyhow!("inventory default_image: {e}"))?,
+                    .map_err(PublishError::DefaultImage)?,
                 inv.menu_timeout,
                 hosts,
                 node_segments,
@@ -327,23 +335,29 @@ pub fn publish(args: &PublishOptions) -> anyhow::Result<PublishReport> {
 
 /// Restores the previous index of `image` (the newest earlier generation with a different
 /// one) as a new generation.
-pub fn rollback(to: &str, image: &str) -> anyhow::Result<u64> {
+pub fn rollback(to: &str, image: &str) -> Result<u64, PublishError> {
     let dest = Dest::parse(to)?;
     let _lock = dest.lock(false)?;
     let snap = dest.snapshot()?;
     let files = &snap.files;
     let gens = read_generations(&dest, &snap)?;
-    let current = gens.last().context("nothing has been published here yet")?;
-    let (key, now_index) = current
-        .images
-        .get_key_value(image)
-        .with_context(|| format!("image {image:?} is not published in {}", dest.name()))?;
+    let current = gens.last().ok_or(PublishError::NothingPublished)?;
+    let (key, now_index) =
+        current
+            .images
+            .get_key_value(image)
+            .ok_or_else(|| PublishError::NotPublished {
+                image: image.to_string(),
+                dest: dest.name(),
+            })?;
     let previous = gens
         .iter()
         .rev()
         .filter_map(|g| g.images.get(image))
         .find(|i| i.index != now_index.index)
-        .with_context(|| format!("no earlier version of {image} is recorded to roll back to"))?;
+        .ok_or_else(|| PublishError::NoEarlierVersion {
+            image: image.to_string(),
+        })?;
     let mut next = current.clone();
     next.number += 1;
     next.published_at = now();
@@ -354,11 +368,16 @@ pub fn rollback(to: &str, image: &str) -> anyhow::Result<u64> {
         &mut indexes,
         next.images.values().map(|i| i.index.clone()),
     )?;
-    let needed =
-        referenced(&indexes, &next).with_context(|| format!("cannot roll back {image}"))?;
+    let needed = referenced(&indexes, &next).map_err(|cause| PublishError::RollbackIndex {
+        image: image.to_string(),
+        cause,
+    })?;
     for o in needed {
         if !files.contains_key(&diskless_builder::index::object_path(&o)) {
-            bail!("cannot roll back {image}: object {o} was garbage-collected");
+            return Err(PublishError::Collected {
+                image: image.to_string(),
+                object: o,
+            });
         }
     }
     record(&dest, &next)?;
@@ -367,10 +386,10 @@ pub fn rollback(to: &str, image: &str) -> anyhow::Result<u64> {
 }
 
 /// Keeps the newest `keep` generations and the objects they reference; removes the rest.
-pub fn gc(to: &str, keep: usize) -> anyhow::Result<GcReport> {
+pub fn gc(to: &str, keep: usize) -> Result<GcReport, PublishError> {
     let dest = Dest::parse(to)?;
     if keep == 0 {
-        bail!("--keep must be at least 1: the current generation is always kept");
+        return Err(PublishError::KeepNone);
     }
     let _lock = dest.lock(false)?;
     let snap = dest.snapshot()?;
@@ -417,7 +436,12 @@ pub fn gc(to: &str, keep: usize) -> anyhow::Result<GcReport> {
 
 /// Step 3: renders every entry of a generation into DEST; `snap` is DEST as read before.
 /// An entry already holding exactly its new text is left alone, so a no-op publish writes nothing.
-fn render(dest: &Dest, snap: &Snapshot, g: &Generation, indexes: &Indexes) -> anyhow::Result<()> {
+fn render(
+    dest: &Dest,
+    snap: &Snapshot,
+    g: &Generation,
+    indexes: &Indexes,
+) -> Result<(), PublishError> {
     let (files, current) = (&snap.files, &snap.texts);
     // Each group is one batch (one round trip over ssh), written in this order.
     let changed = |group: Vec<(String, String)>| -> Vec<(String, Vec<u8>)> {

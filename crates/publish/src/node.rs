@@ -2,10 +2,11 @@
 //! served only through that host's entry, so no shared entry or image index can reach it.
 
 use crate::authorized_keys::AuthorizedKeys;
+use crate::controlplane::ControlPlaneError;
 use crate::generation::{Generation, PublishedHost};
-use crate::inventory::{Host, Inventory, Join, KubeletMode};
+use crate::inventory::{Host, Inventory, InventoryError, Join, KubeletMode};
 use crate::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
-use anyhow::Context;
+use crate::token::TokenError;
 use diskless_builder::index::Artifact;
 use diskless_builder::ipxe::words::{Word, Words};
 use diskless_builder::store::sha256_hex;
@@ -15,6 +16,48 @@ use diskless_contract::node::{NodeConfig, BOOTSTRAP_KUBECONFIG, CLIENT_CA, NODE_
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// A host whose node segment cannot be made: a secret file the inventory names, join material,
+/// the control plane's files.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error("inventory: cannot read {what} {}: {cause}", path.display())]
+    Secret {
+        what: &'static str,
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("join.token_file is not text: {0}")]
+    TokenText(std::string::FromUtf8Error),
+    #[error("host {mac}: {field}: {why}")]
+    Word {
+        mac: String,
+        field: &'static str,
+        why: String,
+    },
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    ControlPlane(#[from] ControlPlaneError),
+    /// Packing the segment failed (the message is the builder's).
+    #[error("node segment: {0}")]
+    Segment(String),
+    #[error("cannot read /dev/urandom: {0}")]
+    Random(std::io::Error),
+}
+
+impl NodeError {
+    /// Whether this machine lacks a tool a node segment needs (kubectl, etcdctl).
+    pub fn is_environment(&self) -> bool {
+        match self {
+            NodeError::Token(e) => e.is_environment(),
+            NodeError::ControlPlane(e) => e.is_environment(),
+            _ => false,
+        }
+    }
+}
 
 /// Node segments made by `hosts`, as (sha256, bytes), to be stored with the image objects.
 pub(crate) type NewSegments = Vec<(String, Vec<u8>)>;
@@ -26,13 +69,15 @@ pub(crate) fn hosts(
     inv: &Inventory,
     inventory_path: &Path,
     current: Option<&Generation>,
-) -> anyhow::Result<(BTreeMap<String, PublishedHost>, NewSegments)> {
+) -> Result<(BTreeMap<String, PublishedHost>, NewSegments), NodeError> {
     let mut node_segments = NewSegments::new();
     let mut hosts = BTreeMap::new();
     let keys = inv.authorized_keys(inventory_path)?;
     for h in &inv.hosts {
         let files = node_files(inv, h, keys.as_ref())?;
-        let inputs = sha256_hex(&serde_json::to_vec(&(&files, &h.image, &h.kernel_args))?);
+        let inputs = serde_json::to_vec(&(&files, &h.image, &h.kernel_args))
+            .expect("node files always serialize");
+        let inputs = sha256_hex(&inputs);
         let previous = current
             .and_then(|g| g.hosts.get(&h.mac))
             .filter(|p| p.inputs == inputs);
@@ -51,10 +96,16 @@ pub(crate) fn hosts(
             PublishedHost {
                 hostname: h.hostname.clone(),
                 // Both checked by `Inventory::check` already; an error here names the host.
-                image: Word::new(h.image.clone())
-                    .map_err(|e| anyhow::anyhow!("host {}: image: {e}", h.mac))?,
-                kernel_args: Words::new(h.kernel_args.clone())
-                    .map_err(|e| anyhow::anyhow!("host {}: kernel_args: {e}", h.mac))?,
+                image: Word::new(h.image.clone()).map_err(|why| NodeError::Word {
+                    mac: h.mac.clone(),
+                    field: "image",
+                    why,
+                })?,
+                kernel_args: Words::new(h.kernel_args.clone()).map_err(|why| NodeError::Word {
+                    mac: h.mac.clone(),
+                    field: "kernel_args",
+                    why,
+                })?,
                 node_segment,
                 inputs,
             },
@@ -71,9 +122,12 @@ fn join_settings<T>(inv: &Inventory, host: &Host, f: impl Fn(&Join) -> T) -> Opt
         .map(f)
 }
 
-fn read_secret(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    diskless_builder::store::read_regular(path)
-        .with_context(|| format!("inventory: cannot read {what} {}", path.display()))
+fn read_secret(path: &Path, what: &'static str) -> Result<Vec<u8>, NodeError> {
+    diskless_builder::store::read_regular(path).map_err(|cause| NodeError::Secret {
+        what,
+        path: path.to_owned(),
+        cause,
+    })
 }
 
 /// The files of one host's node segment: identity, join material, SSH keys; mode 0600 where secret.
@@ -82,7 +136,7 @@ fn node_files(
     inv: &Inventory,
     host: &Host,
     keys: Option<&AuthorizedKeys>,
-) -> anyhow::Result<BTreeMap<String, (Vec<u8>, u32)>> {
+) -> Result<BTreeMap<String, (Vec<u8>, u32)>, NodeError> {
     let mut files = BTreeMap::new();
     let control_plane = inv.control_plane.as_ref().filter(|c| c.runs_on(host));
     // The node's one identity channel: the init reads this file with the same type.
@@ -115,7 +169,7 @@ fn node_files(
             )?
             .bearer(),
             (Some(file), None) => String::from_utf8(read_secret(file, "join.token_file")?)
-                .context("join.token_file is not text")?,
+                .map_err(NodeError::TokenText)?,
             (None, None) => unreachable!("checked by Inventory::check"),
         };
         let kubeconfig = Kubeconfig::single(
@@ -138,7 +192,11 @@ fn node_files(
     }
     if let Some(dir) = &host.ssh_host_keys_dir {
         let mut keys: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("inventory: cannot read ssh_host_keys_dir {}", dir.display()))?
+            .map_err(|cause| NodeError::Secret {
+                what: "ssh_host_keys_dir",
+                path: dir.clone(),
+                cause,
+            })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.file_name()
@@ -165,7 +223,7 @@ const AUTHORIZED_KEYS: &str = "/root/.ssh/authorized_keys";
 
 /// Builds a node segment. A random nonce inside makes its name unguessable even for someone
 /// who knows every non-secret input.
-fn node_segment(files: &BTreeMap<String, (Vec<u8>, u32)>) -> anyhow::Result<Vec<u8>> {
+fn node_segment(files: &BTreeMap<String, (Vec<u8>, u32)>) -> Result<Vec<u8>, NodeError> {
     let mut tree = Tree::default();
     if files.contains_key(AUTHORIZED_KEYS) {
         for d in ["/root", "/root/.ssh"] {
@@ -190,7 +248,9 @@ fn node_segment(files: &BTreeMap<String, (Vec<u8>, u32)>) -> anyhow::Result<Vec<
         );
     }
     let mut nonce = [0u8; 32];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut nonce)?;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce))
+        .map_err(NodeError::Random)?;
     tree.entries.insert(
         "/.diskless/node/nonce".into(),
         Entry {
@@ -199,11 +259,14 @@ fn node_segment(files: &BTreeMap<String, (Vec<u8>, u32)>) -> anyhow::Result<Vec<
             origin: "nonce".into(),
         },
     );
-    let seg = diskless_builder::segment::write("node", &tree, 0)?;
+    let seg = diskless_builder::segment::write("node", &tree, 0)
+        .map_err(|e| NodeError::Segment(format!("{e:#}")))?;
     let codec = diskless_builder::compress::Codec {
         algorithm: diskless_builder::plan::Algorithm::Zstd,
         level: 3,
         window_log: 0,
     };
-    Ok(codec.compress("node", &seg.cpio, 1)?)
+    codec
+        .compress("node", &seg.cpio, 1)
+        .map_err(|e| NodeError::Segment(format!("{e:#}")))
 }

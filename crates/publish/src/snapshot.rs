@@ -5,23 +5,56 @@
 //! snapshot, exactly as the node will restore it; the newest kept one is checked again before
 //! it is reused.
 
-use crate::controlplane::program;
 use crate::inventory::ControlPlane;
-use anyhow::{bail, Context};
+use crate::tool::{self, ToolError};
 use std::path::{Path, PathBuf};
 
 const PREFIX: &str = "etcd-";
 const SUFFIX: &str = ".snapshot";
 
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// etcdctl or etcdutl did not start, or refused (etcd down, a snapshot that does not restore).
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error(
+        "snapshot_dir {} is readable by others (mode {mode:o}); snapshots hold every Secret of \
+         the cluster: chmod 700 it",
+        dir.display()
+    )]
+    NotPrivate { dir: PathBuf, mode: u32 },
+    /// Any other I/O failure in `snapshot_dir`, with what was being done.
+    #[error("{context}: {cause}")]
+    Io {
+        context: String,
+        cause: std::io::Error,
+    },
+}
+
+impl SnapshotError {
+    /// Whether this machine lacks etcdctl or etcdutl.
+    pub fn is_environment(&self) -> bool {
+        matches!(self, SnapshotError::Tool(t) if t.is_environment())
+    }
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> SnapshotError {
+    let context = context.into();
+    move |cause| SnapshotError::Io { context, cause }
+}
+
 /// Takes a snapshot, checks it and keeps it in `snapshot_dir` (mode 0600) under a name that
 /// sorts by time; removes all but the newest [`ControlPlane::KEEP_SNAPSHOTS`].
-pub fn take(cp: &ControlPlane) -> anyhow::Result<PathBuf> {
+pub fn take(cp: &ControlPlane) -> Result<PathBuf, SnapshotError> {
     let dir = &cp.snapshot_dir;
     create_private_dir(dir)?;
     let scratch = tempfile::Builder::new()
         .prefix(".snapshot-")
         .tempdir_in(dir)
-        .with_context(|| format!("cannot create a scratch directory in {}", dir.display()))?;
+        .map_err(io(format!(
+            "cannot create a scratch directory in {}",
+            dir.display()
+        )))?;
     let saved = scratch.path().join("snapshot.db");
     // A control plane that is down (not booted yet, rebooting) refuses at once; etcdctl would
     // retry that until its command timeout, which a snapshot of a large etcd needs long.
@@ -36,14 +69,17 @@ pub fn take(cp: &ControlPlane) -> anyhow::Result<PathBuf> {
         ],
     )?;
     verify(cp, &saved)?;
-    std::fs::set_permissions(&saved, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    std::fs::set_permissions(&saved, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(io(format!("cannot make {} private", saved.display())))?;
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let kept = dir.join(format!("{PREFIX}{secs:024}{SUFFIX}"));
-    std::fs::rename(&saved, &kept)
-        .with_context(|| format!("cannot keep the snapshot as {}", kept.display()))?;
+    std::fs::rename(&saved, &kept).map_err(io(format!(
+        "cannot keep the snapshot as {}",
+        kept.display()
+    )))?;
     let all = kept_snapshots(dir)?;
     for old in all.iter().rev().skip(ControlPlane::KEEP_SNAPSHOTS) {
         let _ = std::fs::remove_file(old);
@@ -52,9 +88,9 @@ pub fn take(cp: &ControlPlane) -> anyhow::Result<PathBuf> {
 }
 
 /// `etcdctl` against the control plane's etcd with publish's client certificate.
-fn etcdctl(cp: &ControlPlane, args: &[&str]) -> anyhow::Result<()> {
+fn etcdctl(cp: &ControlPlane, args: &[&str]) -> Result<(), ToolError> {
     let pki = |name: &str| cp.pki_dir.join(name);
-    let program = program(&cp.etcdctl, "etcdctl");
+    let program = cp.etcdctl_program();
     let mut argv: Vec<std::ffi::OsString> = vec![
         format!("--endpoints={}", cp.etcd_endpoint).into(),
         "--cacert".into(),
@@ -66,29 +102,21 @@ fn etcdctl(cp: &ControlPlane, args: &[&str]) -> anyhow::Result<()> {
         "--dial-timeout=5s".into(),
     ];
     argv.extend(args.iter().map(Into::into));
-    let out = duct::cmd(&program, argv)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .with_context(|| format!("cannot run {}", program.display()))?;
-    if !out.status.success() {
-        bail!(
-            "etcdctl {}: {}",
-            args.iter()
-                .filter(|a| !a.starts_with("--"))
-                .copied()
-                .collect::<Vec<_>>()
-                .join(" "),
-            last_line(&String::from_utf8_lossy(&out.stderr))
-        );
-    }
+    let what = || {
+        let words: Vec<&str> = args
+            .iter()
+            .filter(|a| !a.starts_with("--"))
+            .copied()
+            .collect();
+        format!("etcdctl {}", words.join(" "))
+    };
+    tool::run(&program, argv, Vec::new(), what, last_line)?;
     Ok(())
 }
 
 /// The newest kept snapshot that still restores (an older one if the newest was damaged
 /// since), or None when none is kept.
-pub fn newest(cp: &ControlPlane) -> anyhow::Result<Option<PathBuf>> {
+pub fn newest(cp: &ControlPlane) -> Result<Option<PathBuf>, SnapshotError> {
     if !cp.snapshot_dir.exists() {
         return Ok(None);
     }
@@ -106,42 +134,32 @@ pub fn newest(cp: &ControlPlane) -> anyhow::Result<Option<PathBuf>> {
 
 /// Restores `snapshot` into a scratch directory as the node will (`etcdutl` checks the hash
 /// etcd appended), then removes it.
-pub fn verify(cp: &ControlPlane, snapshot: &Path) -> anyhow::Result<()> {
+pub fn verify(cp: &ControlPlane, snapshot: &Path) -> Result<(), SnapshotError> {
     let scratch = tempfile::Builder::new()
         .prefix(".verify-")
         .tempdir_in(&cp.snapshot_dir)
-        .context("cannot create a scratch directory for the restore check")?;
-    let etcdutl = program(&cp.etcdutl, "etcdutl");
-    let out = duct::cmd!(
-        &etcdutl,
-        "snapshot",
-        "restore",
-        snapshot,
-        "--data-dir",
-        scratch.path().join("data"),
-        "--name=verify",
-        "--initial-cluster=verify=http://127.0.0.1:2380",
-        "--initial-advertise-peer-urls=http://127.0.0.1:2380"
-    )
-    .stdout_capture()
-    .stderr_capture()
-    .unchecked()
-    .run()
-    .with_context(|| format!("cannot run {}", etcdutl.display()))?;
-    if !out.status.success() {
-        bail!(
-            "etcdutl snapshot restore {}: {}",
-            snapshot.display(),
-            last_line(&String::from_utf8_lossy(&out.stderr))
-        );
-    }
+        .map_err(io(
+            "cannot create a scratch directory for the restore check",
+        ))?;
+    let args: Vec<std::ffi::OsString> = vec![
+        "snapshot".into(),
+        "restore".into(),
+        snapshot.into(),
+        "--data-dir".into(),
+        scratch.path().join("data").into(),
+        "--name=verify".into(),
+        "--initial-cluster=verify=http://127.0.0.1:2380".into(),
+        "--initial-advertise-peer-urls=http://127.0.0.1:2380".into(),
+    ];
+    let what = || format!("etcdutl snapshot restore {}", snapshot.display());
+    tool::run(&cp.etcdutl_program(), args, Vec::new(), what, last_line)?;
     Ok(())
 }
 
 /// `etcd-<time>.snapshot` files, oldest first.
-fn kept_snapshots(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+fn kept_snapshots(dir: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
+        .map_err(io(format!("cannot read {}", dir.display())))?
         .filter_map(|e| e.ok())
         .filter(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
@@ -153,20 +171,22 @@ fn kept_snapshots(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+fn create_private_dir(dir: &Path) -> Result<(), SnapshotError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("cannot create snapshot_dir {}", dir.display()))?;
-    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o077;
-    if mode != 0 {
-        bail!(
-            "snapshot_dir {} is readable by others (mode {:o}); snapshots hold every Secret of the cluster: chmod 700 it",
-            dir.display(),
-            std::fs::metadata(dir)?.permissions().mode() & 0o777
-        );
+        .map_err(io(format!("cannot create snapshot_dir {}", dir.display())))?;
+    let mode = std::fs::metadata(dir)
+        .map_err(io(format!("cannot read snapshot_dir {}", dir.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(SnapshotError::NotPrivate {
+            dir: dir.to_owned(),
+            mode: mode & 0o777,
+        });
     }
     Ok(())
 }
@@ -177,10 +197,25 @@ fn last_line(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    use crate::controlplane::tests::control_plane as cp;
+    /// A control plane whose etcd and tools are unreachable (shared with controlplane.rs's tests).
+    pub(crate) fn control_plane(dir: &Path) -> ControlPlane {
+        ControlPlane {
+            host: "cp".into(),
+            pki_dir: dir.join("pki"),
+            advertise_address: None,
+            etcd_endpoint: "https://127.0.0.1:1".into(),
+            snapshot_dir: dir.join("snapshots"),
+            admin_kubeconfig: None,
+            etcdctl: Some("/nonexistent/etcdctl".into()),
+            etcdutl: Some("/nonexistent/etcdutl".into()),
+            kubectl: None,
+        }
+    }
+
+    use control_plane as cp;
 
     #[test]
     fn without_etcdctl_no_snapshot_is_taken_and_none_is_kept() {

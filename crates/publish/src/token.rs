@@ -7,13 +7,31 @@
 //! run on a timer (shorter than the TTL) keeps every node able to rejoin. The threat model is
 //! in docs/boot-server.md.
 
-use anyhow::{bail, Context};
+use crate::tool::{self, ToolError};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use diskless_kube::controlplane::BOOTSTRAP_GROUP;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// kubectl did not start, or the API server refused the token's Secret.
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error("cannot read /dev/urandom: {0}")]
+    Random(std::io::Error),
+    #[error("the clock is before 1970: set the system time")]
+    Clock,
+}
+
+impl TokenError {
+    /// Whether this machine lacks kubectl.
+    pub fn is_environment(&self) -> bool {
+        matches!(self, TokenError::Tool(t) if t.is_environment())
+    }
+}
 
 /// A bootstrap token, `<id>.<secret>`: `[a-z0-9]{6}` and `[a-z0-9]{16}`.
 #[derive(Clone)]
@@ -24,7 +42,7 @@ pub struct Token {
 
 impl Token {
     /// A token from /dev/urandom.
-    pub fn generate() -> anyhow::Result<Token> {
+    pub fn generate() -> Result<Token, TokenError> {
         let mut chars = random_chars(22)?;
         let secret = chars.split_off(6);
         Ok(Token { id: chars, secret })
@@ -36,11 +54,11 @@ impl Token {
     }
 
     /// The token's Secret in `kube-system`, valid for `ttl` from now.
-    pub fn secret(&self, ttl: Duration, description: &str) -> anyhow::Result<Value> {
+    pub fn secret(&self, ttl: Duration, description: &str) -> Result<Value, TokenError> {
         let expires = SystemTime::now() + ttl;
         let secs = expires
             .duration_since(UNIX_EPOCH)
-            .context("the clock is before 1970")?
+            .map_err(|_| TokenError::Clock)?
             .as_secs();
         Ok(json!({
             "apiVersion": "v1",
@@ -77,42 +95,38 @@ pub fn mint(
     admin_kubeconfig: &Path,
     hostname: &str,
     ttl: Duration,
-) -> anyhow::Result<Token> {
+) -> Result<Token, TokenError> {
     let token = Token::generate()?;
     let secret = token.secret(ttl, &format!("diskless publish, node {hostname}"))?;
-    let out = duct::cmd!(
-        kubectl,
-        "--kubeconfig",
-        admin_kubeconfig,
-        "--request-timeout=20s",
-        "create",
-        "-f",
-        "-"
-    )
-    .stdin_bytes(serde_json::to_vec(&secret)?)
-    .stdout_capture()
-    .stderr_capture()
-    .unchecked()
-    .run()
-    .with_context(|| format!("cannot run {}", kubectl.display()))?;
-    if !out.status.success() {
-        bail!(
-            "minting a bootstrap token for {hostname} through {}: {}",
-            admin_kubeconfig.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let args: Vec<std::ffi::OsString> = vec![
+        "--kubeconfig".into(),
+        admin_kubeconfig.into(),
+        "--request-timeout=20s".into(),
+        "create".into(),
+        "-f".into(),
+        "-".into(),
+    ];
+    let stdin = serde_json::to_vec(&secret).expect("a Secret always serializes");
+    let what = || {
+        format!(
+            "minting a bootstrap token for {hostname} through {}",
+            admin_kubeconfig.display()
+        )
+    };
+    tool::run(kubectl, args, stdin, what, |stderr| {
+        stderr.trim().to_string()
+    })?;
     Ok(token)
 }
 
 /// `n` characters of `[a-z0-9]`, uniformly: bytes ≥ 252 (7 × 36) are drawn again.
-fn random_chars(n: usize) -> anyhow::Result<String> {
+fn random_chars(n: usize) -> Result<String, TokenError> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut urandom = std::fs::File::open("/dev/urandom").context("open /dev/urandom")?;
+    let mut urandom = std::fs::File::open("/dev/urandom").map_err(TokenError::Random)?;
     let mut out = String::with_capacity(n);
     let mut buf = [0u8; 64];
     while out.len() < n {
-        urandom.read_exact(&mut buf).context("read /dev/urandom")?;
+        urandom.read_exact(&mut buf).map_err(TokenError::Random)?;
         for &b in buf.iter().filter(|&&b| b < 252) {
             if out.len() < n {
                 out.push(ALPHABET[b as usize % ALPHABET.len()] as char);

@@ -1,17 +1,19 @@
 //! `verify --to DEST`: the boot server checked against the promises publish makes.
 
-use crate::dest::Dest;
+use crate::dest::{Dest, DestError};
+use crate::error::PublishError;
 use crate::generation::{index_of, read_generations, read_indexes, referenced, Indexes};
 use diskless_builder::verify::VerifyReport;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// `verify --to DEST`: objects hash to their names, every entry refers to existing objects,
 /// and no per-node (secret) segment is reachable from a shared entry.
-pub fn verify_dest(to: &str) -> anyhow::Result<VerifyReport> {
+pub fn verify_dest(to: &str) -> Result<VerifyReport, PublishError> {
     let dest = Dest::parse(to)?;
     let (snap, mut report) = match &dest {
         Dest::Local(path) => {
-            let report = diskless_builder::verify::verify_objects(path)?;
+            let report = diskless_builder::verify::verify_objects(path)
+                .map_err(|e| PublishError::VerifyObjects(format!("{e:#}")))?;
             (dest.snapshot()?, report)
         }
         Dest::Ssh(_) => {
@@ -93,7 +95,7 @@ pub fn verify_dest(to: &str) -> anyhow::Result<VerifyReport> {
 fn verify_remote_objects(
     dest: &Dest,
     files: &BTreeMap<String, u64>,
-) -> anyhow::Result<VerifyReport> {
+) -> Result<VerifyReport, DestError> {
     let mut report = VerifyReport {
         objects: 0,
         bytes: 0,

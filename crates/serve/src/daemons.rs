@@ -3,24 +3,72 @@
 //! standard error as they print them (dnsmasq `log-facility=-`, nginx `error_log stderr`).
 //! If serve is killed outright, its watchdog stops them (`watchdog.rs`).
 
+use crate::dnsmasq::DnsmasqConf;
+use crate::nginx::NginxConf;
 use crate::watchdog::Watchdog;
-use crate::Resolved;
-use anyhow::{bail, Context};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {addr}:{port}: is another web server using that port? (give --http-port): {cause}")]
+    PortTaken {
+        addr: Ipv4Addr,
+        port: u16,
+        cause: std::io::Error,
+    },
+    #[error("cannot open a UDP socket: {0}")]
+    Socket(std::io::Error),
+    #[error("cannot bind a socket to interface {interface}: {cause} (serve needs root, as dnsmasq does)")]
+    BindDevice {
+        interface: String,
+        cause: std::io::Error,
+    },
+    #[error(
+        "a DHCP server on this machine already answers on {interface} (UDP port 67 is taken: \
+         another `diskless serve` or dnsmasq?): stop it, or use --proxy-dhcp beside it"
+    )]
+    DhcpTaken { interface: String },
+    #[error("cannot bind UDP port 67 on {interface}: {cause}")]
+    BindDhcp {
+        interface: String,
+        cause: std::io::Error,
+    },
+    /// The daemon's program is not installed: an environment problem.
+    #[error("cannot run {name}: apt-get install {package}: {cause}")]
+    Program {
+        name: &'static str,
+        package: &'static str,
+        cause: std::io::Error,
+    },
+    #[error("cannot start the watchdog that stops the daemons if serve is killed: {0}")]
+    Watchdog(std::io::Error),
+    #[error("{why} while starting: see its message above; nothing is left running")]
+    StoppedStarting { why: String },
+    #[error("nginx did not answer on {addr}:{port} within 10 s; stopped both daemons")]
+    NoAnswer { addr: Ipv4Addr, port: u16 },
+    #[error("{why}; stopped the other daemon too")]
+    Stopped { why: String },
+}
+
+impl DaemonError {
+    /// Whether this machine lacks dnsmasq or nginx.
+    pub fn is_environment(&self) -> bool {
+        matches!(self, DaemonError::Program { .. })
+    }
+}
+
 /// Refuses a port someone else already holds, before anything starts.
-pub fn check_port_free(addr: Ipv4Addr, port: crate::word::Port) -> anyhow::Result<()> {
+pub fn check_port_free(addr: Ipv4Addr, port: crate::word::Port) -> Result<(), DaemonError> {
     TcpListener::bind((addr, port.get()))
         .map(drop)
-        .with_context(|| {
-            format!(
-            "cannot listen on {addr}:{}: is another web server using that port? (give --http-port)",
-            port.get()
-        )
+        .map_err(|cause| DaemonError::PortTaken {
+            addr,
+            port: port.get(),
+            cause,
         })
 }
 
@@ -29,16 +77,13 @@ pub fn check_port_free(addr: Ipv4Addr, port: crate::word::Port) -> anyhow::Resul
 /// bound to its interface), so a second one starts happily and both answer every client.
 /// A socket bound to the same interface without SO_REUSEADDR conflicts with it; one bound
 /// to another interface does not. Needs CAP_NET_RAW (SO_BINDTODEVICE), as dnsmasq does.
-pub fn check_dhcp_free(interface: &crate::word::Interface) -> anyhow::Result<()> {
+pub fn check_dhcp_free(interface: &crate::word::Interface) -> Result<(), DaemonError> {
     use std::os::fd::{FromRawFd, OwnedFd};
     let name = interface.as_str();
     // SAFETY: socket(2) with constant arguments; the descriptor is owned right away.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        bail!(
-            "cannot open a UDP socket: {}",
-            std::io::Error::last_os_error()
-        );
+        return Err(DaemonError::Socket(std::io::Error::last_os_error()));
     }
     // SAFETY: `fd` is a fresh descriptor nobody else owns; it is closed on drop.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -53,10 +98,10 @@ pub fn check_dhcp_free(interface: &crate::word::Interface) -> anyhow::Result<()>
         )
     };
     if bound != 0 {
-        bail!(
-            "cannot bind a socket to interface {name}: {} (serve needs root, as dnsmasq does)",
-            std::io::Error::last_os_error()
-        );
+        return Err(DaemonError::BindDevice {
+            interface: name.to_string(),
+            cause: std::io::Error::last_os_error(),
+        });
     }
     let addr = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
@@ -75,12 +120,14 @@ pub fn check_dhcp_free(interface: &crate::word::Interface) -> anyhow::Result<()>
     if r != 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EADDRINUSE) {
-            bail!(
-                "a DHCP server on this machine already answers on {name} (UDP port 67 is taken: \
-                 another `diskless serve` or dnsmasq?): stop it, or use --proxy-dhcp beside it"
-            );
+            return Err(DaemonError::DhcpTaken {
+                interface: name.to_string(),
+            });
         }
-        bail!("cannot bind UDP port 67 on {name}: {e}");
+        return Err(DaemonError::BindDhcp {
+            interface: name.to_string(),
+            cause: e,
+        });
     }
     Ok(())
 }
@@ -92,7 +139,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(name: &'static str, cmd: &mut Command) -> anyhow::Result<Daemon> {
+    fn start(name: &'static str, cmd: &mut Command) -> Result<Daemon, DaemonError> {
         use std::os::unix::process::CommandExt;
         // SAFETY: between fork and exec only async-signal-safe calls (sigemptyset,
         // pthread_sigmask, prctl) on a local set.
@@ -109,9 +156,11 @@ impl Daemon {
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot run {name}: apt-get install {}", package(name)))?;
+        let child = cmd.spawn().map_err(|cause| DaemonError::Program {
+            name,
+            package: package(name),
+            cause,
+        })?;
         Ok(Daemon { name, child })
     }
 
@@ -180,12 +229,12 @@ pub fn run(
     dnsmasq_conf: &Path,
     nginx_conf: &Path,
     state: &Path,
-    r: &Resolved,
-) -> anyhow::Result<()> {
+    dhcp: &DnsmasqConf,
+    http: &NginxConf,
+) -> Result<(), DaemonError> {
     let signals = block_stop_signals();
     // Declared before the daemons, so dropped after them: it only acts if we die first.
-    let watchdog = Watchdog::start()
-        .context("cannot start the watchdog that stops the daemons if serve is killed")?;
+    let watchdog = Watchdog::start().map_err(DaemonError::Watchdog)?;
     let mut dnsmasq = Daemon::start(
         "dnsmasq",
         Command::new("dnsmasq")
@@ -208,11 +257,11 @@ pub fn run(
     loop {
         for d in [&mut dnsmasq, &mut nginx] {
             if let Some(why) = d.stopped() {
-                bail!("{why} while starting: see its message above; nothing is left running");
+                return Err(DaemonError::StoppedStarting { why });
             }
         }
         if TcpStream::connect_timeout(
-            &(r.nginx.listen, r.nginx.port.get()).into(),
+            &(http.listen, http.port.get()).into(),
             Duration::from_millis(200),
         )
         .is_ok()
@@ -220,11 +269,10 @@ pub fn run(
             break;
         }
         if Instant::now() > deadline {
-            bail!(
-                "nginx did not answer on {}:{} within 10 s; stopped both daemons",
-                r.nginx.listen,
-                r.nginx.port.get()
-            );
+            return Err(DaemonError::NoAnswer {
+                addr: http.listen,
+                port: http.port.get(),
+            });
         }
         if let Some(sig) = stop_signal(&signals, Duration::from_millis(100)) {
             eprintln!("diskless serve: signal {sig} while starting; stopping");
@@ -233,8 +281,8 @@ pub fn run(
     }
     eprintln!(
         "diskless serve: ready: DHCP/TFTP on {}, {} over HTTP (Ctrl-C stops both)",
-        r.dnsmasq.interface.as_str(),
-        r.dnsmasq.script_url
+        dhcp.interface.as_str(),
+        dhcp.script_url
     );
     loop {
         if let Some(sig) = stop_signal(&signals, Duration::from_millis(250)) {
@@ -243,7 +291,7 @@ pub fn run(
         }
         for d in [&mut dnsmasq, &mut nginx] {
             if let Some(why) = d.stopped() {
-                bail!("{why}; stopped the other daemon too");
+                return Err(DaemonError::Stopped { why });
             }
         }
     }

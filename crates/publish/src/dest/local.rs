@@ -1,45 +1,46 @@
 //! A boot server directory on this machine (or a mounted share).
 
+use super::error::{io, DestError};
 use super::{Source, DIRS};
-use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 /// Takes `flock` on `DEST/.lock`, first creating DEST (publish) or requiring it, then empties
 /// `.staging/`: whatever is there was left by a run that died.
-pub(super) fn lock(root: &Path, create: bool) -> anyhow::Result<LocalLock> {
+pub(super) fn lock(root: &Path, create: bool) -> Result<LocalLock, DestError> {
     if create {
-        std::fs::create_dir_all(root.join("objects"))
-            .with_context(|| format!("cannot create boot server directory {}", root.display()))?;
-    } else if !root.is_dir() {
-        bail!(
-            "{} does not exist (or is not a directory): give the boot server directory `diskless publish` wrote",
+        std::fs::create_dir_all(root.join("objects")).map_err(io(format!(
+            "cannot create boot server directory {}",
             root.display()
-        );
+        )))?;
+    } else if !root.is_dir() {
+        return Err(DestError::NotABootServer {
+            path: root.to_owned(),
+        });
     }
     let lock = LocalLock::take(root)?;
     let staging = root.join(".staging");
     match std::fs::remove_dir_all(&staging) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => bail!("cannot clean {}: {e}", staging.display()),
+        Err(e) => return Err(io(format!("cannot clean {}", staging.display()))(e)),
     }
-    std::fs::create_dir_all(&staging)
-        .with_context(|| format!("cannot write to {}", root.display()))?;
+    std::fs::create_dir_all(&staging).map_err(io(format!("cannot write to {}", root.display())))?;
     Ok(lock)
 }
 
 /// The listing `Dest::list` describes; a missing DEST lists empty.
-pub(super) fn list(root: &Path) -> anyhow::Result<BTreeMap<String, u64>> {
+pub(super) fn list(root: &Path) -> Result<BTreeMap<String, u64>, DestError> {
     let mut files = BTreeMap::new();
     for dir in std::iter::once("").chain(DIRS) {
         let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
             continue;
         };
         for e in rd {
-            let e = e.with_context(|| format!("cannot list {}", root.display()))?;
-            let meta = e.metadata()?;
+            let listing = || io(format!("cannot list {}", root.display()));
+            let e = e.map_err(listing())?;
+            let meta = e.metadata().map_err(listing())?;
             if meta.is_file() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 files.insert(join(dir, &name), meta.len());
@@ -49,7 +50,7 @@ pub(super) fn list(root: &Path) -> anyhow::Result<BTreeMap<String, u64>> {
     Ok(files)
 }
 
-pub(super) fn read(root: &Path, rels: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+pub(super) fn read(root: &Path, rels: &[String]) -> Result<BTreeMap<String, Vec<u8>>, DestError> {
     let mut out = BTreeMap::new();
     for rel in rels {
         match std::fs::read(root.join(rel)) {
@@ -57,31 +58,30 @@ pub(super) fn read(root: &Path, rels: &[String]) -> anyhow::Result<BTreeMap<Stri
                 out.insert(rel.clone(), bytes);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => bail!("cannot read {}: {e}", root.join(rel).display()),
+            Err(e) => return Err(io(format!("cannot read {}", root.join(rel).display()))(e)),
         }
     }
     Ok(out)
 }
 
-pub(super) fn write_batch(root: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+pub(super) fn write_batch(root: &Path, files: &[(String, Vec<u8>)]) -> Result<(), DestError> {
     for (rel, bytes) in files {
         let target = root.join(rel);
         if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
         }
         write_local(root, &target, bytes)
-            .with_context(|| format!("cannot write {}", target.display()))?;
+            .map_err(io(format!("cannot write {}", target.display())))?;
     }
     Ok(())
 }
 
-pub(super) fn remove(root: &Path, rels: &[String]) -> anyhow::Result<()> {
+pub(super) fn remove(root: &Path, rels: &[String]) -> Result<(), DestError> {
     for rel in rels {
         match std::fs::remove_file(root.join(rel)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => bail!("cannot remove {}: {e}", root.join(rel).display()),
+            Err(e) => return Err(io(format!("cannot remove {}", root.join(rel).display()))(e)),
         }
     }
     Ok(())
@@ -112,23 +112,18 @@ fn join(dir: &str, name: &str) -> String {
 }
 
 /// Stores `objects/<sha>`, hashing the copy where it landed before trusting it.
-pub(super) fn put_object(root: &Path, sha: &str, src: Source) -> anyhow::Result<()> {
+pub(super) fn put_object(root: &Path, sha: &str, src: Source) -> Result<(), DestError> {
     let target = root.join(diskless_builder::index::object_path(sha));
     let bytes = match src {
-        Source::File(p) => {
-            std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?
-        }
+        Source::File(p) => std::fs::read(p).map_err(io(format!("cannot read {}", p.display())))?,
         Source::Bytes(b) => b.to_vec(),
     };
-    write_local(root, &target, &bytes)
-        .with_context(|| format!("cannot write {}", target.display()))?;
-    let (copied, _) = diskless_builder::store::hash_file(&target)?;
+    write_local(root, &target, &bytes).map_err(io(format!("cannot write {}", target.display())))?;
+    let (copied, _) = diskless_builder::store::hash_file(&target)
+        .map_err(io(format!("cannot read {}", target.display())))?;
     if copied != sha {
         let _ = std::fs::remove_file(&target);
-        bail!(
-            "{} changed while being copied; publish again",
-            target.display()
-        );
+        return Err(DestError::Changed { path: target });
     }
     Ok(())
 }
@@ -153,7 +148,7 @@ fn write_local(root: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> 
 pub struct LocalLock(std::fs::File);
 
 impl LocalLock {
-    fn take(dest: &Path) -> anyhow::Result<LocalLock> {
+    fn take(dest: &Path) -> Result<LocalLock, DestError> {
         use std::os::fd::AsRawFd;
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -161,22 +156,23 @@ impl LocalLock {
             .write(true)
             .open(dest.join(".lock"))
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    anyhow::anyhow!("{} does not exist", dest.display())
-                }
+                std::io::ErrorKind::NotFound => DestError::Missing {
+                    path: dest.to_owned(),
+                },
                 std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
-                    anyhow::anyhow!("cannot write to {}: {e}; is it writable?", dest.display())
+                    DestError::NotWritable {
+                        path: dest.to_owned(),
+                        cause: e,
+                    }
                 }
-                _ => anyhow::anyhow!("cannot write to {}: {e}", dest.display()),
+                _ => io(format!("cannot write to {}", dest.display()))(e),
             })?;
         // SAFETY: flock on a file descriptor we own; blocks until other publishers finish.
         let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
         if r != 0 {
-            bail!(
-                "cannot lock {}: {}",
-                dest.display(),
-                std::io::Error::last_os_error()
-            );
+            return Err(io(format!("cannot lock {}", dest.display()))(
+                std::io::Error::last_os_error(),
+            ));
         }
         Ok(LocalLock(f))
     }

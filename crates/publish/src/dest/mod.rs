@@ -4,12 +4,14 @@
 //! lock); `Dest` dispatches each to the two transports, so lib.rs keeps its ordering (the
 //! crash-safety argument) in one place whatever the transport.
 
-use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod error;
 mod local;
 mod ssh;
+
+pub use error::DestError;
 
 use local::LocalLock;
 use ssh::{Ssh, SshLock};
@@ -58,7 +60,7 @@ pub struct ObjectHash {
 
 impl Dest {
     /// Parses `--to`; for ssh nothing is contacted yet (the first operation connects).
-    pub fn parse(to: &str) -> anyhow::Result<Dest> {
+    pub fn parse(to: &str) -> Result<Dest, DestError> {
         match to.strip_prefix("ssh://") {
             Some(rest) => Ok(Dest::Ssh(Ssh::parse(to, rest)?)),
             None => Ok(Dest::Local(PathBuf::from(to))),
@@ -75,7 +77,7 @@ impl Dest {
 
     /// Takes the exclusive lock on DEST, first creating DEST (publish) or requiring it. Also
     /// empties `.staging/`: whatever is there was left by a run that died.
-    pub fn lock(&self, create: bool) -> anyhow::Result<DestLock> {
+    pub fn lock(&self, create: bool) -> Result<DestLock, DestError> {
         match self {
             Dest::Local(root) => local::lock(root, create).map(DestLock::Local),
             Dest::Ssh(s) => s.lock(create).map(DestLock::Ssh),
@@ -85,7 +87,7 @@ impl Dest {
     /// Every regular file at the top of DEST and in `hosts/`, `objects/`, `generations/`, with
     /// its size, by path relative to DEST. A missing DEST lists empty locally; over ssh it is an
     /// error (it is the first thing `verify` does, and "cannot cd" is the clearer message).
-    fn list(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+    fn list(&self) -> Result<BTreeMap<String, u64>, DestError> {
         match self {
             Dest::Local(root) => local::list(root),
             Dest::Ssh(s) => Ok(s.snapshot()?.files),
@@ -93,7 +95,7 @@ impl Dest {
     }
 
     /// Lists DEST and reads its generation records and entries (one round trip over ssh).
-    pub fn snapshot(&self) -> anyhow::Result<Snapshot> {
+    pub fn snapshot(&self) -> Result<Snapshot, DestError> {
         match self {
             Dest::Local(_) => {
                 let files = self.list()?;
@@ -106,7 +108,7 @@ impl Dest {
     }
 
     /// Reads the files among `rels` that exist, in one round trip over ssh.
-    pub fn read(&self, rels: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    pub fn read(&self, rels: &[String]) -> Result<BTreeMap<String, Vec<u8>>, DestError> {
         match self {
             Dest::Local(root) => local::read(root, rels),
             Dest::Ssh(_) if rels.is_empty() => Ok(BTreeMap::new()),
@@ -115,12 +117,12 @@ impl Dest {
     }
 
     /// Replaces `rel` atomically (temp in `.staging/`, fsync, rename). Call under the lock.
-    pub fn write(&self, rel: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<(), DestError> {
         self.write_batch(&[(rel.to_string(), bytes.to_vec())])
     }
 
     /// Replaces each file atomically, in order (one round trip over ssh).
-    pub fn write_batch(&self, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+    pub fn write_batch(&self, files: &[(String, Vec<u8>)]) -> Result<(), DestError> {
         match self {
             Dest::Local(root) => local::write_batch(root, files),
             Dest::Ssh(_) if files.is_empty() => Ok(()),
@@ -131,12 +133,12 @@ impl Dest {
     /// Stores each `objects/<sha>` from its source: the source is hashed first, the copy is
     /// hashed again where it landed (on the server, over ssh: all in one session) before it is
     /// renamed into place. Returns the bytes copied.
-    pub fn put_objects(&self, objects: &[(&str, Source)]) -> anyhow::Result<u64> {
+    pub fn put_objects(&self, objects: &[(&str, Source)]) -> Result<u64, DestError> {
         let mut total = 0;
         for (sha, src) in objects {
             let (digest, size) = match src {
                 Source::File(p) => diskless_builder::store::hash_file(p)
-                    .with_context(|| format!("cannot read {}", p.display()))?,
+                    .map_err(error::io(format!("cannot read {}", p.display())))?,
                 Source::Bytes(b) => (diskless_builder::store::sha256_hex(b), b.len() as u64),
             };
             if digest != *sha {
@@ -144,7 +146,7 @@ impl Dest {
                     Source::File(p) => p.display().to_string(),
                     Source::Bytes(_) => "a generated object".into(),
                 };
-                bail!("{what} does not hash to its name: the build output is damaged; rebuild it");
+                return Err(DestError::Damaged { what });
             }
             total += size;
         }
@@ -161,7 +163,7 @@ impl Dest {
     }
 
     /// Removes files (missing ones are not an error), in the order given.
-    pub fn remove(&self, rels: &[String]) -> anyhow::Result<()> {
+    pub fn remove(&self, rels: &[String]) -> Result<(), DestError> {
         match self {
             Dest::Local(root) => local::remove(root, rels),
             Dest::Ssh(_) if rels.is_empty() => Ok(()),
@@ -171,7 +173,10 @@ impl Dest {
 
     /// Hashes the `objects/` files of `listing` (over ssh with `sha256sum` on the server: only
     /// digests cross the network).
-    pub fn hash_objects(&self, listing: &BTreeMap<String, u64>) -> anyhow::Result<Vec<ObjectHash>> {
+    pub fn hash_objects(
+        &self,
+        listing: &BTreeMap<String, u64>,
+    ) -> Result<Vec<ObjectHash>, DestError> {
         let objects: Vec<(&str, u64)> = listing
             .iter()
             .filter_map(|(rel, size)| Some((rel.strip_prefix("objects/")?, *size)))

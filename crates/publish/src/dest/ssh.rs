@@ -6,8 +6,8 @@
 //! `DEST/.staging/`, which every locked run empties first, so an interrupted copy never leaves
 //! a stray name in `objects/`.
 
+use super::error::{io, DestError};
 use super::{Snapshot, Source, DIRS};
-use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -30,11 +30,12 @@ fn q(s: &str) -> String {
 }
 
 impl Ssh {
-    pub(super) fn parse(url: &str, rest: &str) -> anyhow::Result<Ssh> {
-        let usage = "expected ssh://[user@]host[:port]/absolute/path";
-        let slash = rest
-            .find('/')
-            .with_context(|| format!("--to {url}: no path on the server; {usage}"))?;
+    pub(super) fn parse(url: &str, rest: &str) -> Result<Ssh, DestError> {
+        let bad = |why: &str| DestError::SshUrl {
+            url: url.to_string(),
+            why: why.to_string(),
+        };
+        let slash = rest.find('/').ok_or_else(|| bad("no path on the server"))?;
         let (authority, root) = rest.split_at(slash);
         let (user, hostport) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
@@ -43,7 +44,7 @@ impl Ssh {
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
             let (h, tail) = v6
                 .split_once(']')
-                .with_context(|| format!("--to {url}: unclosed '[' in the host; {usage}"))?;
+                .ok_or_else(|| bad("unclosed '[' in the host"))?;
             (h, tail.strip_prefix(':'))
         } else {
             match hostport.rsplit_once(':') {
@@ -52,27 +53,27 @@ impl Ssh {
             }
         };
         if host.is_empty() || user.is_some_and(str::is_empty) {
-            bail!("--to {url}: no host; {usage}");
+            return Err(bad("no host"));
         }
         if let Some(p) = port {
             if p.parse::<u16>().is_err() {
-                bail!("--to {url}: port {p:?} is not a number; {usage}");
+                return Err(bad(&format!("port {p:?} is not a number")));
             }
         }
         if root.len() < 2 {
-            bail!("--to {url}: refusing the server's root directory; {usage}");
+            return Err(bad("refusing the server's root directory"));
         }
         // `DISKLESS_SSH` like GIT_SSH_COMMAND: ssh reads its config from the real home
         // directory, not $HOME, so tests and unusual setups need another way in.
         let command = std::env::var("DISKLESS_SSH").unwrap_or_else(|_| "ssh".into());
         let mut argv: Vec<String> = command.split_whitespace().map(String::from).collect();
         if argv.is_empty() {
-            bail!("DISKLESS_SSH is set but empty: unset it or give an ssh command");
+            return Err(DestError::EmptySshCommand);
         }
         let control = tempfile::Builder::new()
             .prefix("diskless-ssh-")
             .tempdir()
-            .context("cannot create a directory for the ssh control socket")?;
+            .map_err(io("cannot create a directory for the ssh control socket"))?;
         for opt in [
             // Never prompt: a publish is unattended, and a prompt would hang it.
             "BatchMode=yes".to_string(),
@@ -96,7 +97,9 @@ impl Ssh {
         };
         argv.push(target);
         let mut nonce = [0u8; 8];
-        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut nonce)?;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut nonce))
+            .map_err(io("cannot read /dev/urandom"))?;
         Ok(Ssh {
             url: url.to_string(),
             argv,
@@ -115,7 +118,7 @@ impl Ssh {
 
     /// Runs `script` in DEST with `stdin`; stdout on success, else an error naming DEST and
     /// quoting the remote (or ssh's own) stderr.
-    fn run(&self, what: &str, script: &str, stdin: Source) -> anyhow::Result<Vec<u8>> {
+    fn run(&self, what: &str, script: &str, stdin: Source) -> Result<Vec<u8>, DestError> {
         self.run_with(what, script, |expr| match stdin {
             Source::File(p) => expr.stdin_path(p),
             Source::Bytes(b) => expr.stdin_bytes(b.to_vec()),
@@ -127,35 +130,51 @@ impl Ssh {
         what: &str,
         script: &str,
         stdin: impl FnOnce(duct::Expression) -> duct::Expression,
-    ) -> anyhow::Result<Vec<u8>> {
+    ) -> Result<Vec<u8>, DestError> {
         let script = format!("cd {} || exit 1\n{script}", q(&self.root));
         let out = stdin(self.command(&script))
             .stdout_capture()
             .stderr_capture()
             .unchecked()
             .run()
-            .with_context(|| format!("{}: cannot run {:?}", self.url, self.argv[0]))?;
+            .map_err(|cause| self.cannot_run(cause))?;
         if out.status.success() {
             return Ok(out.stdout);
         }
         Err(self.failure(what, out.status.code(), &out.stderr))
     }
 
-    fn failure(&self, what: &str, code: Option<i32>, stderr: &[u8]) -> anyhow::Error {
-        let stderr = String::from_utf8_lossy(stderr);
-        let stderr = stderr.trim();
+    fn failure(&self, what: &str, code: Option<i32>, stderr: &[u8]) -> DestError {
+        let stderr = String::from_utf8_lossy(stderr).trim().to_string();
         if code == Some(255) {
-            anyhow::anyhow!(
-                "cannot reach {} over ssh: {stderr} (check the host, port, user and key; \
-                 DISKLESS_SSH overrides the ssh command)",
-                self.url
-            )
+            DestError::Unreachable {
+                url: self.url.clone(),
+                stderr,
+            }
         } else {
-            anyhow::anyhow!("{}: {what} failed: {stderr}", self.url)
+            DestError::Remote {
+                url: self.url.clone(),
+                what: what.to_string(),
+                stderr,
+            }
         }
     }
 
-    pub(super) fn lock(&self, create: bool) -> anyhow::Result<SshLock> {
+    /// The ssh program itself did not start.
+    fn cannot_run(&self, cause: std::io::Error) -> DestError {
+        DestError::SshProgram {
+            url: self.url.clone(),
+            program: self.argv[0].clone(),
+            cause,
+        }
+    }
+
+    /// Our end of a session failed (a pipe, a stream we read or write).
+    fn local(&self, what: &str) -> impl FnOnce(std::io::Error) -> DestError {
+        io(format!("{}: {what}", self.url))
+    }
+
+    pub(super) fn lock(&self, create: bool) -> Result<SshLock, DestError> {
         // flock holds the lock while `cat` waits for our stdin to close: when we finish, or
         // die, the session ends and the lock goes with it. If we are killed, the one command
         // we had in flight may still be running on the server after that; it writes only
@@ -184,19 +203,23 @@ impl Ssh {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .with_context(|| format!("{}: cannot run {:?}", self.url, self.argv[0]))?;
+            .map_err(|cause| self.cannot_run(cause))?;
         let mut line = String::new();
         let stdout = child.stdout.take().expect("piped");
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(self.local("taking the lock"))?;
         if line.trim() != "locked" {
             drop(child.stdin.take());
-            let out = child.wait_with_output()?;
+            let out = child
+                .wait_with_output()
+                .map_err(self.local("taking the lock"))?;
             return Err(self.failure("taking the lock", out.status.code(), &out.stderr));
         }
         Ok(SshLock { child })
     }
 
-    pub(super) fn snapshot(&self) -> anyhow::Result<Snapshot> {
+    pub(super) fn snapshot(&self) -> Result<Snapshot, DestError> {
         const MARK: &[u8] = b"--diskless-tar--\n";
         let mut globs = vec!["./*".to_string(), "./.[!.]*".to_string()];
         for d in DIRS {
@@ -217,7 +240,10 @@ impl Ssh {
             .windows(MARK.len())
             .position(|w| w == MARK)
             .filter(|&i| i == 0 || out[i - 1] == b'\n')
-            .with_context(|| format!("{}: garbled listing", self.url))?;
+            .ok_or_else(|| DestError::Garbled {
+                url: self.url.clone(),
+                what: "garbled listing".into(),
+            })?;
         let mut files = BTreeMap::new();
         for line in String::from_utf8_lossy(&out[..at]).lines() {
             let mut parts = line.splitn(3, '|');
@@ -234,25 +260,23 @@ impl Ssh {
         Ok(Snapshot { files, texts })
     }
 
-    fn untar(&self, data: &[u8]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    fn untar(&self, data: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, DestError> {
+        let unreadable = || self.local("unreadable tar stream");
         let mut files = BTreeMap::new();
         let mut archive = tar::Archive::new(data);
-        for entry in archive
-            .entries()
-            .with_context(|| format!("{}: unreadable tar stream", self.url))?
-        {
-            let mut entry =
-                entry.with_context(|| format!("{}: unreadable tar stream", self.url))?;
-            let name = entry.path()?.to_string_lossy().into_owned();
+        for entry in archive.entries().map_err(unreadable())? {
+            let mut entry = entry.map_err(unreadable())?;
+            let name = entry.path().map_err(unreadable())?;
+            let name = name.to_string_lossy().into_owned();
             let name = name.strip_prefix("./").unwrap_or(&name).to_string();
             let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut bytes)?;
+            std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(unreadable())?;
             files.insert(name, bytes);
         }
         Ok(files)
     }
 
-    pub(super) fn read(&self, rels: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    pub(super) fn read(&self, rels: &[String]) -> Result<BTreeMap<String, Vec<u8>>, DestError> {
         // tar frames the files and reads each through one open descriptor, so a file renamed
         // over while we read arrives whole (old or new), never mixed.
         let names: Vec<String> = rels.iter().map(|r| q(r)).collect();
@@ -268,7 +292,7 @@ impl Ssh {
     /// One round trip for many entries: a tar of them is unpacked into this run's staging
     /// directory, every file is hash-checked (if we die mid-transfer, `tar` sees end-of-file
     /// early, and a truncated file must not replace an entry), then renamed in order.
-    pub(super) fn write_batch(&self, files: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+    pub(super) fn write_batch(&self, files: &[(String, Vec<u8>)]) -> Result<(), DestError> {
         let mut archive = tar::Builder::new(Vec::new());
         let mut dirs = std::collections::BTreeSet::new();
         let (mut checks, mut moves) = (String::new(), String::new());
@@ -277,7 +301,9 @@ impl Ssh {
             header.set_size(bytes.len() as u64);
             header.set_mode(0o644);
             header.set_cksum();
-            archive.append_data(&mut header, i.to_string(), &bytes[..])?;
+            archive
+                .append_data(&mut header, i.to_string(), &bytes[..])
+                .map_err(self.local("cannot pack the entries"))?;
             if let Some(d) = Path::new(rel)
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
@@ -291,7 +317,9 @@ impl Ssh {
             ));
             moves.push_str(&format!("mv -f {tmp} {} || exit 1\n", q(rel)));
         }
-        let data = archive.into_inner()?;
+        let data = archive
+            .into_inner()
+            .map_err(self.local("cannot pack the entries"))?;
         let tmps: Vec<String> = (0..files.len())
             .map(|i| q(&format!("{}/{i}", self.session)))
             .collect();
@@ -323,7 +351,7 @@ impl Ssh {
     /// All objects in one session: a tar streamed from the sources (never whole in memory) is
     /// unpacked into this run's staging directory; each file is hashed there and renamed into
     /// `objects/` only if it matches. A stream cut short fails `tar`, and nothing is renamed.
-    pub(super) fn put_objects(&self, objects: &[(&str, Source)]) -> anyhow::Result<()> {
+    pub(super) fn put_objects(&self, objects: &[(&str, Source)]) -> Result<(), DestError> {
         let mut script = format!(
             "tar -xmof - -C {} || exit 1\n\
              put() {{ h=$(sha256sum < \"$1\") || exit 1; h=${{h%% *}}; \
@@ -338,7 +366,7 @@ impl Ssh {
                 q(sha)
             ));
         }
-        let (reader, writer) = os_pipe::pipe().context("cannot create a pipe")?;
+        let (reader, writer) = os_pipe::pipe().map_err(io("cannot create a pipe"))?;
         std::thread::scope(|scope| {
             let sender = scope.spawn(move || -> std::io::Result<()> {
                 let mut archive = tar::Builder::new(std::io::BufWriter::new(writer));
@@ -366,11 +394,11 @@ impl Ssh {
             );
             let sent = sender.join().expect("tar sender panicked");
             ran?;
-            sent.with_context(|| format!("{}: cannot send objects", self.url))
+            sent.map_err(self.local("cannot send objects"))
         })
     }
 
-    pub(super) fn remove(&self, rels: &[String]) -> anyhow::Result<()> {
+    pub(super) fn remove(&self, rels: &[String]) -> Result<(), DestError> {
         let names: Vec<String> = rels.iter().map(|r| q(r)).collect();
         self.run(
             "removing",
@@ -385,7 +413,7 @@ impl Ssh {
     pub(super) fn hash_objects(
         &self,
         names: &[&str],
-    ) -> anyhow::Result<BTreeMap<String, Result<String, String>>> {
+    ) -> Result<BTreeMap<String, Result<String, String>>, DestError> {
         if names.is_empty() {
             return Ok(BTreeMap::new());
         }
