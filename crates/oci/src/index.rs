@@ -21,7 +21,7 @@ pub struct RefError(String);
 /// qualified and tagged (kubelet asks for `docker.io/library/busybox:latest`, never `busybox`).
 /// The init checks the contract with the same rule.
 pub fn check_ref(r: &str) -> Result<(), RefError> {
-    Reference::qualified(r).map_err(RefError)?;
+    Reference::qualified(r).map_err(|e| RefError(e.into()))?;
     Ok(())
 }
 

@@ -183,7 +183,7 @@ fn check_entries(images: &[PreloadImage]) -> Result<(), PreloadError> {
             diskless_contract::image::check_condition_path(p).map_err(|why| {
                 PreloadError::Condition {
                     at: at.clone(),
-                    why,
+                    why: why.into(),
                 }
             })?;
         }

@@ -62,7 +62,7 @@ pub fn entries(g: &Generation, indexes: &Indexes, add: &Additions) -> Result<Ent
         }
         identity::hostname(&h.hostname).map_err(|why| EntryError::Hostname {
             mac: mac.clone(),
-            why,
+            why: why.into(),
         })?;
         let img = g
             .images
