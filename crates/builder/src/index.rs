@@ -3,6 +3,7 @@
 //! name `<name>.json` so people and tools can find the current build.
 
 use crate::ipxe::words::{Word, Words};
+use crate::store::object_path;
 use serde::{Deserialize, Serialize};
 
 pub const INDEX_VERSION: u32 = 1;
@@ -67,11 +68,6 @@ impl SegmentArtifact {
     pub fn object_path(&self) -> String {
         object_path(&self.sha256)
     }
-}
-
-/// `objects/<hex>`: where every content-addressed artifact lives in an output directory.
-pub fn object_path(sha256: &str) -> String {
-    format!("objects/{sha256}")
 }
 
 /// One object an index refers to: what it is (for messages), its digest, its size.

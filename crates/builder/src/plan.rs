@@ -3,7 +3,7 @@
 //!
 //! These types mirror the JSON exactly (`deny_unknown_fields` everywhere) so that a typo in a
 //! plan is an error, not a silently ignored setting. Checks that need more than one field, or the
-//! filesystem, live in `resolve.rs`, which turns a `Plan` into a checked `ResolvedImage`.
+//! filesystem, live in `resolve/`, which turns a `Plan` into a checked `ResolvedImage`.
 
 use crate::ipxe::words::Words;
 use serde::{Deserialize, Serialize};

@@ -110,7 +110,7 @@ pub fn index_objects(out: &Path, file: &str, index: &Index) -> Vec<String> {
         size,
     } in index.objects()
     {
-        let p = out.join(crate::index::object_path(sha));
+        let p = out.join(crate::store::object_path(sha));
         match std::fs::metadata(&p) {
             Ok(m) if m.len() == size => {}
             Ok(m) => problems.push(format!(
@@ -140,7 +140,7 @@ pub fn verify(out: &Path) -> anyhow::Result<VerifyReport> {
             };
             report.images.push(image.to_string());
             let (digest, _) = hash_file(&e.path())?;
-            if !out.join(crate::index::object_path(&digest)).exists() {
+            if !out.join(crate::store::object_path(&digest)).exists() {
                 report.problems.push(format!(
                     "{file}: the index is not stored as objects/{digest}"
                 ));

@@ -10,8 +10,8 @@
 //! Needs `nix-instantiate` and `nix` (Debian's nix-bin), and `$NIXPKGS_LIB`: a checkout of nixpkgs
 //! or of nix-community/nixpkgs.lib. Without them each test prints `skipped: …` and returns.
 
-use diskless_builder::index::{object_path, Index};
 use diskless_builder::plan::Plan;
+use diskless_builder::{index::Index, store::object_path};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -243,7 +243,8 @@ fn xz_module_tree(host: &Path, dest: &Path) -> Result<(), String> {
         .flat_map(|g| g["modules"].as_array().unwrap())
         .map(|m| ("fixture".to_string(), m.as_str().unwrap().to_string()))
         .collect();
-    let tree = diskless_builder::kmod::ModuleTree::load(host).map_err(|e| e.to_string())?;
+    let tree =
+        diskless_builder::resolve::kmod::ModuleTree::load(host).map_err(|e| e.to_string())?;
     let modules = tree.resolve(&requests).map_err(|e| e.to_string())?;
     for m in &modules {
         let to = dest.join(&m.relpath);

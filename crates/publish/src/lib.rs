@@ -251,7 +251,7 @@ pub fn publish(args: &PublishOptions) -> anyhow::Result<PublishReport> {
     }
     let present: BTreeMap<String, u64> = needed
         .iter()
-        .map(|o| diskless_builder::index::object_path(o))
+        .map(|o| diskless_builder::store::object_path(o))
         .filter_map(|rel| files.get(&rel).map(|size| (rel, *size)))
         .collect();
     let damaged: BTreeSet<String> = dest
@@ -263,9 +263,9 @@ pub fn publish(args: &PublishOptions) -> anyhow::Result<PublishReport> {
     let missing: Vec<(&str, PathBuf)> = needed
         .iter()
         .filter(|o| {
-            damaged.contains(**o) || !present.contains_key(&diskless_builder::index::object_path(o))
+            damaged.contains(**o) || !present.contains_key(&diskless_builder::store::object_path(o))
         })
-        .map(|o| (*o, args.out.join(diskless_builder::index::object_path(o))))
+        .map(|o| (*o, args.out.join(diskless_builder::store::object_path(o))))
         .collect();
     let sources: Vec<(&str, Source)> = node_segments
         .iter()
@@ -357,7 +357,7 @@ pub fn rollback(to: &str, image: &str) -> anyhow::Result<u64> {
     let needed =
         referenced(&indexes, &next).with_context(|| format!("cannot roll back {image}"))?;
     for o in needed {
-        if !files.contains_key(&diskless_builder::index::object_path(&o)) {
+        if !files.contains_key(&diskless_builder::store::object_path(&o)) {
             bail!("cannot roll back {image}: object {o} was garbage-collected");
         }
     }

@@ -40,7 +40,7 @@ pub fn verify_dest(to: &str) -> anyhow::Result<VerifyReport> {
         match referenced(&indexes, g) {
             Ok(objs) => {
                 for o in objs {
-                    if !files.contains_key(&diskless_builder::index::object_path(&o)) {
+                    if !files.contains_key(&diskless_builder::store::object_path(&o)) {
                         report
                             .problems
                             .push(format!("generation {}: object {o} is missing", g.number));
@@ -60,7 +60,7 @@ pub fn verify_dest(to: &str) -> anyhow::Result<VerifyReport> {
         let text = String::from_utf8_lossy(bytes);
         let in_hosts = rel.starts_with("hosts/");
         for sha in diskless_builder::ipxe::referenced_objects(&text) {
-            if !files.contains_key(&diskless_builder::index::object_path(sha)) {
+            if !files.contains_key(&diskless_builder::store::object_path(sha)) {
                 report
                     .problems
                     .push(format!("{rel}: refers to objects/{sha}, which is missing"));

@@ -1,4 +1,4 @@
-//! Executables with their ELF shared-library closure ([`crate::elf`], no `ldd`). Libraries land
+//! Executables with their ELF shared-library closure ([`super::elf`], no `ldd`). Libraries land
 //! at their host paths, with every symlink met on the way reproduced.
 
 use super::checks::{check_dest, check_readable, normalized_mode};
@@ -45,7 +45,7 @@ pub(super) fn add_binaries(
                 add_host_path(col, &b.source, &origin)?;
             }
         }
-        for lib in crate::elf::closure(&b.source)? {
+        for lib in super::elf::closure(&b.source)? {
             add_host_path(col, &lib, &origin)?;
         }
     }

@@ -2,9 +2,14 @@
 //! ([`crate::tree`]), with ELF library closures, kernel modules and symlinks followed.
 //!
 //! One file per plan entry kind (`files`: files, directories, symlinks, generated; `binaries`;
-//! `trees`; `modules`, whose closure and load order come from [`crate::kmod`]); `checks` holds
+//! `trees`; `modules`, whose closure and load order come from [`kmod`]); `checks` holds
 //! the rules on names, destinations and sources; `insert` is the one place a path enters a tree;
 //! `links` makes the components one image through its symlinks. This file runs them in order.
+
+pub mod bzimage;
+pub mod elf;
+pub mod kmod;
+pub mod modfile;
 
 mod binaries;
 mod checks;
@@ -17,13 +22,13 @@ mod trees;
 
 use crate::compress::{Codec, CompressError};
 use crate::ipxe::words::Words;
-use crate::kmod::{KmodError, ModuleTree};
 use crate::plan::{Algorithm, Component, Compression, Node, Packing, Plan, PreloadImage};
 use crate::squashfs::SquashfsCodec;
-pub use crate::tree::{Content, Entry, EntryKind, Tree};
+use crate::tree::Tree;
 pub use checks::{check_dest, check_name};
 use diskless_contract::image::ModuleRef;
 use insert::Collector;
+use kmod::{KmodError, ModuleTree};
 use links::MAX_HOPS;
 use std::path::PathBuf;
 
@@ -59,7 +64,7 @@ pub enum ResolveError {
         size: u64,
     },
     #[error(transparent)]
-    Elf(#[from] crate::elf::ElfError),
+    Elf(#[from] elf::ElfError),
     #[error(transparent)]
     Kmod(#[from] KmodError),
     #[error(transparent)]
@@ -114,7 +119,7 @@ pub fn resolve(plan: &Plan) -> Result<ResolvedImage, ResolveError> {
             format!("{} is not a file", plan.kernel.image.display()),
         ));
     }
-    crate::bzimage::check(&plan.kernel.image).map_err(|e| invalid("kernel.image", e))?;
+    bzimage::check(&plan.kernel.image).map_err(|e| invalid("kernel.image", e))?;
     let modules = match &plan.kernel.modules_dir {
         Some(dir) => Some(ModuleTree::load(dir)?),
         None => None,
@@ -215,7 +220,7 @@ fn check_squashfs_modules(
     else {
         return Ok(());
     };
-    let missing = crate::kmod::missing(&["loop", "squashfs", "overlay"], loaded, modules);
+    let missing = kmod::missing(&["loop", "squashfs", "overlay"], loaded, modules);
     if missing.is_empty() {
         return Ok(());
     }

@@ -16,7 +16,7 @@
 mod blocks;
 pub mod codec;
 
-use crate::resolve::{Content, Entry, EntryKind, Tree};
+use crate::tree::{Content, Entry, EntryKind, Tree};
 use anyhow::Context;
 use backhand::{FilesystemWriter, NodeHeader};
 pub use codec::SquashfsCodec;
@@ -138,7 +138,7 @@ fn write(
     fs.set_compressor(codec.filesystem_compressor()?);
     let header = |mode: u32| NodeHeader::new((mode & 0o7777) as u16, 0, 0, mtime);
     let mut tree = tree.clone();
-    crate::segment::add_parents(&mut tree);
+    tree.add_parents();
     // Sorted paths: every directory comes before what it holds.
     for (path, entry) in &tree.entries {
         let rel = path.trim_start_matches('/');

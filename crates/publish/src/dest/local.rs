@@ -113,7 +113,7 @@ fn join(dir: &str, name: &str) -> String {
 
 /// Stores `objects/<sha>`, hashing the copy where it landed before trusting it.
 pub(super) fn put_object(root: &Path, sha: &str, src: Source) -> anyhow::Result<()> {
-    let target = root.join(diskless_builder::index::object_path(sha));
+    let target = root.join(diskless_builder::store::object_path(sha));
     let bytes = match src {
         Source::File(p) => {
             std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?

@@ -8,7 +8,7 @@
 //! aliases that may name several modules (`crc32c` → `crc32c_intel`, `crc32c_generic`); those are
 //! marked optional, since `crc32c_intel` fails on a CPU without SSE4.2.
 
-use crate::modfile::{stored_path, Compression};
+use super::modfile::{stored_path, Compression};
 use diskless_contract::image::ModuleRef;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
