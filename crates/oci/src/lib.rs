@@ -35,8 +35,11 @@ pub use diskless_builder::preload::ImageSegment;
 pub struct Preload;
 
 impl diskless_builder::preload::Preloader for Preload {
-    fn segments(&self, images: &[PreloadImage]) -> anyhow::Result<Vec<ImageSegment>> {
-        image_segments(images)
+    fn segments(
+        &self,
+        images: &[PreloadImage],
+    ) -> Result<Vec<ImageSegment>, diskless_builder::preload::PreloadError> {
+        Ok(image_segments(images)?)
     }
 
     fn compression(&self) -> Compression {

@@ -92,12 +92,17 @@ pub struct ResolvedImage {
 pub struct ResolvedComponent {
     pub name: String,
     pub codec: Codec,
-    pub packing: crate::plan::Packing,
-    /// The squashfs block codec, when packed so.
-    pub squashfs: SquashfsCodec,
+    pub packing: Packed,
     /// The plan's `condition_path`, checked: only on a squashfs-packed component.
     pub condition_path: Option<String>,
     pub tree: Tree,
+}
+
+/// How a resolved component's files travel: only a squashfs-packed one has a block codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packed {
+    Cpio,
+    Squashfs(SquashfsCodec),
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ResolveError {
@@ -189,9 +194,12 @@ fn resolve_component(
         )?,
         None => default_codec,
     };
-    let squashfs = match (&c.squashfs, c.packing) {
-        (None, _) => default_squashfs,
-        (Some(s), Packing::Squashfs) => SquashfsCodec::from_plan(s, &col.field("squashfs"))?,
+    let packing = match (&c.squashfs, c.packing) {
+        (None, Packing::Squashfs) => Packed::Squashfs(default_squashfs),
+        (Some(s), Packing::Squashfs) => {
+            Packed::Squashfs(SquashfsCodec::from_plan(s, &col.field("squashfs"))?)
+        }
+        (None, Packing::Cpio) => Packed::Cpio,
         (Some(_), Packing::Cpio) => Err(crate::squashfs::codec::CodecError::NotSquashfs {
             what: col.field("squashfs"),
         })?,
@@ -199,8 +207,7 @@ fn resolve_component(
     Ok(ResolvedComponent {
         name: c.name.clone(),
         codec,
-        packing: c.packing,
-        squashfs,
+        packing,
         condition_path,
         tree: col.tree,
     })
