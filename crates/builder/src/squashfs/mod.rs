@@ -245,7 +245,10 @@ mod tests {
     #[test]
     fn bytes_do_not_depend_on_threads_and_blocks_are_compressed_ahead() {
         for codec in [
-            SquashfsCodec::default(),
+            SquashfsCodec {
+                algorithm: crate::plan::SquashfsAlgorithm::Lz4hc,
+                level: 9,
+            },
             SquashfsCodec {
                 algorithm: SquashfsAlgorithm::Zstd,
                 level: 3,
