@@ -2,8 +2,9 @@
 //! at their host paths, with every symlink met on the way reproduced.
 
 use super::checks::{check_dest, check_readable, normalized_mode};
-use super::links::{join_target, MAX_HOPS};
-use super::{invalid, Collector, ResolveError};
+use super::error::{invalid, ResolveError, MAX_HOPS};
+use super::insert::Collector;
+use super::links::join_target;
 use crate::plan::BinaryEntry;
 use crate::tree::{Content, Entry, EntryKind};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Rules on what a plan names, checked before anything is written: names, destinations, modes,
 //! and source files that exist and can be read.
 
-use super::{invalid, ResolveError};
+use super::error::{invalid, ResolveError};
 use crate::plan::{Component, Mode, Packing, Plan};
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The one place a path enters a tree: two entries at one path must leave the same thing in the
 //! image, or the plan is refused with both origins named.
 
-use super::ResolveError;
+use super::error::ResolveError;
 use crate::tree::{Content, Entry, EntryKind, Tree};
 use std::sync::Arc;
 

@@ -4,12 +4,16 @@
 //! One file per plan entry kind (`files`: files, directories, symlinks, generated; `binaries`;
 //! `trees`; `modules`, whose closure and load order come from [`kmod`]); `checks` holds
 //! the rules on names, destinations and sources; `insert` is the one place a path enters a tree;
-//! `links` makes the components one image through its symlinks. This file runs them in order.
+//! `links` makes the components one image through its symlinks; `resolved` is what comes out,
+//! `error` what can go wrong. This file runs them in order.
 
 pub mod bzimage;
 pub mod elf;
 pub mod kmod;
 pub mod modfile;
+
+mod error;
+mod resolved;
 
 mod binaries;
 mod checks;
@@ -20,97 +24,17 @@ mod modules;
 mod shape;
 mod trees;
 
-use crate::compress::{Codec, CompressError};
-use crate::ipxe::words::Words;
-use crate::plan::{Algorithm, Component, Compression, Node, Packing, Plan, PreloadImage};
-use crate::squashfs::SquashfsCodec;
-use crate::tree::Tree;
 pub use checks::{check_dest, check_name};
+pub use error::ResolveError;
+pub use resolved::{Packed, ResolvedComponent, ResolvedImage};
+
+use crate::compress::Codec;
+use crate::plan::{Algorithm, Component, Compression, Packing, Plan};
+use crate::squashfs::SquashfsCodec;
 use diskless_contract::image::ModuleRef;
+use error::invalid;
 use insert::Collector;
-use kmod::{KmodError, ModuleTree};
-use links::MAX_HOPS;
-use std::path::PathBuf;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
-    #[error("{origin}: cannot read {path}: {source}")]
-    Read {
-        origin: String,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{origin}: {path} is a {kind}; only regular files, directories and symlinks go into an image")]
-    FileType {
-        origin: String,
-        path: PathBuf,
-        kind: &'static str,
-    },
-    #[error("{path} is written by {first} and by {second} with different {what}; remove one or make them identical")]
-    Conflict {
-        path: String,
-        first: String,
-        second: String,
-        what: &'static str,
-    },
-    #[error("{origin}: symlink loop at {path} (more than {MAX_HOPS} links followed)")]
-    Loop { origin: String, path: String },
-    #[error("{origin}: {path} is {size} bytes; a cpio (newc) file holds at most 4 GiB - 1")]
-    TooLarge {
-        origin: String,
-        path: String,
-        size: u64,
-    },
-    #[error(transparent)]
-    Elf(#[from] elf::ElfError),
-    #[error(transparent)]
-    Kmod(#[from] KmodError),
-    #[error(transparent)]
-    Compress(#[from] CompressError),
-    #[error(transparent)]
-    SquashfsCodec(#[from] crate::squashfs::codec::CodecError),
-}
-
-/// A plan after every check: what the segment writer and the index need, nothing else.
-#[derive(Debug, Clone)]
-pub struct ResolvedImage {
-    pub name: String,
-    pub description: Words,
-    pub kernel: PathBuf,
-    pub cmdline: Words,
-    pub codec: Codec,
-    pub components: Vec<ResolvedComponent>,
-    pub modules: Vec<ModuleRef>,
-    pub images: Vec<PreloadImage>,
-    pub node: Node,
-    pub plan_sha256: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct ResolvedComponent {
-    pub name: String,
-    pub codec: Codec,
-    pub packing: Packed,
-    /// The plan's `condition_path`, checked: only on a squashfs-packed component.
-    pub condition_path: Option<String>,
-    pub tree: Tree,
-}
-
-/// How a resolved component's files travel: only a squashfs-packed one has a block codec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Packed {
-    Cpio,
-    Squashfs(SquashfsCodec),
-}
-
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ResolveError {
-    ResolveError::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
-}
+use kmod::ModuleTree;
 
 /// Checks a plan against the filesystem and turns it into what the segment writer needs.
 pub fn resolve(plan: &Plan) -> Result<ResolvedImage, ResolveError> {

@@ -2,9 +2,10 @@
 //! with the `modules.dep` that lets `modprobe` work inside the image.
 
 use super::checks::check_readable;
+use super::error::{invalid, ResolveError};
+use super::insert::Collector;
 use super::kmod::ModuleTree;
 use super::modfile::{self, Compression};
-use super::{invalid, Collector, ResolveError};
 use crate::tree::{Content, Entry, EntryKind};
 use diskless_contract::image::ModuleRef;
 use std::sync::Arc;

@@ -2,7 +2,8 @@
 //! entries (and the cpio) do not depend on readdir order and links stay links.
 
 use super::checks::{check_dest, check_readable, normalized_mode};
-use super::{invalid, Collector, ResolveError};
+use super::error::{invalid, ResolveError};
+use super::insert::Collector;
 use crate::plan::TreeEntry;
 use crate::tree::{Content, Entry, EntryKind};
 use std::path::Path;
