@@ -177,23 +177,20 @@ pub fn build(
     let kernel = read_kernel(&image.kernel)?;
     let single = options.single_initrd.then(|| single_initrd(&segments));
     let index = index(&image, &kernel, &segments, single.as_deref())?;
-    let index_json = to_json(&index);
-    let index_sha = sha256_hex(&index_json);
-    let script = crate::ipxe::script(&index, &index_sha, &options.base_url, &Default::default());
+    let script = ipxe_entry(&index, &options.base_url);
     write_output(
-        options,
-        &image.name,
+        &options.out,
         &kernel,
         &segments,
         single.as_deref(),
         &index,
-        (&index_sha, &index_json),
         &script,
     )?;
+    let IndexObject { index, sha256, .. } = index;
     Ok(BuildReport {
         name: image.name.clone(),
         out: options.out.clone(),
-        index: index_sha,
+        index: sha256,
         total_size: kernel.artifact.size + index.segments.iter().map(|s| s.size).sum::<u64>(),
         unpacked_size: contract.unpacked_bytes,
         kernel: kernel.artifact,
@@ -396,14 +393,21 @@ fn single_initrd(segments: &[Done]) -> Vec<u8> {
     buf
 }
 
+/// The index as it is stored: its JSON and that JSON's digest, the image's identity.
+struct IndexObject {
+    index: Index,
+    json: Vec<u8>,
+    sha256: String,
+}
+
 /// The image index: kernel, segments in boot order, command line, plan digest.
 fn index(
     image: &ResolvedImage,
     kernel: &Kernel,
     segments: &[Done],
     single: Option<&[u8]>,
-) -> Result<Index, BuildError> {
-    Ok(Index {
+) -> Result<IndexObject, BuildError> {
+    let index = Index {
         version: INDEX_VERSION,
         name: Word::new(image.name.clone()).map_err(BuildError::Name)?,
         description: image.description.clone(),
@@ -426,7 +430,20 @@ fn index(
             size: b.len() as u64,
         }),
         plan_sha256: image.plan_sha256.clone(),
+    };
+    let json = to_json(&index);
+    let sha256 = sha256_hex(&json);
+    Ok(IndexObject {
+        index,
+        json,
+        sha256,
     })
+}
+
+/// `<name>.ipxe`: the entry a boot loader runs, its URLs under `base_url`, with no extra
+/// arguments (hosts and checks render their own from the index).
+fn ipxe_entry(index: &IndexObject, base_url: &BaseUrl) -> String {
+    crate::ipxe::script(&index.index, &index.sha256, base_url, &Default::default())
 }
 
 /// Pretty JSON with a final newline, as the index and the contract are stored.
@@ -437,28 +454,25 @@ fn to_json(value: &impl Serialize) -> Vec<u8> {
 }
 
 /// Objects (kernel, segments, single initrd, index), then `<name>.json` and `<name>.ipxe`.
-#[allow(clippy::too_many_arguments)]
 fn write_output(
-    options: &BuildOptions,
-    name: &str,
+    out: &Path,
     kernel: &Kernel,
     segments: &[Done],
     single: Option<&[u8]>,
-    index: &Index,
-    (index_sha, index_json): (&str, &[u8]),
+    index: &IndexObject,
     script: &str,
 ) -> Result<(), BuildError> {
     let mut objects: Vec<(&str, &[u8])> = vec![(&kernel.artifact.sha256, &kernel.bytes)];
-    for (d, s) in segments.iter().zip(&index.segments) {
+    for (d, s) in segments.iter().zip(&index.index.segments) {
         objects.push((&s.sha256, &d.compressed));
     }
-    if let (Some(b), Some(a)) = (single, &index.initrd) {
+    if let (Some(b), Some(a)) = (single, &index.index.initrd) {
         objects.push((&a.sha256, b));
     }
-    objects.push((index_sha, index_json));
-    let out = &options.out;
+    objects.push((&index.sha256, &index.json));
+    let name = index.index.name.as_str();
     let names = vec![
-        (out.join(format!("{name}.json")), index_json.to_vec()),
+        (out.join(format!("{name}.json")), index.json.clone()),
         (out.join(format!("{name}.ipxe")), script.as_bytes().to_vec()),
     ];
     output::write(out, &Output { objects, names })?;
