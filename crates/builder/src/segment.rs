@@ -21,11 +21,11 @@ const S_IFLNK: u32 = 0o120000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
-    #[error("{origin}: cannot read {path}: {source}")]
+    #[error("{origin}: cannot read {path}: {cause}")]
     Read {
         origin: String,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "{origin}: {path} changed while the image was built (expected {expected} bytes, read {found}); build again"
@@ -162,10 +162,10 @@ impl Writer {
                 match content {
                     Content::Bytes(b) => w.write_all(b).expect("Vec write"),
                     Content::Path { path: src, size } => {
-                        let read_err = |source| SegmentError::Read {
+                        let read_err = |cause| SegmentError::Read {
                             origin: entry.origin.clone(),
                             path: src.clone(),
-                            source,
+                            cause,
                         };
                         let f = std::fs::File::open(src).map_err(read_err)?;
                         // take(size + 1) notices a file that grew; a short copy one that shrank.

@@ -67,10 +67,10 @@ fn add_host_path(col: &mut Collector, path: &Path, origin: &str) -> Result<(), R
             .collect();
         for (i, part) in parts.iter().enumerate() {
             cur = format!("{cur}/{part}");
-            let meta = std::fs::symlink_metadata(&cur).map_err(|source| ResolveError::Read {
+            let meta = std::fs::symlink_metadata(&cur).map_err(|cause| ResolveError::Read {
                 origin: origin.into(),
                 path: PathBuf::from(&cur),
-                source,
+                cause,
             })?;
             if meta.file_type().is_symlink() {
                 hops += 1;
@@ -80,10 +80,10 @@ fn add_host_path(col: &mut Collector, path: &Path, origin: &str) -> Result<(), R
                         path: path.display().to_string(),
                     });
                 }
-                let target = std::fs::read_link(&cur).map_err(|source| ResolveError::Read {
+                let target = std::fs::read_link(&cur).map_err(|cause| ResolveError::Read {
                     origin: origin.into(),
                     path: PathBuf::from(&cur),
-                    source,
+                    cause,
                 })?;
                 let target = target.to_string_lossy().into_owned();
                 col.insert(

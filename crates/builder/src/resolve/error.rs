@@ -14,11 +14,11 @@ pub(super) const MAX_HOPS: u32 = 40;
 pub enum ResolveError {
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
-    #[error("{origin}: cannot read {path}: {source}")]
+    #[error("{origin}: cannot read {path}: {cause}")]
     Read {
         origin: String,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{origin}: {path} is a {kind}; only regular files, directories and symlinks go into an image")]
     FileType {

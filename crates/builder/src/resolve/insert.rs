@@ -111,10 +111,10 @@ fn content_bytes(c: &Content, origin: &str) -> Result<Arc<Vec<u8>>, ResolveError
         Content::Path { path, .. } => {
             std::fs::read(path)
                 .map(Arc::new)
-                .map_err(|source| ResolveError::Read {
+                .map_err(|cause| ResolveError::Read {
                     origin: origin.into(),
                     path: path.clone(),
-                    source,
+                    cause,
                 })
         }
     }

@@ -45,7 +45,7 @@ fn add_tree(
             ResolveError::Read {
                 origin: origin.into(),
                 path,
-                source: e.into(),
+                cause: e.into(),
             }
         })?;
         let rel = item
@@ -60,10 +60,10 @@ fn add_tree(
         };
         let ft = item.file_type();
         let entry = if ft.is_symlink() {
-            let target = std::fs::read_link(item.path()).map_err(|source| ResolveError::Read {
+            let target = std::fs::read_link(item.path()).map_err(|cause| ResolveError::Read {
                 origin: origin.into(),
                 path: item.path().to_owned(),
-                source,
+                cause,
             })?;
             EntryKind::Symlink(target.to_string_lossy().into_owned())
         } else if ft.is_dir() {
