@@ -23,8 +23,12 @@ let
     // optionalAttrs (c.windowLog != null) { window_log = c.windowLog; };
 
   squashfs = c: { inherit (c) algorithm; } // optionalAttrs (c.level != null) { inherit (c) level; };
-  # The builder's default, left out so that the plan (and its digest) is as before the setting.
-  isDefaultSquashfs = c: c.algorithm == "lz4hc" && c.level == null;
+  # The builder's defaults (crates/builder/data/defaults.json, held equal to its Rust types by a
+  # unit test): the default codec is left out of the plan, as the builder leaves it out of the
+  # plan's digest; the level ranges are the builder's, so the assertion below says what it would.
+  builderDefaults = lib.importJSON ../crates/builder/data/defaults.json;
+  isDefaultSquashfs =
+    c: c.algorithm == builderDefaults.squashfs.algorithm && c.level == builderDefaults.squashfs.level;
 
   # A package's store path as an attribute name (names may not carry string context).
   storeKey = p: builtins.unsafeDiscardStringContext "${p}";
@@ -232,8 +236,13 @@ in
           let
             c = config.squashfs;
           in
-          c.level == null || c.level <= (if c.algorithm == "zstd" then 22 else 12);
-        message = "squashfs.level ${toString config.squashfs.level} is out of range for ${config.squashfs.algorithm} (lz4hc 1–12, zstd 1–22).";
+          c.level == null || c.level <= builderDefaults.squashfs_levels.${c.algorithm}.max;
+        message =
+          let
+            inherit (config.squashfs) algorithm;
+            levels = builderDefaults.squashfs_levels.${algorithm};
+          in
+          "squashfs.level ${toString config.squashfs.level} is out of range for ${algorithm} (${toString levels.min}–${toString levels.max}).";
       }
       {
         assertion = config.compression.windowLog == null || config.compression.algorithm == "zstd";

@@ -8,9 +8,26 @@
 //! and anything else is never touched, and symlinks are not followed.
 
 use crate::index::is_sha256_hex;
-use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error("cache directory {} does not exist: {cause}", root.display())]
+    Missing {
+        root: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{} is not a directory", root.display())]
+    NotDir { root: PathBuf },
+    #[error("cannot list {}: {cause}", dir.display())]
+    List { dir: PathBuf, cause: std::io::Error },
+    #[error("cannot remove {}: {cause}", path.display())]
+    Remove {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+}
 
 /// What to keep.
 #[derive(Debug, Clone, Copy)]
@@ -40,11 +57,15 @@ pub struct GcReport {
 }
 
 /// Prunes the cache at `root` by `policy`, as of `now`.
-pub fn gc(root: &Path, policy: Policy, now: SystemTime) -> anyhow::Result<GcReport> {
-    let meta = std::fs::metadata(root)
-        .with_context(|| format!("cache directory {} does not exist", root.display()))?;
+pub fn gc(root: &Path, policy: Policy, now: SystemTime) -> Result<GcReport, GcError> {
+    let meta = std::fs::metadata(root).map_err(|cause| GcError::Missing {
+        root: root.to_owned(),
+        cause,
+    })?;
     if !meta.is_dir() {
-        anyhow::bail!("{} is not a directory", root.display());
+        return Err(GcError::NotDir {
+            root: root.to_owned(),
+        });
     }
     let mut entries = Vec::new();
     let mut stale = Vec::new();
@@ -69,15 +90,20 @@ pub fn gc(root: &Path, policy: Policy, now: SystemTime) -> anyhow::Result<GcRepo
             total += e.bytes;
             report.kept.push(e);
         } else {
-            std::fs::remove_file(&e.path)
-                .with_context(|| format!("cannot remove {}", e.path.display()))?;
+            std::fs::remove_file(&e.path).map_err(|cause| GcError::Remove {
+                path: e.path.clone(),
+                cause,
+            })?;
             report.removed.push(e);
         }
     }
     for e in stale {
         std::fs::remove_dir_all(&e.path)
             .or_else(|_| std::fs::remove_file(&e.path))
-            .with_context(|| format!("cannot remove {}", e.path.display()))?;
+            .map_err(|cause| GcError::Remove {
+                path: e.path.clone(),
+                cause,
+            })?;
         report.removed.push(e);
     }
     Ok(report)
@@ -94,13 +120,12 @@ fn scan(
     dir: &Path,
     wanted: impl Fn(&str) -> bool,
     out: &mut Vec<CacheEntry>,
-) -> anyhow::Result<()> {
+) -> Result<(), GcError> {
     let Ok(read) = std::fs::read_dir(dir) else {
         return Ok(());
     };
     for f in read {
-        let f = f.with_context(|| format!("cannot list {}", dir.display()))?;
-        let meta = f.path().symlink_metadata()?;
+        let (f, meta) = listed(dir, f)?;
         let name = f.file_name();
         if meta.is_file() && name.to_str().is_some_and(&wanted) {
             out.push(CacheEntry {
@@ -114,13 +139,12 @@ fn scan(
 }
 
 /// `.partial-*` staging directories and files in `dir` older than [`STALE_STAGING`].
-fn staging(dir: &Path, now: SystemTime, out: &mut Vec<CacheEntry>) -> anyhow::Result<()> {
+fn staging(dir: &Path, now: SystemTime, out: &mut Vec<CacheEntry>) -> Result<(), GcError> {
     let Ok(read) = std::fs::read_dir(dir) else {
         return Ok(());
     };
     for f in read {
-        let f = f.with_context(|| format!("cannot list {}", dir.display()))?;
-        let meta = f.path().symlink_metadata()?;
+        let (f, meta) = listed(dir, f)?;
         let partial = f
             .file_name()
             .to_str()
@@ -140,6 +164,20 @@ fn staging(dir: &Path, now: SystemTime, out: &mut Vec<CacheEntry>) -> anyhow::Re
         }
     }
     Ok(())
+}
+
+/// One entry of a listing of `dir`, with its own metadata (a symlink is not followed).
+fn listed(
+    dir: &Path,
+    f: std::io::Result<std::fs::DirEntry>,
+) -> Result<(std::fs::DirEntry, std::fs::Metadata), GcError> {
+    let list = |cause| GcError::List {
+        dir: dir.to_owned(),
+        cause,
+    };
+    let f = f.map_err(list)?;
+    let meta = f.path().symlink_metadata().map_err(list)?;
+    Ok((f, meta))
 }
 
 fn walkdir_size(dir: &Path) -> u64 {

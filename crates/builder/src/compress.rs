@@ -31,10 +31,10 @@ pub enum CompressError {
     WindowLogNotZstd { what: String },
     #[error("{what}: gzip level {level} is out of range; use 0 to 9")]
     GzipLevel { what: String, level: i32 },
-    #[error("compressing segment {segment}: {source}")]
+    #[error("compressing segment {segment}: {cause}")]
     Io {
         segment: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -102,9 +102,9 @@ impl Codec {
         data: &[u8],
         threads: u32,
     ) -> Result<Vec<u8>, CompressError> {
-        let io = |source| CompressError::Io {
+        let io = |cause| CompressError::Io {
             segment: segment.into(),
-            source,
+            cause,
         };
         match self.algorithm {
             Algorithm::None => Ok(data.to_vec()),

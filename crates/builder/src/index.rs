@@ -3,12 +3,32 @@
 //! name `<name>.json` so people and tools can find the current build.
 
 use crate::ipxe::words::{Word, Words};
+use crate::store::object_path;
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 pub const INDEX_VERSION: u32 = 1;
 
 /// Digests become paths (`objects/<hex>`) and words of iPXE scripts: one rule, the contract's.
 pub use diskless_contract::digest::{is_sha256_hex, sha256_hex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("{} does not exist: is the image name right?", path.display())]
+    NoImage { path: PathBuf },
+    #[error("{} does not exist: give the output directory of `diskless build`", dir.display())]
+    NoDir { dir: PathBuf },
+    #[error("cannot read image index {}: {cause}", path.display())]
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{} is not an image index of version {INDEX_VERSION}: {cause}", path.display())]
+    Parse {
+        path: PathBuf,
+        cause: serde_json::Error,
+    },
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,11 +89,6 @@ impl SegmentArtifact {
     }
 }
 
-/// `objects/<hex>`: where every content-addressed artifact lives in an output directory.
-pub fn object_path(sha256: &str) -> String {
-    format!("objects/{sha256}")
-}
-
 /// One object an index refers to: what it is (for messages), its digest, its size.
 pub struct ObjectRef<'a> {
     pub what: String,
@@ -102,33 +117,32 @@ impl Index {
         refs
     }
 
-    pub fn load(path: &std::path::Path) -> anyhow::Result<Index> {
-        use anyhow::Context;
+    /// Reads `<name>.json` (or an index object); a missing file says which of the two names
+    /// (the image's or the directory) is wrong.
+    pub fn load(path: &Path) -> Result<Index, IndexError> {
         let text = match crate::store::read_regular_text(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let dir = path.parent().unwrap_or(std::path::Path::new("."));
+                let dir = path.parent().unwrap_or(Path::new("."));
                 if dir.as_os_str().is_empty() || dir.is_dir() {
-                    anyhow::bail!(
-                        "{} does not exist: is the image name right?",
-                        path.display()
-                    )
+                    return Err(IndexError::NoImage {
+                        path: path.to_owned(),
+                    });
                 }
-                anyhow::bail!(
-                    "{} does not exist: give the output directory of `diskless build`",
-                    dir.display()
-                )
+                return Err(IndexError::NoDir {
+                    dir: dir.to_owned(),
+                });
             }
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot read image index {}", path.display()))
+            Err(cause) => {
+                return Err(IndexError::Read {
+                    path: path.to_owned(),
+                    cause,
+                })
             }
         };
-        serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not an image index of version {INDEX_VERSION}",
-                path.display()
-            )
+        serde_json::from_str(&text).map_err(|cause| IndexError::Parse {
+            path: path.to_owned(),
+            cause,
         })
     }
 }

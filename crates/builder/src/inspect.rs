@@ -1,10 +1,10 @@
 //! `diskless inspect OUT_DIR`: what an image contains, per segment and per file, largest first,
 //! read back from the stored objects (not from the plan), so it shows what a machine will get.
 
-use crate::index::Index;
+use crate::index::{Index, IndexError};
 use serde::Serialize;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
 pub struct InspectOptions {
@@ -67,8 +67,31 @@ impl InspectReport {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("segment {segment}: cannot read {}: {cause}", path.display())]
+    Read {
+        segment: String,
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("segment {segment}: cannot decompress {}: {cause}", path.display())]
+    Decompress {
+        segment: String,
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("segment {segment}: not a newc archive: {cause}")]
+    Cpio {
+        segment: String,
+        cause: std::io::Error,
+    },
+}
+
 /// Decompresses a stored segment, whatever its codec (detected from its magic bytes).
-pub fn decompress(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub fn decompress(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         zstd::stream::read::Decoder::new(bytes)?.read_to_end(&mut out)?;
@@ -81,7 +104,7 @@ pub fn decompress(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Every entry of one newc archive: (name, mode, size).
-pub fn list_cpio(data: &[u8]) -> anyhow::Result<Vec<(String, u32, u64)>> {
+pub fn list_cpio(data: &[u8]) -> std::io::Result<Vec<(String, u32, u64)>> {
     let mut out = Vec::new();
     let mut r: &[u8] = data;
     loop {
@@ -96,20 +119,27 @@ pub fn list_cpio(data: &[u8]) -> anyhow::Result<Vec<(String, u32, u64)>> {
     Ok(out)
 }
 
-pub fn inspect(out: &Path, args: &InspectOptions) -> anyhow::Result<InspectReport> {
-    use anyhow::Context;
+pub fn inspect(out: &Path, args: &InspectOptions) -> Result<InspectReport, InspectError> {
     let index = Index::load(&out.join(format!("{}.json", args.name)))?;
     let mut segments = Vec::new();
     let mut files = Vec::new();
     for s in &index.segments {
         let path = out.join(s.object_path());
-        let bytes = std::fs::read(&path)
-            .with_context(|| format!("segment {}: cannot read {}", s.name, path.display()))?;
-        let data = decompress(&bytes)
-            .with_context(|| format!("segment {}: cannot decompress {}", s.name, path.display()))?;
-        for (name, mode, size) in
-            list_cpio(&data).with_context(|| format!("segment {}: not a newc archive", s.name))?
-        {
+        let bytes = std::fs::read(&path).map_err(|cause| InspectError::Read {
+            segment: s.name.clone(),
+            path: path.clone(),
+            cause,
+        })?;
+        let data = decompress(&bytes).map_err(|cause| InspectError::Decompress {
+            segment: s.name.clone(),
+            path: path.clone(),
+            cause,
+        })?;
+        let entries = list_cpio(&data).map_err(|cause| InspectError::Cpio {
+            segment: s.name.clone(),
+            cause,
+        })?;
+        for (name, mode, size) in entries {
             if mode & 0o170000 == 0o100000 {
                 files.push(FileInfo {
                     path: format!("/{name}"),

@@ -3,7 +3,7 @@
 //!
 //! These types mirror the JSON exactly (`deny_unknown_fields` everywhere) so that a typo in a
 //! plan is an error, not a silently ignored setting. Checks that need more than one field, or the
-//! filesystem, live in `resolve.rs`, which turns a `Plan` into a checked `ResolvedImage`.
+//! filesystem, live in `resolve/`, which turns a `Plan` into a checked `ResolvedImage`.
 
 use crate::ipxe::words::Words;
 use serde::{Deserialize, Serialize};
@@ -44,7 +44,8 @@ pub struct Plan {
     pub kernel: Kernel,
     #[serde(default)]
     pub compression: Compression,
-    /// Block codec of every squashfs-packed segment (a component may override it).
+    /// Block codec of every squashfs-packed segment (a component may override it); absent:
+    /// [`SquashfsCompression::default`].
     #[serde(default, skip_serializing_if = "SquashfsCompression::is_default")]
     pub squashfs: SquashfsCompression,
     /// Ordered: each becomes one cpio segment, in this order.
@@ -103,31 +104,92 @@ impl Packing {
 /// any page in it, so this trades download size against decompression at boot
 /// (docs/performance.md). Only codecs that win one of those trades are offered: gzip and xz
 /// lose on both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SquashfsAlgorithm {
     /// LZ4 at high compression: the fastest to decompress, the largest.
-    #[default]
     Lz4hc,
     /// zstd: 25 % smaller than LZ4-HC, about twice the decompression work.
     Zstd,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+impl Default for SquashfsAlgorithm {
+    /// The default setting's: an object that names only a level means that algorithm.
+    fn default() -> Self {
+        SquashfsCompression::default().algorithm
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SquashfsCompression {
     #[serde(default)]
     pub algorithm: SquashfsAlgorithm,
-    /// lz4hc 1..=12, zstd 1..=22; the default is chosen per algorithm.
+    /// lz4hc 1..=12, zstd 1..=22 (checked in `squashfs/codec.rs`); absent: the algorithm's own
+    /// default (lz4hc 9, zstd 15).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<i32>,
 }
 
+/// The one definition of the squashfs default, whoever writes the plan: the CLI's
+/// `--squashfs-codec` defaults to it, the Nix option `squashfs` reads it from
+/// `data/defaults.json` (a test holds the two equal), and a plan without `squashfs` means it.
+impl Default for SquashfsCompression {
+    /// zstd at level 3: the smaller download and RAM (images stay compressed in RAM) and the
+    /// faster build, the same boot as LZ4-HC on real hardware at 1 GbE; LZ4-HC wins only under
+    /// emulation and on slow CPUs (docs/performance.md).
+    fn default() -> Self {
+        SquashfsCompression {
+            algorithm: SquashfsAlgorithm::Zstd,
+            level: Some(3),
+        }
+    }
+}
+
 impl SquashfsCompression {
-    /// Left out of the canonical JSON when default, so that plans written before this setting
-    /// existed keep their digest.
+    /// Left out of the canonical JSON when default: the same image has the same plan digest
+    /// whether its plan spelled the default out or not.
     fn is_default(&self) -> bool {
         *self == SquashfsCompression::default()
+    }
+}
+
+/// `zstd-3`, `lz4hc`: the command line's spelling (`--squashfs-codec`).
+impl std::fmt::Display for SquashfsCompression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.algorithm {
+            SquashfsAlgorithm::Lz4hc => "lz4hc",
+            SquashfsAlgorithm::Zstd => "zstd",
+        };
+        match self.level {
+            Some(level) => write!(f, "{name}-{level}"),
+            None => f.write_str(name),
+        }
+    }
+}
+
+/// `zstd`, `zstd-19`, `lz4hc-12`; the level's range is checked with the plan, in one place.
+impl std::str::FromStr for SquashfsCompression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, level) = match s.split_once('-') {
+            Some((name, level)) => (
+                name,
+                Some(
+                    level
+                        .parse()
+                        .map_err(|_| format!("level {level:?} is not a number"))?,
+                ),
+            ),
+            None => (s, None),
+        };
+        let algorithm = match name {
+            "lz4hc" => SquashfsAlgorithm::Lz4hc,
+            "zstd" => SquashfsAlgorithm::Zstd,
+            _ => return Err(format!("{name:?} is not lz4hc or zstd")),
+        };
+        Ok(SquashfsCompression { algorithm, level })
     }
 }
 
@@ -385,7 +447,9 @@ mod tests {
     fn minimal_plan_parses_with_defaults() {
         let p = parse(MINIMAL).unwrap();
         assert_eq!(p.compression.algorithm, Algorithm::Zstd);
-        assert_eq!(p.squashfs.algorithm, SquashfsAlgorithm::Lz4hc);
+        // Without the setting, the one default (zstd-3, as the CLI and the Nix option write).
+        assert_eq!(p.squashfs, SquashfsCompression::default());
+        assert_eq!(p.squashfs.algorithm, SquashfsAlgorithm::Zstd);
         // A plan without the setting keeps the canonical JSON (and so the digest) it had.
         assert!(!p.canonical_json().contains("squashfs"));
         assert_eq!(p.node.network, Network::Dhcp { interface: None });
@@ -475,6 +539,34 @@ mod tests {
             e.contains("squashfs.algorithm") && e.contains("lz4hc"),
             "{e}"
         );
+    }
+
+    /// The Nix option `squashfs` defaults to `data/defaults.json`: the same setting.
+    #[test]
+    fn defaults_json_is_the_squashfs_default() {
+        let json: serde_json::Value =
+            serde_json::from_str(include_str!("../data/defaults.json")).unwrap();
+        let mut squashfs = json["squashfs"].clone();
+        squashfs.as_object_mut().unwrap().remove("why");
+        assert_eq!(
+            serde_json::from_value::<SquashfsCompression>(squashfs).unwrap(),
+            SquashfsCompression::default()
+        );
+    }
+
+    #[test]
+    fn squashfs_codec_spelling_round_trips() {
+        for s in ["zstd-3", "zstd", "lz4hc-12"] {
+            assert_eq!(s.parse::<SquashfsCompression>().unwrap().to_string(), s);
+        }
+        assert_eq!(
+            SquashfsCompression::default()
+                .to_string()
+                .parse::<SquashfsCompression>(),
+            Ok(SquashfsCompression::default())
+        );
+        assert!("xz-3".parse::<SquashfsCompression>().is_err());
+        assert!("zstd-x".parse::<SquashfsCompression>().is_err());
     }
 
     #[test]

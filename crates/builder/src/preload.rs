@@ -14,10 +14,13 @@ pub struct ImageSegment {
     pub contract: ImageRef,
 }
 
+/// A preloader's error, whatever its crate: the pipeline only passes it on.
+pub type PreloadError = Box<dyn std::error::Error + Send + Sync>;
+
 pub trait Preloader {
     /// Segments for the plan's `images[]`, in order. Errors name the plan entry, its archive
     /// and the blob or entry at fault.
-    fn segments(&self, images: &[PreloadImage]) -> anyhow::Result<Vec<ImageSegment>>;
+    fn segments(&self, images: &[PreloadImage]) -> Result<Vec<ImageSegment>, PreloadError>;
     /// How image segments are compressed (they are mostly already-compressed layers).
     fn compression(&self) -> Compression;
 }

@@ -10,7 +10,7 @@
 //! - a file is at most 4 GiB − 1 bytes (the size field is 8 hex digits);
 //! - concatenated archives are read one after the other, each ending with `TRAILER!!!`.
 
-use crate::resolve::{Content, Entry, EntryKind, Tree};
+use crate::tree::{Content, Entry, EntryKind, Tree};
 use diskless_contract::image::SENTINEL_DIR;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -21,11 +21,11 @@ const S_IFLNK: u32 = 0o120000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SegmentError {
-    #[error("{origin}: cannot read {path}: {source}")]
+    #[error("{origin}: cannot read {path}: {cause}")]
     Read {
         origin: String,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(
         "{origin}: {path} changed while the image was built (expected {expected} bytes, read {found}); build again"
@@ -63,35 +63,10 @@ pub fn sentinel_path(name: &str) -> String {
     format!("{SENTINEL_DIR}/{name}")
 }
 
-/// Adds every missing parent directory of every entry (mode 0755), so a tree from any source
-/// unpacks completely.
-pub fn add_parents(tree: &mut Tree) {
-    let mut missing = Vec::new();
-    for path in tree.entries.keys() {
-        let mut p = path.as_str();
-        while let Some(i) = p.rfind('/') {
-            p = &p[..i];
-            if p.is_empty() {
-                break;
-            }
-            if !tree.entries.contains_key(p) {
-                missing.push(p.to_string());
-            }
-        }
-    }
-    for p in missing {
-        tree.entries.entry(p).or_insert_with(|| Entry {
-            kind: EntryKind::Dir,
-            mode: 0o755,
-            origin: "parent directory".into(),
-        });
-    }
-}
-
 /// Writes `tree` as a newc archive named `name`, with `mtime` on every entry.
 pub fn write(name: &str, tree: &Tree, mtime: u32) -> Result<Segment, SegmentError> {
     let mut tree = tree.clone();
-    add_parents(&mut tree);
+    tree.add_parents();
     let capacity = tree.file_bytes();
     let mut out = Writer {
         buf: Vec::with_capacity(capacity as usize + tree.entries.len() * 160 + 4096),
@@ -117,7 +92,7 @@ pub fn write(name: &str, tree: &Tree, mtime: u32) -> Result<Segment, SegmentErro
             origin: "sentinel".into(),
         },
     );
-    add_parents(&mut tail);
+    tail.add_parents();
     for (path, entry) in &tail.entries {
         if !tree.entries.contains_key(path) {
             out.entry(path, entry)?;
@@ -187,10 +162,10 @@ impl Writer {
                 match content {
                     Content::Bytes(b) => w.write_all(b).expect("Vec write"),
                     Content::Path { path: src, size } => {
-                        let read_err = |source| SegmentError::Read {
+                        let read_err = |cause| SegmentError::Read {
                             origin: entry.origin.clone(),
                             path: src.clone(),
-                            source,
+                            cause,
                         };
                         let f = std::fs::File::open(src).map_err(read_err)?;
                         // take(size + 1) notices a file that grew; a short copy one that shrank.

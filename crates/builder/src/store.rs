@@ -13,6 +13,11 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// `objects/<hex>`: where every content-addressed artifact lives in an output directory.
+pub fn object_path(sha256: &str) -> String {
+    format!("objects/{sha256}")
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -113,7 +118,7 @@ impl Store {
     }
 
     pub fn object_path(&self, sha256: &str) -> PathBuf {
-        self.root.join(crate::index::object_path(sha256))
+        self.root.join(object_path(sha256))
     }
 
     /// Stores `bytes` under their digest (a no-op when already there); returns the digest.

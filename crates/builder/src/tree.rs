@@ -24,6 +24,31 @@ impl Tree {
             })
             .sum()
     }
+
+    /// Adds every missing parent directory of every entry (mode 0755), so a tree from any source
+    /// unpacks completely.
+    pub fn add_parents(&mut self) {
+        let mut missing = Vec::new();
+        for path in self.entries.keys() {
+            let mut p = path.as_str();
+            while let Some(i) = p.rfind('/') {
+                p = &p[..i];
+                if p.is_empty() {
+                    break;
+                }
+                if !self.entries.contains_key(p) {
+                    missing.push(p.to_string());
+                }
+            }
+        }
+        for p in missing {
+            self.entries.entry(p).or_insert_with(|| Entry {
+                kind: EntryKind::Dir,
+                mode: 0o755,
+                origin: "parent directory".into(),
+            });
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

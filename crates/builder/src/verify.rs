@@ -2,8 +2,30 @@
 //! refers only to objects that exist. Reads everything, trusts nothing.
 
 use crate::index::Index;
+use crate::store::hash_file;
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(
+        "{} does not exist: give the output directory of `diskless build` (or a boot server directory)",
+        dir.display()
+    )]
+    NoDir { dir: PathBuf },
+    #[error(
+        "{} has no objects/ directory: is it a build output or a boot server directory?: {cause}",
+        dir.display()
+    )]
+    NoObjects { dir: PathBuf, cause: std::io::Error },
+    #[error("cannot list {}: {cause}", dir.display())]
+    List { dir: PathBuf, cause: std::io::Error },
+    #[error("cannot hash {}: {cause}", path.display())]
+    Hash {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+}
 
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
@@ -64,11 +86,8 @@ impl VerifyReport {
     }
 }
 
-use crate::store::hash_file;
-
 /// Hashes every object in `dir/objects`; problems for any that do not match their names.
-pub fn verify_objects(dir: &Path) -> anyhow::Result<VerifyReport> {
-    use anyhow::Context;
+pub fn verify_objects(dir: &Path) -> Result<VerifyReport, VerifyError> {
     let objects_dir = dir.join("objects");
     let mut report = VerifyReport {
         objects: 0,
@@ -77,20 +96,20 @@ pub fn verify_objects(dir: &Path) -> anyhow::Result<VerifyReport> {
         problems: Vec::new(),
     };
     if !dir.exists() {
-        anyhow::bail!(
-            "{} does not exist: give the output directory of `diskless build` (or a boot server directory)",
-            dir.display()
-        );
+        return Err(VerifyError::NoDir {
+            dir: dir.to_owned(),
+        });
     }
     let mut names: Vec<_> = std::fs::read_dir(&objects_dir)
-        .with_context(|| {
-            format!(
-                "{} has no objects/ directory: is it a build output or a boot server directory?",
-                dir.display()
-            )
+        .map_err(|cause| VerifyError::NoObjects {
+            dir: dir.to_owned(),
+            cause,
         })?
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("cannot list {}", objects_dir.display()))?;
+        .map_err(|cause| VerifyError::List {
+            dir: objects_dir.clone(),
+            cause,
+        })?;
     names.sort_by_key(|e| e.file_name());
     for e in names {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -110,7 +129,7 @@ pub fn index_objects(out: &Path, file: &str, index: &Index) -> Vec<String> {
         size,
     } in index.objects()
     {
-        let p = out.join(crate::index::object_path(sha));
+        let p = out.join(crate::store::object_path(sha));
         match std::fs::metadata(&p) {
             Ok(m) if m.len() == size => {}
             Ok(m) => problems.push(format!(
@@ -123,10 +142,18 @@ pub fn index_objects(out: &Path, file: &str, index: &Index) -> Vec<String> {
     problems
 }
 
-pub fn verify(out: &Path) -> anyhow::Result<VerifyReport> {
+/// `diskless verify OUT`: [`verify_objects`], then every index and iPXE entry in `out`.
+pub fn verify(out: &Path) -> Result<VerifyReport, VerifyError> {
     let objects_dir = out.join("objects");
     let mut report = verify_objects(out)?;
-    let mut entries: Vec<_> = std::fs::read_dir(out)?.collect::<Result<Vec<_>, _>>()?;
+    let list = |cause| VerifyError::List {
+        dir: out.to_owned(),
+        cause,
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(out)
+        .map_err(list)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(list)?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let file = e.file_name().to_string_lossy().into_owned();
@@ -134,13 +161,16 @@ pub fn verify(out: &Path) -> anyhow::Result<VerifyReport> {
             let index = match Index::load(&e.path()) {
                 Ok(i) => i,
                 Err(err) => {
-                    report.problems.push(format!("{file}: {err:#}"));
+                    report.problems.push(format!("{file}: {err}"));
                     continue;
                 }
             };
             report.images.push(image.to_string());
-            let (digest, _) = hash_file(&e.path())?;
-            if !out.join(crate::index::object_path(&digest)).exists() {
+            let (digest, _) = hash_file(&e.path()).map_err(|cause| VerifyError::Hash {
+                path: e.path(),
+                cause,
+            })?;
+            if !out.join(crate::store::object_path(&digest)).exists() {
                 report.problems.push(format!(
                     "{file}: the index is not stored as objects/{digest}"
                 ));

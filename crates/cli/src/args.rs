@@ -42,10 +42,10 @@ pub struct HostArgs {
     #[arg(long, value_enum, default_value = "squashfs")]
     pub packing: PackingArg,
     /// Block codec of the squashfs-packed components: `zstd` or `lz4hc`, with an optional
-    /// level (`zstd-19`, `lz4hc-12`). zstd-3 by default: the smaller download and RAM, the faster
-    /// build, the same boot on real hardware; `lz4hc` boots faster under emulation
-    /// (docs/performance.md).
-    #[arg(long, value_name = "CODEC[-LEVEL]", default_value = "zstd-3", value_parser = squashfs_codec)]
+    /// level (`zstd-19`, `lz4hc-12`). The default is the plan format's own (docs/plan.md):
+    /// the smaller download and RAM, the faster build, the same boot on real hardware; `lz4hc`
+    /// boots faster under emulation (docs/performance.md).
+    #[arg(long, value_name = "CODEC[-LEVEL]", default_value_t)]
     pub squashfs_codec: diskless_builder::plan::SquashfsCompression,
     /// An SSH server (dropbear from Debian's dropbear-bin): root, key login only; the keys come
     /// from the inventory (`ssh_authorized_keys_file`), host keys are made on the node.
@@ -67,28 +67,6 @@ pub enum RoleArg {
 pub enum RuntimeArg {
     Stack,
     Debian,
-}
-
-/// `zstd`, `zstd-19`: the plan's `squashfs` setting (its range is checked with the plan).
-fn squashfs_codec(s: &str) -> Result<diskless_builder::plan::SquashfsCompression, String> {
-    use diskless_builder::plan::SquashfsAlgorithm;
-    let (name, level) = match s.split_once('-') {
-        Some((name, level)) => (
-            name,
-            Some(
-                level
-                    .parse()
-                    .map_err(|_| format!("level {level:?} is not a number"))?,
-            ),
-        ),
-        None => (s, None),
-    };
-    let algorithm = match name {
-        "lz4hc" => SquashfsAlgorithm::Lz4hc,
-        "zstd" => SquashfsAlgorithm::Zstd,
-        _ => return Err(format!("{name:?} is not lz4hc or zstd")),
-    };
-    Ok(diskless_builder::plan::SquashfsCompression { algorithm, level })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -477,7 +477,7 @@ fn compressed_module_trees_boot() {
         .flatten()
         .map(|m| ("plan".to_string(), m.as_str().unwrap().to_string()))
         .collect();
-    let tree = diskless_builder::kmod::ModuleTree::load(&host_tree).unwrap();
+    let tree = diskless_builder::resolve::kmod::ModuleTree::load(&host_tree).unwrap();
     let modules = tree.resolve(&requests).unwrap();
     // As the kernel's own `make modules_install` does (xz replaces its input; zstd is told to).
     let tools: [(&str, &[&str]); 2] = [

@@ -90,7 +90,7 @@ fn gnu_cpio_unpacks_exactly_the_planned_tree() {
     std::os::unix::fs::symlink("sub/data", src.join("tree/link")).unwrap();
     std::fs::write(
         src.join("kernel"),
-        diskless_builder::bzimage::fake_for_tests(),
+        diskless_builder::resolve::bzimage::fake_for_tests(),
     )
     .unwrap();
     std::fs::write(src.join("secret"), b"s3cret").unwrap();
@@ -212,7 +212,7 @@ fn unchanged_segments_come_from_the_cache() {
     let t = tempfile::tempdir().unwrap();
     std::fs::write(
         t.path().join("kernel"),
-        diskless_builder::bzimage::fake_for_tests(),
+        diskless_builder::resolve::bzimage::fake_for_tests(),
     )
     .unwrap();
     let write_plan = |contents: &str| {

@@ -142,13 +142,13 @@ fn squashfs_packing_holds_the_read_only_files() {
     assert_eq!(rt["squashfs"], "/.diskless/squashfs/rt.sqfs");
     let image = unpacked.join(".diskless/squashfs/rt.sqfs");
     assert_eq!(cpio[".diskless/squashfs/rt.sqfs"].1, 0o444);
-    // The squashfs image is LZ4 (the kernel decompresses it on every first read) and the
-    // segment around it is not compressed again.
+    // The squashfs image is zstd (the plan leaves `squashfs` out: the one default, zstd-3) and
+    // the segment around it is not compressed again.
     let seg = segment(&index, "rt");
     assert_eq!(seg["compression"], "none");
     let o = run(Command::new("unsquashfs").arg("-s").arg(&image));
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("Compression lz4"),
+        String::from_utf8_lossy(&o.stdout).contains("Compression zstd"),
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );

@@ -26,9 +26,9 @@ mod serve;
 
 use anyhow::{bail, Context};
 use console::Console;
-use diskless_builder::index::{object_path, Index};
 use diskless_builder::ipxe::words::{BaseUrl, Word, Words};
 use diskless_builder::ipxe::Extra;
+use diskless_builder::{index::Index, store::object_path};
 use diskless_contract::console::{CheckLine, CheckMode};
 use diskless_publish::Additions;
 use qemu::{Machine, Source};

@@ -41,8 +41,10 @@ pub use diskless_builder::preload::ImageSegment;
 pub struct Preload;
 
 impl diskless_builder::preload::Preloader for Preload {
-    fn segments(&self, images: &[PreloadImage]) -> anyhow::Result<Vec<ImageSegment>> {
-        // The trait is the builder's; its error type is its choice.
+    fn segments(
+        &self,
+        images: &[PreloadImage],
+    ) -> Result<Vec<ImageSegment>, diskless_builder::preload::PreloadError> {
         Ok(image_segments(images)?)
     }
 

@@ -150,7 +150,7 @@ pub(crate) fn read_indexes(
     let wanted: Vec<String> = shas
         .into_iter()
         .filter(|s| !indexes.contains_key(s))
-        .map(|s| diskless_builder::index::object_path(&s))
+        .map(|s| diskless_builder::store::object_path(&s))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();

@@ -259,7 +259,7 @@ pub fn publish(args: &PublishOptions) -> Result<PublishReport, PublishError> {
     }
     let present: BTreeMap<String, u64> = needed
         .iter()
-        .map(|o| diskless_builder::index::object_path(o))
+        .map(|o| diskless_builder::store::object_path(o))
         .filter_map(|rel| files.get(&rel).map(|size| (rel, *size)))
         .collect();
     let damaged: BTreeSet<String> = dest
@@ -271,9 +271,9 @@ pub fn publish(args: &PublishOptions) -> Result<PublishReport, PublishError> {
     let missing: Vec<(&str, PathBuf)> = needed
         .iter()
         .filter(|o| {
-            damaged.contains(**o) || !present.contains_key(&diskless_builder::index::object_path(o))
+            damaged.contains(**o) || !present.contains_key(&diskless_builder::store::object_path(o))
         })
-        .map(|o| (*o, args.out.join(diskless_builder::index::object_path(o))))
+        .map(|o| (*o, args.out.join(diskless_builder::store::object_path(o))))
         .collect();
     let sources: Vec<(&str, Source)> = node_segments
         .iter()
@@ -373,7 +373,7 @@ pub fn rollback(to: &str, image: &str) -> Result<u64, PublishError> {
         cause,
     })?;
     for o in needed {
-        if !files.contains_key(&diskless_builder::index::object_path(&o)) {
+        if !files.contains_key(&diskless_builder::store::object_path(&o)) {
             return Err(PublishError::Collected {
                 image: image.to_string(),
                 object: o,

@@ -42,7 +42,7 @@ pub fn verify_dest(to: &str) -> Result<VerifyReport, PublishError> {
         match referenced(&indexes, g) {
             Ok(objs) => {
                 for o in objs {
-                    if !files.contains_key(&diskless_builder::index::object_path(&o)) {
+                    if !files.contains_key(&diskless_builder::store::object_path(&o)) {
                         report
                             .problems
                             .push(format!("generation {}: object {o} is missing", g.number));
@@ -62,7 +62,7 @@ pub fn verify_dest(to: &str) -> Result<VerifyReport, PublishError> {
         let text = String::from_utf8_lossy(bytes);
         let in_hosts = rel.starts_with("hosts/");
         for sha in diskless_builder::ipxe::referenced_objects(&text) {
-            if !files.contains_key(&diskless_builder::index::object_path(sha)) {
+            if !files.contains_key(&diskless_builder::store::object_path(sha)) {
                 report
                     .problems
                     .push(format!("{rel}: refers to objects/{sha}, which is missing"));

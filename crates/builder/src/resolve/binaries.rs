@@ -1,9 +1,10 @@
-//! Executables with their ELF shared-library closure ([`crate::elf`], no `ldd`). Libraries land
+//! Executables with their ELF shared-library closure ([`super::elf`], no `ldd`). Libraries land
 //! at their host paths, with every symlink met on the way reproduced.
 
 use super::checks::{check_dest, check_readable, normalized_mode};
-use super::links::{join_target, MAX_HOPS};
-use super::{invalid, Collector, ResolveError};
+use super::error::{invalid, ResolveError, MAX_HOPS};
+use super::insert::Collector;
+use super::links::join_target;
 use crate::plan::BinaryEntry;
 use crate::tree::{Content, Entry, EntryKind};
 use std::path::{Path, PathBuf};
@@ -45,7 +46,7 @@ pub(super) fn add_binaries(
                 add_host_path(col, &b.source, &origin)?;
             }
         }
-        for lib in crate::elf::closure(&b.source)? {
+        for lib in super::elf::closure(&b.source)? {
             add_host_path(col, &lib, &origin)?;
         }
     }
@@ -66,10 +67,10 @@ fn add_host_path(col: &mut Collector, path: &Path, origin: &str) -> Result<(), R
             .collect();
         for (i, part) in parts.iter().enumerate() {
             cur = format!("{cur}/{part}");
-            let meta = std::fs::symlink_metadata(&cur).map_err(|source| ResolveError::Read {
+            let meta = std::fs::symlink_metadata(&cur).map_err(|cause| ResolveError::Read {
                 origin: origin.into(),
                 path: PathBuf::from(&cur),
-                source,
+                cause,
             })?;
             if meta.file_type().is_symlink() {
                 hops += 1;
@@ -79,10 +80,10 @@ fn add_host_path(col: &mut Collector, path: &Path, origin: &str) -> Result<(), R
                         path: path.display().to_string(),
                     });
                 }
-                let target = std::fs::read_link(&cur).map_err(|source| ResolveError::Read {
+                let target = std::fs::read_link(&cur).map_err(|cause| ResolveError::Read {
                     origin: origin.into(),
                     path: PathBuf::from(&cur),
-                    source,
+                    cause,
                 })?;
                 let target = target.to_string_lossy().into_owned();
                 col.insert(

@@ -1,7 +1,7 @@
 //! Rules on what a plan names, checked before anything is written: names, destinations, modes,
 //! and source files that exist and can be read.
 
-use super::{invalid, ResolveError};
+use super::error::{invalid, ResolveError};
 use crate::plan::{Component, Mode, Packing, Plan};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -139,10 +139,10 @@ pub(super) fn mode_or(mode: Option<Mode>, default: u32) -> u32 {
 
 /// A source must exist; a regular file must also open, so it fails before anything is written.
 pub(super) fn check_readable(origin: &str, path: &Path) -> Result<std::fs::Metadata, ResolveError> {
-    let read_err = |source| ResolveError::Read {
+    let read_err = |cause| ResolveError::Read {
         origin: origin.into(),
         path: path.to_owned(),
-        source,
+        cause,
     };
     let meta = std::fs::metadata(path).map_err(read_err)?;
     if meta.is_file() {

@@ -2,7 +2,8 @@
 //! single host files.
 
 use super::checks::{check_dest, check_readable, mode_or, normalized_mode};
-use super::{invalid, Collector, ResolveError};
+use super::error::{invalid, ResolveError};
+use super::insert::Collector;
 use crate::plan::{DirEntry, FileEntry, GeneratedEntry, SymlinkEntry};
 use crate::tree::{Content, Entry, EntryKind};
 use std::sync::Arc;

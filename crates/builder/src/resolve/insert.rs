@@ -1,7 +1,7 @@
 //! The one place a path enters a tree: two entries at one path must leave the same thing in the
 //! image, or the plan is refused with both origins named.
 
-use super::ResolveError;
+use super::error::ResolveError;
 use crate::tree::{Content, Entry, EntryKind, Tree};
 use std::sync::Arc;
 
@@ -111,10 +111,10 @@ fn content_bytes(c: &Content, origin: &str) -> Result<Arc<Vec<u8>>, ResolveError
         Content::Path { path, .. } => {
             std::fs::read(path)
                 .map(Arc::new)
-                .map_err(|source| ResolveError::Read {
+                .map_err(|cause| ResolveError::Read {
                     origin: origin.into(),
                     path: path.clone(),
-                    source,
+                    cause,
                 })
         }
     }

@@ -2,13 +2,11 @@
 //! followed through the symlinks of all components together, loops are refused, and an entry
 //! two components share must be the same in both.
 
+use super::error::{ResolveError, MAX_HOPS};
 use super::insert::{check_same, insert_checked};
-use super::{ResolveError, ResolvedComponent};
+use super::resolved::ResolvedComponent;
 use crate::tree::{Entry, EntryKind, Tree};
 use std::collections::BTreeMap;
-
-/// The ceiling on a symlink chain, as the kernel's (`MAXSYMLINKS` = 40).
-pub(super) const MAX_HOPS: u32 = 40;
 
 /// Lexically joins a symlink target onto the directory holding the link.
 pub(super) fn join_target(link: &str, target: &str) -> String {

@@ -2,9 +2,18 @@
 //! ([`crate::tree`]), with ELF library closures, kernel modules and symlinks followed.
 //!
 //! One file per plan entry kind (`files`: files, directories, symlinks, generated; `binaries`;
-//! `trees`; `modules`, whose closure and load order come from [`crate::kmod`]); `checks` holds
+//! `trees`; `modules`, whose closure and load order come from [`kmod`]); `checks` holds
 //! the rules on names, destinations and sources; `insert` is the one place a path enters a tree;
-//! `links` makes the components one image through its symlinks. This file runs them in order.
+//! `links` makes the components one image through its symlinks; `resolved` is what comes out,
+//! `error` what can go wrong. This file runs them in order.
+
+pub mod bzimage;
+pub mod elf;
+pub mod kmod;
+pub mod modfile;
+
+mod error;
+mod resolved;
 
 mod binaries;
 mod checks;
@@ -15,92 +24,17 @@ mod modules;
 mod shape;
 mod trees;
 
-use crate::compress::{Codec, CompressError};
-use crate::ipxe::words::Words;
-use crate::kmod::{KmodError, ModuleTree};
-use crate::plan::{Algorithm, Component, Compression, Node, Packing, Plan, PreloadImage};
-use crate::squashfs::SquashfsCodec;
-pub use crate::tree::{Content, Entry, EntryKind, Tree};
 pub use checks::{check_dest, check_name};
+pub use error::ResolveError;
+pub use resolved::{Packed, ResolvedComponent, ResolvedImage};
+
+use crate::compress::Codec;
+use crate::plan::{Algorithm, Component, Compression, Packing, Plan};
+use crate::squashfs::SquashfsCodec;
 use diskless_contract::image::ModuleRef;
+use error::invalid;
 use insert::Collector;
-use links::MAX_HOPS;
-use std::path::PathBuf;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
-    #[error("{origin}: cannot read {path}: {source}")]
-    Read {
-        origin: String,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{origin}: {path} is a {kind}; only regular files, directories and symlinks go into an image")]
-    FileType {
-        origin: String,
-        path: PathBuf,
-        kind: &'static str,
-    },
-    #[error("{path} is written by {first} and by {second} with different {what}; remove one or make them identical")]
-    Conflict {
-        path: String,
-        first: String,
-        second: String,
-        what: &'static str,
-    },
-    #[error("{origin}: symlink loop at {path} (more than {MAX_HOPS} links followed)")]
-    Loop { origin: String, path: String },
-    #[error("{origin}: {path} is {size} bytes; a cpio (newc) file holds at most 4 GiB - 1")]
-    TooLarge {
-        origin: String,
-        path: String,
-        size: u64,
-    },
-    #[error(transparent)]
-    Elf(#[from] crate::elf::ElfError),
-    #[error(transparent)]
-    Kmod(#[from] KmodError),
-    #[error(transparent)]
-    Compress(#[from] CompressError),
-    #[error(transparent)]
-    SquashfsCodec(#[from] crate::squashfs::codec::CodecError),
-}
-
-/// A plan after every check: what the segment writer and the index need, nothing else.
-#[derive(Debug, Clone)]
-pub struct ResolvedImage {
-    pub name: String,
-    pub description: Words,
-    pub kernel: PathBuf,
-    pub cmdline: Words,
-    pub codec: Codec,
-    pub components: Vec<ResolvedComponent>,
-    pub modules: Vec<ModuleRef>,
-    pub images: Vec<PreloadImage>,
-    pub node: Node,
-    pub plan_sha256: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct ResolvedComponent {
-    pub name: String,
-    pub codec: Codec,
-    pub packing: crate::plan::Packing,
-    /// The squashfs block codec, when packed so.
-    pub squashfs: SquashfsCodec,
-    /// The plan's `condition_path`, checked: only on a squashfs-packed component.
-    pub condition_path: Option<String>,
-    pub tree: Tree,
-}
-
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ResolveError {
-    ResolveError::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
-}
+use kmod::ModuleTree;
 
 /// Checks a plan against the filesystem and turns it into what the segment writer needs.
 pub fn resolve(plan: &Plan) -> Result<ResolvedImage, ResolveError> {
@@ -114,7 +48,7 @@ pub fn resolve(plan: &Plan) -> Result<ResolvedImage, ResolveError> {
             format!("{} is not a file", plan.kernel.image.display()),
         ));
     }
-    crate::bzimage::check(&plan.kernel.image).map_err(|e| invalid("kernel.image", e))?;
+    bzimage::check(&plan.kernel.image).map_err(|e| invalid("kernel.image", e))?;
     let modules = match &plan.kernel.modules_dir {
         Some(dir) => Some(ModuleTree::load(dir)?),
         None => None,
@@ -184,9 +118,12 @@ fn resolve_component(
         )?,
         None => default_codec,
     };
-    let squashfs = match (&c.squashfs, c.packing) {
-        (None, _) => default_squashfs,
-        (Some(s), Packing::Squashfs) => SquashfsCodec::from_plan(s, &col.field("squashfs"))?,
+    let packing = match (&c.squashfs, c.packing) {
+        (None, Packing::Squashfs) => Packed::Squashfs(default_squashfs),
+        (Some(s), Packing::Squashfs) => {
+            Packed::Squashfs(SquashfsCodec::from_plan(s, &col.field("squashfs"))?)
+        }
+        (None, Packing::Cpio) => Packed::Cpio,
         (Some(_), Packing::Cpio) => Err(crate::squashfs::codec::CodecError::NotSquashfs {
             what: col.field("squashfs"),
         })?,
@@ -194,8 +131,7 @@ fn resolve_component(
     Ok(ResolvedComponent {
         name: c.name.clone(),
         codec,
-        packing: c.packing,
-        squashfs,
+        packing,
         condition_path,
         tree: col.tree,
     })
@@ -215,7 +151,7 @@ fn check_squashfs_modules(
     else {
         return Ok(());
     };
-    let missing = crate::kmod::missing(&["loop", "squashfs", "overlay"], loaded, modules);
+    let missing = kmod::missing(&["loop", "squashfs", "overlay"], loaded, modules);
     if missing.is_empty() {
         return Ok(());
     }

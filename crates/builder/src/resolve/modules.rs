@@ -1,10 +1,11 @@
-//! Kernel modules: [`crate::kmod`] picks the files and the load order; here they enter the tree,
+//! Kernel modules: [`super::kmod`] picks the files and the load order; here they enter the tree,
 //! with the `modules.dep` that lets `modprobe` work inside the image.
 
 use super::checks::check_readable;
-use super::{invalid, Collector, ResolveError};
-use crate::kmod::ModuleTree;
-use crate::modfile::{self, Compression};
+use super::error::{invalid, ResolveError};
+use super::insert::Collector;
+use super::kmod::ModuleTree;
+use super::modfile::{self, Compression};
 use crate::tree::{Content, Entry, EntryKind};
 use diskless_contract::image::ModuleRef;
 use std::sync::Arc;

@@ -4,7 +4,8 @@
 //! another entry, wherever either comes from; no name may exceed `NAME_MAX` and no path
 //! `PATH_MAX`, or the kernel skips the entry and the node boots without it.
 
-use super::{invalid, ResolveError, ResolvedComponent};
+use super::error::{invalid, ResolveError};
+use super::resolved::ResolvedComponent;
 use crate::tree::{Entry, EntryKind};
 use std::collections::BTreeMap;
 

@@ -2,7 +2,8 @@
 //! entries (and the cpio) do not depend on readdir order and links stay links.
 
 use super::checks::{check_dest, check_readable, normalized_mode};
-use super::{invalid, Collector, ResolveError};
+use super::error::{invalid, ResolveError};
+use super::insert::Collector;
 use crate::plan::TreeEntry;
 use crate::tree::{Content, Entry, EntryKind};
 use std::path::Path;
@@ -44,7 +45,7 @@ fn add_tree(
             ResolveError::Read {
                 origin: origin.into(),
                 path,
-                source: e.into(),
+                cause: e.into(),
             }
         })?;
         let rel = item
@@ -59,10 +60,10 @@ fn add_tree(
         };
         let ft = item.file_type();
         let entry = if ft.is_symlink() {
-            let target = std::fs::read_link(item.path()).map_err(|source| ResolveError::Read {
+            let target = std::fs::read_link(item.path()).map_err(|cause| ResolveError::Read {
                 origin: origin.into(),
                 path: item.path().to_owned(),
-                source,
+                cause,
             })?;
             EntryKind::Symlink(target.to_string_lossy().into_owned())
         } else if ft.is_dir() {

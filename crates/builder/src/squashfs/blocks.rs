@@ -120,7 +120,10 @@ mod tests {
             .map(|i| (0..70_000u32).map(|j| ((j * i) % 251) as u8).collect())
             .collect();
         for codec in [
-            SquashfsCodec::default(),
+            SquashfsCodec {
+                algorithm: crate::plan::SquashfsAlgorithm::Lz4hc,
+                level: 9,
+            },
             SquashfsCodec {
                 algorithm: crate::plan::SquashfsAlgorithm::Zstd,
                 level: 3,

@@ -15,6 +15,7 @@ use backhand::kind::Kind;
 use backhand::{BackhandError, FilesystemCompressor, SuperBlock};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 
 /// LZ4-HC's default level, as `mksquashfs -comp lz4 -Xhc` uses.
 pub const DEFAULT_LZ4HC_LEVEL: i32 = 9;
@@ -44,22 +45,27 @@ pub struct SquashfsCodec {
     pub level: i32,
 }
 
+/// The plan's default setting, resolved.
 impl Default for SquashfsCodec {
     fn default() -> Self {
-        SquashfsCodec {
-            algorithm: SquashfsAlgorithm::Lz4hc,
-            level: DEFAULT_LZ4HC_LEVEL,
-        }
+        SquashfsCodec::from_plan(&SquashfsCompression::default(), "squashfs")
+            .expect("the default squashfs setting is in range")
+    }
+}
+
+/// An algorithm's level range and the level it takes when the plan gives none: the one place
+/// a squashfs level is checked (`data/defaults.json` hands them to the Nix option's assertion).
+pub fn levels(algorithm: SquashfsAlgorithm) -> (RangeInclusive<i32>, i32) {
+    match algorithm {
+        SquashfsAlgorithm::Lz4hc => (1..=12, DEFAULT_LZ4HC_LEVEL),
+        SquashfsAlgorithm::Zstd => (1..=22, DEFAULT_ZSTD_LEVEL),
     }
 }
 
 impl SquashfsCodec {
     /// Checks the level; `what` names the plan field for the message.
     pub fn from_plan(c: &SquashfsCompression, what: &str) -> Result<Self, CodecError> {
-        let (default, range) = match c.algorithm {
-            SquashfsAlgorithm::Lz4hc => (DEFAULT_LZ4HC_LEVEL, 1..=12),
-            SquashfsAlgorithm::Zstd => (DEFAULT_ZSTD_LEVEL, 1..=22),
-        };
+        let (range, default) = levels(c.algorithm);
         let level = c.level.unwrap_or(default);
         if !range.contains(&level) {
             let what = what.to_string();
@@ -235,5 +241,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("x.squashfs: zstd level 0"), "{e}");
+    }
+
+    /// The Nix option's assertion reads the ranges from `data/defaults.json`.
+    #[test]
+    fn defaults_json_has_these_levels() {
+        let json: serde_json::Value =
+            serde_json::from_str(include_str!("../../data/defaults.json")).unwrap();
+        for (name, algorithm) in [
+            ("lz4hc", SquashfsAlgorithm::Lz4hc),
+            ("zstd", SquashfsAlgorithm::Zstd),
+        ] {
+            let (range, default) = levels(algorithm);
+            let l = &json["squashfs_levels"][name];
+            assert_eq!(l["min"], *range.start(), "{name}");
+            assert_eq!(l["max"], *range.end(), "{name}");
+            assert_eq!(l["default"], default, "{name}");
+        }
     }
 }

@@ -16,12 +16,37 @@
 mod blocks;
 pub mod codec;
 
-use crate::resolve::{Content, Entry, EntryKind, Tree};
-use anyhow::Context;
-use backhand::{FilesystemWriter, NodeHeader};
+use crate::tree::{Content, Entry, EntryKind, Tree};
+use backhand::{BackhandError, FilesystemWriter, NodeHeader};
 pub use codec::SquashfsCodec;
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SquashfsError {
+    #[error("segment {segment}: cannot read {}: {cause}", path.display())]
+    Read {
+        segment: String,
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("segment {segment}: compressing squashfs blocks: {cause}")]
+    Compress {
+        segment: String,
+        cause: std::io::Error,
+    },
+    #[error("segment {segment}: squashfs entry {path}: {cause}")]
+    Entry {
+        segment: String,
+        path: String,
+        cause: BackhandError,
+    },
+    #[error("segment {segment}: writing the squashfs image: {cause}")]
+    Write {
+        segment: String,
+        cause: BackhandError,
+    },
+}
 
 /// Image directories that may be squashfs-packed: the init mounts them read-only.
 pub const READ_ONLY_DIRS: [&str; 2] = ["/usr", "/nix/store"];
@@ -66,7 +91,7 @@ pub fn pack(
     mtime: u32,
     codec: SquashfsCodec,
     threads: usize,
-) -> anyhow::Result<Vec<u8>> {
+) -> Result<Vec<u8>, SquashfsError> {
     pack_counting(name, tree, mtime, codec, threads).map(|(image, _)| image)
 }
 
@@ -77,7 +102,7 @@ fn pack_counting(
     mtime: u32,
     codec: SquashfsCodec,
     threads: usize,
-) -> anyhow::Result<(Vec<u8>, usize)> {
+) -> Result<(Vec<u8>, usize), SquashfsError> {
     let ready = precompress(name, tree, codec, threads)?;
     let session = codec::Session {
         codec,
@@ -95,7 +120,7 @@ fn precompress(
     tree: &Tree,
     codec: SquashfsCodec,
     threads: usize,
-) -> anyhow::Result<std::collections::HashMap<Vec<u8>, Vec<u8>>> {
+) -> Result<std::collections::HashMap<Vec<u8>, Vec<u8>>, SquashfsError> {
     // backhand's order: paths compared by component.
     let mut files: Vec<(&str, &Content)> = tree
         .entries
@@ -109,16 +134,21 @@ fn precompress(
     let mut layout = blocks::Layout::new(BLOCK_SIZE as usize);
     for (_, content) in files {
         match content {
-            Content::Path { path: src, .. } => layout.add(
-                &std::fs::read(src)
-                    .with_context(|| format!("segment {name}: cannot read {}", src.display()))?,
-            ),
+            Content::Path { path: src, .. } => {
+                layout.add(&std::fs::read(src).map_err(|cause| SquashfsError::Read {
+                    segment: name.into(),
+                    path: src.clone(),
+                    cause,
+                })?)
+            }
             Content::Bytes(b) => layout.add(b),
         }
     }
     let blocks = layout.finish();
-    blocks::compress(blocks, codec, threads)
-        .with_context(|| format!("segment {name}: compressing squashfs blocks"))
+    blocks::compress(blocks, codec, threads).map_err(|cause| SquashfsError::Compress {
+        segment: name.into(),
+        cause,
+    })
 }
 
 fn write(
@@ -127,7 +157,11 @@ fn write(
     mtime: u32,
     codec: SquashfsCodec,
     kind: backhand::kind::Kind,
-) -> anyhow::Result<Vec<u8>> {
+) -> Result<Vec<u8>, SquashfsError> {
+    let failed = |cause| SquashfsError::Write {
+        segment: name.into(),
+        cause,
+    };
     let mut fs = FilesystemWriter::default();
     fs.set_time(mtime);
     fs.set_block_size(BLOCK_SIZE);
@@ -135,10 +169,10 @@ fn write(
     fs.set_root_uid(0);
     fs.set_root_gid(0);
     fs.set_kind(kind);
-    fs.set_compressor(codec.filesystem_compressor()?);
+    fs.set_compressor(codec.filesystem_compressor().map_err(failed)?);
     let header = |mode: u32| NodeHeader::new((mode & 0o7777) as u16, 0, 0, mtime);
     let mut tree = tree.clone();
-    crate::segment::add_parents(&mut tree);
+    tree.add_parents();
     // Sorted paths: every directory comes before what it holds.
     for (path, entry) in &tree.entries {
         let rel = path.trim_start_matches('/');
@@ -153,11 +187,14 @@ fn write(
                 fs.push_file(Cursor::new(b.as_ref().clone()), rel, header(*mode))
             }
         };
-        r.map_err(|e| anyhow::anyhow!("segment {name}: squashfs entry {path}: {e}"))?;
+        r.map_err(|cause| SquashfsError::Entry {
+            segment: name.into(),
+            path: path.clone(),
+            cause,
+        })?;
     }
     let mut out = Cursor::new(Vec::new());
-    fs.write(&mut out)
-        .map_err(|e| anyhow::anyhow!("segment {name}: writing the squashfs image: {e}"))?;
+    fs.write(&mut out).map_err(failed)?;
     Ok(out.into_inner())
 }
 
@@ -208,7 +245,10 @@ mod tests {
     #[test]
     fn bytes_do_not_depend_on_threads_and_blocks_are_compressed_ahead() {
         for codec in [
-            SquashfsCodec::default(),
+            SquashfsCodec {
+                algorithm: crate::plan::SquashfsAlgorithm::Lz4hc,
+                level: 9,
+            },
             SquashfsCodec {
                 algorithm: SquashfsAlgorithm::Zstd,
                 level: 3,

@@ -116,7 +116,7 @@ impl Case {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("kernel"),
-            diskless_builder::bzimage::fake_for_tests(),
+            diskless_builder::resolve::bzimage::fake_for_tests(),
         )
         .unwrap();
         std::fs::write(dir.path().join("file"), b"contents").unwrap();

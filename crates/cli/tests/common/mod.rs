@@ -70,7 +70,7 @@ impl Lab {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("kernel"),
-            diskless_builder::bzimage::fake_for_tests(),
+            diskless_builder::resolve::bzimage::fake_for_tests(),
         )
         .unwrap();
         std::fs::write(

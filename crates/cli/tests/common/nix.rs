@@ -3,8 +3,8 @@
 //! Included by path, `#[macro_use]` for `or_skip!`.
 #![allow(dead_code)] // each test crate uses a different subset
 
-use diskless_builder::index::{object_path, Index};
 use diskless_builder::plan::Plan;
+use diskless_builder::{index::Index, store::object_path};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -236,7 +236,8 @@ pub fn xz_module_tree(host: &Path, dest: &Path) -> Result<(), String> {
         .flat_map(|g| g["modules"].as_array().unwrap())
         .map(|m| ("fixture".to_string(), m.as_str().unwrap().to_string()))
         .collect();
-    let tree = diskless_builder::kmod::ModuleTree::load(host).map_err(|e| e.to_string())?;
+    let tree =
+        diskless_builder::resolve::kmod::ModuleTree::load(host).map_err(|e| e.to_string())?;
     let modules = tree.resolve(&requests).map_err(|e| e.to_string())?;
     for m in &modules {
         let to = dest.join(&m.relpath);

@@ -113,7 +113,7 @@ fn join(dir: &str, name: &str) -> String {
 
 /// Stores `objects/<sha>`, hashing the copy where it landed before trusting it.
 pub(super) fn put_object(root: &Path, sha: &str, src: Source) -> Result<(), DestError> {
-    let target = root.join(diskless_builder::index::object_path(sha));
+    let target = root.join(diskless_builder::store::object_path(sha));
     let bytes = match src {
         Source::File(p) => std::fs::read(p).map_err(io(format!("cannot read {}", p.display())))?,
         Source::Bytes(b) => b.to_vec(),

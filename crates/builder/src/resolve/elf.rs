@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path} is not an ELF file ({reason}); list it under `files`, not `binaries`")]
     NotElf { path: PathBuf, reason: String },
@@ -38,9 +38,9 @@ struct Needs {
 }
 
 fn read_needs(path: &Path) -> Result<Needs, ElfError> {
-    let bytes = std::fs::read(path).map_err(|source| ElfError::Read {
+    let bytes = std::fs::read(path).map_err(|cause| ElfError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     })?;
     let elf = Elf::parse(&bytes).map_err(|e| ElfError::NotElf {
         path: path.to_owned(),

@@ -8,17 +8,17 @@
 //! aliases that may name several modules (`crc32c` → `crc32c_intel`, `crc32c_generic`); those are
 //! marked optional, since `crc32c_intel` fails on a CPU without SSE4.2.
 
-use crate::modfile::{stored_path, Compression};
+use super::modfile::{stored_path, Compression};
 use diskless_contract::image::ModuleRef;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KmodError {
-    #[error("cannot read {path}: {source}; is `kernel.modules_dir` the module tree of this kernel (/lib/modules/<version>)?")]
+    #[error("cannot read {path}: {cause}; is `kernel.modules_dir` the module tree of this kernel (/lib/modules/<version>)?")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{origin}: unknown kernel module {name:?}: not in modules.dep, modules.alias or modules.builtin of {dir}")]
     Unknown {
@@ -128,7 +128,7 @@ impl ModuleTree {
     pub fn load(dir: &Path) -> Result<ModuleTree, KmodError> {
         let read = |file: &str| {
             let path = dir.join(file);
-            std::fs::read_to_string(&path).map_err(|source| KmodError::Read { path, source })
+            std::fs::read_to_string(&path).map_err(|cause| KmodError::Read { path, cause })
         };
         let mut deps = BTreeMap::new();
         let mut dep_lines = BTreeMap::new();
