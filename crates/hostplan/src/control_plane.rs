@@ -11,7 +11,7 @@
 
 use crate::entries::{bin, dir, service};
 use crate::error::HostPlanError;
-use crate::kernel_modules::module_group;
+use crate::kernel_modules;
 use crate::machine::Machine;
 use crate::options::HostOptions;
 use diskless_builder::ipxe::words::Words;
@@ -104,13 +104,13 @@ pub fn plan(
         let args = all.remove(name).expect("every service has arguments");
         binaries.push(stack_binary(name)?);
         services.push(Service {
-            command: std::iter::once(format!("/usr/bin/{name}"))
-                .chain(args)
-                .collect(),
             // A control-plane image booted without its node segment starts nothing.
             condition_path: Some(paths::pki("ca.crt")),
             role,
-            ..service(name, &[])
+            ..service(
+                name,
+                std::iter::once(format!("/usr/bin/{name}")).chain(args),
+            )
         });
     }
     // The init restores etcd's snapshot with it (beside etcd, as in a Nix package's bin/).
@@ -120,16 +120,6 @@ pub fn plan(
         binaries,
         directories: vec![dir("/var/lib", 0o755)],
         packing: opts.packing,
-        ..Default::default()
-    };
-    let modules = Component {
-        name: "kernel-modules".into(),
-        modules: [
-            module_group("network"),
-            // The squashfs-packed segments: mounted from a loop device, under an overlay.
-            vec!["loop".into(), "squashfs".into(), "overlay".into()],
-        ]
-        .concat(),
         ..Default::default()
     };
     let plan = Plan {
@@ -146,7 +136,7 @@ pub fn plan(
         },
         compression: Compression::default(),
         squashfs: opts.squashfs,
-        components: vec![base, modules, control_plane],
+        components: vec![base, kernel_modules::control_plane(), control_plane],
         images: Vec::new(),
         node: Node {
             sysctls: BTreeMap::new(),

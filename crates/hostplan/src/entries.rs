@@ -36,10 +36,10 @@ pub fn bin(source: impl Into<std::path::PathBuf>, dest: Option<&str>) -> BinaryE
 }
 
 /// A plain service: started unconditionally, restarted with backoff, no role.
-pub fn service(name: &str, command: &[&str]) -> Service {
+pub fn service<S: Into<String>>(name: &str, command: impl IntoIterator<Item = S>) -> Service {
     Service {
         name: name.into(),
-        command: command.iter().map(|s| s.to_string()).collect(),
+        command: command.into_iter().map(Into::into).collect(),
         env: BTreeMap::new(),
         ready_path: None,
         condition_path: None,

@@ -20,7 +20,9 @@ pub enum HostPlanError {
     NoKernel,
     #[error("--kernel {}: expected a file named vmlinuz-<version>", .0.display())]
     KernelName(PathBuf),
-    #[error("cannot find this executable's path")]
+    #[error(
+        "cannot find this executable's path (to find diskless-init beside it): pass --init PATH"
+    )]
     CurrentExe(#[source] std::io::Error),
     #[error("{} not found: build it (`cargo build --bins`) or pass --init PATH", .0.display())]
     NoInit(PathBuf),
@@ -73,5 +75,33 @@ impl HostPlanError {
             | HostPlanError::StackKubelet(_)
             | HostPlanError::StackControlPlane { .. } => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_packages_name_what_to_install_and_count_as_environment() {
+        let e = HostPlanError::MissingPackages(vec![
+            MissingFile {
+                path: "/bin/busybox",
+                package: "busybox-static",
+            },
+            MissingFile {
+                path: "/usr/sbin/runc",
+                package: "runc",
+            },
+        ]);
+        assert_eq!(
+            e.to_string(),
+            "the host reference worker needs Debian packages that are missing: \
+             /bin/busybox (apt-get install busybox-static), /usr/sbin/runc (apt-get install runc)"
+        );
+        assert!(e.is_environment());
+        assert!(HostPlanError::StackKubelet(StackError::NoHome).is_environment());
+        assert!(!HostPlanError::KubeletNotAFile("/x".into()).is_environment());
+        assert!(!HostPlanError::KernelName("/boot/x".into()).is_environment());
     }
 }

@@ -10,6 +10,7 @@ use crate::machine::Machine;
 use crate::{base, control_plane, worker};
 use diskless_builder::plan::{Plan, PreloadImage};
 
+// Where the command line and the Nix tests take them from.
 pub use crate::options::{HostOptions, HostRole, Kubelet, Runtime};
 pub use crate::worker::kube_proxy::KUBE_PROXY_CONFIG;
 

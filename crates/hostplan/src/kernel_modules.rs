@@ -42,6 +42,20 @@ pub fn worker() -> Component {
     }
 }
 
+/// The `kernel-modules` segment of the control plane: its NIC, and what mounts the
+/// squashfs-packed segments (a loop device, under an overlay). No pod network, no iptables.
+pub fn control_plane() -> Component {
+    Component {
+        name: "kernel-modules".into(),
+        modules: [
+            module_group("network"),
+            vec!["loop".into(), "squashfs".into(), "overlay".into()],
+        ]
+        .concat(),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

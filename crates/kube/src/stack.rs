@@ -31,8 +31,7 @@ pub enum StackError {
 }
 
 impl StackError {
-    /// Always true: every way to fail here is a missing stack, never a bad request. Beside
-    /// the other crates' `is_environment`, so that a caller maps them alike.
+    /// Always true: every failure here is a missing stack, never a bad request.
     pub fn is_environment(&self) -> bool {
         true
     }

@@ -35,7 +35,7 @@ pub fn part(opts: &HostOptions) -> Result<Part, HostPlanError> {
             role: Some(Role::ContainerRuntime),
             ..service(
                 "containerd",
-                &[
+                [
                     "/usr/bin/containerd",
                     "--config",
                     "/etc/containerd/config.toml",

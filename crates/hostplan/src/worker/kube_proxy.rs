@@ -40,7 +40,7 @@ pub fn part(opts: &HostOptions) -> Result<Part, StackError> {
             condition_path: Some(BOOTSTRAP_KUBECONFIG.into()),
             ..service(
                 "kube-proxy",
-                &[
+                [
                     "/usr/bin/kube-proxy",
                     "--config=/etc/kubernetes/kube-proxy.yaml",
                 ],

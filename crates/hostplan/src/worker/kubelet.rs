@@ -40,7 +40,7 @@ pub fn part(opts: &HostOptions, kubelet: PathBuf) -> Part {
             role: Some(Role::Kubelet),
             ..service(
                 "kubelet",
-                &[
+                [
                     "/usr/bin/kubelet",
                     "--config=/etc/kubernetes/kubelet.yaml",
                     "--v=1",
@@ -61,7 +61,7 @@ pub fn pod_routes() -> Part {
     Part {
         services: vec![Service {
             condition_path: Some(diskless_contract::node::BOOTSTRAP_KUBECONFIG.into()),
-            ..service("pod-routes", &["/init", "pod-routes"])
+            ..service("pod-routes", ["/init", "pod-routes"])
         }],
         ..Default::default()
     }

@@ -43,7 +43,7 @@ pub fn plan(
             match kube_proxy::part(opts) {
                 Ok(part) => parts.push(part),
                 Err(e) => warnings.push(format!(
-                    "no kube-proxy ({e:#}): joined nodes will not reach ClusterIP Services"
+                    "no kube-proxy ({e}): joined nodes will not reach ClusterIP Services"
                 )),
             }
             parts.push(kubelet::pod_routes());

@@ -68,3 +68,44 @@ fn merge(into: &mut Component, more: Component) {
     into.trees.extend(more.trees);
     into.modules.extend(more.modules);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entries::{bin, dir, gen, service};
+
+    #[test]
+    fn same_named_segments_merge_and_config_comes_last() {
+        let segment = |name: &str, binary: &str| Component {
+            name: name.into(),
+            binaries: vec![bin(binary, None)],
+            ..Default::default()
+        };
+        let parts = vec![
+            Part {
+                components: vec![segment("kubelet", "/k")],
+                services: vec![service("kubelet", ["/k"])],
+                config: vec![gen("/etc/a", "a")],
+                config_dirs: vec![dir("/etc/d", 0o755)],
+            },
+            Part::from(segment("other", "/o")),
+            Part {
+                components: vec![segment("kubelet", "/p")],
+                services: vec![service("proxy", ["/p"])],
+                config: vec![gen("/etc/b", "b")],
+                ..Default::default()
+            },
+        ];
+        let (components, services) = assemble(parts);
+        let names: Vec<&str> = components.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["kubelet", "other", "config"]);
+        assert_eq!(components[0].binaries, [bin("/k", None), bin("/p", None)]);
+        assert_eq!(
+            components[2].generated,
+            [gen("/etc/a", "a"), gen("/etc/b", "b")]
+        );
+        assert_eq!(components[2].directories, [dir("/etc/d", 0o755)]);
+        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["kubelet", "proxy"]);
+    }
+}

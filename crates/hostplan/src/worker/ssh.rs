@@ -19,7 +19,7 @@ pub fn part() -> Part {
         // foreground with its log on stderr (the init's `[sshd]` lines).
         services: vec![service(
             "sshd",
-            &[
+            [
                 "/usr/sbin/dropbear",
                 "-F",
                 "-E",
