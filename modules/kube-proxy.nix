@@ -1,9 +1,9 @@
 # `kubeProxy`: kube-proxy on a node that joins a cluster, so that pods reach ClusterIP Services
 # (the `kubernetes` one included) through iptables rules. As in the host plan
-# (crates/hostplan/src/host.rs, `KUBE_PROXY_CONFIG`): in its own segment, started (and, when
-# squashfs-packed, mounted) only where the node segment holds the bootstrap kubeconfig, talking
-# to the API server with the node's own
-# credentials (the kubeconfig the kubelet writes once its bootstrap CSR is signed; until then
+# (crates/hostplan/src/worker/kube_proxy.rs, `KUBE_PROXY_CONFIG`): in its own segment, started
+# (and, when squashfs-packed, mounted) only where the node segment holds the bootstrap
+# kubeconfig, talking to the API server with the node's own credentials (the kubeconfig the
+# kubelet writes once its bootstrap CSR is signed; until then
 # kube-proxy exits and the init restarts it with backoff). The cluster grants nodes the
 # `system:node-proxier` role (docs/boot-server.md).
 {

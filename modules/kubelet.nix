@@ -283,7 +283,7 @@ in
         # A template containerd fills with the node's pod range (its `conf_template`): the
         # range the controller-manager allocated to the Node when joined, the init's standalone
         # default otherwise. So the nodes of a cluster never share a range.
-        # One file with the host plans' (crates/hostplan/src/host.rs).
+        # One file with the host plans' (crates/hostplan/src/worker/containerd.rs).
         ${cniTemplate}.text = builtins.readFile ../crates/hostplan/data/cni-bridge.conflist.tmpl;
       };
       directories = {

@@ -167,7 +167,7 @@ fn worker_plan_is_what_the_modules_promise_and_builds() {
     build(&path, &plan, &root.join("out-worker"));
 }
 
-/// What makes a worker a cluster member, as the host plan has it (crates/hostplan/src/host.rs):
+/// What makes a worker a cluster member, as the host plan has it (crates/hostplan/src/worker/):
 /// kube-proxy from the kubelet's package, in its segment, with the host plan's configuration
 /// (as JSON), and the init's `pod-routes`; both only where the node segment holds the
 /// bootstrap kubeconfig, and with iptables and `ip` on their PATH.

@@ -9,14 +9,16 @@
 //! Nothing per-cluster or secret is in the image: every service waits for the node segment's
 //! cluster CA (`condition_path`), and the API server's address comes from `node.json`.
 
-use crate::host::{module_group, HostOptions};
-use anyhow::Context;
+use crate::entries::{bin, dir, service};
+use crate::error::HostPlanError;
+use crate::kernel_modules;
+use crate::machine::Machine;
+use crate::options::HostOptions;
 use diskless_builder::ipxe::words::Words;
 use diskless_builder::plan::*;
 use diskless_contract::controlplane as paths;
 use diskless_kube::controlplane::{self as flags, Layout};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 /// Where etcd keeps its data: on the tmpfs root, restored from the node segment's snapshot at
 /// each boot (the init, role `etcd`).
@@ -83,13 +85,12 @@ pub fn service_args() -> BTreeMap<&'static str, Vec<String>> {
 /// What `modules/control-plane.nix` runs.
 pub const ARGS_JSON: &str = include_str!("../data/control-plane-args.json");
 
-/// The control-plane plan over `base` (init, busybox, /etc) with this kernel.
+/// The control-plane plan over `base` (init, busybox, /etc) with this machine's kernel.
 pub fn plan(
-    args: &HostOptions,
-    kernel: PathBuf,
-    modules_dir: PathBuf,
+    opts: &HostOptions,
+    machine: Machine,
     base: Component,
-) -> anyhow::Result<(Plan, Vec<String>)> {
+) -> Result<(Plan, Vec<String>), HostPlanError> {
     let mut all = service_args();
     let mut binaries = Vec::new();
     let mut services = Vec::new();
@@ -103,16 +104,13 @@ pub fn plan(
         let args = all.remove(name).expect("every service has arguments");
         binaries.push(stack_binary(name)?);
         services.push(Service {
-            name: name.into(),
-            command: std::iter::once(format!("/usr/bin/{name}"))
-                .chain(args)
-                .collect(),
-            env: BTreeMap::new(),
-            ready_path: None,
             // A control-plane image booted without its node segment starts nothing.
             condition_path: Some(paths::pki("ca.crt")),
-            restart: true,
             role,
+            ..service(
+                name,
+                std::iter::once(format!("/usr/bin/{name}")).chain(args),
+            )
         });
     }
     // The init restores etcd's snapshot with it (beside etcd, as in a Nix package's bin/).
@@ -120,38 +118,25 @@ pub fn plan(
     let control_plane = Component {
         name: "control-plane".into(),
         binaries,
-        directories: vec![DirEntry {
-            path: "/var/lib".into(),
-            mode: Some(Mode(0o755)),
-        }],
-        packing: args.packing,
-        ..Default::default()
-    };
-    let modules = Component {
-        name: "kernel-modules".into(),
-        modules: [
-            module_group("network"),
-            // The squashfs-packed segments: mounted from a loop device, under an overlay.
-            vec!["loop".into(), "squashfs".into(), "overlay".into()],
-        ]
-        .concat(),
+        directories: vec![dir("/var/lib", 0o755)],
+        packing: opts.packing,
         ..Default::default()
     };
     let plan = Plan {
         version: PLAN_VERSION,
-        name: args.name.clone(),
+        name: opts.name.clone(),
         description: Words::new(
             "reference control plane: host kernel and busybox, pinned etcd and Kubernetes control plane",
         )
         .expect("a valid description"),
         kernel: Kernel {
-            image: kernel,
-            modules_dir: Some(modules_dir),
+            image: machine.kernel,
+            modules_dir: Some(machine.modules_dir),
             cmdline: Words::new("console=ttyS0,115200 panic=10").expect("a valid command line"),
         },
         compression: Compression::default(),
-        squashfs: args.squashfs,
-        components: vec![base, modules, control_plane],
+        squashfs: opts.squashfs,
+        components: vec![base, kernel_modules::control_plane(), control_plane],
         images: Vec::new(),
         node: Node {
             sysctls: BTreeMap::new(),
@@ -163,14 +148,13 @@ pub fn plan(
     Ok((plan, Vec::new()))
 }
 
-fn stack_binary(name: &str) -> anyhow::Result<BinaryEntry> {
-    let source = diskless_kube::stack::binary(name).with_context(|| {
-        format!("the control plane's {name} comes from the pinned stack (scripts/build-stack)")
-    })?;
-    Ok(BinaryEntry {
-        source,
-        dest: Some(format!("/usr/bin/{name}")),
-    })
+fn stack_binary(name: &str) -> Result<BinaryEntry, HostPlanError> {
+    let source =
+        diskless_kube::stack::binary(name).map_err(|source| HostPlanError::StackControlPlane {
+            name: name.into(),
+            source,
+        })?;
+    Ok(bin(source, Some(&format!("/usr/bin/{name}"))))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! How a Kubernetes control plane's components are run, once for both places that run one:
 //! the harness's throwaway control plane on the host's loopback and the diskless control-plane
-//! image (`host.rs`, role `control-plane`), whose services the builder generates from these
-//! functions. The flags follow kubeadm's static pod manifests
+//! image (diskless-hostplan's `control_plane.rs`, `--role control-plane`), whose services come
+//! from these functions. The flags follow kubeadm's static pod manifests
 //! (`cmd/kubeadm/app/phases/controlplane/manifests.go`) where a kubeadm cluster has an
 //! equivalent, so a node that joins either meets what it would meet in a kubeadm cluster; the
 //! differences carry their reason beside them. Also here: the RBAC that `kubeadm init` adds for
