@@ -298,7 +298,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         },
         Command::Run(args) => diskless_harness::run(&args.into()),
         Command::Check(args) if args.control_plane => {
-            diskless_harness::controlplane_vm::check(&args.control_plane_options())
+            diskless_harness::check_control_plane(&args.control_plane_options())
         }
         Command::Check(args) => diskless_harness::check(&args.into()),
         Command::Oci(cmd) => oci::main(&cmd),

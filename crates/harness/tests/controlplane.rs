@@ -6,7 +6,7 @@
 //! Kubernetes stack is not built; CI has it.
 
 use base64::Engine;
-use diskless_harness::controlplane::{ControlPlane, Options, CLUSTER_CIDR};
+use diskless_harness::lab::control_plane::host::{ControlPlane, Options, CLUSTER_CIDR};
 use diskless_publish::kubeconfig::ClusterCa;
 use serde_json::{json, Value};
 use std::io::Write;

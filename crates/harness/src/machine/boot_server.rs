@@ -10,6 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// What a boot needs: the files of the boot directory (`boot.ipxe`, what DHCP names, among
+/// them), the kernel (for the KVM probe), the image's name.
+pub struct BootFiles {
+    pub files: Vec<(String, Vec<u8>)>,
+    pub kernel: PathBuf,
+    pub image: String,
+}
+
 /// A directory slirp can serve by TFTP: the iPXE scripts (`boot.ipxe` first) plus a link to the
 /// output's `objects/`.
 pub struct BootDir {

@@ -15,33 +15,23 @@
 mod bootstrap;
 mod components;
 mod kubelet_proxy;
-pub mod pki;
-mod process;
 
+pub use super::network::*;
+pub use super::pki::{self, server_names};
 pub use bootstrap::BOOTSTRAP_GROUP;
-pub use pki::server_names;
 
+use super::side::ControlPlaneSide;
+use crate::machine::daemon::{output_within, Process};
+use crate::machine::ports::free_ports;
 use anyhow::{bail, Context};
 use bootstrap::Token;
 use components::{Layout, Ports};
 use diskless_publish::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
 use kubelet_proxy::KubeletProxy;
-use process::{output_within, Process};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Where a guest finds the API server: slirp's guestfwd answers there (the boot server's HTTP
-/// uses the same address, port 80).
-pub const GUEST_API_ADDR: &str = "10.0.2.100";
-pub const GUEST_API_PORT: u16 = 6443;
-/// kubeadm's defaults (shared with the diskless control-plane image).
-pub use diskless_kube::controlplane::{
-    CLUSTER_CIDR, CLUSTER_DNS, CLUSTER_DOMAIN, KUBERNETES_SERVICE_IP, NODE_CIDR_MASK, SERVICE_CIDR,
-};
-/// The kubelet's HTTPS port in the guest.
-pub const KUBELET_PORT: u16 = 10250;
 
 /// How long one kubectl call made by the harness may take.
 const KUBECTL_LIMIT: Duration = Duration::from_secs(60);
@@ -59,7 +49,7 @@ pub struct Options {
     /// controllers), with what was last seen in the error.
     pub timeout: Duration,
     /// A lab network's address of this host (a bridge in a network namespace the caller
-    /// entered, see [`crate::netns`]): the API server listens there too, advertises it, and
+    /// entered, see [`crate::machine::netns`]): the API server listens there too, advertises it, and
     /// its certificate names it; guests reach it directly, no slirp forward. `None`: slirp.
     pub lab_address: Option<Ipv4Addr>,
 }
@@ -321,7 +311,7 @@ impl ControlPlane {
 
     /// The last `lines` lines of a component's log, for a failing test's message.
     pub fn log_tail(&self, component: &str, lines: usize) -> String {
-        process::log_tail(&self.layout.log(component), lines)
+        crate::machine::daemon::log_tail(&self.layout.log(component), lines)
     }
 
     /// The state directory (PKI, kubeconfigs, etcd data, logs).
@@ -414,6 +404,24 @@ impl ControlPlane {
     }
 }
 
+impl ControlPlaneSide for ControlPlane {
+    fn api_server(&self) -> String {
+        self.guest_api_server()
+    }
+    fn admin_kubeconfig(&self) -> &Path {
+        ControlPlane::admin_kubeconfig(self)
+    }
+    fn ca_pem(&self) -> &[u8] {
+        ControlPlane::ca_pem(self)
+    }
+    fn kubectl(&self) -> &Path {
+        self.kubectl_path()
+    }
+    fn node_address(&self, node: &str, address: Ipv4Addr) {
+        self.route_kubelet(node, address);
+    }
+}
+
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.stop();
@@ -463,19 +471,6 @@ fn write_kubeconfigs(l: &Layout) -> anyhow::Result<()> {
         pki::write_file(path, &k.to_bytes(), 0o600)?;
     }
     Ok(())
-}
-
-/// `n` distinct ports that were free on 127.0.0.1 a moment ago: all bound at once (so the
-/// kernel hands out distinct ones), then released for the components to bind.
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot find a free port on 127.0.0.1")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
 }
 
 fn tcp_open(port: u16) -> Result<(), String> {

@@ -7,7 +7,7 @@
 //! the PKI lives as long as one test, and a guest whose clock is off must not find it "not yet
 //! valid". The file names are kubeadm's, so its documentation describes them.
 
-use super::{GUEST_API_ADDR, KUBERNETES_SERVICE_IP};
+use super::network::{GUEST_API_ADDR, KUBERNETES_SERVICE_IP};
 use anyhow::Context;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
