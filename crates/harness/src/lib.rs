@@ -19,13 +19,17 @@ pub use options::{Accel, BootOptions, CheckOptions, Fault, Transport, DEFAULT_CH
 pub use scenario::control_plane::Options as ControlPlaneOptions;
 pub use scenario::report::{CheckReport, ControlPlaneReport, Timeline};
 
-/// `diskless run`: the console on this terminal until the guest powers off or the person quits.
+/// `diskless run`: the console on this terminal until the guest powers off or the person quits
+/// (or `--timeout`). SIGINT and SIGTERM stop every process it started, then exit 130 or 143.
 pub fn run(options: &BootOptions) -> anyhow::Result<()> {
+    machine::process::stop_on_signals("diskless run")?;
     scenario::boot::run(options)
 }
 
-/// `diskless check`: Err on any failure, after printing the report.
+/// `diskless check`: Err on any failure, after printing the report. SIGINT and SIGTERM stop
+/// every process it started, then exit 130 or 143.
 pub fn check(options: &CheckOptions) -> anyhow::Result<()> {
+    machine::process::stop_on_signals("diskless check")?;
     scenario::boot::check(options)
 }
 
@@ -36,5 +40,6 @@ pub fn check_report(options: &CheckOptions) -> anyhow::Result<CheckReport> {
 
 /// `diskless check --control-plane`: Err on any failure, after printing the report.
 pub fn check_control_plane(options: &ControlPlaneOptions) -> anyhow::Result<()> {
+    machine::process::stop_on_signals("diskless check")?;
     scenario::control_plane::check(options)
 }

@@ -57,7 +57,8 @@ impl Api {
         if stdin.is_some() {
             cmd.stdin(std::process::Stdio::piped());
         }
-        let mut child = cmd.spawn().map_err(|e| format!("kubectl: {e}"))?;
+        let mut child =
+            crate::machine::process::spawn(&mut cmd).map_err(|e| format!("kubectl: {e}"))?;
         if let Some(bytes) = stdin {
             let _ = child.stdin.take().expect("piped").write_all(bytes);
         }

@@ -196,17 +196,18 @@ impl Lab {
     /// Whether the API server still accepts `bearer` (a request with it alone, no client
     /// certificate): `Err` says how it refused.
     pub fn token_accepted(&self, bearer: &str) -> Result<(), String> {
-        let out = Command::new(self.cluster.kubectl_path())
-            .env("KUBECONFIG", "/dev/null")
-            .arg("--server")
-            .arg(self.cluster.host_api_server())
-            .arg("--certificate-authority")
-            .arg(self.cluster.ca_path())
-            .arg("--token")
-            .arg(bearer)
-            .args(["--request-timeout=5s", "get", "--raw", "/api"])
-            .output()
-            .map_err(|e| format!("kubectl: {e}"))?;
+        let out = crate::machine::process::output(
+            Command::new(self.cluster.kubectl_path())
+                .env("KUBECONFIG", "/dev/null")
+                .arg("--server")
+                .arg(self.cluster.host_api_server())
+                .arg("--certificate-authority")
+                .arg(self.cluster.ca_path())
+                .arg("--token")
+                .arg(bearer)
+                .args(["--request-timeout=5s", "get", "--raw", "/api"]),
+        )
+        .map_err(|e| format!("kubectl: {e}"))?;
         if out.status.success() {
             Ok(())
         } else {

@@ -20,12 +20,13 @@ pub struct Netns {
 
 impl Netns {
     pub fn new() -> anyhow::Result<Netns> {
-        let holder = Command::new("unshare")
-            .args(["--net", "cat"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("cannot run unshare --net (util-linux)")?;
+        let holder = super::process::spawn(
+            Command::new("unshare")
+                .args(["--net", "cat"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null()),
+        )
+        .context("cannot run unshare --net (util-linux)")?;
         let ns = Netns { holder };
         // Wait until cat runs in the new namespace.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -53,10 +54,7 @@ impl Netns {
 
     /// `ip ARGS` in the namespace (iproute2); Err quotes what it said.
     pub fn ip(&self, args: &str) -> anyhow::Result<()> {
-        let out = self
-            .cmd("ip")
-            .args(args.split_whitespace())
-            .output()
+        let out = super::process::output(self.cmd("ip").args(args.split_whitespace()))
             .context("cannot run nsenter … ip")?;
         if !out.status.success() {
             bail!(

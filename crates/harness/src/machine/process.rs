@@ -105,6 +105,12 @@ pub fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
     Spawn::new().spawn(cmd)
 }
 
+/// [`spawn`]ed with both outputs collected, waited for: [`Command::output`], owned.
+pub fn output(cmd: &mut Command) -> std::io::Result<std::process::Output> {
+    use std::process::Stdio;
+    spawn(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()))?.wait_with_output()
+}
+
 /// Whether `pid` is still a child of this process (alive or not yet reaped): a pid that was
 /// reaped and reused belongs to someone else and must not be signalled.
 fn is_our_child(pid: libc::pid_t) -> bool {
