@@ -9,11 +9,13 @@
 //! cluster, both kinds of control plane) and [`scenario`] (boot, join, lifecycle, control
 //! plane, cluster). README.md says more.
 
+pub mod error;
 pub mod lab;
 pub mod machine;
 pub mod options;
 pub mod scenario;
 
+pub use error::Error;
 pub use machine::console::clean as clean_console;
 pub use options::{Accel, BootOptions, CheckOptions, Fault, Transport, DEFAULT_CHECK_TIMEOUT};
 pub use scenario::control_plane::Options as ControlPlaneOptions;
@@ -21,25 +23,31 @@ pub use scenario::report::{CheckReport, ControlPlaneReport, Timeline};
 
 /// `diskless run`: the console on this terminal until the guest powers off or the person quits
 /// (or `--timeout`). SIGINT and SIGTERM stop every process it started, then exit 130 or 143.
-pub fn run(options: &BootOptions) -> anyhow::Result<()> {
-    machine::process::stop_on_signals("diskless run")?;
-    scenario::boot::run(options)
+pub fn run(options: &BootOptions) -> Result<(), Error> {
+    stop_on_signals("diskless run")?;
+    scenario::boot::run(options).map_err(Error::from_anyhow)
 }
 
 /// `diskless check`: Err on any failure, after printing the report. SIGINT and SIGTERM stop
 /// every process it started, then exit 130 or 143.
-pub fn check(options: &CheckOptions) -> anyhow::Result<()> {
-    machine::process::stop_on_signals("diskless check")?;
-    scenario::boot::check(options)
+pub fn check(options: &CheckOptions) -> Result<(), Error> {
+    stop_on_signals("diskless check")?;
+    scenario::boot::check(options).map_err(Error::from_anyhow)
 }
 
 /// One checked boot's report (what `check --json` prints).
-pub fn check_report(options: &CheckOptions) -> anyhow::Result<CheckReport> {
-    scenario::boot::check_report(options)
+pub fn check_report(options: &CheckOptions) -> Result<CheckReport, Error> {
+    scenario::boot::check_report(options).map_err(Error::from_anyhow)
 }
 
 /// `diskless check --control-plane`: Err on any failure, after printing the report.
-pub fn check_control_plane(options: &ControlPlaneOptions) -> anyhow::Result<()> {
-    machine::process::stop_on_signals("diskless check")?;
-    scenario::control_plane::check(options)
+pub fn check_control_plane(options: &ControlPlaneOptions) -> Result<(), Error> {
+    stop_on_signals("diskless check")?;
+    scenario::control_plane::check(options).map_err(Error::from_anyhow)
+}
+
+fn stop_on_signals(who: &'static str) -> Result<(), Error> {
+    machine::process::stop_on_signals(who).map_err(|e| Error::Lab {
+        message: format!("cannot install the SIGINT/SIGTERM handler: {e}"),
+    })
 }

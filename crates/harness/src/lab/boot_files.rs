@@ -2,10 +2,11 @@
 //! (as built, or with the check hook's argument and initrd rendered in), or a published boot
 //! server directory's entries (as published, or likewise rendered).
 
+use crate::error::Error;
 use crate::machine::boot_server::BootFiles;
 use crate::machine::hook;
 use crate::options::BootOptions;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use diskless_builder::index::{object_path, Index};
 use diskless_builder::ipxe::words::BaseUrl;
 use diskless_builder::ipxe::Extra;
@@ -16,25 +17,24 @@ use std::path::Path;
 /// into every image and host entry, and a kernel for the KVM probe.
 fn prepare_server(args: &BootOptions, add: &Additions) -> anyhow::Result<BootFiles> {
     let dest = &args.out;
-    let generation = diskless_publish::generations(dest)?
-        .pop()
-        .with_context(|| {
-            format!(
-                "{} has no generations/: publish to it first",
-                dest.display()
-            )
-        })?;
+    let generation = diskless_publish::generations(dest)?.pop().ok_or_else(|| {
+        Error::bad_input(format!(
+            "{} has no generations/: publish to it first",
+            dest.display()
+        ))
+    })?;
     let (name, image) = generation
         .images
         .iter()
         .next()
-        .context("the newest generation publishes no image")?;
+        .ok_or_else(|| Error::bad_input("the newest generation publishes no image"))?;
     let index = Index::load(&dest.join(object_path(&image.index)))?;
     if !dest.join("boot.ipxe").is_file() {
-        bail!(
+        return Err(Error::bad_input(format!(
             "{} has no boot.ipxe: is it a published boot server directory?",
             dest.display()
-        );
+        ))
+        .into());
     }
     let scripts = if add.cmdline.is_empty() && add.initrds.is_empty() {
         // Exactly what the lab's boot server serves.
@@ -96,12 +96,12 @@ pub fn prepare(
 /// A build output directory: its image's entry, or with `add` rendered in.
 fn prepare_build(args: &BootOptions, add: &Additions) -> anyhow::Result<BootFiles> {
     let index_path = args.out.join(format!("{}.json", args.name));
-    let index_bytes = std::fs::read(&index_path).with_context(|| {
-        format!(
-            "cannot read {}: is {} the output of `diskless build` (and --name right)?",
+    let index_bytes = std::fs::read(&index_path).map_err(|e| {
+        Error::bad_input(format!(
+            "cannot read {}: {e}: is {} the output of `diskless build` (and --name right)?",
             index_path.display(),
             args.out.display()
-        )
+        ))
     })?;
     let index = Index::load(&index_path)?;
     let kernel = args.out.join(index.kernel.object_path());
@@ -112,10 +112,11 @@ fn prepare_build(args: &BootOptions, add: &Additions) -> anyhow::Result<BootFile
             .map(|s| args.out.join(s.object_path())),
     ) {
         if !path.is_file() {
-            bail!(
+            return Err(Error::bad_input(format!(
                 "{} is missing: the output directory is incomplete; rebuild it",
                 path.display()
-            );
+            ))
+            .into());
         }
     }
     let sha = diskless_builder::store::sha256_hex(&index_bytes);

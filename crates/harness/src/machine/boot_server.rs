@@ -39,10 +39,12 @@ impl BootDir {
             std::fs::write(&path, text)
                 .with_context(|| format!("cannot write the boot script {rel}"))?;
         }
-        let objects = out
-            .join("objects")
-            .canonicalize()
-            .with_context(|| format!("{} has no objects/ directory", out.display()))?;
+        let objects = out.join("objects").canonicalize().map_err(|e| {
+            crate::error::Error::bad_input(format!(
+                "{} has no objects/ directory ({e}): is it a build output?",
+                out.display()
+            ))
+        })?;
         std::os::unix::fs::symlink(objects, dir.path().join("objects"))
             .context("cannot link objects/ into the boot directory")?;
         Ok(BootDir { dir })

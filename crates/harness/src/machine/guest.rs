@@ -7,7 +7,6 @@ use super::console::console_lines;
 use super::process::Spawn;
 use super::qemu::{self, Forward, Machine, Nic, Serial, Source, Transport};
 use crate::options::BootOptions;
-use anyhow::Context;
 use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
@@ -73,11 +72,11 @@ impl Guest {
             Spawn::new()
         };
         let started = Instant::now();
-        let child = spawn.spawn(&mut cmd).with_context(|| {
-            format!(
-                "cannot start {} (apt-get install qemu-system-x86 ipxe-qemu)",
+        let child = spawn.spawn(&mut cmd).map_err(|e| {
+            crate::error::Error::environment(format!(
+                "cannot start {} ({e}): apt-get install qemu-system-x86 ipxe-qemu",
                 qemu::QEMU
-            )
+            ))
         })?;
         let (lines, child) = if interactive {
             (None, child)

@@ -21,11 +21,11 @@ pub fn default_binary() -> anyhow::Result<PathBuf> {
 
 /// The compressed cpio holding `binary` at [`CHECK_HOOK`].
 pub fn segment(binary: &Path) -> anyhow::Result<Vec<u8>> {
-    let meta = std::fs::metadata(binary).with_context(|| {
-        format!(
-            "the check hook {} is missing: build it (`cargo build --workspace --bins`) or pass --hook PATH",
+    let meta = std::fs::metadata(binary).map_err(|e| {
+        crate::error::Error::environment(format!(
+            "the check hook {} is missing ({e}): build it (`cargo build --workspace --bins`) or pass --hook PATH",
             binary.display()
-        )
+        ))
     })?;
     let mut tree = Tree::default();
     tree.entries.insert(

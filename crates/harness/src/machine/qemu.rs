@@ -219,8 +219,11 @@ impl Machine {
 
 /// A fresh copy of [`OVMF_VARS`] at `path`, for one UEFI machine's variables.
 pub fn uefi_vars(path: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::copy(OVMF_VARS, path)
-        .with_context(|| format!("cannot copy {OVMF_VARS} (apt-get install ovmf)"))?;
+    std::fs::copy(OVMF_VARS, path).map_err(|e| {
+        crate::error::Error::environment(format!(
+            "cannot copy {OVMF_VARS} ({e}): apt-get install ovmf"
+        ))
+    })?;
     Ok(path.to_owned())
 }
 
@@ -239,5 +242,5 @@ fn find_busybox() -> anyhow::Result<String> {
         .chain(on_path)
         .find(|p: &std::path::PathBuf| p.is_file())
         .map(|p| p.display().to_string())
-        .context("the HTTP transport needs busybox on the host for `nc` (apt-get install busybox-static), or use --transport tftp")
+        .ok_or_else(|| crate::error::Error::environment("the HTTP transport needs busybox on the host for `nc` (apt-get install busybox-static), or use --transport tftp").into())
 }

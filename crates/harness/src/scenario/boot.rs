@@ -8,12 +8,12 @@ use super::judge::Judge;
 use super::lifecycle;
 use super::report::{print_check, CheckReport, Step, Timeline};
 use super::session::{End, Session};
+use crate::error::Error;
 use crate::lab::boot_files::prepare;
 use crate::lab::join::{Lab, HOSTNAME};
 use crate::machine::guest::Guest;
 use crate::machine::hook;
 use crate::options::{BootOptions, CheckOptions};
-use anyhow::bail;
 use diskless_builder::ipxe::words::{Word, Words};
 use diskless_contract::console::{CheckLine, CheckMode};
 use diskless_publish::Additions;
@@ -51,14 +51,15 @@ pub fn run(a: &BootOptions) -> anyhow::Result<()> {
         None => Some(guest.wait()?),
         Some(secs) => wait_bounded(&mut guest, Duration::from_secs(secs))?,
     };
-    match status {
-        Some(s) if s.success() => Ok(()),
-        Some(s) => bail!("QEMU exited with {s}"),
-        None => bail!(
+    let message = match status {
+        Some(s) if s.success() => return Ok(()),
+        Some(s) => format!("QEMU exited with {s}"),
+        None => format!(
             "timeout: killed QEMU after {} s (--timeout)",
             a.timeout.unwrap_or_default()
         ),
-    }
+    };
+    Err(Error::Stopped { message }.into())
 }
 
 fn wait_bounded(
@@ -90,7 +91,11 @@ pub fn check(args: &CheckOptions) -> anyhow::Result<()> {
     if report.ok {
         Ok(())
     } else {
-        bail!("check failed: {}", report.failures.join("; "))
+        Err(Error::CheckFailed {
+            what: "check",
+            failures: report.failures,
+        }
+        .into())
     }
 }
 

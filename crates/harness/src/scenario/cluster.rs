@@ -53,7 +53,14 @@ pub struct Options {
 
 /// Publishes, serves, boots both workers and runs every check. Err says which check failed,
 /// with the consoles' last lines.
-pub fn run(opts: &Options, cp: &mut dyn ControlPlaneSide) -> anyhow::Result<ClusterReport> {
+pub fn run(
+    opts: &Options,
+    cp: &mut dyn ControlPlaneSide,
+) -> Result<ClusterReport, crate::error::Error> {
+    run_checks(opts, cp).map_err(crate::error::Error::from_anyhow)
+}
+
+fn run_checks(opts: &Options, cp: &mut dyn ControlPlaneSide) -> anyhow::Result<ClusterReport> {
     let t0 = Instant::now();
     let lab = tempfile::Builder::new()
         .prefix("diskless-cluster-")

@@ -21,7 +21,7 @@ use crate::lab::control_plane::vm::{poll, Lab};
 use crate::machine::boot_server::BootFiles;
 use crate::machine::hook;
 use crate::options::BootOptions;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use diskless_contract::console::CheckMode;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -70,7 +70,11 @@ pub fn check(opts: &Options) -> anyhow::Result<()> {
     if report.ok {
         Ok(())
     } else {
-        bail!("control-plane check failed: {}", report.failures.join("; "))
+        Err(crate::error::Error::CheckFailed {
+            what: "control-plane check",
+            failures: report.failures,
+        }
+        .into())
     }
 }
 

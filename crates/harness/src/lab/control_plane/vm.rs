@@ -81,7 +81,11 @@ impl Lab {
     /// `placement`; publishes nothing.
     pub fn new(out: &Path, image: &str, mac: &str, placement: Placement) -> anyhow::Result<Lab> {
         use diskless_contract::controlplane::{API_PORT, ETCD_CLIENT_PORT};
-        let bin = diskless_kube::stack::binary;
+        // A missing stack is this machine's to fix (scripts/install-deps), not the run's.
+        let bin = |name: &str| {
+            diskless_kube::stack::binary(name)
+                .map_err(|e| crate::error::Error::environment(format!("{e:#}")))
+        };
         let (kubectl, etcdctl, etcdutl) = (bin("kubectl")?, bin("etcdctl")?, bin("etcdutl")?);
         let dir = tempfile::Builder::new()
             .prefix("diskless-cp-")

@@ -99,7 +99,11 @@ impl ControlPlane {
     /// token and RBAC are in, the controllers run. Err names the step and, if a process
     /// exited, quotes the end of its log; what was started is stopped again.
     pub fn start(opts: Options) -> anyhow::Result<ControlPlane> {
-        let bin = diskless_kube::stack::binary;
+        // A missing stack is this machine's to fix (scripts/install-deps), not the run's.
+        let bin = |name: &str| {
+            diskless_kube::stack::binary(name)
+                .map_err(|e| crate::error::Error::environment(format!("{e:#}")))
+        };
         let (etcd, apiserver_bin, cm, scheduler, kubectl) = (
             bin("etcd")?,
             bin("kube-apiserver")?,
