@@ -74,9 +74,7 @@ impl Lab {
         }
         let cluster =
             ControlPlane::start(opts).context("cannot start the throwaway control plane")?;
-        let dir = tempfile::Builder::new()
-            .prefix("diskless-join-")
-            .tempdir()
+        let dir = crate::machine::process::temp_dir("diskless-join-")
             .context("cannot create the join lab directory")?;
         let ca = dir.path().join("ca.crt");
         match fault {

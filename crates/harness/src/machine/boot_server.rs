@@ -27,9 +27,7 @@ pub struct BootDir {
 impl BootDir {
     /// `files`: (path relative to the boot directory, contents).
     pub fn new(out: &Path, files: &[(String, Vec<u8>)]) -> anyhow::Result<BootDir> {
-        let dir = tempfile::Builder::new()
-            .prefix("diskless-boot-")
-            .tempdir()
+        let dir = super::process::temp_dir("diskless-boot-")
             .context("cannot create a temporary boot directory")?;
         for (rel, text) in files {
             let path = dir.path().join(rel);

@@ -30,6 +30,18 @@ struct Registered {
 }
 
 static CHILDREN: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
+/// Temporary directories to remove when a signal stops the harness (no destructor runs then).
+static TEMP_DIRS: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+
+/// A temporary directory `/tmp/PREFIX…`, removed when dropped as usual, and also by the stop
+/// handler of [`stop_on_signals`] (after the children that wrote to it are gone).
+pub fn temp_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    let mut dirs = TEMP_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    dirs.retain(|d| d.exists());
+    dirs.push(dir.path().to_owned());
+    Ok(dir)
+}
 
 /// How a child is owned.
 #[derive(Debug, Clone, Copy)]
@@ -176,7 +188,8 @@ extern "C" fn on_signal(sig: libc::c_int) {
     unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
 }
 
-/// On SIGINT or SIGTERM: stop every child ([`stop_all`]), say so, and exit with 128 + the
+/// On SIGINT or SIGTERM: stop every child ([`stop_all`]), remove the temporary directories
+/// made by [`temp_dir`], say so, and exit with 128 + the
 /// signal (130, 143). The handler only writes to a pipe; a thread does the rest, as a signal
 /// handler may not allocate or lock. Installed once; later calls do nothing.
 pub fn stop_on_signals(who: &'static str) -> std::io::Result<()> {
@@ -199,6 +212,9 @@ pub fn stop_on_signals(who: &'static str) -> std::io::Result<()> {
         }
         let sig = libc::c_int::from(byte);
         let n = stop_all();
+        for dir in TEMP_DIRS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         eprintln!("{who}: signal {sig}: stopped {n} process(es) it started");
         std::process::exit(128 + sig);
     });

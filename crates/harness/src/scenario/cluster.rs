@@ -62,9 +62,7 @@ pub fn run(
 
 fn run_checks(opts: &Options, cp: &mut dyn ControlPlaneSide) -> anyhow::Result<ClusterReport> {
     let t0 = Instant::now();
-    let lab = tempfile::Builder::new()
-        .prefix("diskless-cluster-")
-        .tempdir()
+    let lab = crate::machine::process::temp_dir("diskless-cluster-")
         .context("cannot create the cluster lab directory")?;
     // nginx's workers run as nobody: the tree must be world-readable.
     std::fs::set_permissions(

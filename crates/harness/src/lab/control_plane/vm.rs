@@ -87,9 +87,7 @@ impl Lab {
                 .map_err(|e| crate::error::Error::environment(format!("{e:#}")))
         };
         let (kubectl, etcdctl, etcdutl) = (bin("kubectl")?, bin("etcdctl")?, bin("etcdutl")?);
-        let dir = tempfile::Builder::new()
-            .prefix("diskless-cp-")
-            .tempdir()
+        let dir = crate::machine::process::temp_dir("diskless-cp-")
             .context("cannot create the control-plane lab directory")?;
         let (advertise, kernel_args, api_url, etcd_url, forwards) = match placement {
             Placement::Slirp => {

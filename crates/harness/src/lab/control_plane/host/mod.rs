@@ -111,9 +111,7 @@ impl ControlPlane {
             bin("kube-scheduler")?,
             bin("kubectl")?,
         );
-        let dir = tempfile::Builder::new()
-            .prefix("diskless-controlplane-")
-            .tempdir()
+        let dir = crate::machine::process::temp_dir("diskless-controlplane-")
             .context("cannot create the control plane's directory")?;
         let extra_names: Vec<String> = opts.lab_address.iter().map(|a| a.to_string()).collect();
         let pki = pki::generate_with(&dir.path().join("pki"), &extra_names)?;
