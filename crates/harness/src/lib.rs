@@ -25,25 +25,25 @@ pub use scenario::report::{CheckReport, ControlPlaneReport, Timeline};
 /// (or `--timeout`). SIGINT and SIGTERM stop every process it started, then exit 130 or 143.
 pub fn run(options: &BootOptions) -> Result<(), Error> {
     stop_on_signals("diskless run")?;
-    scenario::boot::run(options).map_err(Error::from_anyhow)
+    scenario::boot::run(options)
 }
 
 /// `diskless check`: Err on any failure, after printing the report. SIGINT and SIGTERM stop
 /// every process it started, then exit 130 or 143.
 pub fn check(options: &CheckOptions) -> Result<(), Error> {
     stop_on_signals("diskless check")?;
-    scenario::boot::check(options).map_err(Error::from_anyhow)
+    scenario::boot::check(options)
 }
 
 /// One checked boot's report (what `check --json` prints).
 pub fn check_report(options: &CheckOptions) -> Result<CheckReport, Error> {
-    scenario::boot::check_report(options).map_err(Error::from_anyhow)
+    scenario::boot::check_report(options)
 }
 
 /// `diskless check --control-plane`: Err on any failure, after printing the report.
 pub fn check_control_plane(options: &ControlPlaneOptions) -> Result<(), Error> {
     stop_on_signals("diskless check")?;
-    scenario::control_plane::check(options).map_err(Error::from_anyhow)
+    scenario::control_plane::check(options)
 }
 
 fn stop_on_signals(who: &'static str) -> Result<(), Error> {

@@ -2,11 +2,11 @@
 //! (as built, or with the check hook's argument and initrd rendered in), or a published boot
 //! server directory's entries (as published, or likewise rendered).
 
+use crate::error::Context;
 use crate::error::Error;
 use crate::machine::boot_server::BootFiles;
 use crate::machine::hook;
 use crate::options::BootOptions;
-use anyhow::Context;
 use diskless_builder::index::{object_path, Index};
 use diskless_builder::ipxe::words::BaseUrl;
 use diskless_builder::ipxe::Extra;
@@ -15,32 +15,36 @@ use std::path::Path;
 
 /// A published boot server: every entry as served, or with `add` (the check hook) rendered
 /// into every image and host entry, and a kernel for the KVM probe.
-fn prepare_server(args: &BootOptions, add: &Additions) -> anyhow::Result<BootFiles> {
+fn prepare_server(args: &BootOptions, add: &Additions) -> crate::error::Result<BootFiles> {
     let dest = &args.out;
-    let generation = diskless_publish::generations(dest)?.pop().ok_or_else(|| {
-        Error::bad_input(format!(
-            "{} has no generations/: publish to it first",
-            dest.display()
-        ))
-    })?;
+    let generation = diskless_publish::generations(dest)
+        .with_context(|| format!("cannot read the generations of {}", dest.display()))?
+        .pop()
+        .ok_or_else(|| {
+            Error::bad_input(format!(
+                "{} has no generations/: publish to it first",
+                dest.display()
+            ))
+        })?;
     let (name, image) = generation
         .images
         .iter()
         .next()
         .ok_or_else(|| Error::bad_input("the newest generation publishes no image"))?;
-    let index = Index::load(&dest.join(object_path(&image.index)))?;
+    let index = Index::load(&dest.join(object_path(&image.index)))
+        .with_context(|| format!("cannot load the index of image {name}"))?;
     if !dest.join("boot.ipxe").is_file() {
         return Err(Error::bad_input(format!(
             "{} has no boot.ipxe: is it a published boot server directory?",
             dest.display()
-        ))
-        .into());
+        )));
     }
     let scripts = if add.cmdline.is_empty() && add.initrds.is_empty() {
         // Exactly what the lab's boot server serves.
         published_entries(dest)?
     } else {
-        diskless_publish::local_entries(dest, add)?
+        diskless_publish::local_entries(dest, add)
+            .context("cannot render the boot server's entries")?
     };
     Ok(BootFiles {
         files: scripts
@@ -53,7 +57,7 @@ fn prepare_server(args: &BootOptions, add: &Additions) -> anyhow::Result<BootFil
 }
 
 /// The `.ipxe` files of a boot server directory and its `hosts/`, as they are.
-fn published_entries(dest: &Path) -> anyhow::Result<Vec<(String, String)>> {
+fn published_entries(dest: &Path) -> crate::error::Result<Vec<(String, String)>> {
     let mut scripts = Vec::new();
     for dir in ["", "hosts"] {
         let Ok(rd) = std::fs::read_dir(dest.join(dir)) else {
@@ -81,7 +85,7 @@ pub fn prepare(
     args: &BootOptions,
     add: &Additions,
     hook: Option<Vec<u8>>,
-) -> anyhow::Result<BootFiles> {
+) -> crate::error::Result<BootFiles> {
     let mut prepared = if args.server {
         prepare_server(args, add)?
     } else {
@@ -94,7 +98,7 @@ pub fn prepare(
 }
 
 /// A build output directory: its image's entry, or with `add` rendered in.
-fn prepare_build(args: &BootOptions, add: &Additions) -> anyhow::Result<BootFiles> {
+fn prepare_build(args: &BootOptions, add: &Additions) -> crate::error::Result<BootFiles> {
     let index_path = args.out.join(format!("{}.json", args.name));
     let index_bytes = std::fs::read(&index_path).map_err(|e| {
         Error::bad_input(format!(
@@ -103,7 +107,12 @@ fn prepare_build(args: &BootOptions, add: &Additions) -> anyhow::Result<BootFile
             args.out.display()
         ))
     })?;
-    let index = Index::load(&index_path)?;
+    let index = Index::load(&index_path).map_err(|e| {
+        Error::bad_input(format!(
+            "{} is not an image index: {e:#}",
+            index_path.display()
+        ))
+    })?;
     let kernel = args.out.join(index.kernel.object_path());
     for path in std::iter::once(kernel.clone()).chain(
         index
@@ -115,8 +124,7 @@ fn prepare_build(args: &BootOptions, add: &Additions) -> anyhow::Result<BootFile
             return Err(Error::bad_input(format!(
                 "{} is missing: the output directory is incomplete; rebuild it",
                 path.display()
-            ))
-            .into());
+            )));
         }
     }
     let sha = diskless_builder::store::sha256_hex(&index_bytes);

@@ -13,9 +13,9 @@ use super::api::Api;
 use super::cluster_dns;
 use super::control_plane::host::ControlPlane;
 use super::control_plane::network::{CLUSTER_DNS, CLUSTER_DOMAIN, GUEST_API_PORT, KUBELET_PORT};
+use crate::error::Context;
 use crate::machine::qemu::Forward;
 use crate::options::{BootOptions, Fault};
-use anyhow::Context;
 use diskless_publish::inventory::{Host, Inventory, Join, KubeletMode, MintTokens};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ pub struct Lab {
 
 impl Lab {
     /// Starts the control plane and publishes `out` (a build output) for a join host with `mac`.
-    pub fn start(out: &Path, image: &str, mac: &str) -> anyhow::Result<Lab> {
+    pub fn start(out: &Path, image: &str, mac: &str) -> crate::error::Result<Lab> {
         Lab::start_with(out, image, mac, None)
     }
 
@@ -51,13 +51,18 @@ impl Lab {
         image: &str,
         mac: &str,
         fault: Option<Fault>,
-    ) -> anyhow::Result<Lab> {
+    ) -> crate::error::Result<Lab> {
         Lab::start_inner(out, image, mac, fault, None)
     }
 
     /// [`Lab::start`], with the node's bootstrap token minted by publish for `ttl`
     /// (`[join.mint_tokens]`) instead of the cluster's long-lived one.
-    pub fn start_minting(out: &Path, image: &str, mac: &str, ttl: Duration) -> anyhow::Result<Lab> {
+    pub fn start_minting(
+        out: &Path,
+        image: &str,
+        mac: &str,
+        ttl: Duration,
+    ) -> crate::error::Result<Lab> {
         Lab::start_inner(out, image, mac, None, Some(ttl))
     }
 
@@ -67,7 +72,7 @@ impl Lab {
         mac: &str,
         fault: Option<Fault>,
         mint: Option<Duration>,
-    ) -> anyhow::Result<Lab> {
+    ) -> crate::error::Result<Lab> {
         let mut opts = super::control_plane::host::Options::default();
         if fault == Some(Fault::ExpiredToken) {
             opts.token_ttl = Duration::from_secs(1);
@@ -124,32 +129,33 @@ impl Lab {
         if mint.is_some() {
             lab.first_token = lab.minted_tokens()?.into_iter().next();
             if lab.first_token.is_none() {
-                anyhow::bail!("publish minted no bootstrap token for {HOSTNAME}");
+                crate::error::bail!("publish minted no bootstrap token for {HOSTNAME}");
             }
         }
         // Applied before the node exists: the scheduler places CoreDNS as soon as it registers.
         let dns = serde_json::to_vec(&cluster_dns::objects(HOSTNAME))?;
         lab.api()
             .run(&["apply", "--server-side", "-f", "-"], Some(&dns))
-            .map_err(anyhow::Error::msg)
+            .map_err(crate::error::Error::lab)
             .context("cannot apply the cluster DNS (CoreDNS) objects")?;
         Ok(lab)
     }
 
     /// Publishes the image and the inventory to the boot server (again: with minted tokens,
     /// the join host gets a new one).
-    pub fn publish(&self) -> anyhow::Result<()> {
+    pub fn publish(&self) -> crate::error::Result<()> {
         diskless_publish::publish(&diskless_publish::PublishOptions {
             out: self.out.clone(),
             to: self.server.display().to_string(),
             inventory: Some(self.inventory.clone()),
-        })?;
+        })
+        .context("diskless publish")?;
         Ok(())
     }
 
     /// The bootstrap tokens publish minted for the join host: (`<id>.<secret>`, expiration),
     /// oldest first.
-    pub fn minted_tokens(&self) -> anyhow::Result<Vec<(String, String)>> {
+    pub fn minted_tokens(&self) -> crate::error::Result<Vec<(String, String)>> {
         let api = self.api();
         let list = api
             .get(&[
@@ -159,7 +165,7 @@ impl Lab {
                 "--field-selector",
                 "type=bootstrap.kubernetes.io/token",
             ])
-            .map_err(anyhow::Error::msg)?
+            .map_err(crate::error::Error::lab)?
             .unwrap_or_default();
         let description = format!("diskless publish, node {HOSTNAME}");
         let decode = |v: &Value| -> Option<String> {
@@ -218,7 +224,7 @@ impl Lab {
     /// The guest's way to the API server (10.0.2.100:6443 → the host's loopback port), and the
     /// API server's way back to the node's kubelet for logs and exec (a loopback port the
     /// control plane routes the node's name to → the guest's 10250).
-    pub fn forwards(&self) -> anyhow::Result<Vec<Forward>> {
+    pub fn forwards(&self) -> crate::error::Result<Vec<Forward>> {
         Ok(vec![
             Forward::ToHost {
                 guest_port: GUEST_API_PORT,
@@ -256,7 +262,7 @@ impl Lab {
 }
 
 /// A CA certificate no one signs with.
-fn other_ca() -> anyhow::Result<String> {
+fn other_ca() -> crate::error::Result<String> {
     let key = rcgen::KeyPair::generate()?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     params

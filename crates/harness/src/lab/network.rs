@@ -4,9 +4,9 @@
 //! tap, network-booted by `diskless serve` (dnsmasq + nginx).
 
 use super::control_plane::host::{self, ControlPlane};
+use crate::error::Context;
 use crate::machine::netns::Netns;
 use crate::machine::qemu::{Machine, Nic};
-use anyhow::Context;
 use std::net::Ipv4Addr;
 
 /// The bridge's (boot server's, host control plane's) address.
@@ -67,7 +67,7 @@ pub struct LabNetwork {
 }
 
 impl LabNetwork {
-    pub fn enter() -> anyhow::Result<LabNetwork> {
+    pub fn enter() -> crate::error::Result<LabNetwork> {
         let ns = Netns::new()?;
         let mut taps: Vec<&str> = WORKERS.iter().map(|w| w.tap).collect();
         taps.push(CONTROL_PLANE.tap);
@@ -78,7 +78,7 @@ impl LabNetwork {
 }
 
 /// The host-process control plane on the lab network (call after [`LabNetwork::enter`]).
-pub fn host_control_plane() -> anyhow::Result<ControlPlane> {
+pub fn host_control_plane() -> crate::error::Result<ControlPlane> {
     ControlPlane::start(host::Options {
         lab_address: Some(SERVER),
         api_port: Some(API_PORT),

@@ -7,7 +7,7 @@
 //! (SIGKILL, a test runner's timeout) takes its daemons with it, and `run`/`check` stop them on
 //! SIGINT and SIGTERM.
 
-use anyhow::{bail, Context};
+use crate::error::{bail, Context};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -31,7 +31,7 @@ impl Process {
         args: &[String],
         log: &Path,
         grace: Duration,
-    ) -> anyhow::Result<Process> {
+    ) -> crate::error::Result<Process> {
         let mut out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -62,7 +62,7 @@ impl Process {
     }
 
     /// Err, naming the process and quoting its log, if it has exited.
-    pub fn check(&mut self) -> anyhow::Result<()> {
+    pub fn check(&mut self) -> crate::error::Result<()> {
         if self.exited.is_none() {
             self.exited = self.child.try_wait()?;
         }
@@ -140,7 +140,7 @@ pub fn output_within(
     mut cmd: Command,
     input: Option<&[u8]>,
     limit: Duration,
-) -> anyhow::Result<Output> {
+) -> crate::error::Result<Output> {
     let what = format!("{cmd:?}");
     cmd.stdin(if input.is_some() {
         Stdio::piped()

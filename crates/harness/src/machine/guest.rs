@@ -30,7 +30,7 @@ impl Guest {
         boot: &BootFiles,
         interactive: bool,
         forwards: &[Forward],
-    ) -> anyhow::Result<Guest> {
+    ) -> crate::error::Result<Guest> {
         let dir = BootDir::new(&args.out, &boot.files)?;
         let http = match args.transport {
             Transport::Http => Some(HttpServer::start(dir.dir.path())?),

@@ -18,7 +18,7 @@ pub struct Logged {
 
 impl Logged {
     /// Starts `cmd` with both output streams collected.
-    pub fn spawn(cmd: &mut Command) -> anyhow::Result<Logged> {
+    pub fn spawn(cmd: &mut Command) -> crate::error::Result<Logged> {
         let start = Instant::now();
         // SIGTERM when the spawning thread ends (a killed test): serve then stops its daemons,
         // QEMU quits, and nothing is left running in the lab namespace.
@@ -29,7 +29,7 @@ impl Logged {
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped()),
             )
-            .map_err(|e| anyhow::anyhow!("{cmd:?}: {e}"))?;
+            .map_err(|e| crate::error::Error::lab(format!("{cmd:?}: {e}")))?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let streams: [Box<dyn Read + Send>; 2] = [
             Box::new(child.stdout.take().expect("piped")),

@@ -6,7 +6,7 @@
 //! console is on standard output. Callers bound every run by a timeout or a person: a failed
 //! network boot ends at "No bootable device" and waits forever.
 
-use anyhow::{bail, Context};
+use crate::error::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -101,7 +101,7 @@ impl Machine {
     }
 
     /// `qemu-system-x86_64 ARGS`, standard input closed when the console is not the terminal.
-    pub fn command(&self) -> anyhow::Result<Command> {
+    pub fn command(&self) -> crate::error::Result<Command> {
         let mut cmd = Command::new(QEMU);
         cmd.args(self.args()?);
         if self.serial == Serial::Stdout {
@@ -111,7 +111,7 @@ impl Machine {
     }
 
     /// QEMU's arguments.
-    pub fn args(&self) -> anyhow::Result<Vec<String>> {
+    pub fn args(&self) -> crate::error::Result<Vec<String>> {
         let mut a: Vec<String> = Vec::new();
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(|x| x.to_string()));
         match self.accel {
@@ -173,7 +173,7 @@ impl Machine {
         Ok(a)
     }
 
-    fn netdev(&self) -> anyhow::Result<String> {
+    fn netdev(&self) -> crate::error::Result<String> {
         let (source, forwards) = match &self.nic {
             Nic::Tap { ifname } => {
                 return Ok(format!("tap,id=n0,ifname={ifname},script=no,downscript=no"))
@@ -218,7 +218,7 @@ impl Machine {
 }
 
 /// A fresh copy of [`OVMF_VARS`] at `path`, for one UEFI machine's variables.
-pub fn uefi_vars(path: &Path) -> anyhow::Result<PathBuf> {
+pub fn uefi_vars(path: &Path) -> crate::error::Result<PathBuf> {
     std::fs::copy(OVMF_VARS, path).map_err(|e| {
         crate::error::Error::environment(format!(
             "cannot copy {OVMF_VARS} ({e}): apt-get install ovmf"
@@ -229,7 +229,7 @@ pub fn uefi_vars(path: &Path) -> anyhow::Result<PathBuf> {
 
 /// busybox for slirp's `guestfwd` command: Debian's path, else the first on `PATH` (a Nix
 /// build sandbox has no /bin).
-fn find_busybox() -> anyhow::Result<String> {
+fn find_busybox() -> crate::error::Result<String> {
     let on_path = std::env::var_os("PATH")
         .map(|ps| {
             std::env::split_paths(&ps)
@@ -242,5 +242,5 @@ fn find_busybox() -> anyhow::Result<String> {
         .chain(on_path)
         .find(|p: &std::path::PathBuf| p.is_file())
         .map(|p| p.display().to_string())
-        .ok_or_else(|| crate::error::Error::environment("the HTTP transport needs busybox on the host for `nc` (apt-get install busybox-static), or use --transport tftp").into())
+        .ok_or_else(|| crate::error::Error::environment("the HTTP transport needs busybox on the host for `nc` (apt-get install busybox-static), or use --transport tftp"))
 }

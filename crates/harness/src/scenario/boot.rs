@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// `diskless run`: the console on this terminal until the guest powers off, the person quits
 /// (Ctrl-A x), or `--timeout`. With `join`, a throwaway cluster runs beside it until QEMU
 /// exits; its admin kubeconfig is printed for `kubectl`.
-pub fn run(a: &BootOptions) -> anyhow::Result<()> {
+pub fn run(a: &BootOptions) -> crate::error::Result<()> {
     let lab = if a.join {
         Some(Lab::start(&a.out, &a.name, &a.mac)?)
     } else {
@@ -59,13 +59,13 @@ pub fn run(a: &BootOptions) -> anyhow::Result<()> {
             a.timeout.unwrap_or_default()
         ),
     };
-    Err(Error::Stopped { message }.into())
+    Err(Error::Stopped { message })
 }
 
 fn wait_bounded(
     guest: &mut Guest,
     limit: Duration,
-) -> anyhow::Result<Option<std::process::ExitStatus>> {
+) -> crate::error::Result<Option<std::process::ExitStatus>> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(s) = guest.child.try_wait()? {
@@ -81,7 +81,7 @@ fn wait_bounded(
 
 /// `diskless check`: boots with the check hook and judges the console. Err on any failure
 /// (after printing the report).
-pub fn check(args: &CheckOptions) -> anyhow::Result<()> {
+pub fn check(args: &CheckOptions) -> crate::error::Result<()> {
     let report = check_report(args)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -94,13 +94,12 @@ pub fn check(args: &CheckOptions) -> anyhow::Result<()> {
         Err(Error::CheckFailed {
             what: "check",
             failures: report.failures,
-        }
-        .into())
+        })
     }
 }
 
 /// One checked boot, start to verdict.
-pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
+pub fn check_report(args: &CheckOptions) -> crate::error::Result<CheckReport> {
     let mut lab = start_lab(args)?;
     let joined = lab.as_ref().map(|l| l.boot_options(&args.boot));
     let a = joined.as_ref().unwrap_or(&args.boot);
@@ -171,7 +170,7 @@ pub fn check_report(args: &CheckOptions) -> anyhow::Result<CheckReport> {
 /// With `--join`: the cluster and the boot server the machine boots from, kept until the end.
 /// With `--lifecycle` publish mints the node's token, short-lived: a reboot must rejoin after
 /// the token it first booted with expired.
-fn start_lab(args: &CheckOptions) -> anyhow::Result<Option<Lab>> {
+fn start_lab(args: &CheckOptions) -> crate::error::Result<Option<Lab>> {
     if !args.boot.join {
         return Ok(None);
     }
@@ -194,7 +193,7 @@ fn check_mode(args: &CheckOptions, joining: bool) -> CheckMode {
 }
 
 /// The check hook's segment: `--hook`, else `diskless-check` beside this executable.
-fn hook_segment(args: &CheckOptions) -> anyhow::Result<Vec<u8>> {
+fn hook_segment(args: &CheckOptions) -> crate::error::Result<Vec<u8>> {
     let binary = match &args.hook {
         Some(p) => p.clone(),
         None => hook::default_binary()?,

@@ -15,13 +15,13 @@
 //! bridge's address, [`crate::lab::network::host_control_plane`]).
 
 use super::report::{ClusterReport, NodeReport};
+use crate::error::{bail, Context};
 use crate::lab::api::Api;
 use crate::lab::cluster_dns;
 use crate::lab::control_plane::network::{CLUSTER_DNS, CLUSTER_DOMAIN};
 use crate::lab::control_plane::side::ControlPlaneSide;
 use crate::lab::network::{LabMachine, DHCP_RANGE, HTTP_PORT, WORKERS};
 use crate::machine::logged::Logged;
-use anyhow::{bail, Context};
 use diskless_kube::images::WORKLOAD_REF;
 use diskless_publish::inventory::{Host, Join, KubeletMode, MintTokens};
 use serde_json::{json, Value};
@@ -57,10 +57,13 @@ pub fn run(
     opts: &Options,
     cp: &mut dyn ControlPlaneSide,
 ) -> Result<ClusterReport, crate::error::Error> {
-    run_checks(opts, cp).map_err(crate::error::Error::from_anyhow)
+    run_checks(opts, cp)
 }
 
-fn run_checks(opts: &Options, cp: &mut dyn ControlPlaneSide) -> anyhow::Result<ClusterReport> {
+fn run_checks(
+    opts: &Options,
+    cp: &mut dyn ControlPlaneSide,
+) -> crate::error::Result<ClusterReport> {
     let t0 = Instant::now();
     let lab = crate::machine::process::temp_dir("diskless-cluster-")
         .context("cannot create the cluster lab directory")?;
@@ -106,7 +109,7 @@ fn run_checks(opts: &Options, cp: &mut dyn ControlPlaneSide) -> anyhow::Result<C
     let mut consoles: Vec<Logged> = WORKERS
         .iter()
         .map(|w| Logged::spawn(&mut w.machine(opts.memory).command()?))
-        .collect::<anyhow::Result<_>>()?;
+        .collect::<crate::error::Result<_>>()?;
     let mut report = ClusterReport::default();
     let mut lab_run = LabRun {
         api,
@@ -129,7 +132,7 @@ fn publish(
     cp: &dyn ControlPlaneSide,
     lab: &Path,
     server: &Path,
-) -> anyhow::Result<()> {
+) -> crate::error::Result<()> {
     let ca = lab.join("ca.crt");
     std::fs::write(&ca, cp.ca_pem())?;
     let mut inventory = cp.inventory();
@@ -165,7 +168,7 @@ fn publish(
 
 /// `kubectl apply EXTRA -f -` of `objects`, again every 2 s while it fails (an emulated API
 /// server under load misses kubectl's request timeout now and then), for at most `timeout`.
-fn apply(api: &Api, extra: &[&str], objects: &[u8], timeout: Duration) -> anyhow::Result<()> {
+fn apply(api: &Api, extra: &[&str], objects: &[u8], timeout: Duration) -> crate::error::Result<()> {
     let deadline = Instant::now() + timeout;
     let args: Vec<&str> = ["apply"]
         .into_iter()
@@ -210,7 +213,7 @@ struct PodState {
 }
 
 impl LabRun<'_> {
-    fn checks(&mut self, report: &mut ClusterReport) -> anyhow::Result<()> {
+    fn checks(&mut self, report: &mut ClusterReport) -> crate::error::Result<()> {
         // 1. Both workers Ready, each noted when first seen so.
         let mut seen: Vec<Option<(Instant, NodeState)>> = vec![None; WORKERS.len()];
         let ready_at = self.wait("both workers Ready", |s| {
@@ -303,7 +306,7 @@ impl LabRun<'_> {
         &mut self,
         what: &str,
         mut probe: impl FnMut(&Self) -> Result<Option<T>, String>,
-    ) -> anyhow::Result<T> {
+    ) -> crate::error::Result<T> {
         let deadline = Instant::now() + self.opts.timeout;
         let mut last = String::new();
         loop {
@@ -402,7 +405,7 @@ impl LabRun<'_> {
 
     /// Each pod asks the other directly (pod IP to pod IP, across nodes); the answer names the
     /// pod that answered and the address it saw the request come from.
-    fn cross_node(&mut self, pods: &[PodState]) -> anyhow::Result<()> {
+    fn cross_node(&mut self, pods: &[PodState]) -> crate::error::Result<()> {
         for (from, to) in [(&pods[0], &pods[1]), (&pods[1], &pods[0])] {
             // busybox httpd listens on IPv6 and shows IPv4 peers mapped: `[::ffff:10.244.1.3]`.
             let want_peer = [
@@ -431,11 +434,11 @@ impl LabRun<'_> {
 
     /// From each pod: the Service's name resolves (busybox nslookup, the pod's resolv.conf,
     /// CoreDNS) to its ClusterIP, and a request to that address gets a Deployment pod's answer.
-    fn service_by_name(&mut self, pods: &[PodState]) -> anyhow::Result<()> {
+    fn service_by_name(&mut self, pods: &[PodState]) -> crate::error::Result<()> {
         let svc = self
             .api
             .get(&["service", APP, "-n", "default"])
-            .map_err(anyhow::Error::msg)?
+            .map_err(crate::error::Error::lab)?
             .context("the Service is gone")?;
         let cluster_ip = svc["spec"]["clusterIP"]
             .as_str()
@@ -472,10 +475,10 @@ impl LabRun<'_> {
         Ok(())
     }
 
-    fn used_mib(&self, pod: &str) -> anyhow::Result<u64> {
+    fn used_mib(&self, pod: &str) -> crate::error::Result<u64> {
         let meminfo = self
             .exec(pod, "cat /proc/meminfo")
-            .map_err(anyhow::Error::msg)?;
+            .map_err(crate::error::Error::lab)?;
         let kb = |key: &str| {
             meminfo
                 .lines()
@@ -497,11 +500,11 @@ impl LabRun<'_> {
         i: usize,
         before: &[PodState],
         report: &mut ClusterReport,
-    ) -> anyhow::Result<()> {
+    ) -> crate::error::Result<()> {
         let w = WORKERS[i];
         let old_boot = self
             .node(w.name)
-            .map_err(anyhow::Error::msg)?
+            .map_err(crate::error::Error::lab)?
             .map(|n| n.boot_id)
             .unwrap_or_default();
         let old_pod = before

@@ -16,12 +16,12 @@
 use super::boot::with_hook;
 use super::report::{BootTimeline, ControlPlaneReport};
 use super::session::{End, Session};
+use crate::error::Context;
 use crate::lab::boot_files::prepare;
 use crate::lab::control_plane::vm::{poll, Lab};
 use crate::machine::boot_server::BootFiles;
 use crate::machine::hook;
 use crate::options::BootOptions;
-use anyhow::Context;
 use diskless_contract::console::CheckMode;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ pub struct Options {
 }
 
 /// `diskless check --control-plane`: Err on any failure, after printing the report.
-pub fn check(opts: &Options) -> anyhow::Result<()> {
+pub fn check(opts: &Options) -> crate::error::Result<()> {
     let report = check_report(opts)?;
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -73,12 +73,11 @@ pub fn check(opts: &Options) -> anyhow::Result<()> {
         Err(crate::error::Error::CheckFailed {
             what: "control-plane check",
             failures: report.failures,
-        }
-        .into())
+        })
     }
 }
 
-pub fn check_report(opts: &Options) -> anyhow::Result<ControlPlaneReport> {
+pub fn check_report(opts: &Options) -> crate::error::Result<ControlPlaneReport> {
     let lab = Lab::start(&opts.boot.out, &opts.boot.name, &opts.boot.mac)?;
     let a = BootOptions {
         out: lab.server.clone(),
@@ -103,14 +102,16 @@ pub fn check_report(opts: &Options) -> anyhow::Result<ControlPlaneReport> {
     if first.failures.is_empty() {
         // What the reboot must bring back: an object created through the API, its nonce
         // unguessable so an old snapshot cannot pass.
-        let nonce = diskless_publish::token::Token::generate()?.id;
+        let nonce = diskless_publish::token::Token::generate()
+            .context("cannot make a nonce")?
+            .id;
         let cm = serde_json::json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": SURVIVOR, "namespace": "default"},
             "data": {"nonce": nonce},
         });
         lab.kubectl(&["create", "-f", "-"], Some(&serde_json::to_vec(&cm)?))
-            .map_err(anyhow::Error::msg)
+            .map_err(crate::error::Error::lab)
             .context("cannot create the ConfigMap")?;
         let t = Instant::now();
         lab.publish()
@@ -205,7 +206,7 @@ fn boot(
     verbose: bool,
     limit: Duration,
     probe: &str,
-) -> anyhow::Result<Booted> {
+) -> crate::error::Result<Booted> {
     let mut session = Session::start(a, files, &lab.forwards(), verbose)?;
     let started = session.guest.started;
     let mut seen: [Option<Instant>; 4] = [None; 4];

@@ -178,9 +178,9 @@ pub(crate) fn steps(
     lab: &mut Lab,
     session: &mut Session,
     a: &BootOptions,
-    again: impl FnOnce() -> anyhow::Result<BootFiles>,
+    again: impl FnOnce() -> crate::error::Result<BootFiles>,
     forwards: &[Forward],
-) -> anyhow::Result<Vec<Step>> {
+) -> crate::error::Result<Vec<Step>> {
     let api = lab.api();
     let restarted = session
         .judge

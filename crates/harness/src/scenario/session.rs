@@ -37,7 +37,7 @@ impl Session {
         boot: &BootFiles,
         forwards: &[Forward],
         verbose: bool,
-    ) -> anyhow::Result<Session> {
+    ) -> crate::error::Result<Session> {
         Ok(Session {
             guest: Guest::start(args, boot, false, forwards)?,
             judge: Judge::default(),

@@ -28,12 +28,12 @@ pub trait ControlPlaneSide {
     }
     /// A control-plane machine publishes its own image to `server`, alone (minting the
     /// workers' tokens needs its API), and says so; a host-process one has nothing to publish.
-    fn publish_alone(&self, _server: &Path) -> anyhow::Result<bool> {
+    fn publish_alone(&self, _server: &Path) -> crate::error::Result<bool> {
         Ok(false)
     }
     /// Boots the control-plane machine once the boot server serves its entry; returns when
     /// its API server, controller-manager and scheduler work.
-    fn boot(&mut self, _timeout: Duration) -> anyhow::Result<()> {
+    fn boot(&mut self, _timeout: Duration) -> crate::error::Result<()> {
         Ok(())
     }
     /// Its console's last lines, for a failure's message (a machine only).

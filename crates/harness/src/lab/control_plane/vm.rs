@@ -7,12 +7,12 @@
 
 use super::pki::{self, Pki};
 use super::side::ControlPlaneSide;
+use crate::error::{bail, Context};
 use crate::lab::network::{CONTROL_PLANE, SERVER};
 use crate::machine::logged::Logged;
 use crate::machine::ports::free_ports;
 use crate::machine::process;
 use crate::machine::qemu::Forward;
-use anyhow::{bail, Context};
 use diskless_publish::inventory::{ControlPlane, Host, Inventory, KubeletMode};
 use diskless_publish::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
 use std::net::Ipv4Addr;
@@ -70,7 +70,7 @@ pub struct Lab {
 
 impl Lab {
     /// Generates the PKI and publishes `out` for one control-plane host with `mac` behind slirp.
-    pub fn start(out: &Path, image: &str, mac: &str) -> anyhow::Result<Lab> {
+    pub fn start(out: &Path, image: &str, mac: &str) -> crate::error::Result<Lab> {
         let lab = Lab::new(out, image, mac, Placement::Slirp)?;
         lab.publish()
             .context("cannot publish the control-plane image")?;
@@ -79,7 +79,12 @@ impl Lab {
 
     /// Generates the PKI and the inventory for one control-plane host with `mac` at
     /// `placement`; publishes nothing.
-    pub fn new(out: &Path, image: &str, mac: &str, placement: Placement) -> anyhow::Result<Lab> {
+    pub fn new(
+        out: &Path,
+        image: &str,
+        mac: &str,
+        placement: Placement,
+    ) -> crate::error::Result<Lab> {
         use diskless_contract::controlplane::{API_PORT, ETCD_CLIENT_PORT};
         // A missing stack is this machine's to fix (scripts/install-deps), not the run's.
         let bin = |name: &str| {
@@ -172,7 +177,7 @@ impl Lab {
 
     /// `diskless publish` of the image and the inventory, as a timer would run it: with the
     /// control plane up, it applies the RBAC and puts a fresh etcd snapshot in the node segment.
-    pub fn publish(&self) -> anyhow::Result<()> {
+    pub fn publish(&self) -> crate::error::Result<()> {
         self.publish_to(&self.server, &self.out, &self.inventory)
     }
 
@@ -183,14 +188,15 @@ impl Lab {
         server: &Path,
         out: &Path,
         inventory: &Inventory,
-    ) -> anyhow::Result<()> {
+    ) -> crate::error::Result<()> {
         let path = self.dir.path().join("lab.toml");
         std::fs::write(&path, inventory.to_toml())?;
         diskless_publish::publish(&diskless_publish::PublishOptions {
             out: out.to_owned(),
             to: server.display().to_string(),
             inventory: Some(path),
-        })?;
+        })
+        .context("diskless publish")?;
         Ok(())
     }
 
@@ -330,7 +336,7 @@ pub struct VmControlPlane {
 impl VmControlPlane {
     /// The PKI and inventory for the control-plane image `image` in build output `out`, run
     /// with `memory` MiB.
-    pub fn new(out: &Path, image: &str, memory: u32) -> anyhow::Result<VmControlPlane> {
+    pub fn new(out: &Path, image: &str, memory: u32) -> crate::error::Result<VmControlPlane> {
         let lab = Lab::new(
             out,
             image,
@@ -376,14 +382,14 @@ impl ControlPlaneSide for VmControlPlane {
     fn inventory(&self) -> Inventory {
         self.lab.inventory.clone()
     }
-    fn publish_alone(&self, server: &Path) -> anyhow::Result<bool> {
+    fn publish_alone(&self, server: &Path) -> crate::error::Result<bool> {
         self.lab
             .publish_to(server, self.lab.out(), &self.lab.inventory)
             .context("cannot publish the control-plane machine")?;
         Ok(true)
     }
 
-    fn boot(&mut self, timeout: Duration) -> anyhow::Result<()> {
+    fn boot(&mut self, timeout: Duration) -> crate::error::Result<()> {
         let console = Logged::spawn(&mut CONTROL_PLANE.machine(self.memory).command()?)?;
         let deadline = console.start + timeout;
         self.console = Some(console);

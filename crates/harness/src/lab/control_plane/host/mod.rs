@@ -21,9 +21,9 @@ pub use super::pki::{self, server_names};
 pub use bootstrap::BOOTSTRAP_GROUP;
 
 use super::side::ControlPlaneSide;
+use crate::error::{bail, Context};
 use crate::machine::daemon::{output_within, Process};
 use crate::machine::ports::free_ports;
-use anyhow::{bail, Context};
 use bootstrap::Token;
 use components::{Layout, Ports};
 use diskless_publish::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
@@ -98,7 +98,7 @@ impl ControlPlane {
     /// Starts everything and returns once a node could join: the API server is ready, the
     /// token and RBAC are in, the controllers run. Err names the step and, if a process
     /// exited, quotes the end of its log; what was started is stopped again.
-    pub fn start(opts: Options) -> anyhow::Result<ControlPlane> {
+    pub fn start(opts: Options) -> crate::error::Result<ControlPlane> {
         // A missing stack is this machine's to fix (scripts/install-deps), not the run's.
         let bin = |name: &str| {
             diskless_kube::stack::binary(name)
@@ -131,7 +131,7 @@ impl ControlPlane {
         pki::write_file(&layout.egress_config, &egress, 0o644)?;
 
         // From here on a failure drops `cp`, which stops what was started.
-        let token = Token::generate()?;
+        let token = Token::generate().context("cannot generate a bootstrap token")?;
         let mut cp = ControlPlane {
             layout,
             token: token.bearer(),
@@ -207,7 +207,7 @@ impl ControlPlane {
 
     /// Starts the API server again, with the same flags, port and certificates, and waits for
     /// its `/readyz` (the RBAC objects and the token are in etcd already).
-    pub fn start_apiserver(&mut self) -> anyhow::Result<()> {
+    pub fn start_apiserver(&mut self) -> crate::error::Result<()> {
         if self.procs.iter().any(|p| p.name == "kube-apiserver") {
             bail!("the API server is running already");
         }
@@ -272,7 +272,7 @@ impl ControlPlane {
     /// connections for `node` (logs, exec, port-forward): forward it to the guest's
     /// [`KUBELET_PORT`] with slirp's `hostfwd=tcp:127.0.0.1:<port>-:10250`. The proxy dials it
     /// from 127.0.0.1, which slirp needs (field notes).
-    pub fn kubelet_port_for(&self, node: &str) -> anyhow::Result<u16> {
+    pub fn kubelet_port_for(&self, node: &str) -> crate::error::Result<u16> {
         let port = free_ports(1)?[0];
         self.forward_kubelet(node, port);
         Ok(port)
@@ -292,12 +292,12 @@ impl ControlPlane {
 
     /// `kubectl --kubeconfig=<admin> <args>` (bounded to 60 s): its standard output, or Err with
     /// its standard error.
-    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+    pub fn kubectl(&self, args: &[&str]) -> crate::error::Result<String> {
         self.kubectl_run(args, None)
     }
 
     /// [`Self::kubectl`] with `input` on standard input (`apply -f -`).
-    pub fn kubectl_input(&self, args: &[&str], input: &[u8]) -> anyhow::Result<String> {
+    pub fn kubectl_input(&self, args: &[&str], input: &[u8]) -> crate::error::Result<String> {
         self.kubectl_run(args, Some(input))
     }
 
@@ -330,13 +330,18 @@ impl ControlPlane {
         self.times
     }
 
-    fn spawn(&mut self, name: &'static str, bin: &Path, args: Vec<String>) -> anyhow::Result<()> {
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        bin: &Path,
+        args: Vec<String>,
+    ) -> crate::error::Result<()> {
         let p = Process::spawn(name, bin, &args, &self.layout.log(name), grace(name))?;
         self.procs.push(p);
         Ok(())
     }
 
-    fn spawn_apiserver(&mut self) -> anyhow::Result<()> {
+    fn spawn_apiserver(&mut self) -> crate::error::Result<()> {
         let bin = self.apiserver_bin.clone();
         self.spawn("kube-apiserver", &bin, components::apiserver(&self.layout))
     }
@@ -347,7 +352,7 @@ impl ControlPlane {
         &mut self,
         what: &str,
         mut probe: impl FnMut(&ControlPlane) -> Result<T, String>,
-    ) -> anyhow::Result<T> {
+    ) -> crate::error::Result<T> {
         let deadline = Instant::now() + self.timeout;
         loop {
             for p in &mut self.procs {
@@ -386,7 +391,7 @@ impl ControlPlane {
         })
     }
 
-    fn kubectl_run(&self, args: &[&str], input: Option<&[u8]>) -> anyhow::Result<String> {
+    fn kubectl_run(&self, args: &[&str], input: Option<&[u8]>) -> crate::error::Result<String> {
         let mut cmd = Command::new(&self.kubectl);
         cmd.arg(format!(
             "--kubeconfig={}",
@@ -444,7 +449,7 @@ fn grace(component: &str) -> Duration {
 
 /// The admin's, the controller-manager's and the scheduler's kubeconfigs: client
 /// certificates against the API server on the host's loopback.
-fn write_kubeconfigs(l: &Layout) -> anyhow::Result<()> {
+fn write_kubeconfigs(l: &Layout) -> crate::error::Result<()> {
     let server = format!("https://127.0.0.1:{}", l.ports.api);
     let ca = || ClusterCa::File(l.pki.ca.cert.display().to_string());
     for (path, user, pair) in [
