@@ -7,12 +7,15 @@
 //!   that lives as long as they should (the main thread, or the test's thread); short ones
 //!   (kubectl) may come from any thread that waits for them.
 //! - SIGINT and SIGTERM: `run` and `check` call [`stop_on_signals`], whose handler kills every
-//!   child registered here (each its own process group, so QEMU's per-connection `nc`
-//!   forwarders go with it) and then exits with 128 + the signal, as a shell reports it.
+//!   child registered here (the whole process group it leads) and then exits with 128 + the
+//!   signal, as a shell reports it.
 //!
 //! Children get their own process group (a terminal's Ctrl-C reaches only the harness, which
-//! stops them itself), except a QEMU whose console is the terminal: a background group
-//! reading the terminal would be stopped by SIGTTIN.
+//! stops them itself, each the way it stops well), except a QEMU whose console is the
+//! terminal: a background group reading the terminal would be stopped by SIGTTIN. QEMU's
+//! per-connection `busybox nc` forwarders are none of ours: slirp detaches them (a session
+//! of their own, re-parented to PID 1), and each ends when its connection does, at the latest
+//! when QEMU is gone.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
