@@ -199,6 +199,8 @@ fn stopped_by(signal: libc::c_int, expected_code: Option<i32>) {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
+    // Let the machine get going (iPXE's first downloads) before it is interrupted.
+    std::thread::sleep(Duration::from_secs(3));
     eprintln!("diskless run (pid {pid}) started {started:?}; sending signal {signal}");
     // SAFETY: kill(2) on our own child, not yet reaped.
     unsafe { libc::kill(pid as libc::pid_t, signal) };
