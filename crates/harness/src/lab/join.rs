@@ -1,17 +1,15 @@
-//! `diskless check --join` and `run --join`: the image joins a real cluster, as a lab machine
-//! does. A throwaway control plane ([`crate::controlplane`]) runs on the host's loopback; the
-//! image is published to a boot server directory with one inventory host in join mode (its node
-//! segment carries the bootstrap kubeconfig and the cluster CA); the machine network-boots
-//! through `boot.ipxe` and its host entry and reaches the API server at
-//! 10.0.2.100:6443 through slirp. While it boots, [`Watch`] follows it through the API (not
-//! through the check hook): when the node registers, when it is Ready, and when a Pod created
-//! through the API with a preloaded image and `imagePullPolicy: Never` runs on it with a pod IP,
-//! reaches the `kubernetes` Service and resolves its name through the cluster DNS, CoreDNS from
-//! the image's preloaded image ([`crate::clusterdns`], applied before the machine boots).
+//! The join host's lab for `diskless check --join` and `run --join`: a throwaway control plane
+//! ([`HostControlPlane`]) on the host's loopback, and the image published to a boot server
+//! directory with one inventory host in join mode (its node segment carries the bootstrap
+//! kubeconfig and the cluster CA, or, for [`Fault`] tests, spoiled ones). The machine
+//! network-boots through `boot.ipxe` and its host entry and reaches the API server at
+//! 10.0.2.100:6443 through slirp ([`Lab::forwards`]). The cluster DNS (CoreDNS from the image's
+//! preloaded image, [`super::cluster_dns`]) is applied before the machine boots; what the
+//! machine then does is followed by [`crate::scenario::join`].
 
 use super::api::Api;
 use super::cluster_dns;
-use super::control_plane::host::ControlPlane;
+use super::control_plane::host::HostControlPlane;
 use super::control_plane::network::{CLUSTER_DNS, CLUSTER_DOMAIN, GUEST_API_PORT, KUBELET_PORT};
 use crate::error::Context;
 use crate::machine::qemu::Forward;
@@ -27,7 +25,7 @@ pub const HOSTNAME: &str = "diskless-join";
 
 /// A cluster and a boot server with the image published for one join host.
 pub struct Lab {
-    pub cluster: ControlPlane,
+    pub cluster: HostControlPlane,
     /// Holds the inventory, its secrets and the boot server directory.
     pub dir: tempfile::TempDir,
     /// The boot server directory (`diskless publish` output) to boot with `--server`.
@@ -78,7 +76,7 @@ impl Lab {
             opts.token_ttl = Duration::from_secs(1);
         }
         let cluster =
-            ControlPlane::start(opts).context("cannot start the throwaway control plane")?;
+            HostControlPlane::start(opts).context("cannot start the throwaway control plane")?;
         let dir = crate::machine::process::temp_dir("diskless-join-")
             .context("cannot create the join lab directory")?;
         let ca = dir.path().join("ca.crt");

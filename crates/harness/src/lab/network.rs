@@ -3,7 +3,7 @@
 //! machine, the workers' and the control-plane machine's; each machine is a BIOS machine on its
 //! tap, network-booted by `diskless serve` (dnsmasq + nginx).
 
-use super::control_plane::host::{self, ControlPlane};
+use super::control_plane::host::{self, HostControlPlane};
 use crate::error::Context;
 use crate::machine::netns::Netns;
 use crate::machine::qemu::{Machine, Nic};
@@ -78,8 +78,8 @@ impl LabNetwork {
 }
 
 /// The host-process control plane on the lab network (call after [`LabNetwork::enter`]).
-pub fn host_control_plane() -> crate::error::Result<ControlPlane> {
-    ControlPlane::start(host::Options {
+pub fn host_control_plane() -> crate::error::Result<HostControlPlane> {
+    HostControlPlane::start(host::Options {
         lab_address: Some(SERVER),
         api_port: Some(API_PORT),
         ..Default::default()

@@ -1,7 +1,7 @@
 //! A lab network that touches none of the host's interfaces: a network namespace, a bridge in
 //! it with the boot server's address, and one tap device per QEMU machine. The lab-network
 //! test (`crates/cli/tests/labnet.rs`) boots machines on it through `diskless serve`; the
-//! cluster test ([`crate::cluster`]) also runs the control plane in it, by entering it
+//! cluster scenario ([`crate::scenario::cluster`]) also runs the control plane in it, by entering it
 //! ([`Netns::enter`]) before starting anything: every process and thread started afterwards
 //! from that thread is in the namespace. Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN).
 

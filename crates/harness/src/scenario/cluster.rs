@@ -11,7 +11,7 @@
 //! The control plane is a parameter ([`ControlPlaneSide`]): the diskless control-plane image
 //! as a third VM on the same bridge, network-booted from the same boot server
 //! ([`crate::lab::control_plane::vm::VmControlPlane`]), or the host-process one
-//! ([`crate::lab::control_plane::host::ControlPlane`] started inside the namespace on the
+//! ([`crate::lab::control_plane::host::HostControlPlane`] started inside the namespace on the
 //! bridge's address, [`crate::lab::network::host_control_plane`]).
 
 use super::report::{ClusterReport, NodeReport};

@@ -1,5 +1,5 @@
 //! What the cluster scenario needs of a control plane reachable from the lab network, whichever
-//! kind it is: the host-process one ([`super::host::ControlPlane`]) or the diskless
+//! kind it is: the host-process one ([`super::host::HostControlPlane`]) or the diskless
 //! control-plane machine ([`super::vm::VmControlPlane`]). A leaf: both kinds implement it, the
 //! scenario uses it.
 

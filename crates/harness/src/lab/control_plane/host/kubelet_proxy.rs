@@ -146,7 +146,7 @@ fn tunnel(client: UnixStream, routes: &Routes) -> Result<String, String> {
         return refuse(
             &mut client,
             "502 Bad Gateway",
-            "no route (ControlPlane::forward_kubelet)".into(),
+            "no route (HostControlPlane::forward_kubelet)".into(),
         );
     };
     let upstream = match TcpStream::connect_timeout(&to, Duration::from_secs(5)) {

@@ -3,13 +3,13 @@
 //! (`diskless_kube::stack`), a fresh PKI (`pki.rs`), a bootstrap token with kubeadm's RBAC
 //! (`bootstrap.rs`), node CIDR allocation, and a way back from the API server to the guests'
 //! kubelets (`kubelet_proxy.rs`). Everything lives in one temporary directory and dies with
-//! the [`ControlPlane`]: dropping it stops every process it started and removes the directory.
+//! the [`HostControlPlane`]: dropping it stops every process it started and removes the directory.
 //!
 //! A guest reaches the API server at `https://10.0.2.100:6443` ([`GUEST_API_ADDR`],
 //! [`GUEST_API_PORT`]; the serving certificate names that address) through one more slirp
 //! `guestfwd` (a `cmd:` forward, one `nc` per connection: a plain TCP guestfwd carries only
-//! one, and the kubelet opens several) to 127.0.0.1:[`ControlPlane::api_port`]. The API server
-//! reaches a guest's kubelet through a `hostfwd` from 127.0.0.1:[`ControlPlane::kubelet_port_for`]
+//! one, and the kubelet opens several) to 127.0.0.1:[`HostControlPlane::api_port`]. The API server
+//! reaches a guest's kubelet through a `hostfwd` from 127.0.0.1:[`HostControlPlane::kubelet_port_for`]
 //! to the guest's [`KUBELET_PORT`].
 
 mod bootstrap;
@@ -79,7 +79,7 @@ pub struct StartTimes {
     pub controllers_ready: f64,
 }
 
-pub struct ControlPlane {
+pub struct HostControlPlane {
     layout: Layout,
     /// The bootstrap token, `<id>.<secret>`.
     token: String,
@@ -94,11 +94,11 @@ pub struct ControlPlane {
     dir: tempfile::TempDir,
 }
 
-impl ControlPlane {
+impl HostControlPlane {
     /// Starts everything and returns once a node could join: the API server is ready, the
     /// token and RBAC are in, the controllers run. Err names the step and, if a process
     /// exited, quotes the end of its log; what was started is stopped again.
-    pub fn start(opts: Options) -> crate::error::Result<ControlPlane> {
+    pub fn start(opts: Options) -> crate::error::Result<HostControlPlane> {
         // A missing stack is this machine's to fix (scripts/install-deps), not the run's.
         let bin = |name: &str| {
             diskless_kube::stack::binary(name)
@@ -132,7 +132,7 @@ impl ControlPlane {
 
         // From here on a failure drops `cp`, which stops what was started.
         let token = Token::generate().context("cannot generate a bootstrap token")?;
-        let mut cp = ControlPlane {
+        let mut cp = HostControlPlane {
             layout,
             token: token.bearer(),
             kubectl,
@@ -151,7 +151,7 @@ impl ControlPlane {
         cp.times.etcd = since();
 
         cp.spawn_apiserver()?;
-        cp.wait("the API server's /readyz", ControlPlane::readyz)?;
+        cp.wait("the API server's /readyz", HostControlPlane::readyz)?;
         cp.times.apiserver_ready = since();
 
         cp.spawn(
@@ -212,7 +212,10 @@ impl ControlPlane {
             bail!("the API server is running already");
         }
         self.spawn_apiserver()?;
-        self.wait("the restarted API server's /readyz", ControlPlane::readyz)
+        self.wait(
+            "the restarted API server's /readyz",
+            HostControlPlane::readyz,
+        )
     }
 
     /// The kubeconfig with `system:masters` rights (on the host's loopback).
@@ -351,7 +354,7 @@ impl ControlPlane {
     fn wait<T>(
         &mut self,
         what: &str,
-        mut probe: impl FnMut(&ControlPlane) -> Result<T, String>,
+        mut probe: impl FnMut(&HostControlPlane) -> Result<T, String>,
     ) -> crate::error::Result<T> {
         let deadline = Instant::now() + self.timeout;
         loop {
@@ -411,15 +414,15 @@ impl ControlPlane {
     }
 }
 
-impl ControlPlaneSide for ControlPlane {
+impl ControlPlaneSide for HostControlPlane {
     fn api_server(&self) -> String {
         self.guest_api_server()
     }
     fn admin_kubeconfig(&self) -> &Path {
-        ControlPlane::admin_kubeconfig(self)
+        HostControlPlane::admin_kubeconfig(self)
     }
     fn ca_pem(&self) -> &[u8] {
-        ControlPlane::ca_pem(self)
+        HostControlPlane::ca_pem(self)
     }
     fn kubectl(&self) -> &Path {
         self.kubectl_path()
@@ -429,7 +432,7 @@ impl ControlPlaneSide for ControlPlane {
     }
 }
 
-impl Drop for ControlPlane {
+impl Drop for HostControlPlane {
     fn drop(&mut self) {
         self.stop();
     }
