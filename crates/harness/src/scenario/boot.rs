@@ -126,7 +126,7 @@ pub fn check_report(args: &CheckOptions) -> crate::error::Result<CheckReport> {
                     Some(hook_segment.clone()),
                 )
             };
-            lifecycle::steps(lab, &mut session, a, again, &forwards)?
+            lifecycle::steps(lab, &mut session, a, again, &forwards, args.verbose)?
         }
         _ => Vec::new(),
     };

@@ -180,6 +180,7 @@ pub(crate) fn steps(
     a: &BootOptions,
     again: impl FnOnce() -> crate::error::Result<BootFiles>,
     forwards: &[Forward],
+    verbose: bool,
 ) -> crate::error::Result<Vec<Step>> {
     let api = lab.api();
     let restarted = session
@@ -202,7 +203,7 @@ pub(crate) fn steps(
     session.guest.kill();
     let t = Instant::now();
     let files = again()?;
-    let mut second = Session::start(a, &files, forwards, false)?;
+    let mut second = Session::start(a, &files, forwards, verbose)?;
     let limit = Duration::from_secs(a.check_timeout().min(400));
     let mut last = String::from("nothing yet");
     let mut done = None;
