@@ -14,7 +14,7 @@
 //! pod in it is marked unschedulable, as no node exists) and memory (from the check hook) are reported.
 
 use super::boot::with_hook;
-use super::report::{BootTimeline, ControlPlaneReport};
+use super::report::{print_control_plane, BootTimeline, ControlPlaneReport};
 use super::session::{End, Session};
 use crate::error::Context;
 use crate::lab::boot_files::prepare;
@@ -44,28 +44,7 @@ pub fn check(opts: &Options) -> crate::error::Result<()> {
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1}"));
-        println!("control plane {} · {} MiB", report.image, report.memory_mib);
-        for (name, b) in [
-            ("first", &report.first_boot),
-            ("second", &report.second_boot),
-        ] {
-            let mem = b
-                .memory
-                .as_ref()
-                .and_then(|m| m["mem_used_kb"].as_u64())
-                .map_or("-".into(), |kb| format!("{} MiB", kb / 1024));
-            println!(
-                "{name} boot (guest s): etcd {} · API {} · controller-manager {} · scheduler {} · used {mem}",
-                f(b.etcd_healthy),
-                f(b.api_healthy),
-                f(b.controller_manager_working),
-                f(b.scheduler_working)
-            );
-        }
-        for failure in &report.failures {
-            println!("FAILED: {failure}");
-        }
+        print_control_plane(&report);
     }
     if report.ok {
         Ok(())

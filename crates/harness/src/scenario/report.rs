@@ -186,3 +186,29 @@ pub fn print_check(r: &CheckReport) {
         }
     }
 }
+
+/// `check --control-plane`'s report in words: each boot's timeline and memory, the failures.
+pub fn print_control_plane(report: &ControlPlaneReport) {
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1}"));
+    println!("control plane {} · {} MiB", report.image, report.memory_mib);
+    for (name, b) in [
+        ("first", &report.first_boot),
+        ("second", &report.second_boot),
+    ] {
+        let mem = b
+            .memory
+            .as_ref()
+            .and_then(|m| m["mem_used_kb"].as_u64())
+            .map_or("-".into(), |kb| format!("{} MiB", kb / 1024));
+        println!(
+            "{name} boot (guest s): etcd {} · API {} · controller-manager {} · scheduler {} · used {mem}",
+            f(b.etcd_healthy),
+            f(b.api_healthy),
+            f(b.controller_manager_working),
+            f(b.scheduler_working)
+        );
+    }
+    for failure in &report.failures {
+        println!("FAILED: {failure}");
+    }
+}
