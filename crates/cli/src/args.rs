@@ -219,9 +219,10 @@ pub struct BootArgs {
     /// Extra kernel command-line arguments (e.g. `diskless.debug`), appended to the image's.
     #[arg(long = "append", value_name = "ARG", value_parser = |s: &str| Words::new(s))]
     pub append: Vec<Words>,
-    /// Kill QEMU after this many seconds.
-    #[arg(long, default_value_t = 600)]
-    pub timeout: u64,
+    /// Kill QEMU after this many seconds (`run`: none, it waits for the guest to power off or
+    /// for you; `check`: 600).
+    #[arg(long)]
+    pub timeout: Option<u64>,
     /// Join a real cluster: start a throwaway control plane (etcd, kube-apiserver,
     /// controller-manager, scheduler from the pinned stack) on this machine's loopback, publish
     /// OUT for one join host with --mac, and boot it through the boot server. `check` passes
@@ -306,8 +307,8 @@ pub struct CheckArgs {
 
 impl CheckArgs {
     /// The options of `check --control-plane`.
-    pub fn control_plane_options(self) -> diskless_harness::controlplane_vm::Options {
-        diskless_harness::controlplane_vm::Options {
+    pub fn control_plane_options(self) -> diskless_harness::ControlPlaneOptions {
+        diskless_harness::ControlPlaneOptions {
             boot: self.boot.into(),
             json: self.json,
             verbose: self.verbose,

@@ -296,11 +296,11 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             }
             None => Ok(diskless_serve::serve(&(&args).into())?),
         },
-        Command::Run(args) => diskless_harness::run(&args.into()),
-        Command::Check(args) if args.control_plane => {
-            diskless_harness::controlplane_vm::check(&args.control_plane_options())
-        }
-        Command::Check(args) => diskless_harness::check(&args.into()),
+        Command::Run(args) => Ok(diskless_harness::run(&args.into())?),
+        Command::Check(args) if args.control_plane => Ok(diskless_harness::check_control_plane(
+            &args.control_plane_options(),
+        )?),
+        Command::Check(args) => Ok(diskless_harness::check(&args.into())?),
         Command::Oci(cmd) => oci::main(&cmd),
         Command::Cache(cmd) => cache::main(&cmd),
     }

@@ -861,7 +861,7 @@ fn join_node_becomes_ready_and_runs_an_api_pod() {
 /// with backoff if it exits), so the same node joins once the material is fixed.
 #[test]
 fn bad_join_material_is_named() {
-    use diskless_harness::join::Fault;
+    use diskless_harness::Fault;
     let Some(out) = kubelet_image_or_skip() else {
         return;
     };
@@ -891,7 +891,7 @@ fn bad_join_material_is_named() {
                 accel: diskless_harness::Accel::Auto,
                 transport: diskless_harness::Transport::Http,
                 append: Vec::new(),
-                timeout: 400,
+                timeout: Some(400),
                 join: true,
             },
             kill_containerd: false,

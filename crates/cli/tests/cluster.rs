@@ -1,7 +1,7 @@
 //! The whole cluster in QEMU (issue #17): one control-plane VM (the diskless control-plane
 //! image) and two worker VMs on one virtual L2 network (a bridge in a network namespace this
 //! test makes), all three network-booted by `diskless serve` from one published boot server.
-//! See `diskless_harness::cluster` for what is checked. Needs root (namespaces, taps) and the
+//! See `diskless_harness::scenario::cluster` for what is checked. Needs root (namespaces, taps) and the
 //! pinned stack; TCG only.
 //!
 //! `DISKLESS_CLUSTER_CONTROL_PLANE=host` runs the control plane as host processes on the
@@ -9,8 +9,10 @@
 //! The run ends with one worker power-cycled and back (Ready, its pod running again, pod to
 //! pod and the Service again); `DISKLESS_CLUSTER_REBOOT=0` stops after the Service checks.
 
-use diskless_harness::cluster::{self, ControlPlaneSide, LabNetwork, Options};
-use diskless_harness::cluster_control_plane::MachineControlPlane;
+use diskless_harness::lab::control_plane::side::ControlPlaneSide;
+use diskless_harness::lab::control_plane::vm::VmControlPlane;
+use diskless_harness::lab::network::{host_control_plane, LabNetwork};
+use diskless_harness::scenario::cluster::{self, Options};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 const DISKLESS: &str = env!("CARGO_BIN_EXE_diskless");
 
 fn why_skip() -> Option<String> {
-    if let Some(why) = diskless_harness::netns::why_skip() {
+    if let Some(why) = diskless_harness::machine::netns::why_skip() {
         return Some(why);
     }
     for b in [
@@ -74,7 +76,7 @@ fn two_workers_make_a_cluster() {
     let _net = LabNetwork::enter().unwrap();
     let t_cp = Instant::now();
     let (report, cp_line) = if on_host {
-        let mut cp = cluster::host_control_plane().unwrap();
+        let mut cp = host_control_plane().unwrap();
         let cp_start = t_cp.elapsed().as_secs_f64();
         let report = cluster::run(&opts, &mut cp).unwrap_or_else(|e| {
             for c in ["kube-apiserver", "kube-controller-manager", "kubelet-proxy"] {
@@ -87,7 +89,7 @@ fn two_workers_make_a_cluster() {
             format!("host-process control plane started in {cp_start:.1} s"),
         )
     } else {
-        let mut cp = MachineControlPlane::new(&cp_out, "control-plane", 2048).unwrap();
+        let mut cp = VmControlPlane::new(&cp_out, "control-plane", 2048).unwrap();
         let report = cluster::run(&opts, &mut cp).unwrap_or_else(|e| panic!("cluster: {e:#}"));
         let t = cp.timeline.clone().expect("booted");
         let k = t.kernel_start.unwrap_or(f64::NAN);

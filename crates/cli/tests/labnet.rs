@@ -17,8 +17,9 @@
 
 mod common;
 
-use diskless_harness::logged::Logged;
-use diskless_harness::netns::{self, Netns};
+use diskless_harness::machine::logged::Logged;
+use diskless_harness::machine::netns::{self, Netns};
+use diskless_harness::machine::qemu::{self, OVMF_CODE, OVMF_VARS};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,8 +29,6 @@ const SERVER: &str = "10.33.0.1";
 /// The proxy-DHCP network's boot server.
 const PROXY_SERVER: &str = "10.34.0.1";
 const PORT: &str = "8080";
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// The lab's registry, on the bridge beside the boot server, as Docker Hub's mirror.
 const REGISTRY: &str = "10.33.0.1:5000";
 const MIRROR_FLAG: &str = "docker.io=http://10.33.0.1:5000";
@@ -70,54 +69,28 @@ struct Machine {
     tap: &'static str,
 }
 
+/// The machine through the harness's one QEMU command line, run in the lab namespace. BIOS:
+/// SeaBIOS boots the NIC's option ROM (iPXE, QEMU's only PXE ROM), sgabios copies the text
+/// screen to the serial line. UEFI: no option ROM, OVMF's own virtio-net driver and PXE
+/// client, as on a UEFI machine whose NIC firmware is not iPXE.
 fn qemu(ns: &Netns, m: &Machine, vars: &Path) -> Command {
-    let mut c = ns.cmd("qemu-system-x86_64");
-    c.args([
-        "-accel",
-        "tcg,thread=single",
-        "-cpu",
-        "max",
-        "-m",
-        "512",
-        "-smp",
-        "1",
-    ])
-    .args([
-        "-nodefaults",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-serial",
-        "stdio",
-    ])
-    .args([
-        "-netdev",
-        &format!("tap,id=n0,ifname={},script=no,downscript=no", m.tap),
-    ]);
-    match m.firmware {
-        // SeaBIOS boots the NIC's option ROM (iPXE, QEMU's only PXE ROM); sgabios copies the
-        // text screen to the serial line.
-        Firmware::Bios => c.args(["-device", "sga", "-boot", "n"]).args([
-            "-device",
-            &format!("virtio-net-pci,netdev=n0,mac={}", m.mac),
-        ]),
-        // No option ROM: OVMF's own virtio-net driver and PXE client, as on a UEFI machine
-        // whose NIC firmware is not iPXE.
-        Firmware::Uefi => c
-            .args(["-machine", "q35"])
-            .args([
-                "-drive",
-                &format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
-            ])
-            .args([
-                "-drive",
-                &format!("if=pflash,format=raw,file={}", vars.display()),
-            ])
-            .args([
-                "-device",
-                &format!("virtio-net-pci,netdev=n0,mac={},romfile=", m.mac),
-            ]),
+    let machine = qemu::Machine {
+        firmware: match m.firmware {
+            Firmware::Bios => qemu::Firmware::Bios { sga: true },
+            Firmware::Uefi => qemu::Firmware::Uefi {
+                vars: vars.to_owned(),
+            },
+        },
+        ..qemu::Machine::new(
+            512,
+            m.mac,
+            qemu::Nic::Tap {
+                ifname: m.tap.to_string(),
+            },
+        )
     };
+    let mut c = ns.cmd(qemu::QEMU);
+    c.args(machine.args().expect("a tap machine's arguments"));
     c
 }
 

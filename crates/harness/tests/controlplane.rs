@@ -6,7 +6,7 @@
 //! Kubernetes stack is not built; CI has it.
 
 use base64::Engine;
-use diskless_harness::controlplane::{ControlPlane, Options, CLUSTER_CIDR};
+use diskless_harness::lab::control_plane::host::{HostControlPlane, Options, CLUSTER_CIDR};
 use diskless_publish::kubeconfig::ClusterCa;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// The control plane, or None (having said why) without the stack.
-fn start() -> Option<ControlPlane> {
+fn start() -> Option<HostControlPlane> {
     if let Err(e) = diskless_kube::stack::bin_dir() {
         println!("skipped: {e:#}");
         return None;
     }
     let t = Instant::now();
-    let cp = ControlPlane::start(Options::default()).expect("control plane");
+    let cp = HostControlPlane::start(Options::default()).expect("control plane");
     let s = cp.start_times();
     println!(
         "control plane ready in {:.2} s (since the first spawn: etcd {:.2} · API server /readyz {:.2} · token and RBAC {:.2} · controllers {:.2})",
@@ -53,7 +53,7 @@ fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Result<T, S
 }
 
 /// kubectl with another kubeconfig than the admin's.
-fn kubectl_as(cp: &ControlPlane, kubeconfig: &Path, args: &[&str], input: &[u8]) -> String {
+fn kubectl_as(cp: &HostControlPlane, kubeconfig: &Path, args: &[&str], input: &[u8]) -> String {
     let mut child = Command::new(cp.kubectl_path())
         .arg(format!("--kubeconfig={}", kubeconfig.display()))
         .arg("--request-timeout=20s")

@@ -3,7 +3,7 @@
 //! [`CHECK_HOOK`], served as one more `initrd` after the image's (and the node's) segments.
 //! The init starts it when the command line says `diskless.check=`.
 
-use anyhow::Context;
+use crate::error::Context;
 use diskless_builder::compress::Codec;
 use diskless_builder::plan::Algorithm;
 use diskless_builder::tree::{Content, Entry, EntryKind, Tree};
@@ -14,18 +14,18 @@ use std::path::{Path, PathBuf};
 pub const SEGMENT: &str = "diskless-check.cpio.zst";
 
 /// `diskless-check` beside this executable (as Cargo and the Nix package install them).
-pub fn default_binary() -> anyhow::Result<PathBuf> {
+pub fn default_binary() -> crate::error::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot find this executable's path")?;
     Ok(exe.with_file_name("diskless-check"))
 }
 
 /// The compressed cpio holding `binary` at [`CHECK_HOOK`].
-pub fn segment(binary: &Path) -> anyhow::Result<Vec<u8>> {
-    let meta = std::fs::metadata(binary).with_context(|| {
-        format!(
-            "the check hook {} is missing: build it (`cargo build --workspace --bins`) or pass --hook PATH",
+pub fn segment(binary: &Path) -> crate::error::Result<Vec<u8>> {
+    let meta = std::fs::metadata(binary).map_err(|e| {
+        crate::error::Error::environment(format!(
+            "the check hook {} is missing ({e}): build it (`cargo build --workspace --bins`) or pass --hook PATH",
             binary.display()
-        )
+        ))
     })?;
     let mut tree = Tree::default();
     tree.entries.insert(
@@ -39,11 +39,14 @@ pub fn segment(binary: &Path) -> anyhow::Result<Vec<u8>> {
             origin: "check hook".into(),
         },
     );
-    let seg = diskless_builder::segment::write("check", &tree, 0)?;
+    let seg = diskless_builder::segment::write("check", &tree, 0)
+        .context("cannot write the check hook's segment")?;
     let codec = Codec {
         algorithm: Algorithm::Zstd,
         level: 3,
         window_log: 0,
     };
-    Ok(codec.compress("check", &seg.cpio, 2)?)
+    codec
+        .compress("check", &seg.cpio, 2)
+        .context("cannot compress the check hook's segment")
 }

@@ -16,7 +16,7 @@
 //! host-side connection came from a non-loopback address reached the guest with that address
 //! and the TLS handshake hung (field notes).
 
-use anyhow::Context;
+use crate::error::Context;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -42,7 +42,7 @@ pub struct KubeletProxy {
 impl KubeletProxy {
     /// Listens on `socket` (a new Unix socket; its path must stay under 108 bytes) and logs
     /// every CONNECT to `log`.
-    pub fn start(socket: &Path, log: &Path) -> anyhow::Result<KubeletProxy> {
+    pub fn start(socket: &Path, log: &Path) -> crate::error::Result<KubeletProxy> {
         let listener = UnixListener::bind(socket)
             .with_context(|| format!("cannot listen on {}", socket.display()))?;
         let log = Arc::new(Mutex::new(
@@ -146,7 +146,7 @@ fn tunnel(client: UnixStream, routes: &Routes) -> Result<String, String> {
         return refuse(
             &mut client,
             "502 Bad Gateway",
-            "no route (ControlPlane::forward_kubelet)".into(),
+            "no route (HostControlPlane::forward_kubelet)".into(),
         );
     };
     let upstream = match TcpStream::connect_timeout(&to, Duration::from_secs(5)) {

@@ -1,5 +1,5 @@
 //! The whole cluster on one lab network: a control plane and two worker VMs on a bridge in a
-//! network namespace ([`crate::netns`]), the workers network-booted by `diskless serve`
+//! network namespace ([`crate::lab::network`]), the workers network-booted by `diskless serve`
 //! (dnsmasq + nginx) from one published boot server, no slirp. It proves what a cluster
 //! member must do beyond joining: both nodes Ready; a 2-replica Deployment spread across
 //! them (required pod anti-affinity); pod to pod across nodes with the sender's pod IP seen
@@ -10,136 +10,30 @@
 //!
 //! The control plane is a parameter ([`ControlPlaneSide`]): the diskless control-plane image
 //! as a third VM on the same bridge, network-booted from the same boot server
-//! ([`crate::cluster_control_plane::MachineControlPlane`]), or the host-process one
-//! ([`crate::controlplane::ControlPlane`] started inside the namespace on the bridge's
-//! address, [`host_control_plane`]).
+//! ([`crate::lab::control_plane::vm::VmControlPlane`]), or the host-process one
+//! ([`crate::lab::control_plane::host::HostControlPlane`] started inside the namespace on the
+//! bridge's address, [`crate::lab::network::host_control_plane`]).
 
-use crate::clusterdns;
-use crate::controlplane::{ControlPlane, CLUSTER_DNS, CLUSTER_DOMAIN};
-use crate::join::Api;
-use crate::logged::Logged;
-use crate::netns::Netns;
-use anyhow::{bail, Context};
+use super::report::{ClusterReport, NodeReport};
+use crate::error::{bail, Context};
+use crate::lab::api::Api;
+use crate::lab::cluster_dns;
+use crate::lab::control_plane::network::{CLUSTER_DNS, CLUSTER_DOMAIN};
+use crate::lab::control_plane::side::ControlPlaneSide;
+use crate::lab::network::{LabMachine, DHCP_RANGE, HTTP_PORT, WORKERS};
+use crate::machine::logged::Logged;
 use diskless_kube::images::WORKLOAD_REF;
-use diskless_publish::inventory::{Host, Inventory, Join, KubeletMode, MintTokens};
+use diskless_publish::inventory::{Host, Join, KubeletMode, MintTokens};
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The bridge's (boot server's, host control plane's) address.
-pub const SERVER: Ipv4Addr = Ipv4Addr::new(10, 33, 0, 1);
-const SERVER_V6: &str = "fd33::1";
-const HTTP_PORT: &str = "8080";
-const DHCP_RANGE: &str = "10.33.0.100-10.33.0.199";
-/// The API server's port on the lab network (the namespace is ours: kubeadm's port is free).
-pub const API_PORT: u16 = 6443;
 /// The Deployment, its Service and the port its pods serve on.
 const APP: &str = "web";
 const APP_PORT: u16 = 8080;
 const SERVICE_PORT: u16 = 80;
-
-/// One worker machine: its inventory host and the tap its NIC is on.
-#[derive(Debug, Clone, Copy)]
-pub struct Worker {
-    pub name: &'static str,
-    pub mac: &'static str,
-    pub tap: &'static str,
-}
-
-pub const WORKERS: [Worker; 2] = [
-    Worker {
-        name: "worker-a",
-        mac: "52:54:00:c1:00:01",
-        tap: "tap0",
-    },
-    Worker {
-        name: "worker-b",
-        mac: "52:54:00:c1:00:02",
-        tap: "tap1",
-    },
-];
-
-/// What the cluster test needs of a control plane reachable from the lab network.
-pub trait ControlPlaneSide {
-    /// `https://<address>:<port>` as the workers reach it.
-    fn api_server(&self) -> String;
-    /// A `system:masters` kubeconfig usable from the test (which runs in the namespace).
-    fn admin_kubeconfig(&self) -> &Path;
-    /// The cluster CA (PEM) the workers trust.
-    fn ca_pem(&self) -> &[u8];
-    /// kubectl of the cluster's version.
-    fn kubectl(&self) -> &Path;
-    /// Told each node's address once it registered: the host-process control plane's API
-    /// server reaches kubelets through its proxy, which must learn where each node is.
-    fn node_address(&self, _node: &str, _address: Ipv4Addr) {}
-    /// The inventory a control plane that is a lab machine itself is published with (its
-    /// host and `[control_plane]` section); the workers are added to it.
-    fn inventory(&self) -> Inventory {
-        Inventory::default()
-    }
-    /// A control-plane machine publishes its own image to `server`, alone (minting the
-    /// workers' tokens needs its API), and says so; a host-process one has nothing to publish.
-    fn publish_alone(&self, _server: &Path) -> anyhow::Result<bool> {
-        Ok(false)
-    }
-    /// Boots the control-plane machine once the boot server serves its entry; returns when
-    /// its API server, controller-manager and scheduler work.
-    fn boot(&mut self, _timeout: Duration) -> anyhow::Result<()> {
-        Ok(())
-    }
-    /// Its console's last lines, for a failure's message (a machine only).
-    fn console_tail(&self) -> String {
-        String::new()
-    }
-}
-
-impl ControlPlaneSide for ControlPlane {
-    fn api_server(&self) -> String {
-        self.guest_api_server()
-    }
-    fn admin_kubeconfig(&self) -> &Path {
-        ControlPlane::admin_kubeconfig(self)
-    }
-    fn ca_pem(&self) -> &[u8] {
-        ControlPlane::ca_pem(self)
-    }
-    fn kubectl(&self) -> &Path {
-        self.kubectl_path()
-    }
-    fn node_address(&self, node: &str, address: Ipv4Addr) {
-        self.route_kubelet(node, address);
-    }
-}
-
-/// The lab network: a namespace the calling thread has entered, with `br0` at [`SERVER`] and
-/// one tap per worker. Whatever the thread starts afterwards (control plane, serve, QEMU)
-/// lives in it; the host's interfaces are never touched.
-pub struct LabNetwork {
-    pub ns: Netns,
-}
-
-impl LabNetwork {
-    pub fn enter() -> anyhow::Result<LabNetwork> {
-        let ns = Netns::new()?;
-        let mut taps: Vec<&str> = WORKERS.iter().map(|w| w.tap).collect();
-        taps.push(crate::cluster_control_plane::MACHINE.tap);
-        ns.bridge(&SERVER.to_string(), SERVER_V6, &taps)?;
-        ns.enter()?;
-        Ok(LabNetwork { ns })
-    }
-}
-
-/// The host-process control plane on the lab network (call after [`LabNetwork::enter`]).
-pub fn host_control_plane() -> anyhow::Result<ControlPlane> {
-    ControlPlane::start(crate::controlplane::Options {
-        lab_address: Some(SERVER),
-        api_port: Some(API_PORT),
-        ..Default::default()
-    })
-    .context("cannot start the control plane in the lab namespace")
-}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -157,40 +51,21 @@ pub struct Options {
     pub timeout: Duration,
 }
 
-/// One worker's numbers.
-#[derive(Debug, Clone, Default)]
-pub struct NodeReport {
-    pub name: String,
-    pub address: String,
-    pub pod_cidr: String,
-    /// Seconds from QEMU's start to the kernel's first line (iPXE, DHCP, downloads).
-    pub kernel_start: f64,
-    /// Seconds from the kernel's first line to the Node's Ready as the API showed it.
-    pub kernel_to_ready: f64,
-    /// MemTotal − MemAvailable, MiB, with its Deployment pod (and, on the first, CoreDNS).
-    pub used_mib: u64,
-    /// After the power cycle: QEMU start → kernel, kernel → Ready, kernel → its pod Running.
-    pub reboot: Option<(f64, f64, f64)>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    pub nodes: Vec<NodeReport>,
-    /// Seconds from applying the Deployment to both its pods Running and ready.
-    pub deployment_running: f64,
-    /// What was proven, in words, in order.
-    pub proven: Vec<String>,
-    /// Seconds from publishing to the last check.
-    pub wall: f64,
-}
-
 /// Publishes, serves, boots both workers and runs every check. Err says which check failed,
 /// with the consoles' last lines.
-pub fn run(opts: &Options, cp: &mut dyn ControlPlaneSide) -> anyhow::Result<Report> {
+pub fn run(
+    opts: &Options,
+    cp: &mut dyn ControlPlaneSide,
+) -> Result<ClusterReport, crate::error::Error> {
+    run_checks(opts, cp)
+}
+
+fn run_checks(
+    opts: &Options,
+    cp: &mut dyn ControlPlaneSide,
+) -> crate::error::Result<ClusterReport> {
     let t0 = Instant::now();
-    let lab = tempfile::Builder::new()
-        .prefix("diskless-cluster-")
-        .tempdir()
+    let lab = crate::machine::process::temp_dir("diskless-cluster-")
         .context("cannot create the cluster lab directory")?;
     // nginx's workers run as nobody: the tree must be world-readable.
     std::fs::set_permissions(
@@ -227,15 +102,15 @@ pub fn run(opts: &Options, cp: &mut dyn ControlPlaneSide) -> anyhow::Result<Repo
         kubeconfig: cp.admin_kubeconfig().to_owned(),
     };
     // CoreDNS on the first worker: the second resolves across nodes.
-    let dns = serde_json::to_vec(&clusterdns::objects(WORKERS[0].name))?;
+    let dns = serde_json::to_vec(&cluster_dns::objects(WORKERS[0].name))?;
     apply(&api, &["--server-side"], &dns, opts.timeout)
         .context("cannot apply the cluster DNS objects")?;
 
     let mut consoles: Vec<Logged> = WORKERS
         .iter()
-        .map(|w| Logged::spawn(&mut qemu(w.tap, w.mac, opts.memory)))
-        .collect::<anyhow::Result<_>>()?;
-    let mut report = Report::default();
+        .map(|w| Logged::spawn(&mut w.machine(opts.memory).command()?))
+        .collect::<crate::error::Result<_>>()?;
+    let mut report = ClusterReport::default();
     let mut lab_run = LabRun {
         api,
         cp,
@@ -257,7 +132,7 @@ fn publish(
     cp: &dyn ControlPlaneSide,
     lab: &Path,
     server: &Path,
-) -> anyhow::Result<()> {
+) -> crate::error::Result<()> {
     let ca = lab.join("ca.crt");
     std::fs::write(&ca, cp.ca_pem())?;
     let mut inventory = cp.inventory();
@@ -293,7 +168,7 @@ fn publish(
 
 /// `kubectl apply EXTRA -f -` of `objects`, again every 2 s while it fails (an emulated API
 /// server under load misses kubectl's request timeout now and then), for at most `timeout`.
-fn apply(api: &Api, extra: &[&str], objects: &[u8], timeout: Duration) -> anyhow::Result<()> {
+fn apply(api: &Api, extra: &[&str], objects: &[u8], timeout: Duration) -> crate::error::Result<()> {
     let deadline = Instant::now() + timeout;
     let args: Vec<&str> = ["apply"]
         .into_iter()
@@ -307,22 +182,6 @@ fn apply(api: &Api, extra: &[&str], objects: &[u8], timeout: Duration) -> anyhow
             Err(_) => std::thread::sleep(Duration::from_secs(2)),
         }
     }
-}
-
-/// A BIOS machine on `tap`: SeaBIOS boots the NIC's iPXE ROM, which DHCPs from dnsmasq and
-/// chains to the boot server's `boot.ipxe` and the host's entry.
-pub(crate) fn qemu(tap: &str, mac: &str, memory: u32) -> Command {
-    let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-accel", "tcg,thread=single", "-cpu", "max", "-smp", "1"])
-        .args(["-m", &memory.to_string()])
-        .args(["-nodefaults", "-display", "none", "-no-reboot"])
-        .args(["-serial", "stdio", "-boot", "n"])
-        .args([
-            "-netdev",
-            &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
-        ])
-        .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")]);
-    c
 }
 
 struct LabRun<'a> {
@@ -354,7 +213,7 @@ struct PodState {
 }
 
 impl LabRun<'_> {
-    fn checks(&mut self, report: &mut Report) -> anyhow::Result<()> {
+    fn checks(&mut self, report: &mut ClusterReport) -> crate::error::Result<()> {
         // 1. Both workers Ready, each noted when first seen so.
         let mut seen: Vec<Option<(Instant, NodeState)>> = vec![None; WORKERS.len()];
         let ready_at = self.wait("both workers Ready", |s| {
@@ -447,11 +306,11 @@ impl LabRun<'_> {
         &mut self,
         what: &str,
         mut probe: impl FnMut(&Self) -> Result<Option<T>, String>,
-    ) -> anyhow::Result<T> {
+    ) -> crate::error::Result<T> {
         let deadline = Instant::now() + self.opts.timeout;
         let mut last = String::new();
         loop {
-            let untold: Vec<&Worker> = WORKERS
+            let untold: Vec<&LabMachine> = WORKERS
                 .iter()
                 .filter(|w| !self.told.contains_key(w.name))
                 .collect();
@@ -484,7 +343,7 @@ impl LabRun<'_> {
         let mut tails: Vec<String> = WORKERS
             .iter()
             .zip(self.consoles.iter())
-            .map(|(w, c)| console_tail(w.name, c))
+            .map(|(w, c)| c.tail(w.name))
             .collect();
         tails.push(self.cp.console_tail());
         tails.join("\n")
@@ -546,7 +405,7 @@ impl LabRun<'_> {
 
     /// Each pod asks the other directly (pod IP to pod IP, across nodes); the answer names the
     /// pod that answered and the address it saw the request come from.
-    fn cross_node(&mut self, pods: &[PodState]) -> anyhow::Result<()> {
+    fn cross_node(&mut self, pods: &[PodState]) -> crate::error::Result<()> {
         for (from, to) in [(&pods[0], &pods[1]), (&pods[1], &pods[0])] {
             // busybox httpd listens on IPv6 and shows IPv4 peers mapped: `[::ffff:10.244.1.3]`.
             let want_peer = [
@@ -575,11 +434,11 @@ impl LabRun<'_> {
 
     /// From each pod: the Service's name resolves (busybox nslookup, the pod's resolv.conf,
     /// CoreDNS) to its ClusterIP, and a request to that address gets a Deployment pod's answer.
-    fn service_by_name(&mut self, pods: &[PodState]) -> anyhow::Result<()> {
+    fn service_by_name(&mut self, pods: &[PodState]) -> crate::error::Result<()> {
         let svc = self
             .api
             .get(&["service", APP, "-n", "default"])
-            .map_err(anyhow::Error::msg)?
+            .map_err(crate::error::Error::lab)?
             .context("the Service is gone")?;
         let cluster_ip = svc["spec"]["clusterIP"]
             .as_str()
@@ -593,7 +452,7 @@ impl LabRun<'_> {
                     let answer = s
                         .exec(&p.name, &format!("nslookup {name}"))
                         .unwrap_or_else(|e| e);
-                    if clusterdns::answers(&answer).contains(&cluster_ip) {
+                    if cluster_dns::answers(&answer).contains(&cluster_ip) {
                         Ok(Some(()))
                     } else {
                         Err(format!("nslookup said {:?}", answer.trim()))
@@ -616,10 +475,10 @@ impl LabRun<'_> {
         Ok(())
     }
 
-    fn used_mib(&self, pod: &str) -> anyhow::Result<u64> {
+    fn used_mib(&self, pod: &str) -> crate::error::Result<u64> {
         let meminfo = self
             .exec(pod, "cat /proc/meminfo")
-            .map_err(anyhow::Error::msg)?;
+            .map_err(crate::error::Error::lab)?;
         let kb = |key: &str| {
             meminfo
                 .lines()
@@ -636,11 +495,16 @@ impl LabRun<'_> {
     /// Power-cycles worker `i` (QEMU killed and started again: a RAM-only node loses
     /// everything either way) and waits for a new boot ID, Ready, and its Deployment pod
     /// running again in a new container; then pod to pod across nodes again.
-    fn reboot(&mut self, i: usize, before: &[PodState], report: &mut Report) -> anyhow::Result<()> {
+    fn reboot(
+        &mut self,
+        i: usize,
+        before: &[PodState],
+        report: &mut ClusterReport,
+    ) -> crate::error::Result<()> {
         let w = WORKERS[i];
         let old_boot = self
             .node(w.name)
-            .map_err(anyhow::Error::msg)?
+            .map_err(crate::error::Error::lab)?
             .map(|n| n.boot_id)
             .unwrap_or_default();
         let old_pod = before
@@ -651,7 +515,7 @@ impl LabRun<'_> {
         self.consoles[i].stop();
         // DHCP may hand it another address.
         self.told.remove(w.name);
-        self.consoles[i] = Logged::spawn(&mut qemu(w.tap, w.mac, self.opts.memory))?;
+        self.consoles[i] = Logged::spawn(&mut w.machine(self.opts.memory).command()?)?;
         self.wait(&format!("{} Ready after its reboot", w.name), |s| {
             Ok(s.node(w.name)?
                 .filter(|n| n.ready && !n.boot_id.is_empty() && n.boot_id != old_boot))
@@ -676,14 +540,6 @@ impl LabRun<'_> {
         self.cross_node(&pods)?;
         self.service_by_name(&pods)
     }
-}
-
-/// `name`'s console's last 60 lines, headed.
-pub(crate) fn console_tail(name: &str, console: &Logged) -> String {
-    let text = console.text();
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(60)..].join("\n");
-    format!("--- {name} console (last 60 lines) ---\n{tail}")
 }
 
 /// A shell line for a Deployment pod: one HTTP request to `ip:port`, the answer on stdout

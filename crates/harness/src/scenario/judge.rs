@@ -37,7 +37,7 @@ pub struct Landmarks {
 }
 
 #[derive(Debug, Default)]
-pub struct Console {
+pub struct Judge {
     pub stages: Vec<Stage>,
     pub checks: Vec<CheckResult>,
     pub memory: Option<serde_json::Value>,
@@ -52,7 +52,7 @@ pub struct Console {
     pub lines: Vec<String>,
 }
 
-impl Console {
+impl Judge {
     pub fn feed(&mut self, host_t: f64, line: &str) {
         self.lines.push(line.to_string());
         if self.landmarks.ipxe_start.is_none() && line.contains("iPXE") {
@@ -171,8 +171,8 @@ impl Console {
 mod tests {
     use super::*;
 
-    fn feed(lines: &[&str]) -> Console {
-        let mut c = Console::default();
+    fn feed(lines: &[&str]) -> Judge {
+        let mut c = Judge::default();
         for (i, l) in lines.iter().enumerate() {
             c.feed(i as f64, l);
         }

@@ -5,7 +5,7 @@
 //! pods' resolv.conf. There is no upstream resolver in the lab, so the Corefile forwards
 //! nothing: names outside the cluster domain get SERVFAIL/NXDOMAIN.
 
-use crate::controlplane::{CLUSTER_DNS, KUBERNETES_SERVICE_IP};
+use super::control_plane::network::{CLUSTER_DNS, KUBERNETES_SERVICE_IP};
 use diskless_kube::images::COREDNS_REF;
 use serde_json::{json, Value};
 
@@ -146,7 +146,7 @@ pub fn answers(nslookup: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controlplane::CLUSTER_DOMAIN;
+    use crate::lab::control_plane::network::CLUSTER_DOMAIN;
 
     #[test]
     fn the_corefile_serves_the_cluster_domain_and_forwards_nowhere() {

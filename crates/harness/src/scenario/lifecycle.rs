@@ -9,8 +9,14 @@
 //!    again with the new token in its node segment, and is the same Node, Ready, with a new
 //!    boot ID, its API pod Running again.
 
-use crate::join::{Api, Lab};
-use serde::Serialize;
+use super::join::POD;
+use super::report::Step;
+use super::session::{End, Session};
+use crate::lab::api::Api;
+use crate::lab::join::{Lab, HOSTNAME};
+use crate::machine::boot_server::BootFiles;
+use crate::machine::qemu::Forward;
+use crate::options::BootOptions;
 use std::time::{Duration, Instant};
 
 /// How long the API server stays away.
@@ -18,15 +24,6 @@ pub const API_DOWN: Duration = Duration::from_secs(30);
 /// The TTL of the token publish mints for the lifecycle's node: long enough for its first boot
 /// to bootstrap under TCG, short enough to expire before the reboot.
 pub const MINTED_TOKEN_TTL: Duration = Duration::from_secs(90);
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    pub name: String,
-    pub ok: bool,
-    pub detail: String,
-    /// Host seconds the step took to prove (from the event to the evidence).
-    pub seconds: f64,
-}
 
 fn step(name: &str, t: Instant, result: Result<String, String>) -> Step {
     let (ok, detail) = match result {
@@ -46,8 +43,6 @@ pub(crate) enum Poll {
     Done(String),
     /// Not yet; what stood in the way (an API error), if anything.
     Pending(Option<String>),
-    /// It will not happen (e.g. the boot stopped).
-    Failed(String),
 }
 
 impl From<Result<Option<String>, String>> for Poll {
@@ -68,7 +63,6 @@ pub(crate) fn wait_for(limit: Duration, mut f: impl FnMut() -> Poll) -> Result<S
     loop {
         match f() {
             Poll::Done(done) => return Ok(done),
-            Poll::Failed(why) => return Err(why),
             Poll::Pending(why) => last = why.unwrap_or(last),
         }
         if Instant::now() > deadline {
@@ -83,8 +77,8 @@ fn renews(api: &Api, before: Option<String>, limit: Duration) -> Result<String, 
     let t = Instant::now();
     wait_for(limit, || {
         let seen = || -> Result<Option<String>, String> {
-            let now = api.lease_version()?;
-            let ready = api.node_boot()?.is_some_and(|(_, r)| r);
+            let now = api.lease_version(HOSTNAME)?;
+            let ready = api.node_boot(HOSTNAME)?.is_some_and(|(_, r)| r);
             Ok((now != before && ready).then(|| {
                 format!(
                     "lease renewed and node Ready {:.1} s later",
@@ -102,7 +96,7 @@ pub(crate) fn kubelet_restarted(api: &Api, hook: Option<&str>) -> Step {
     let result = match hook {
         None => Err("the check hook reported no kubelet-restart".to_string()),
         Some(detail) => api
-            .lease_version()
+            .lease_version(HOSTNAME)
             .and_then(|v| renews(api, v, Duration::from_secs(60)))
             .map(|r| format!("{detail}; {r}")),
     };
@@ -112,7 +106,7 @@ pub(crate) fn kubelet_restarted(api: &Api, hook: Option<&str>) -> Step {
 /// Step 2: the API server stopped for [`API_DOWN`], started again, and the node back.
 pub(crate) fn api_server_away(lab: &mut Lab, api: &Api) -> Step {
     let t = Instant::now();
-    let before = api.lease_version().ok().flatten();
+    let before = api.lease_version(HOSTNAME).ok().flatten();
     lab.cluster.stop_apiserver();
     std::thread::sleep(API_DOWN);
     let result = lab
@@ -166,13 +160,75 @@ pub(crate) fn token_expired_and_reminted(lab: &Lab) -> Step {
 /// Step 3's evidence, polled while the machine boots again: the same Node with another boot ID,
 /// Ready, its API pod Running again.
 pub(crate) fn rejoined(api: &Api, old_boot: &str) -> Result<Option<String>, String> {
-    let Some((boot, ready)) = api.node_boot()? else {
+    let Some((boot, ready)) = api.node_boot(HOSTNAME)? else {
         return Ok(None);
     };
     if boot.is_empty() || boot == old_boot || !ready {
         return Ok(None);
     }
     Ok(api
-        .pod_running()?
+        .pod_running(POD)?
         .then(|| format!("the same node Ready with boot ID {boot}, its API pod Running again")))
+}
+
+/// The whole lifecycle on a joined machine (`session`, its check hook done): the kubelet killed,
+/// the API server away, with minted tokens the token expired and reminted, then a power cycle
+/// booting `again()`'s files; each step's evidence.
+pub(crate) fn steps(
+    lab: &mut Lab,
+    session: &mut Session,
+    a: &BootOptions,
+    again: impl FnOnce() -> crate::error::Result<BootFiles>,
+    forwards: &[Forward],
+    verbose: bool,
+) -> crate::error::Result<Vec<Step>> {
+    let api = lab.api();
+    let restarted = session
+        .judge
+        .checks
+        .iter()
+        .find(|c| {
+            c.name == "kubelet-restart" && c.status == diskless_contract::console::CheckLine::OK
+        })
+        .map(|c| c.detail.clone());
+    let mut steps = vec![
+        kubelet_restarted(&api, restarted.as_deref()),
+        api_server_away(lab, &api),
+    ];
+    if lab.first_token.is_some() {
+        steps.push(token_expired_and_reminted(lab));
+    }
+    // A power cycle: the machine loses everything and boots again through the boot server.
+    let old_boot = api.node_boot(HOSTNAME).ok().flatten().unwrap_or_default().0;
+    session.guest.kill();
+    let t = Instant::now();
+    let files = again()?;
+    let mut second = Session::start(a, &files, forwards, verbose)?;
+    let limit = Duration::from_secs(a.check_timeout().min(400));
+    let mut last = String::from("nothing yet");
+    let mut done = None;
+    let mut next = Instant::now();
+    let end = second.follow(Instant::now() + limit, |_| {
+        if Instant::now() < next {
+            return false;
+        }
+        next = Instant::now() + Duration::from_millis(500);
+        match rejoined(&api, &old_boot) {
+            Ok(Some(d)) => done = Some(d),
+            Ok(None) => {}
+            Err(e) => last = e,
+        }
+        done.is_some()
+    });
+    let result = match (done, end) {
+        (Some(d), _) => Ok(d),
+        (None, End::Stopped) => Err(format!(
+            "the second boot stopped: {}",
+            second.judge.stopped.clone().unwrap_or_default()
+        )),
+        (None, _) => Err(format!("not within {} s (last: {last})", limit.as_secs())),
+    };
+    second.guest.kill();
+    steps.push(step("reboot-rejoin", t, result));
+    Ok(steps)
 }

@@ -2,8 +2,8 @@
 //! control plane, turned into the shared command lines of `diskless_kube::controlplane`
 //! (which the diskless control-plane image runs too). What differs here carries its reason.
 
-use super::pki::Pki;
-use super::GUEST_API_ADDR;
+use crate::lab::control_plane::network::GUEST_API_ADDR;
+use crate::lab::control_plane::pki::{self, Pki};
 use diskless_kube::controlplane as flags;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -58,7 +58,7 @@ impl Layout {
     /// The shared command lines' inputs for this control plane.
     fn flags(&self) -> flags::Layout {
         let pki = &self.pki;
-        let pair = |p: &super::pki::Pair| flags::Pair {
+        let pair = |p: &pki::Pair| flags::Pair {
             cert: s(&p.cert),
             key: s(&p.key),
         };

@@ -1,11 +1,11 @@
 //! A lab network that touches none of the host's interfaces: a network namespace, a bridge in
 //! it with the boot server's address, and one tap device per QEMU machine. The lab-network
 //! test (`crates/cli/tests/labnet.rs`) boots machines on it through `diskless serve`; the
-//! cluster test ([`crate::cluster`]) also runs the control plane in it, by entering it
+//! cluster scenario ([`crate::scenario::cluster`]) also runs the control plane in it, by entering it
 //! ([`Netns::enter`]) before starting anything: every process and thread started afterwards
 //! from that thread is in the namespace. Needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN).
 
-use anyhow::{bail, Context};
+use crate::error::{bail, Context};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,13 +19,14 @@ pub struct Netns {
 }
 
 impl Netns {
-    pub fn new() -> anyhow::Result<Netns> {
-        let holder = Command::new("unshare")
-            .args(["--net", "cat"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("cannot run unshare --net (util-linux)")?;
+    pub fn new() -> crate::error::Result<Netns> {
+        let holder = super::process::spawn(
+            Command::new("unshare")
+                .args(["--net", "cat"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null()),
+        )
+        .context("cannot run unshare --net (util-linux)")?;
         let ns = Netns { holder };
         // Wait until cat runs in the new namespace.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -52,11 +53,8 @@ impl Netns {
     }
 
     /// `ip ARGS` in the namespace (iproute2); Err quotes what it said.
-    pub fn ip(&self, args: &str) -> anyhow::Result<()> {
-        let out = self
-            .cmd("ip")
-            .args(args.split_whitespace())
-            .output()
+    pub fn ip(&self, args: &str) -> crate::error::Result<()> {
+        let out = super::process::output(self.cmd("ip").args(args.split_whitespace()))
             .context("cannot run nsenter … ip")?;
         if !out.status.success() {
             bail!(
@@ -69,7 +67,7 @@ impl Netns {
 
     /// Moves the calling thread into the namespace (`setns(2)`): what it starts from now on
     /// (processes, threads, sockets) lives there. Other threads are not affected.
-    pub fn enter(&self) -> anyhow::Result<()> {
+    pub fn enter(&self) -> crate::error::Result<()> {
         let f = std::fs::File::open(self.path())
             .with_context(|| format!("open {}", self.path().display()))?;
         // SAFETY: setns on a namespace file descriptor we hold open; it changes only the
@@ -84,7 +82,7 @@ impl Netns {
     /// Loopback up, a bridge `br0` with `address`/24 (IPv4) and `ipv6` (/64, for `serve
     /// --ipv6-ra`: iPXE waits ≈ 13 s for a router advertisement otherwise), and the taps
     /// enslaved to it, all up.
-    pub fn bridge(&self, address: &str, ipv6: &str, taps: &[&str]) -> anyhow::Result<()> {
+    pub fn bridge(&self, address: &str, ipv6: &str, taps: &[&str]) -> crate::error::Result<()> {
         self.ip("link set lo up")?;
         // A fixed bridge MAC: by default it follows the lowest port MAC and changes as taps join.
         self.ip("link add br0 address 02:00:00:33:00:01 type bridge")?;

@@ -1,9 +1,10 @@
-//! A child process whose output lines are collected with the time each came, for tests that
-//! run QEMU and `diskless serve` themselves (the lab-network and cluster tests): a console's
-//! timeline is the time its landmarks appeared.
+//! A child process whose output lines are collected with the time each came (the cluster
+//! scenario's machines and `diskless serve`, the lab-network test's): a console's timeline is
+//! the time its landmarks appeared.
 
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
+use super::console::read_lines;
+use super::process::Spawn;
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,25 +18,18 @@ pub struct Logged {
 
 impl Logged {
     /// Starts `cmd` with both output streams collected.
-    pub fn spawn(cmd: &mut Command) -> anyhow::Result<Logged> {
+    pub fn spawn(cmd: &mut Command) -> crate::error::Result<Logged> {
         let start = Instant::now();
-        // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal.
         // SIGTERM when the spawning thread ends (a killed test): serve then stops its daemons,
         // QEMU quits, and nothing is left running in the lab namespace.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("{cmd:?}: {e}"))?;
+        let mut child = Spawn::new()
+            .signal(libc::SIGTERM)
+            .spawn(
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped()),
+            )
+            .map_err(|e| crate::error::Error::lab(format!("{cmd:?}: {e}")))?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let streams: [Box<dyn Read + Send>; 2] = [
             Box::new(child.stdout.take().expect("piped")),
@@ -44,20 +38,11 @@ impl Logged {
         for src in streams {
             let lines = lines.clone();
             std::thread::spawn(move || {
-                let mut r = BufReader::new(src);
-                let mut buf = Vec::new();
-                while r
-                    .read_until(b'\n', &mut buf)
-                    .map(|n| n > 0)
-                    .unwrap_or(false)
-                {
-                    let text = crate::clean_console(&buf);
-                    lines
-                        .lock()
-                        .unwrap()
-                        .push((start.elapsed().as_secs_f64(), text));
-                    buf.clear();
-                }
+                read_lines(src, |t, text| {
+                    let at = t.saturating_duration_since(start).as_secs_f64();
+                    lines.lock().unwrap().push((at, text));
+                    true
+                })
             });
         }
         Ok(Logged {
@@ -103,6 +88,14 @@ impl Logged {
             .map(|(t, l)| format!("{t:7.2} {l}"))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// `name`'s last 60 lines, headed (for a failure's message).
+    pub fn tail(&self, name: &str) -> String {
+        let text = self.text();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+        format!("--- {name} console (last 60 lines) ---\n{tail}")
     }
 
     /// SIGTERM, half a second, then SIGKILL; reaped.

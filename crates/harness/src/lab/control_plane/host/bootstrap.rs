@@ -4,14 +4,17 @@
 //! `diskless_kube::controlplane::bootstrap_rbac`), as one `List` for `kubectl apply`. Built
 //! with `serde_json::json!`: the token is a value, never YAML text.
 
+use crate::error::Context;
 use serde_json::Value;
 use std::time::Duration;
 
 pub use diskless_publish::token::{Token, BOOTSTRAP_GROUP};
 
 /// The token's Secret (valid for `ttl` from now) and kubeadm's bindings, as a `v1/List`.
-pub fn objects(token: &Token, ttl: Duration) -> anyhow::Result<Value> {
-    let secret = token.secret(ttl, "diskless throwaway control plane")?;
+pub fn objects(token: &Token, ttl: Duration) -> crate::error::Result<Value> {
+    let secret = token
+        .secret(ttl, "diskless throwaway control plane")
+        .context("cannot make the bootstrap token's Secret")?;
     let mut items = vec![secret];
     items.extend(diskless_kube::controlplane::bootstrap_rbac());
     Ok(diskless_kube::controlplane::list(items))

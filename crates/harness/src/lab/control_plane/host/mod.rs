@@ -3,45 +3,35 @@
 //! (`diskless_kube::stack`), a fresh PKI (`pki.rs`), a bootstrap token with kubeadm's RBAC
 //! (`bootstrap.rs`), node CIDR allocation, and a way back from the API server to the guests'
 //! kubelets (`kubelet_proxy.rs`). Everything lives in one temporary directory and dies with
-//! the [`ControlPlane`]: dropping it stops every process it started and removes the directory.
+//! the [`HostControlPlane`]: dropping it stops every process it started and removes the directory.
 //!
 //! A guest reaches the API server at `https://10.0.2.100:6443` ([`GUEST_API_ADDR`],
 //! [`GUEST_API_PORT`]; the serving certificate names that address) through one more slirp
 //! `guestfwd` (a `cmd:` forward, one `nc` per connection: a plain TCP guestfwd carries only
-//! one, and the kubelet opens several) to 127.0.0.1:[`ControlPlane::api_port`]. The API server
-//! reaches a guest's kubelet through a `hostfwd` from 127.0.0.1:[`ControlPlane::kubelet_port_for`]
+//! one, and the kubelet opens several) to 127.0.0.1:[`HostControlPlane::api_port`]. The API server
+//! reaches a guest's kubelet through a `hostfwd` from 127.0.0.1:[`HostControlPlane::kubelet_port_for`]
 //! to the guest's [`KUBELET_PORT`].
 
 mod bootstrap;
 mod components;
 mod kubelet_proxy;
-pub mod pki;
-mod process;
 
+pub use super::network::*;
+pub use super::pki::{self, server_names};
 pub use bootstrap::BOOTSTRAP_GROUP;
-pub use pki::server_names;
 
-use anyhow::{bail, Context};
+use super::side::ControlPlaneSide;
+use crate::error::{bail, Context};
+use crate::machine::daemon::{output_within, Process};
+use crate::machine::ports::free_ports;
 use bootstrap::Token;
 use components::{Layout, Ports};
 use diskless_publish::kubeconfig::{ClusterCa, Credentials, Kubeconfig};
 use kubelet_proxy::KubeletProxy;
-use process::{output_within, Process};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Where a guest finds the API server: slirp's guestfwd answers there (the boot server's HTTP
-/// uses the same address, port 80).
-pub const GUEST_API_ADDR: &str = "10.0.2.100";
-pub const GUEST_API_PORT: u16 = 6443;
-/// kubeadm's defaults (shared with the diskless control-plane image).
-pub use diskless_kube::controlplane::{
-    CLUSTER_CIDR, CLUSTER_DNS, CLUSTER_DOMAIN, KUBERNETES_SERVICE_IP, NODE_CIDR_MASK, SERVICE_CIDR,
-};
-/// The kubelet's HTTPS port in the guest.
-pub const KUBELET_PORT: u16 = 10250;
 
 /// How long one kubectl call made by the harness may take.
 const KUBECTL_LIMIT: Duration = Duration::from_secs(60);
@@ -59,7 +49,7 @@ pub struct Options {
     /// controllers), with what was last seen in the error.
     pub timeout: Duration,
     /// A lab network's address of this host (a bridge in a network namespace the caller
-    /// entered, see [`crate::netns`]): the API server listens there too, advertises it, and
+    /// entered, see [`crate::machine::netns`]): the API server listens there too, advertises it, and
     /// its certificate names it; guests reach it directly, no slirp forward. `None`: slirp.
     pub lab_address: Option<Ipv4Addr>,
 }
@@ -89,7 +79,7 @@ pub struct StartTimes {
     pub controllers_ready: f64,
 }
 
-pub struct ControlPlane {
+pub struct HostControlPlane {
     layout: Layout,
     /// The bootstrap token, `<id>.<secret>`.
     token: String,
@@ -104,12 +94,16 @@ pub struct ControlPlane {
     dir: tempfile::TempDir,
 }
 
-impl ControlPlane {
+impl HostControlPlane {
     /// Starts everything and returns once a node could join: the API server is ready, the
     /// token and RBAC are in, the controllers run. Err names the step and, if a process
     /// exited, quotes the end of its log; what was started is stopped again.
-    pub fn start(opts: Options) -> anyhow::Result<ControlPlane> {
-        let bin = diskless_kube::stack::binary;
+    pub fn start(opts: Options) -> crate::error::Result<HostControlPlane> {
+        // A missing stack is this machine's to fix (scripts/install-deps), not the run's.
+        let bin = |name: &str| {
+            diskless_kube::stack::binary(name)
+                .map_err(|e| crate::error::Error::environment(format!("{e:#}")))
+        };
         let (etcd, apiserver_bin, cm, scheduler, kubectl) = (
             bin("etcd")?,
             bin("kube-apiserver")?,
@@ -117,9 +111,7 @@ impl ControlPlane {
             bin("kube-scheduler")?,
             bin("kubectl")?,
         );
-        let dir = tempfile::Builder::new()
-            .prefix("diskless-controlplane-")
-            .tempdir()
+        let dir = crate::machine::process::temp_dir("diskless-controlplane-")
             .context("cannot create the control plane's directory")?;
         let extra_names: Vec<String> = opts.lab_address.iter().map(|a| a.to_string()).collect();
         let pki = pki::generate_with(&dir.path().join("pki"), &extra_names)?;
@@ -139,8 +131,8 @@ impl ControlPlane {
         pki::write_file(&layout.egress_config, &egress, 0o644)?;
 
         // From here on a failure drops `cp`, which stops what was started.
-        let token = Token::generate()?;
-        let mut cp = ControlPlane {
+        let token = Token::generate().context("cannot generate a bootstrap token")?;
+        let mut cp = HostControlPlane {
             layout,
             token: token.bearer(),
             kubectl,
@@ -159,7 +151,7 @@ impl ControlPlane {
         cp.times.etcd = since();
 
         cp.spawn_apiserver()?;
-        cp.wait("the API server's /readyz", ControlPlane::readyz)?;
+        cp.wait("the API server's /readyz", HostControlPlane::readyz)?;
         cp.times.apiserver_ready = since();
 
         cp.spawn(
@@ -215,12 +207,15 @@ impl ControlPlane {
 
     /// Starts the API server again, with the same flags, port and certificates, and waits for
     /// its `/readyz` (the RBAC objects and the token are in etcd already).
-    pub fn start_apiserver(&mut self) -> anyhow::Result<()> {
+    pub fn start_apiserver(&mut self) -> crate::error::Result<()> {
         if self.procs.iter().any(|p| p.name == "kube-apiserver") {
             bail!("the API server is running already");
         }
         self.spawn_apiserver()?;
-        self.wait("the restarted API server's /readyz", ControlPlane::readyz)
+        self.wait(
+            "the restarted API server's /readyz",
+            HostControlPlane::readyz,
+        )
     }
 
     /// The kubeconfig with `system:masters` rights (on the host's loopback).
@@ -280,7 +275,7 @@ impl ControlPlane {
     /// connections for `node` (logs, exec, port-forward): forward it to the guest's
     /// [`KUBELET_PORT`] with slirp's `hostfwd=tcp:127.0.0.1:<port>-:10250`. The proxy dials it
     /// from 127.0.0.1, which slirp needs (field notes).
-    pub fn kubelet_port_for(&self, node: &str) -> anyhow::Result<u16> {
+    pub fn kubelet_port_for(&self, node: &str) -> crate::error::Result<u16> {
         let port = free_ports(1)?[0];
         self.forward_kubelet(node, port);
         Ok(port)
@@ -300,12 +295,12 @@ impl ControlPlane {
 
     /// `kubectl --kubeconfig=<admin> <args>` (bounded to 60 s): its standard output, or Err with
     /// its standard error.
-    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+    pub fn kubectl(&self, args: &[&str]) -> crate::error::Result<String> {
         self.kubectl_run(args, None)
     }
 
     /// [`Self::kubectl`] with `input` on standard input (`apply -f -`).
-    pub fn kubectl_input(&self, args: &[&str], input: &[u8]) -> anyhow::Result<String> {
+    pub fn kubectl_input(&self, args: &[&str], input: &[u8]) -> crate::error::Result<String> {
         self.kubectl_run(args, Some(input))
     }
 
@@ -321,7 +316,7 @@ impl ControlPlane {
 
     /// The last `lines` lines of a component's log, for a failing test's message.
     pub fn log_tail(&self, component: &str, lines: usize) -> String {
-        process::log_tail(&self.layout.log(component), lines)
+        crate::machine::daemon::log_tail(&self.layout.log(component), lines)
     }
 
     /// The state directory (PKI, kubeconfigs, etcd data, logs).
@@ -338,13 +333,18 @@ impl ControlPlane {
         self.times
     }
 
-    fn spawn(&mut self, name: &'static str, bin: &Path, args: Vec<String>) -> anyhow::Result<()> {
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        bin: &Path,
+        args: Vec<String>,
+    ) -> crate::error::Result<()> {
         let p = Process::spawn(name, bin, &args, &self.layout.log(name), grace(name))?;
         self.procs.push(p);
         Ok(())
     }
 
-    fn spawn_apiserver(&mut self) -> anyhow::Result<()> {
+    fn spawn_apiserver(&mut self) -> crate::error::Result<()> {
         let bin = self.apiserver_bin.clone();
         self.spawn("kube-apiserver", &bin, components::apiserver(&self.layout))
     }
@@ -354,8 +354,8 @@ impl ControlPlane {
     fn wait<T>(
         &mut self,
         what: &str,
-        mut probe: impl FnMut(&ControlPlane) -> Result<T, String>,
-    ) -> anyhow::Result<T> {
+        mut probe: impl FnMut(&HostControlPlane) -> Result<T, String>,
+    ) -> crate::error::Result<T> {
         let deadline = Instant::now() + self.timeout;
         loop {
             for p in &mut self.procs {
@@ -394,7 +394,7 @@ impl ControlPlane {
         })
     }
 
-    fn kubectl_run(&self, args: &[&str], input: Option<&[u8]>) -> anyhow::Result<String> {
+    fn kubectl_run(&self, args: &[&str], input: Option<&[u8]>) -> crate::error::Result<String> {
         let mut cmd = Command::new(&self.kubectl);
         cmd.arg(format!(
             "--kubeconfig={}",
@@ -414,7 +414,25 @@ impl ControlPlane {
     }
 }
 
-impl Drop for ControlPlane {
+impl ControlPlaneSide for HostControlPlane {
+    fn api_server(&self) -> String {
+        self.guest_api_server()
+    }
+    fn admin_kubeconfig(&self) -> &Path {
+        HostControlPlane::admin_kubeconfig(self)
+    }
+    fn ca_pem(&self) -> &[u8] {
+        HostControlPlane::ca_pem(self)
+    }
+    fn kubectl(&self) -> &Path {
+        self.kubectl_path()
+    }
+    fn node_address(&self, node: &str, address: Ipv4Addr) {
+        self.route_kubelet(node, address);
+    }
+}
+
+impl Drop for HostControlPlane {
     fn drop(&mut self) {
         self.stop();
     }
@@ -434,7 +452,7 @@ fn grace(component: &str) -> Duration {
 
 /// The admin's, the controller-manager's and the scheduler's kubeconfigs: client
 /// certificates against the API server on the host's loopback.
-fn write_kubeconfigs(l: &Layout) -> anyhow::Result<()> {
+fn write_kubeconfigs(l: &Layout) -> crate::error::Result<()> {
     let server = format!("https://127.0.0.1:{}", l.ports.api);
     let ca = || ClusterCa::File(l.pki.ca.cert.display().to_string());
     for (path, user, pair) in [
@@ -463,19 +481,6 @@ fn write_kubeconfigs(l: &Layout) -> anyhow::Result<()> {
         pki::write_file(path, &k.to_bytes(), 0o600)?;
     }
     Ok(())
-}
-
-/// `n` distinct ports that were free on 127.0.0.1 a moment ago: all bound at once (so the
-/// kernel hands out distinct ones), then released for the components to bind.
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot find a free port on 127.0.0.1")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
 }
 
 fn tcp_open(port: u16) -> Result<(), String> {

@@ -3,11 +3,11 @@
 //! SIGKILL (noted in the log), always followed by a wait so no zombie and no listening socket
 //! outlives `stop`.
 //!
-//! The children stay in the harness's process group on purpose: Ctrl-C in a terminal reaches
-//! the whole foreground group, so an interrupted `cargo test` takes the control plane with it
-//! even though no destructor runs.
+//! Spawned through [`super::process`]: a harness that dies without running destructors
+//! (SIGKILL, a test runner's timeout) takes its daemons with it, and `run`/`check` stop them on
+//! SIGINT and SIGTERM.
 
-use anyhow::{bail, Context};
+use crate::error::{bail, Context};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -31,7 +31,7 @@ impl Process {
         args: &[String],
         log: &Path,
         grace: Duration,
-    ) -> anyhow::Result<Process> {
+    ) -> crate::error::Result<Process> {
         let mut out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -46,20 +46,7 @@ impl Process {
         let err = out.try_clone()?;
         let mut cmd = Command::new(program);
         cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
-        // A harness killed outright (SIGKILL, a test runner's timeout) runs no Drop: the
-        // kernel then stops the control plane, so no etcd or API server outlives it.
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        let child = cmd
-            .spawn()
+        let child = super::process::spawn(&mut cmd)
             .with_context(|| format!("cannot start {name} ({})", program.display()))?;
         Ok(Process {
             name,
@@ -75,7 +62,7 @@ impl Process {
     }
 
     /// Err, naming the process and quoting its log, if it has exited.
-    pub fn check(&mut self) -> anyhow::Result<()> {
+    pub fn check(&mut self) -> crate::error::Result<()> {
         if self.exited.is_none() {
             self.exited = self.child.try_wait()?;
         }
@@ -153,7 +140,7 @@ pub fn output_within(
     mut cmd: Command,
     input: Option<&[u8]>,
     limit: Duration,
-) -> anyhow::Result<Output> {
+) -> crate::error::Result<Output> {
     let what = format!("{cmd:?}");
     cmd.stdin(if input.is_some() {
         Stdio::piped()
@@ -162,9 +149,8 @@ pub fn output_within(
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {what}"))?;
+    let mut child =
+        super::process::spawn(&mut cmd).with_context(|| format!("cannot start {what}"))?;
     if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
         let bytes = bytes.to_vec();
         std::thread::spawn(move || {

@@ -7,8 +7,8 @@
 //! the PKI lives as long as one test, and a guest whose clock is off must not find it "not yet
 //! valid". The file names are kubeadm's, so its documentation describes them.
 
-use super::{GUEST_API_ADDR, KUBERNETES_SERVICE_IP};
-use anyhow::Context;
+use super::network::{GUEST_API_ADDR, KUBERNETES_SERVICE_IP};
+use crate::error::Context;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
@@ -75,13 +75,13 @@ pub fn server_names() -> Vec<String> {
 }
 
 /// Generates the PKI into `dir` (created): certificates 0644, keys 0600.
-pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
+pub fn generate(dir: &Path) -> crate::error::Result<Pki> {
     generate_with(dir, &[])
 }
 
 /// [`generate`], the API server's and etcd's certificates also naming `extra_names` (a control-plane
 /// machine's own addresses and names).
-pub fn generate_with(dir: &Path, extra_names: &[String]) -> anyhow::Result<Pki> {
+pub fn generate_with(dir: &Path, extra_names: &[String]) -> crate::error::Result<Pki> {
     std::fs::create_dir_all(dir.join("etcd"))
         .with_context(|| format!("create {}", dir.display()))?;
     let (ca_cert, ca_key) = new_ca("diskless throwaway CA")?;
@@ -186,7 +186,7 @@ pub fn generate_with(dir: &Path, extra_names: &[String]) -> anyhow::Result<Pki> 
 }
 
 /// A self-signed CA named `cn`.
-fn new_ca(cn: &str) -> anyhow::Result<(Certificate, KeyPair)> {
+fn new_ca(cn: &str) -> crate::error::Result<(Certificate, KeyPair)> {
     let key = new_key()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = rcgen::DistinguishedName::new();
@@ -218,7 +218,7 @@ impl Issuer<'_> {
         org: Option<&str>,
         sans: Vec<String>,
         usage: Vec<ExtendedKeyUsagePurpose>,
-    ) -> anyhow::Result<Pair> {
+    ) -> crate::error::Result<Pair> {
         let key = new_key()?;
         let mut params =
             CertificateParams::new(sans).with_context(|| format!("parameters for {file}"))?;
@@ -239,11 +239,16 @@ impl Issuer<'_> {
     }
 }
 
-fn new_key() -> anyhow::Result<KeyPair> {
+fn new_key() -> crate::error::Result<KeyPair> {
     KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generate an ECDSA P-256 key")
 }
 
-fn write_pair(dir: &Path, file: &str, cert: &Certificate, key: &KeyPair) -> anyhow::Result<Pair> {
+fn write_pair(
+    dir: &Path,
+    file: &str,
+    cert: &Certificate,
+    key: &KeyPair,
+) -> crate::error::Result<Pair> {
     let pair = Pair {
         cert: dir.join(format!("{file}.crt")),
         key: dir.join(format!("{file}.key")),
@@ -255,7 +260,7 @@ fn write_pair(dir: &Path, file: &str, cert: &Certificate, key: &KeyPair) -> anyh
 
 /// Writes a new file with `mode` from the start: a key is never readable by others, not even
 /// between its creation and a chmod.
-pub(super) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+pub(super) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> crate::error::Result<()> {
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)

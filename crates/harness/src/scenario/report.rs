@@ -1,0 +1,214 @@
+//! The reports the scenarios hand back, and their text form: [`CheckReport`] for a checked boot
+//! (`check`, with `--join`, `--lifecycle`, `--image-pressure`), [`ControlPlaneReport`] for
+//! `check --control-plane`, [`ClusterReport`] for the cluster scenario. `--json` prints them as
+//! they are; the memory figures' text form is [`super::memory`]'s.
+
+use super::judge::{CheckResult, Stage};
+use super::memory::{print_memory, print_memory_accounting};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Timeline {
+    /// Host seconds since QEMU started. iPXE's banner, if it reaches the serial console
+    /// (Debian's build prints to VGA only: then its first HTTP request marks it).
+    pub ipxe_start: Option<f64>,
+    /// First and last byte served by the harness's HTTP server (not measured with TFTP).
+    pub download_start: Option<f64>,
+    pub download_done: Option<f64>,
+    pub kernel_start: Option<f64>,
+    pub check_done: Option<f64>,
+    pub qemu_exit: Option<f64>,
+    /// Guest seconds since kernel start.
+    pub root_switched: Option<f64>,
+    pub network_up: Option<f64>,
+    pub containerd_ready: Option<f64>,
+    pub images_imported: Option<f64>,
+    pub kubelet_started: Option<f64>,
+    /// First `/healthz` ok and static pod running, as seen by the check hook.
+    pub kubelet_healthy: Option<f64>,
+    pub static_pod_running: Option<f64>,
+    pub boot_done: Option<f64>,
+    /// With --join, as the API server showed them (polled every 0.3 s): the Node object
+    /// exists, its Ready condition is True, the API-created pod is Running with a pod IP.
+    pub node_registered: Option<f64>,
+    pub node_ready: Option<f64>,
+    pub api_pod_running: Option<f64>,
+    /// From inside the API pod: the `kubernetes` Service answered through its ClusterIP, and
+    /// its name resolved through the cluster DNS (CoreDNS on the node).
+    pub service_reached: Option<f64>,
+    pub cluster_dns: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub ok: bool,
+    pub image: String,
+    pub memory_mib: u32,
+    pub accel: String,
+    pub failures: Vec<String>,
+    pub timeline: Timeline,
+    pub download_bytes: Option<u64>,
+    pub stages: Vec<Stage>,
+    pub checks: Vec<CheckResult>,
+    /// From the guest with containerd idle: mem_used_kb (MemTotal − MemAvailable), by kind
+    /// (`meminfo_kb`, the zones' reserves), by filesystem (`initramfs_used_bytes`,
+    /// `squashfs_images`, `filesystems`) and by process (`processes`, `rss_services_kb`).
+    pub memory: Option<serde_json::Value>,
+    /// The same once the checks are done: the kubelet's pods (static; with --join the API pod)
+    /// running.
+    pub memory_after: Option<serde_json::Value>,
+    pub restarts: Vec<String>,
+    /// With --join --lifecycle: kubelet killed, API server away, reboot and rejoin.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+    /// Host seconds the step took to prove (from the event to the evidence).
+    pub seconds: f64,
+}
+
+/// One boot, in guest seconds since kernel start (host observations shifted by the kernel's
+/// start as the console shows it).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct BootTimeline {
+    /// Host seconds from QEMU start to kernel start.
+    pub kernel_start: Option<f64>,
+    pub network_up: Option<f64>,
+    /// The init's `etcd-restore` line (the restore is done).
+    pub etcd_restored: Option<f64>,
+    /// `etcdctl endpoint health` answered from the host.
+    pub etcd_healthy: Option<f64>,
+    /// The API server's `/readyz` said ok.
+    pub api_healthy: Option<f64>,
+    /// A namespace created after the API was healthy got its `default` ServiceAccount (the
+    /// controller-manager's serviceaccount controller).
+    pub controller_manager_working: Option<f64>,
+    /// A pod in it got `PodScheduled=False, Unschedulable` (the scheduler ran it: no node).
+    pub scheduler_working: Option<f64>,
+    /// The check hook's memory once the four ports listened (MemTotal − MemAvailable etc.).
+    pub memory: Option<serde_json::Value>,
+    /// The init's restore line.
+    pub etcd_restore: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ControlPlaneReport {
+    pub ok: bool,
+    pub image: String,
+    pub memory_mib: u32,
+    pub failures: Vec<String>,
+    pub first_boot: BootTimeline,
+    pub second_boot: BootTimeline,
+    /// The snapshot the reboot restored, bytes.
+    pub snapshot_bytes: Option<u64>,
+    /// Host seconds of the publish that took it (RBAC, snapshot, restore check, node segment).
+    pub publish_seconds: Option<f64>,
+}
+
+/// One worker's numbers.
+#[derive(Debug, Clone, Default)]
+pub struct NodeReport {
+    pub name: String,
+    pub address: String,
+    pub pod_cidr: String,
+    /// Seconds from QEMU's start to the kernel's first line (iPXE, DHCP, downloads).
+    pub kernel_start: f64,
+    /// Seconds from the kernel's first line to the Node's Ready as the API showed it.
+    pub kernel_to_ready: f64,
+    /// MemTotal − MemAvailable, MiB, with its Deployment pod (and, on the first, CoreDNS).
+    pub used_mib: u64,
+    /// After the power cycle: QEMU start → kernel, kernel → Ready, kernel → its pod Running.
+    pub reboot: Option<(f64, f64, f64)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClusterReport {
+    pub nodes: Vec<NodeReport>,
+    /// Seconds from applying the Deployment to both its pods Running and ready.
+    pub deployment_running: f64,
+    /// What was proven, in words, in order.
+    pub proven: Vec<String>,
+    /// Seconds from publishing to the last check.
+    pub wall: f64,
+}
+
+pub fn print_check(r: &CheckReport) {
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+    println!(
+        "image {} · {} MiB · accel {}",
+        r.image, r.memory_mib, r.accel
+    );
+    let t = &r.timeline;
+    println!("timeline (host s since QEMU start): iPXE {} · download {}–{} · kernel {} · check done {} · QEMU exit {}",
+        f(t.ipxe_start), f(t.download_start), f(t.download_done), f(t.kernel_start), f(t.check_done), f(t.qemu_exit));
+    println!("timeline (guest s since kernel start):");
+    for s in &r.stages {
+        println!(
+            "  {:>8.3}  {:<12} {:<7} {}",
+            s.guest_t, s.name, s.status, s.detail
+        );
+    }
+    println!("checks:");
+    for c in &r.checks {
+        println!("  {:<20} {:<5} {}", c.name, c.status, c.detail);
+    }
+    for (when, m) in [
+        ("containerd idle", &r.memory),
+        ("checks done, pods running", &r.memory_after),
+    ] {
+        if let Some(m) = m {
+            print_memory(when, m);
+            print_memory_accounting(r.memory_mib, m);
+        }
+    }
+    for s in &r.lifecycle {
+        println!(
+            "lifecycle {:<16} {:<5} {:.1} s  {}",
+            s.name,
+            if s.ok { "ok" } else { "FAIL" },
+            s.seconds,
+            s.detail
+        );
+    }
+    for x in &r.restarts {
+        println!("restart: {x}");
+    }
+    if r.ok {
+        println!("check: ok");
+    } else {
+        for x in &r.failures {
+            println!("FAIL: {x}");
+        }
+    }
+}
+
+/// `check --control-plane`'s report in words: each boot's timeline and memory, the failures.
+pub fn print_control_plane(report: &ControlPlaneReport) {
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1}"));
+    println!("control plane {} · {} MiB", report.image, report.memory_mib);
+    for (name, b) in [
+        ("first", &report.first_boot),
+        ("second", &report.second_boot),
+    ] {
+        let mem = b
+            .memory
+            .as_ref()
+            .and_then(|m| m["mem_used_kb"].as_u64())
+            .map_or("-".into(), |kb| format!("{} MiB", kb / 1024));
+        println!(
+            "{name} boot (guest s): etcd {} · API {} · controller-manager {} · scheduler {} · used {mem}",
+            f(b.etcd_healthy),
+            f(b.api_healthy),
+            f(b.controller_manager_working),
+            f(b.scheduler_working)
+        );
+    }
+    for failure in &report.failures {
+        println!("FAILED: {failure}");
+    }
+}
