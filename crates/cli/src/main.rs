@@ -1,8 +1,9 @@
-//! The `diskless` command line: parses arguments, calls the library, maps errors to exit codes.
-//! Exit codes: 0 success, 1 failure (bad input, failed check, I/O error), 2 usage (clap).
+//! The `diskless` command line: parses arguments, calls the library, maps errors to exit codes
+//! (`exit.rs`: 0 success, 1 bad input, 2 usage, 3 a failed check, 4 an environment problem).
 
 mod args;
 mod cache;
+mod exit;
 mod oci;
 
 use args::{BootArgs, BuildArgs, CheckArgs, HostArgs, InspectArgs, PublishArgs, ServeArgs};
@@ -15,7 +16,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "diskless", version, about, propagate_version = true)]
+#[command(
+    name = "diskless",
+    version,
+    about,
+    propagate_version = true,
+    after_help = exit::CODES_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -126,7 +133,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", printable(&format!("{e:#}")));
-            ExitCode::FAILURE
+            exit::classify(&e).into()
         }
     }
 }
@@ -241,7 +248,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
             if report.ok() {
                 Ok(())
             } else {
-                anyhow::bail!("{} problem(s) in {what}", report.problems.len())
+                Err(
+                    exit::CheckFailed(format!("{} problem(s) in {what}", report.problems.len()))
+                        .into(),
+                )
             }
         }
         Command::Publish { args, json } => {
