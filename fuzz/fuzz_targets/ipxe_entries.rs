@@ -6,7 +6,7 @@
 #![no_main]
 
 use diskless_builder::index::Index;
-use diskless_builder::ipxe::words::{Word, Words};
+use diskless_builder::words::{Word, Words};
 use diskless_fuzz::{check, check_path, fixed, words, Expect, Script, W};
 use diskless_publish::{entries, format_utc, Additions, Generation, Indexes};
 use libfuzzer_sys::fuzz_target;

@@ -5,7 +5,7 @@
 #![no_main]
 
 use diskless_builder::index::{is_sha256_hex, Index};
-use diskless_builder::ipxe::words::{BaseUrl, Word, Words};
+use diskless_builder::words::{BaseUrl, Word, Words};
 use diskless_builder::ipxe::{script, Extra};
 use diskless_fuzz::{check, Script};
 use libfuzzer_sys::fuzz_target;

@@ -2,8 +2,8 @@
 //! command line, plan digest). It is itself stored content-addressed, and copied to the stable
 //! name `<name>.json` so people and tools can find the current build.
 
-use crate::ipxe::words::{Word, Words};
 use crate::store::object_path;
+use crate::words::{Word, Words};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

@@ -6,6 +6,9 @@
 // 1. What the user writes.
 /// The plan (format v1) as the Nix modules and `diskless plan --host` write it, with its defaults.
 pub mod plan;
+/// Checked words: the only strings a kernel command line or an iPXE script is written from,
+/// checked where they enter (plan, index, inventory), so every later step takes them as they are.
+pub mod words;
 
 // 2. Plan → checked trees.
 /// Container images enter as trees through a trait the `oci` crate implements.

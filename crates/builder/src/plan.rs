@@ -5,7 +5,7 @@
 //! plan is an error, not a silently ignored setting. Checks that need more than one field, or the
 //! filesystem, live in `resolve/`, which turns a `Plan` into a checked `ResolvedImage`.
 
-use crate::ipxe::words::Words;
+use crate::words::Words;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ pub struct Plan {
     pub version: u32,
     /// Image name: names `<name>.json`, `<name>.ipxe` and `<name>.initrd` in the output.
     pub name: String,
-    /// One line for menus and `inspect` (written into iPXE scripts: `ipxe/words.rs`).
+    /// One line for menus and `inspect` (written into iPXE scripts: `words.rs`).
     #[serde(default)]
     pub description: Words,
     pub kernel: Kernel,

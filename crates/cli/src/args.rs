@@ -2,7 +2,7 @@
 //! types carry the flags, defaults and help, and convert into them.
 
 use clap::{Args, ValueEnum};
-use diskless_builder::ipxe::words::{BaseUrl, Words};
+use diskless_builder::words::{BaseUrl, Words};
 use diskless_builder::{inspect::InspectOptions, pipeline::BuildOptions};
 use diskless_harness::{Accel, BootOptions, CheckOptions, Transport};
 use diskless_hostplan::host::{HostOptions, Kubelet, Runtime};

@@ -1,5 +1,5 @@
 //! No string from a plan, an index, an inventory, a generation record or the command line can
-//! add a command to an iPXE script (`crates/builder/src/ipxe/words.rs`): every path in is tried
+//! add a command to an iPXE script (`crates/builder/src/words.rs`): every path in is tried
 //! with a table of hostile strings, each must fail with the field named and nothing written,
 //! and what valid inputs produce holds only the commands the writers mean.
 

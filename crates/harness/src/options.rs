@@ -1,7 +1,7 @@
 //! What a caller of `run` and `check` chooses: shared by every layer, so it is a leaf that
 //! depends on no other module of the crate.
 
-use diskless_builder::ipxe::words::Words;
+use diskless_builder::words::Words;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -3,9 +3,9 @@
 //! `menu.ipxe` and `boot.ipxe`. Pure, so publish, rollback and the harness render the same text.
 
 use crate::generation::{format_utc, index_of, Generation, IndexError, Indexes};
-use diskless_builder::ipxe::words::{BaseUrl, Word, Words};
 use diskless_builder::ipxe::{script, Extra};
 use diskless_builder::store::object_path;
+use diskless_builder::words::{BaseUrl, Word, Words};
 use diskless_contract::identity;
 
 /// Additions to every image and host entry (the harness's check hook): kernel arguments, and

@@ -3,7 +3,7 @@
 
 use crate::dest::{Dest, DestError, Snapshot};
 use diskless_builder::index::{sha256_hex, Artifact, Index};
-use diskless_builder::ipxe::words::{Word, Words};
+use diskless_builder::words::{Word, Words};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 

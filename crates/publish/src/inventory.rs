@@ -5,7 +5,7 @@
 //! join check) write inventories through the type, not as TOML text.
 
 use crate::authorized_keys::AuthorizedKeys;
-use diskless_builder::ipxe::words::Words;
+use diskless_builder::words::Words;
 use diskless_contract::{cluster, identity};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -361,7 +361,7 @@ impl Inventory {
                     ));
                 }
             }
-            // Written into the host's iPXE entry: the iPXE rule (`ipxe/words.rs`).
+            // Written into the host's iPXE entry: the iPXE rule (`diskless_builder::words`).
             Words::new(h.kernel_args.clone())
                 .map_err(|why| invalid(format!("hosts[{i}].kernel_args"), why))?;
         }

@@ -25,8 +25,8 @@
 use crate::inventory::Inventory;
 use dest::{Dest, Snapshot, Source};
 use diskless_builder::index::Index;
-use diskless_builder::ipxe::words::Word;
 use diskless_builder::store::sha256_hex;
+use diskless_builder::words::Word;
 use generation::{read_generations, read_indexes, record, referenced, GENERATION_VERSION};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};

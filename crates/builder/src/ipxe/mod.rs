@@ -4,10 +4,8 @@
 //! are resolved by iPXE against the script's own URL. Every string written here is a
 //! [`words`] type, checked where it entered: nothing else can reach a script.
 
-pub mod words;
-
 use crate::index::Index;
-use words::{BaseUrl, Word, Words};
+use crate::words::{BaseUrl, Word, Words};
 
 /// The object digests an iPXE script refers to (`…objects/<sha256>` words), for checks that every
 /// entry points at stored objects.

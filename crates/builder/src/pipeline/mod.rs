@@ -14,12 +14,12 @@ pub use output::{write_atomic, OutputError, WriteError};
 
 use crate::compress::{Codec, CompressError};
 use crate::index::{Artifact, Index, SegmentArtifact, INDEX_VERSION};
-use crate::ipxe::words::{BaseUrl, Word};
 use crate::plan::Plan;
 use crate::preload::{PreloadError, Preloader};
 use crate::resolve::{Packed, ResolveError, ResolvedImage};
 use crate::store::{sha256_hex, Cache};
 use crate::tree::{Content, Entry, EntryKind, Tree};
+use crate::words::{BaseUrl, Word};
 use diskless_contract::image::{
     ImageContract, ImageRef, SegmentRef, CONTRACT_PATH, CONTRACT_VERSION,
 };

@@ -2,10 +2,10 @@
 //! default applied. The plan is what users write (`crate::plan`); this is what the builder uses.
 
 use crate::compress::Codec;
-use crate::ipxe::words::Words;
 use crate::plan::{Node, PreloadImage};
 use crate::squashfs::SquashfsCodec;
 use crate::tree::Tree;
+use crate::words::Words;
 use diskless_contract::image::ModuleRef;
 use std::path::PathBuf;
 

@@ -14,7 +14,7 @@ use crate::lab::join::{Lab, HOSTNAME};
 use crate::machine::guest::Guest;
 use crate::machine::hook;
 use crate::options::{BootOptions, CheckOptions};
-use diskless_builder::ipxe::words::{Word, Words};
+use diskless_builder::words::{Word, Words};
 use diskless_contract::console::{CheckLine, CheckMode};
 use diskless_publish::Additions;
 use std::time::{Duration, Instant};

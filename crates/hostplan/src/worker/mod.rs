@@ -20,8 +20,8 @@ use crate::error::HostPlanError;
 use crate::kernel_modules;
 use crate::machine::Machine;
 use crate::options::{HostOptions, Runtime};
-use diskless_builder::ipxe::words::Words;
 use diskless_builder::plan::{Component, Compression, Plan, PreloadImage, PLAN_VERSION};
+use diskless_builder::words::Words;
 use part::Part;
 
 /// The worker's plan over `base`, and warnings (no kubelet, no kube-proxy).

@@ -2,8 +2,8 @@
 //! `base.nix` and `network.nix`): the kernel command line, sysctls, cgroup controllers, DHCP.
 
 use crate::machine::Machine;
-use diskless_builder::ipxe::words::Words;
 use diskless_builder::plan::{Kernel, Network, Node, Service};
+use diskless_builder::words::Words;
 
 pub fn kernel(machine: Machine) -> Kernel {
     Kernel {
