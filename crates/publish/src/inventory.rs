@@ -266,128 +266,22 @@ impl Inventory {
 
     /// Checks everything that does not need the published images.
     pub fn check(&mut self, path: &Path) -> Result<(), InventoryError> {
-        let invalid = |field: String, message: String| InventoryError::Invalid {
+        let invalid = |(field, message): Broken| InventoryError::Invalid {
             path: path.to_owned(),
             field,
             message,
         };
-        // iPXE's `choose --timeout` takes milliseconds in a 32-bit `unsigned long` on BIOS.
-        if self.menu_timeout > 86_400 {
-            return Err(invalid(
-                "menu_timeout".into(),
-                format!(
-                    "{} s is over a day (86400 s); iPXE cannot wait that long",
-                    self.menu_timeout
-                ),
-            ));
-        }
+        menu_timeout(self.menu_timeout).map_err(invalid)?;
         if let Some(j) = &self.join {
-            identity::api_server(&j.api_server)
-                .map_err(|why| invalid("join.api_server".into(), why.into()))?;
-            match (&j.token_file, &j.mint_tokens) {
-                (Some(_), None) => {}
-                (None, Some(m)) if m.ttl_seconds < MintTokens::MIN_TTL_SECONDS => {
-                    return Err(invalid(
-                        "join.mint_tokens.ttl_seconds".into(),
-                        format!(
-                            "{} s is too short for a node to boot with its token (at least {})",
-                            m.ttl_seconds,
-                            MintTokens::MIN_TTL_SECONDS
-                        ),
-                    ))
-                }
-                (None, Some(_)) => {}
-                (Some(_), Some(_)) | (None, None) => {
-                    return Err(invalid(
-                        "join".into(),
-                        "give either token_file (one token every host boots with) or \
-                         [join.mint_tokens] (a short-lived token per host and publish)"
-                            .into(),
-                    ))
-                }
-            }
-            for (i, d) in j.cluster_dns.iter().enumerate() {
-                cluster::dns_server(d)
-                    .map_err(|why| invalid(format!("join.cluster_dns[{i}]"), why.into()))?;
-            }
-            if let Some(d) = &j.cluster_domain {
-                cluster::domain(d)
-                    .map_err(|why| invalid("join.cluster_domain".into(), why.into()))?;
-            }
+            check_join(j).map_err(invalid)?;
         }
-        let mut pod_cidrs = BTreeSet::new();
-        let mut macs = BTreeSet::new();
-        let mut names = BTreeSet::new();
+        let has_join = self.join.is_some();
+        let mut seen = Seen::default();
         for (i, h) in self.hosts.iter_mut().enumerate() {
-            let mac = identity::mac(&h.mac)
-                .map_err(|why| invalid(format!("hosts[{i}].mac"), why.into()))?;
-            if !macs.insert(mac.clone()) {
-                return Err(invalid(
-                    format!("hosts[{i}].mac"),
-                    format!("{} is listed twice; each machine has one entry", h.mac),
-                ));
-            }
-            h.mac = mac;
-            identity::hostname(&h.hostname)
-                .map_err(|why| invalid(format!("hosts[{i}].hostname"), why.into()))?;
-            if !names.insert(h.hostname.clone()) {
-                return Err(invalid(
-                    format!("hosts[{i}].hostname"),
-                    format!("{} is used by two hosts", h.hostname),
-                ));
-            }
-            if h.kubelet_mode == KubeletMode::Join && self.join.is_none() {
-                return Err(invalid(
-                    format!("hosts[{i}].kubelet_mode"),
-                    "join mode needs a [join] section with api_server, ca_file and token_file or mint_tokens"
-                        .into(),
-                ));
-            }
-            for (k, v) in &h.labels {
-                identity::label(k, v)
-                    .map_err(|why| invalid(format!("hosts[{i}].labels.{k:?}"), why.into()))?;
-            }
-            for (j, t) in h.taints.iter().enumerate() {
-                identity::taint(t)
-                    .map_err(|why| invalid(format!("hosts[{i}].taints[{j}]"), why.into()))?;
-            }
-            if let Some(c) = &h.pod_cidr {
-                cluster::pod_cidr(c)
-                    .map_err(|why| invalid(format!("hosts[{i}].pod_cidr"), why.into()))?;
-                if !pod_cidrs.insert(c.clone()) {
-                    return Err(invalid(
-                        format!("hosts[{i}].pod_cidr"),
-                        format!("{c} is given to two hosts; their pods' addresses would collide"),
-                    ));
-                }
-            }
-            // Written into the host's iPXE entry: the iPXE rule (`diskless_builder::words`).
-            Words::new(h.kernel_args.clone())
-                .map_err(|why| invalid(format!("hosts[{i}].kernel_args"), why))?;
+            check_host(i, h, has_join, &mut seen).map_err(invalid)?;
         }
         if let Some(c) = &self.control_plane {
-            let Some(host) = self.hosts.iter().find(|h| c.runs_on(h)) else {
-                return Err(invalid(
-                    "control_plane.host".into(),
-                    format!("{:?} is not the hostname of any [[hosts]] entry", c.host),
-                ));
-            };
-            if host.kubelet_mode == KubeletMode::Join {
-                return Err(invalid(
-                    "control_plane.host".into(),
-                    format!(
-                        "{} is in join mode; the control-plane image runs no kubelet (leave kubelet_mode standalone)",
-                        c.host
-                    ),
-                ));
-            }
-            diskless_contract::controlplane::ControlPlaneNode {
-                advertise_address: c.advertise_address.clone(),
-            }
-            .check()
-            .map_err(|(field, why)| invalid(field, why))?;
-            etcd_endpoint(&c.etcd_endpoint)
-                .map_err(|why| invalid("control_plane.etcd_endpoint".into(), why))?;
+            check_control_plane(c, &self.hosts).map_err(invalid)?;
         }
         Ok(())
     }
@@ -442,6 +336,164 @@ impl Inventory {
         }
         Ok(())
     }
+}
+
+/// A broken rule of `Inventory::check`: the field, and what is wrong with it.
+type Broken = (String, String);
+
+/// iPXE's `choose --timeout` takes milliseconds in a 32-bit `unsigned long` on BIOS.
+fn menu_timeout(seconds: u32) -> Result<(), Broken> {
+    if seconds > 86_400 {
+        return Err((
+            "menu_timeout".into(),
+            format!("{seconds} s is over a day (86400 s); iPXE cannot wait that long"),
+        ));
+    }
+    Ok(())
+}
+
+/// `[join]`: each field by its rule; the first broken one is reported.
+fn check_join(j: &Join) -> Result<(), Broken> {
+    identity::api_server(&j.api_server)
+        .map_err(|why| ("join.api_server".into(), String::from(why)))?;
+    join_token(j)?;
+    for (i, d) in j.cluster_dns.iter().enumerate() {
+        cluster::dns_server(d)
+            .map_err(|why| (format!("join.cluster_dns[{i}]"), String::from(why)))?;
+    }
+    if let Some(d) = &j.cluster_domain {
+        cluster::domain(d).map_err(|why| ("join.cluster_domain".into(), String::from(why)))?;
+    }
+    Ok(())
+}
+
+/// Join hosts get their token one way, and a minted one lives long enough to boot with.
+fn join_token(j: &Join) -> Result<(), Broken> {
+    match (&j.token_file, &j.mint_tokens) {
+        (Some(_), None) => Ok(()),
+        (None, Some(m)) if m.ttl_seconds < MintTokens::MIN_TTL_SECONDS => Err((
+            "join.mint_tokens.ttl_seconds".into(),
+            format!(
+                "{} s is too short for a node to boot with its token (at least {})",
+                m.ttl_seconds,
+                MintTokens::MIN_TTL_SECONDS
+            ),
+        )),
+        (None, Some(_)) => Ok(()),
+        (Some(_), Some(_)) | (None, None) => Err((
+            "join".into(),
+            "give either token_file (one token every host boots with) or \
+             [join.mint_tokens] (a short-lived token per host and publish)"
+                .into(),
+        )),
+    }
+}
+
+/// What the hosts checked so far use, where no two hosts may share a value.
+#[derive(Default)]
+struct Seen {
+    macs: BTreeSet<String>,
+    hostnames: BTreeSet<String>,
+    pod_cidrs: BTreeSet<String>,
+}
+
+/// `hosts[i]`: each field by its rule, the first broken one reported; the MAC normalized in place.
+fn check_host(i: usize, h: &mut Host, has_join: bool, seen: &mut Seen) -> Result<(), Broken> {
+    h.mac = host_mac(i, &h.mac, &mut seen.macs)?;
+    host_hostname(i, &h.hostname, &mut seen.hostnames)?;
+    host_kubelet_mode(i, h, has_join)?;
+    for (k, v) in &h.labels {
+        identity::label(k, v)
+            .map_err(|why| (format!("hosts[{i}].labels.{k:?}"), String::from(why)))?;
+    }
+    for (j, t) in h.taints.iter().enumerate() {
+        identity::taint(t).map_err(|why| (format!("hosts[{i}].taints[{j}]"), String::from(why)))?;
+    }
+    if let Some(c) = &h.pod_cidr {
+        host_pod_cidr(i, c, &mut seen.pod_cidrs)?;
+    }
+    // Written into the host's iPXE entry: the iPXE rule (`diskless_builder::words`).
+    Words::new(h.kernel_args.clone()).map_err(|why| (format!("hosts[{i}].kernel_args"), why))?;
+    Ok(())
+}
+
+/// A valid MAC, one entry per machine; returns it normalized (the form entries are named by).
+fn host_mac(i: usize, mac: &str, macs: &mut BTreeSet<String>) -> Result<String, Broken> {
+    let field = format!("hosts[{i}].mac");
+    let normal = identity::mac(mac).map_err(|why| (field.clone(), String::from(why)))?;
+    if !macs.insert(normal.clone()) {
+        return Err((
+            field,
+            format!("{mac} is listed twice; each machine has one entry"),
+        ));
+    }
+    Ok(normal)
+}
+
+/// A hostname the kubelet takes, and no two hosts with one name.
+fn host_hostname(i: usize, hostname: &str, names: &mut BTreeSet<String>) -> Result<(), Broken> {
+    let field = format!("hosts[{i}].hostname");
+    identity::hostname(hostname).map_err(|why| (field.clone(), String::from(why)))?;
+    if !names.insert(hostname.to_string()) {
+        return Err((field, format!("{hostname} is used by two hosts")));
+    }
+    Ok(())
+}
+
+/// A join host needs the `[join]` section it joins with.
+fn host_kubelet_mode(i: usize, h: &Host, has_join: bool) -> Result<(), Broken> {
+    if h.kubelet_mode == KubeletMode::Join && !has_join {
+        return Err((
+            format!("hosts[{i}].kubelet_mode"),
+            "join mode needs a [join] section with api_server, ca_file and token_file or mint_tokens"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A valid pod range, given to one host only: their pods' addresses would collide.
+fn host_pod_cidr(i: usize, cidr: &str, cidrs: &mut BTreeSet<String>) -> Result<(), Broken> {
+    let field = format!("hosts[{i}].pod_cidr");
+    cluster::pod_cidr(cidr).map_err(|why| (field.clone(), String::from(why)))?;
+    if !cidrs.insert(cidr.to_string()) {
+        return Err((
+            field,
+            format!("{cidr} is given to two hosts; their pods' addresses would collide"),
+        ));
+    }
+    Ok(())
+}
+
+/// `[control_plane]`: each field by its rule; the first broken one is reported.
+fn check_control_plane(c: &ControlPlane, hosts: &[Host]) -> Result<(), Broken> {
+    control_plane_host(c, hosts)?;
+    diskless_contract::controlplane::ControlPlaneNode {
+        advertise_address: c.advertise_address.clone(),
+    }
+    .check()?;
+    etcd_endpoint(&c.etcd_endpoint).map_err(|why| ("control_plane.etcd_endpoint".into(), why))?;
+    Ok(())
+}
+
+/// The control plane runs on an inventory host, one that runs no kubelet to join with.
+fn control_plane_host(c: &ControlPlane, hosts: &[Host]) -> Result<(), Broken> {
+    let Some(host) = hosts.iter().find(|h| c.runs_on(h)) else {
+        return Err((
+            "control_plane.host".into(),
+            format!("{:?} is not the hostname of any [[hosts]] entry", c.host),
+        ));
+    };
+    if host.kubelet_mode == KubeletMode::Join {
+        return Err((
+            "control_plane.host".into(),
+            format!(
+                "{} is in join mode; the control-plane image runs no kubelet (leave kubelet_mode standalone)",
+                c.host
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// One etcd client URL, `https://<host>:<port>`: etcdctl reads a comma as a second endpoint.

@@ -107,9 +107,12 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The build output's image indexes by image name, each with its sha256.
+type BuildImages = BTreeMap<Word, (String, Index)>;
+
 /// Every image index in the build output `out`, by image name, with its sha256. Read
 /// completely before DEST is touched, so a bad build output fails before any write.
-fn read_build_output(out: &Path) -> Result<BTreeMap<Word, (String, Index)>, PublishError> {
+fn read_build_output(out: &Path) -> Result<BuildImages, PublishError> {
     let mut new_images = BTreeMap::new();
     if !out.exists() {
         return Err(PublishError::NoBuildOutput {
@@ -164,16 +167,48 @@ fn read_build_output(out: &Path) -> Result<BTreeMap<Word, (String, Index)>, Publ
 /// inventory's hosts, or the current ones); changes nothing when nothing changed.
 pub fn publish(args: &PublishOptions) -> Result<PublishReport, PublishError> {
     let dest = Dest::parse(&args.to)?;
-    let inventory = args
-        .inventory
-        .as_ref()
-        .map(|p| Inventory::load(p))
-        .transpose()?;
+    let inventory = load_inventory(args.inventory.as_deref())?;
     let new_images = read_build_output(&args.out)?;
-    // A directory that is not ours is refused before the lock creates anything in it. Over
-    // ssh a DEST that cannot be listed yet (missing, unreachable) is left to the lock to
+    refuse_foreign(&dest)?;
+    // The first contact with DEST: unreachable or unwritable fails here, before any write.
+    let _lock = dest.lock(true)?;
+    let snap = dest.snapshot()?;
+    let gens = read_generations(&dest, &snap)?;
+    refuse_foreign_under_lock(&dest, &snap, &gens)?;
+    let current = gens.last().cloned();
+    let now = now();
+    let images = merged_images(current.as_ref(), &new_images, now);
+    let machines = machines(inventory.as_ref(), current.as_ref(), &images)?;
+    let needed = needed_objects(&new_images);
+    let damaged = damaged_objects(&dest, &snap, &needed)?;
+    let missing = missing_objects(&args.out, &snap, &needed, &damaged);
+    let bytes = copy_objects(&dest, &missing, &machines.node_segments)?;
+    failpoint("objects-copied");
+    let next = next_generation(current.as_ref(), now, images, machines);
+    let (next, recorded) = record_if_changed(&dest, current, next)?;
+    let indexes = entry_indexes(&dest, &new_images, &next)?;
+    render(&dest, &snap, &next, &indexes)?;
+    Ok(PublishReport {
+        dest: dest.name(),
+        generation: recorded.then_some(next.number),
+        objects_copied: missing.len() as u64,
+        objects_repaired: damaged.len() as u64,
+        bytes_copied: bytes,
+        images: new_images.keys().map(Word::to_string).collect(),
+        hosts: next.hosts.len(),
+    })
+}
+
+/// Read before DEST is touched, so a bad inventory fails before any write.
+fn load_inventory(path: Option<&Path>) -> Result<Option<(&Path, Inventory)>, PublishError> {
+    path.map(|p| Ok((p, Inventory::load(p)?))).transpose()
+}
+
+/// A directory that is not ours is refused before the lock creates anything in it.
+fn refuse_foreign(dest: &Dest) -> Result<(), PublishError> {
+    // Over ssh a DEST that cannot be listed yet (missing, unreachable) is left to the lock to
     // create or report.
-    let names = match &dest {
+    let names = match dest {
         Dest::Local(root) => foreign::local_names(root),
         Dest::Ssh(_) => dest
             .snapshot()
@@ -187,26 +222,32 @@ pub fn publish(args: &PublishOptions) -> Result<PublishReport, PublishError> {
     if !has_record && !foreign.is_empty() {
         return Err(foreign::refusal(&dest.name(), &foreign));
     }
-    // The first contact with DEST: unreachable or unwritable fails here, before any write.
-    let _lock = dest.lock(true)?;
-    let snap = dest.snapshot()?;
-    let files = &snap.files;
-    let gens = read_generations(&dest, &snap)?;
-    // Again under the lock, for every transport (over ssh this is the first look).
+    Ok(())
+}
+
+/// Again under the lock, for every transport (over ssh this is the first look).
+fn refuse_foreign_under_lock(
+    dest: &Dest,
+    snap: &Snapshot,
+    gens: &[Generation],
+) -> Result<(), PublishError> {
     if gens.is_empty() {
-        let foreign = foreign::foreign(files.keys());
+        let foreign = foreign::foreign(snap.files.keys());
         if !foreign.is_empty() {
             return Err(foreign::refusal(&dest.name(), &foreign));
         }
     }
-    let current = gens.last().cloned();
-    let now = now();
+    Ok(())
+}
 
-    let mut images = current
-        .as_ref()
-        .map(|g| g.images.clone())
-        .unwrap_or_default();
-    for (name, (sha, index)) in &new_images {
+/// The current images with the new ones over them; an unchanged index keeps its time (no change).
+fn merged_images(
+    current: Option<&Generation>,
+    new_images: &BuildImages,
+    now: u64,
+) -> BTreeMap<Word, PublishedImage> {
+    let mut images = current.map(|g| g.images.clone()).unwrap_or_default();
+    for (name, (sha, index)) in new_images {
         let published_at = match images.get(name) {
             Some(old) if &old.index == sha => old.published_at,
             _ => now,
@@ -220,117 +261,174 @@ pub fn publish(args: &PublishOptions) -> Result<PublishReport, PublishError> {
             },
         );
     }
+    images
+}
+
+/// What a generation says about machines, with the node segments made for them (stored in step 1).
+struct Machines {
+    default_image: Option<Word>,
+    menu_timeout: u32,
+    hosts: BTreeMap<String, PublishedHost>,
+    node_segments: node::NewSegments,
+}
+
+/// The inventory's machines, checked against the images; without one the current ones, or none.
+fn machines(
+    inventory: Option<&(&Path, Inventory)>,
+    current: Option<&Generation>,
+    images: &BTreeMap<Word, PublishedImage>,
+) -> Result<Machines, PublishError> {
     let names: BTreeSet<String> = images.keys().map(Word::to_string).collect();
-    // Node segments made now are stored with the image objects in step 1.
-    let (default_image, menu_timeout, hosts, node_segments) = match &inventory {
-        Some(inv) => {
-            inv.check_images(args.inventory.as_ref().unwrap(), &names)?;
-            let (hosts, node_segments) =
-                node::hosts(inv, args.inventory.as_ref().unwrap(), current.as_ref())?;
-            (
-                inv.default_image
+    Ok(match (inventory, current) {
+        (Some((path, inv)), _) => {
+            inv.check_images(path, &names)?;
+            let (hosts, node_segments) = node::hosts(inv, path, current)?;
+            Machines {
+                default_image: inv
+                    .default_image
                     .clone()
                     .map(Word::new)
                     .transpose()
                     .map_err(PublishError::DefaultImage)?,
-                inv.menu_timeout,
+                menu_timeout: inv.menu_timeout,
                 hosts,
                 node_segments,
-            )
+            }
         }
-        None => match &current {
-            Some(g) => (
-                g.default_image.clone(),
-                g.menu_timeout,
-                g.hosts.clone(),
-                Vec::new(),
-            ),
-            None => (None, 5, BTreeMap::new(), Vec::new()),
+        (None, Some(g)) => Machines {
+            default_image: g.default_image.clone(),
+            menu_timeout: g.menu_timeout,
+            hosts: g.hosts.clone(),
+            node_segments: Vec::new(),
         },
-    };
+        (None, None) => Machines {
+            default_image: None,
+            menu_timeout: 5,
+            hosts: BTreeMap::new(),
+            node_segments: Vec::new(),
+        },
+    })
+}
 
-    // 1. Objects first, each only when missing, or present but no longer hashing to its name
-    //    (overwritten, truncated): those are copied again. Only what this publish needs is
-    //    hashed, on the server for ssh.
+/// Only what this publish brings is checked and copied: the new indexes and their objects.
+fn needed_objects(new_images: &BuildImages) -> BTreeSet<&str> {
     let mut needed: BTreeSet<&str> = BTreeSet::new();
     for (sha, index) in new_images.values() {
         needed.insert(sha.as_str());
         needed.extend(index.objects().into_iter().map(|o| o.sha256));
     }
+    needed
+}
+
+/// Needed objects DEST has that no longer hash to their name (overwritten, truncated).
+fn damaged_objects(
+    dest: &Dest,
+    snap: &Snapshot,
+    needed: &BTreeSet<&str>,
+) -> Result<BTreeSet<String>, PublishError> {
+    // Only those are hashed, on the server for ssh.
     let present: BTreeMap<String, u64> = needed
         .iter()
         .map(|o| diskless_builder::store::object_path(o))
-        .filter_map(|rel| files.get(&rel).map(|size| (rel, *size)))
+        .filter_map(|rel| snap.files.get(&rel).map(|size| (rel, *size)))
         .collect();
-    let damaged: BTreeSet<String> = dest
+    Ok(dest
         .hash_objects(&present)?
         .into_iter()
         .filter(|h| h.digest.as_deref() != Ok(h.name.as_str()))
         .map(|h| h.name)
-        .collect();
-    let missing: Vec<(&str, PathBuf)> = needed
+        .collect())
+}
+
+/// The needed objects to copy from the build output: those DEST lacks, and the damaged ones.
+fn missing_objects<'a>(
+    out: &Path,
+    snap: &Snapshot,
+    needed: &BTreeSet<&'a str>,
+    damaged: &BTreeSet<String>,
+) -> Vec<(&'a str, PathBuf)> {
+    needed
         .iter()
         .filter(|o| {
-            damaged.contains(**o) || !present.contains_key(&diskless_builder::store::object_path(o))
+            damaged.contains(**o)
+                || !snap
+                    .files
+                    .contains_key(&diskless_builder::store::object_path(o))
         })
-        .map(|o| (*o, args.out.join(diskless_builder::store::object_path(o))))
-        .collect();
+        .map(|o| (*o, out.join(diskless_builder::store::object_path(o))))
+        .collect()
+}
+
+/// Step 1: objects first, before anything refers to them; returns the build output's bytes.
+fn copy_objects(
+    dest: &Dest,
+    missing: &[(&str, PathBuf)],
+    node_segments: &node::NewSegments,
+) -> Result<u64, PublishError> {
+    // New node segments go in the same batch (one session over ssh); the report counts only
+    // what came from the build output.
     let sources: Vec<(&str, Source)> = node_segments
         .iter()
         .map(|(sha, bytes)| (sha.as_str(), Source::Bytes(bytes)))
         .chain(missing.iter().map(|(sha, p)| (*sha, Source::File(p))))
         .collect();
-    let copied = missing.len() as u64;
-    let repaired = damaged.len() as u64;
-    let bytes = dest.put_objects(&sources)?
-        - node_segments
-            .iter()
-            .map(|(_, b)| b.len() as u64)
-            .sum::<u64>();
-    failpoint("objects-copied");
+    let made: u64 = node_segments.iter().map(|(_, b)| b.len() as u64).sum();
+    Ok(dest.put_objects(&sources)? - made)
+}
 
-    let mut next = Generation {
+/// The generation this publish makes: numbered after `current`, published `now`.
+fn next_generation(
+    current: Option<&Generation>,
+    now: u64,
+    images: BTreeMap<Word, PublishedImage>,
+    machines: Machines,
+) -> Generation {
+    Generation {
         version: GENERATION_VERSION,
-        number: current.as_ref().map(|g| g.number + 1).unwrap_or(1),
+        number: current.map(|g| g.number + 1).unwrap_or(1),
         published_at: now,
         images,
-        default_image,
-        menu_timeout,
-        hosts,
-    };
-    // 2. The record, unless nothing changed (then no new generation, and nothing to write).
-    let unchanged = current.as_ref().is_some_and(|c| {
+        default_image: machines.default_image,
+        menu_timeout: machines.menu_timeout,
+        hosts: machines.hosts,
+    }
+}
+
+/// Step 2: the record, unless only number and time would differ (then nothing to write).
+fn record_if_changed(
+    dest: &Dest,
+    current: Option<Generation>,
+    next: Generation,
+) -> Result<(Generation, bool), PublishError> {
+    if let Some(c) = current {
         let mut same = next.clone();
         same.number = c.number;
         same.published_at = c.published_at;
-        &same == c
-    });
-    if unchanged {
-        next = current.clone().unwrap();
-    } else {
-        record(&dest, &next)?;
-        failpoint("generation-recorded");
+        if same == c {
+            return Ok((c, false));
+        }
     }
+    record(dest, &next)?;
+    failpoint("generation-recorded");
+    Ok((next, true))
+}
+
+/// The indexes the entries render: the build output's, already read, and DEST's for the rest.
+fn entry_indexes(
+    dest: &Dest,
+    new_images: &BuildImages,
+    next: &Generation,
+) -> Result<Indexes, PublishError> {
     let mut indexes: Indexes = new_images
         .values()
         .map(|(sha, index)| (sha.clone(), Ok(index.clone())))
         .collect();
     read_indexes(
-        &dest,
+        dest,
         &mut indexes,
         next.images.values().map(|i| i.index.clone()),
     )?;
-    // 3. The entries.
-    render(&dest, &snap, &next, &indexes)?;
-    Ok(PublishReport {
-        dest: dest.name(),
-        generation: (!unchanged).then_some(next.number),
-        objects_copied: copied,
-        objects_repaired: repaired,
-        bytes_copied: bytes,
-        images: new_images.keys().map(Word::to_string).collect(),
-        hosts: next.hosts.len(),
-    })
+    Ok(indexes)
 }
 
 /// Restores the previous index of `image` (the newest earlier generation with a different
