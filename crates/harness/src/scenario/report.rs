@@ -212,3 +212,110 @@ pub fn print_control_plane(report: &ControlPlaneReport) {
         println!("FAILED: {failure}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! `check --json` and `check --control-plane --json` print these reports as they are, and
+    //! the boot tests read them by key: the JSON text, keys and their order, is pinned here.
+    use super::*;
+    use serde_json::json;
+
+    fn timeline() -> Timeline {
+        Timeline {
+            ipxe_start: Some(0.5),
+            download_start: Some(1.0),
+            download_done: Some(2.0),
+            kernel_start: Some(3.0),
+            check_done: Some(4.0),
+            qemu_exit: Some(5.0),
+            root_switched: Some(6.0),
+            network_up: Some(7.0),
+            containerd_ready: Some(8.0),
+            images_imported: Some(9.0),
+            kubelet_started: Some(10.0),
+            kubelet_healthy: Some(11.0),
+            static_pod_running: Some(12.0),
+            boot_done: Some(13.0),
+            node_registered: Some(14.0),
+            node_ready: Some(15.0),
+            api_pod_running: Some(16.0),
+            service_reached: Some(17.0),
+            cluster_dns: None,
+        }
+    }
+
+    fn check_report(lifecycle: Vec<Step>) -> CheckReport {
+        CheckReport {
+            ok: false,
+            image: "worker".into(),
+            memory_mib: 1024,
+            accel: "tcg".into(),
+            failures: vec!["one".into(), "two".into()],
+            timeline: timeline(),
+            download_bytes: Some(123),
+            stages: vec![Stage {
+                name: "network".into(),
+                status: "ok".into(),
+                guest_t: 1.5,
+                host_t: 2.5,
+                detail: "eth0".into(),
+            }],
+            checks: vec![CheckResult {
+                name: "static-pod".into(),
+                status: "ok".into(),
+                detail: "running".into(),
+            }],
+            memory: Some(json!({"mem_used_kb": 1000, "processes": []})),
+            memory_after: None,
+            restarts: vec!["containerd".into()],
+            lifecycle,
+        }
+    }
+
+    #[test]
+    fn check_report_json_is_pinned() {
+        let with = check_report(vec![Step {
+            name: "kubelet-killed".into(),
+            ok: true,
+            detail: "back".into(),
+            seconds: 3.25,
+        }]);
+        assert_eq!(
+            serde_json::to_string(&with).unwrap(),
+            r#"{"ok":false,"image":"worker","memory_mib":1024,"accel":"tcg","failures":["one","two"],"timeline":{"ipxe_start":0.5,"download_start":1.0,"download_done":2.0,"kernel_start":3.0,"check_done":4.0,"qemu_exit":5.0,"root_switched":6.0,"network_up":7.0,"containerd_ready":8.0,"images_imported":9.0,"kubelet_started":10.0,"kubelet_healthy":11.0,"static_pod_running":12.0,"boot_done":13.0,"node_registered":14.0,"node_ready":15.0,"api_pod_running":16.0,"service_reached":17.0,"cluster_dns":null},"download_bytes":123,"stages":[{"name":"network","status":"ok","guest_t":1.5,"host_t":2.5,"detail":"eth0"}],"checks":[{"name":"static-pod","status":"ok","detail":"running"}],"memory":{"mem_used_kb":1000,"processes":[]},"memory_after":null,"restarts":["containerd"],"lifecycle":[{"name":"kubelet-killed","ok":true,"detail":"back","seconds":3.25}]}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&check_report(Vec::new())).unwrap(),
+            r#"{"ok":false,"image":"worker","memory_mib":1024,"accel":"tcg","failures":["one","two"],"timeline":{"ipxe_start":0.5,"download_start":1.0,"download_done":2.0,"kernel_start":3.0,"check_done":4.0,"qemu_exit":5.0,"root_switched":6.0,"network_up":7.0,"containerd_ready":8.0,"images_imported":9.0,"kubelet_started":10.0,"kubelet_healthy":11.0,"static_pod_running":12.0,"boot_done":13.0,"node_registered":14.0,"node_ready":15.0,"api_pod_running":16.0,"service_reached":17.0,"cluster_dns":null},"download_bytes":123,"stages":[{"name":"network","status":"ok","guest_t":1.5,"host_t":2.5,"detail":"eth0"}],"checks":[{"name":"static-pod","status":"ok","detail":"running"}],"memory":{"mem_used_kb":1000,"processes":[]},"memory_after":null,"restarts":["containerd"]}"#
+        );
+    }
+
+    #[test]
+    fn control_plane_report_json_is_pinned() {
+        let boot = BootTimeline {
+            kernel_start: Some(1.0),
+            network_up: Some(2.0),
+            etcd_restored: Some(3.0),
+            etcd_healthy: Some(4.0),
+            api_healthy: Some(5.0),
+            controller_manager_working: Some(6.0),
+            scheduler_working: Some(7.0),
+            memory: Some(json!({"mem_used_kb": 2048})),
+            etcd_restore: Some("restored 1 keys".into()),
+        };
+        let report = ControlPlaneReport {
+            ok: true,
+            image: "control-plane".into(),
+            memory_mib: 2048,
+            failures: vec!["second boot: x".into()],
+            first_boot: boot.clone(),
+            second_boot: BootTimeline::default(),
+            snapshot_bytes: Some(4096),
+            publish_seconds: Some(1.5),
+        };
+        assert_eq!(
+            serde_json::to_string(&report).unwrap(),
+            r#"{"ok":true,"image":"control-plane","memory_mib":2048,"failures":["second boot: x"],"first_boot":{"kernel_start":1.0,"network_up":2.0,"etcd_restored":3.0,"etcd_healthy":4.0,"api_healthy":5.0,"controller_manager_working":6.0,"scheduler_working":7.0,"memory":{"mem_used_kb":2048},"etcd_restore":"restored 1 keys"},"second_boot":{"kernel_start":null,"network_up":null,"etcd_restored":null,"etcd_healthy":null,"api_healthy":null,"controller_manager_working":null,"scheduler_working":null,"memory":null,"etcd_restore":null},"snapshot_bytes":4096,"publish_seconds":1.5}"#
+        );
+    }
+}
