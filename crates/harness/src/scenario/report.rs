@@ -1,11 +1,76 @@
-//! The reports the scenarios hand back, and their text form: [`CheckReport`] for a checked boot
-//! (`check`, with `--join`, `--lifecycle`, `--image-pressure`), [`ControlPlaneReport`] for
-//! `check --control-plane`, [`ClusterReport`] for the cluster scenario. `--json` prints them as
-//! they are; the memory figures' text form is [`super::memory`]'s.
+//! The one report every scenario hands back, [`Report`]: the verdict, the image and its RAM in
+//! the struct, each scenario's own numbers in its detail ([`CheckDetail`] for a checked boot:
+//! `check`, with `--join`, `--lifecycle`, `--image-pressure`; [`ControlPlaneDetail`] for `check
+//! --control-plane`; [`ClusterDetail`] for the cluster scenario), and its text form. `--json`
+//! prints a report as it is, the detail's keys after the common ones; the memory figures' text
+//! form is [`super::memory`]'s.
 
 use super::judge::{CheckResult, Stage};
 use super::memory::{print_memory, print_memory_accounting};
+use crate::error::Error;
 use serde::Serialize;
+use std::ops::{Deref, DerefMut};
+
+/// What a scenario proved. The detail reads through the report (`report.timeline`): it is
+/// flattened into the same JSON object, so call sites need not know where a field lives.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report<D> {
+    pub ok: bool,
+    pub image: String,
+    pub memory_mib: u32,
+    /// The accelerator QEMU ran with, where the scenario notes it (a checked boot). Absent
+    /// from the JSON otherwise, so `check --control-plane --json` keeps its keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accel: Option<String>,
+    pub failures: Vec<String>,
+    #[serde(flatten)]
+    pub detail: D,
+}
+
+/// `check` (with `--join`, `--lifecycle`, `--image-pressure`): one checked boot.
+pub type CheckReport = Report<CheckDetail>;
+/// `check --control-plane`: two boots of the control plane, the snapshot between them.
+pub type ControlPlaneReport = Report<ControlPlaneDetail>;
+/// The two-worker cluster on a lab network.
+pub type ClusterReport = Report<ClusterDetail>;
+
+impl<D> Deref for Report<D> {
+    type Target = D;
+    fn deref(&self) -> &D {
+        &self.detail
+    }
+}
+
+impl<D> DerefMut for Report<D> {
+    fn deref_mut(&mut self) -> &mut D {
+        &mut self.detail
+    }
+}
+
+impl<D: Serialize> Report<D> {
+    /// Prints the report (`json`: as it is, else through `words`) and turns its verdict into
+    /// the result: Err lists the failures, naming the scenario as `what`.
+    pub fn conclude(
+        self,
+        what: &'static str,
+        json: bool,
+        words: fn(&Self),
+    ) -> crate::error::Result<()> {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&self)?);
+        } else {
+            words(&self);
+        }
+        if self.ok {
+            Ok(())
+        } else {
+            Err(Error::CheckFailed {
+                what,
+                failures: self.failures,
+            })
+        }
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct Timeline {
@@ -39,13 +104,9 @@ pub struct Timeline {
     pub cluster_dns: Option<f64>,
 }
 
+/// A checked boot's own numbers.
 #[derive(Debug, Serialize)]
-pub struct CheckReport {
-    pub ok: bool,
-    pub image: String,
-    pub memory_mib: u32,
-    pub accel: String,
-    pub failures: Vec<String>,
+pub struct CheckDetail {
     pub timeline: Timeline,
     pub download_bytes: Option<u64>,
     pub stages: Vec<Stage>,
@@ -96,12 +157,9 @@ pub struct BootTimeline {
     pub etcd_restore: Option<String>,
 }
 
+/// The control plane's two boots.
 #[derive(Debug, Serialize)]
-pub struct ControlPlaneReport {
-    pub ok: bool,
-    pub image: String,
-    pub memory_mib: u32,
-    pub failures: Vec<String>,
+pub struct ControlPlaneDetail {
     pub first_boot: BootTimeline,
     pub second_boot: BootTimeline,
     /// The snapshot the reboot restored, bytes.
@@ -111,8 +169,8 @@ pub struct ControlPlaneReport {
 }
 
 /// One worker's numbers.
-#[derive(Debug, Clone, Default)]
-pub struct NodeReport {
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterNode {
     pub name: String,
     pub address: String,
     pub pod_cidr: String,
@@ -126,9 +184,11 @@ pub struct NodeReport {
     pub reboot: Option<(f64, f64, f64)>,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct ClusterReport {
-    pub nodes: Vec<NodeReport>,
+/// The cluster's numbers. Its report is only handed back when every check passed (a failed
+/// check is an Err naming it), so it is always ok with no failures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterDetail {
+    pub nodes: Vec<ClusterNode>,
     /// Seconds from applying the Deployment to both its pods Running and ready.
     pub deployment_running: f64,
     /// What was proven, in words, in order.
@@ -141,7 +201,9 @@ pub fn print_check(r: &CheckReport) {
     let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
     println!(
         "image {} · {} MiB · accel {}",
-        r.image, r.memory_mib, r.accel
+        r.image,
+        r.memory_mib,
+        r.accel.as_deref().unwrap_or("-")
     );
     let t = &r.timeline;
     println!("timeline (host s since QEMU start): iPXE {} · download {}–{} · kernel {} · check done {} · QEMU exit {}",
@@ -249,26 +311,28 @@ mod tests {
             ok: false,
             image: "worker".into(),
             memory_mib: 1024,
-            accel: "tcg".into(),
+            accel: Some("tcg".into()),
             failures: vec!["one".into(), "two".into()],
-            timeline: timeline(),
-            download_bytes: Some(123),
-            stages: vec![Stage {
-                name: "network".into(),
-                status: "ok".into(),
-                guest_t: 1.5,
-                host_t: 2.5,
-                detail: "eth0".into(),
-            }],
-            checks: vec![CheckResult {
-                name: "static-pod".into(),
-                status: "ok".into(),
-                detail: "running".into(),
-            }],
-            memory: Some(json!({"mem_used_kb": 1000, "processes": []})),
-            memory_after: None,
-            restarts: vec!["containerd".into()],
-            lifecycle,
+            detail: CheckDetail {
+                timeline: timeline(),
+                download_bytes: Some(123),
+                stages: vec![Stage {
+                    name: "network".into(),
+                    status: "ok".into(),
+                    guest_t: 1.5,
+                    host_t: 2.5,
+                    detail: "eth0".into(),
+                }],
+                checks: vec![CheckResult {
+                    name: "static-pod".into(),
+                    status: "ok".into(),
+                    detail: "running".into(),
+                }],
+                memory: Some(json!({"mem_used_kb": 1000, "processes": []})),
+                memory_after: None,
+                restarts: vec!["containerd".into()],
+                lifecycle,
+            },
         }
     }
 
@@ -307,11 +371,14 @@ mod tests {
             ok: true,
             image: "control-plane".into(),
             memory_mib: 2048,
+            accel: None,
             failures: vec!["second boot: x".into()],
-            first_boot: boot.clone(),
-            second_boot: BootTimeline::default(),
-            snapshot_bytes: Some(4096),
-            publish_seconds: Some(1.5),
+            detail: ControlPlaneDetail {
+                first_boot: boot.clone(),
+                second_boot: BootTimeline::default(),
+                snapshot_bytes: Some(4096),
+                publish_seconds: Some(1.5),
+            },
         };
         assert_eq!(
             serde_json::to_string(&report).unwrap(),
