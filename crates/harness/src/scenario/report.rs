@@ -385,4 +385,35 @@ mod tests {
             r#"{"ok":true,"image":"control-plane","memory_mib":2048,"failures":["second boot: x"],"first_boot":{"kernel_start":1.0,"network_up":2.0,"etcd_restored":3.0,"etcd_healthy":4.0,"api_healthy":5.0,"controller_manager_working":6.0,"scheduler_working":7.0,"memory":{"mem_used_kb":2048},"etcd_restore":"restored 1 keys"},"second_boot":{"kernel_start":null,"network_up":null,"etcd_restored":null,"etcd_healthy":null,"api_healthy":null,"controller_manager_working":null,"scheduler_working":null,"memory":null,"etcd_restore":null},"snapshot_bytes":4096,"publish_seconds":1.5}"#
         );
     }
+
+    /// The cluster's report had no JSON form before it became a [`Report`]: this pins the one
+    /// it has now, the common keys first.
+    #[test]
+    fn cluster_report_json_is_pinned() {
+        let report = ClusterReport {
+            ok: true,
+            image: "worker".into(),
+            memory_mib: 1024,
+            accel: None,
+            failures: Vec::new(),
+            detail: ClusterDetail {
+                nodes: vec![ClusterNode {
+                    name: "worker-1".into(),
+                    address: "10.0.0.11".into(),
+                    pod_cidr: "10.244.0.0/24".into(),
+                    kernel_start: 1.5,
+                    kernel_to_ready: 20.0,
+                    used_mib: 300,
+                    reboot: Some((1.0, 2.0, 3.0)),
+                }],
+                deployment_running: 4.5,
+                proven: vec!["both workers Ready".into()],
+                wall: 99.0,
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&report).unwrap(),
+            r#"{"ok":true,"image":"worker","memory_mib":1024,"failures":[],"nodes":[{"name":"worker-1","address":"10.0.0.11","pod_cidr":"10.244.0.0/24","kernel_start":1.5,"kernel_to_ready":20.0,"used_mib":300,"reboot":[1.0,2.0,3.0]}],"deployment_running":4.5,"proven":["both workers Ready"],"wall":99.0}"#
+        );
+    }
 }
