@@ -19,7 +19,10 @@ pub use error::Error;
 pub use machine::console::clean as clean_console;
 pub use options::{Accel, BootOptions, CheckOptions, Fault, Transport, DEFAULT_CHECK_TIMEOUT};
 pub use scenario::control_plane::Options as ControlPlaneOptions;
-pub use scenario::report::{CheckReport, ControlPlaneReport, Timeline};
+pub use scenario::report::{
+    CheckDetail, CheckReport, ClusterReport, ControlPlaneDetail, ControlPlaneReport, Report,
+    Timeline,
+};
 
 /// `diskless run`: the console on this terminal until the guest powers off or the person quits
 /// (or `--timeout`). SIGINT and SIGTERM stop every process it started, then exit 130 or 143.

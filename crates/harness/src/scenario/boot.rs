@@ -6,7 +6,7 @@
 use super::join::{self, Seen, Watch};
 use super::judge::Judge;
 use super::lifecycle;
-use super::report::{print_check, CheckReport, Step, Timeline};
+use super::report::{print_check, CheckDetail, CheckReport, Step, Timeline};
 use super::session::{End, Session};
 use crate::error::Error;
 use crate::lab::boot_files::prepare;
@@ -82,20 +82,7 @@ fn wait_bounded(
 /// `diskless check`: boots with the check hook and judges the console. Err on any failure
 /// (after printing the report).
 pub fn check(args: &CheckOptions) -> crate::error::Result<()> {
-    let report = check_report(args)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_check(&report);
-    }
-    if report.ok {
-        Ok(())
-    } else {
-        Err(Error::CheckFailed {
-            what: "check",
-            failures: report.failures,
-        })
-    }
+    check_report(args)?.conclude("check", args.json, print_check)
 }
 
 /// One checked boot, start to verdict.
@@ -154,16 +141,18 @@ pub fn check_report(args: &CheckOptions) -> crate::error::Result<CheckReport> {
         ok: failures.is_empty(),
         image: boot.image,
         memory_mib: a.memory,
-        accel: session.guest.accel_note.clone(),
+        accel: Some(session.guest.accel_note.clone()),
         failures,
-        timeline,
-        download_bytes,
-        stages: judge.stages,
-        checks: judge.checks,
-        memory: judge.memory,
-        memory_after: judge.memory_after,
-        restarts: judge.restarts,
-        lifecycle: steps,
+        detail: CheckDetail {
+            timeline,
+            download_bytes,
+            stages: judge.stages,
+            checks: judge.checks,
+            memory: judge.memory,
+            memory_after: judge.memory_after,
+            restarts: judge.restarts,
+            lifecycle: steps,
+        },
     })
 }
 

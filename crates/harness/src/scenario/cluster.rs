@@ -14,7 +14,7 @@
 //! ([`crate::lab::control_plane::host::HostControlPlane`] started inside the namespace on the
 //! bridge's address, [`crate::lab::network::host_control_plane`]).
 
-use super::report::{ClusterReport, NodeReport};
+use super::report::{ClusterDetail, ClusterNode, ClusterReport};
 use crate::error::{bail, Context};
 use crate::lab::api::Api;
 use crate::lab::cluster_dns;
@@ -110,7 +110,15 @@ fn run_checks(
         .iter()
         .map(|w| Logged::spawn(&mut w.machine(opts.memory).command()?))
         .collect::<crate::error::Result<_>>()?;
-    let mut report = ClusterReport::default();
+    // Handed back only if every check passed: a failed one is the Err.
+    let mut report = ClusterReport {
+        ok: true,
+        image: opts.image.clone(),
+        memory_mib: opts.memory,
+        accel: None,
+        failures: Vec::new(),
+        detail: ClusterDetail::default(),
+    };
     let mut lab_run = LabRun {
         api,
         cp,
@@ -232,7 +240,7 @@ impl LabRun<'_> {
             let c = &self.consoles[i];
             let kernel = c.when("Linux version").unwrap_or(f64::NAN);
             let ready = at.duration_since(c.start).as_secs_f64();
-            report.nodes.push(NodeReport {
+            report.nodes.push(ClusterNode {
                 name: w.name.to_string(),
                 address: state.address.map(|a| a.to_string()).unwrap_or_default(),
                 pod_cidr: state.pod_cidr.clone().unwrap_or_default(),

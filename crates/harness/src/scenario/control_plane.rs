@@ -14,7 +14,7 @@
 //! pod in it is marked unschedulable, as no node exists) and memory (from the check hook) are reported.
 
 use super::boot::with_hook;
-use super::report::{print_control_plane, BootTimeline, ControlPlaneReport};
+use super::report::{print_control_plane, BootTimeline, ControlPlaneDetail, ControlPlaneReport};
 use super::session::{End, Session};
 use crate::error::Context;
 use crate::lab::boot_files::prepare;
@@ -40,20 +40,7 @@ pub struct Options {
 
 /// `diskless check --control-plane`: Err on any failure, after printing the report.
 pub fn check(opts: &Options) -> crate::error::Result<()> {
-    let report = check_report(opts)?;
-    if opts.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_control_plane(&report);
-    }
-    if report.ok {
-        Ok(())
-    } else {
-        Err(crate::error::Error::CheckFailed {
-            what: "control-plane check",
-            failures: report.failures,
-        })
-    }
+    check_report(opts)?.conclude("control-plane check", opts.json, print_control_plane)
 }
 
 pub fn check_report(opts: &Options) -> crate::error::Result<ControlPlaneReport> {
@@ -149,11 +136,14 @@ pub fn check_report(opts: &Options) -> crate::error::Result<ControlPlaneReport> 
         ok: failures.is_empty(),
         image: a.name.clone(),
         memory_mib: a.memory,
+        accel: None,
         failures,
-        first_boot: first.timeline,
-        second_boot: second.timeline,
-        snapshot_bytes,
-        publish_seconds,
+        detail: ControlPlaneDetail {
+            first_boot: first.timeline,
+            second_boot: second.timeline,
+            snapshot_bytes,
+            publish_seconds,
+        },
     })
 }
 

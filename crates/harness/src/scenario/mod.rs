@@ -2,7 +2,8 @@
 //! `--join` [`join`], with `--lifecycle` [`lifecycle`]; `--image-pressure` is a check-hook mode
 //! judged like any check), [`control_plane`] is `check --control-plane`, [`cluster`] the
 //! two-worker cluster on a lab network. Those that read a console share one boot-and-judge
-//! loop ([`session`], with [`judge`] reading the lines) and report through [`report`].
+//! loop ([`session`], with [`judge`] reading the lines); all hand back one [`report::Report`],
+//! the common verdict with each scenario's own detail.
 
 pub mod boot;
 pub mod cluster;
